@@ -10,18 +10,19 @@ MS_PER_HOUR = 60 * MS_PER_MINUTE
 MS_PER_DAY = 24 * MS_PER_HOUR
 DAYS_PER_YEAR = 365  # crypto trades every day: annualize on a 365-day calendar
 
-_UNIT_MS = {"m": MS_PER_MINUTE, "h": MS_PER_HOUR, "d": MS_PER_DAY, "w": 7 * MS_PER_DAY}
+_UNIT_MS = {"m": MS_PER_MINUTE, "h": MS_PER_HOUR, "d": MS_PER_DAY}
+# No weeks: the epoch was a Thursday but exchanges open weekly candles on Monday, so an epoch-aligned
+# weekly grid would be wrong. No months: they have no fixed length.
 
 
 def timeframe_ms(timeframe: str) -> int:
     """Length of one candle in ms, e.g. ``timeframe_ms("1h") == 3_600_000``.
 
     Raises:
-        ConfigError: for a timeframe that is not ``<n><m|h|d|w>`` (months are not supported:
-            they have no fixed length).
+        ConfigError: for a timeframe that is not ``<n><m|h|d>``.
     """
     if len(timeframe) < 2 or timeframe[-1] not in _UNIT_MS or not timeframe[:-1].isdigit():
-        raise ConfigError(f"unsupported timeframe {timeframe!r} (expected e.g. 1m, 15m, 1h, 4h, 1d, 1w)")
+        raise ConfigError(f"unsupported timeframe {timeframe!r} (expected e.g. 1m, 15m, 1h, 4h, 1d)")
     count = int(timeframe[:-1])
     if count <= 0:
         raise ConfigError(f"unsupported timeframe {timeframe!r}: count must be positive")

@@ -1,0 +1,221 @@
+"""Edge: talks to exchanges through ccxt. Client factory, the retry policy for network errors, ccxt →
+domain error translation, explicit-`since` paging, and `CcxtVenue` (MarketData + Broker).
+
+ccxt exceptions never leave this module: callers see ExchangeUnavailable (transient, after retries),
+ExchangeError (permanent), OrderRejected (the exchange said no) or DataError (a malformed answer).
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import ccxt
+from loguru import logger
+
+from lib.config import ExchangeSection, Secrets, SimulatedParams
+from lib.errors import DataError, ExchangeError, ExchangeUnavailable, OrderRejected
+from lib.orders import to_market_rules
+from lib.retry import call_with_retry
+from lib.simulated import SimulatedMarket
+from lib.symbols import is_perpetual
+from lib.venue import Holdings, MarketData, MarketRules, OrderResult, Side
+
+MAX_NETWORK_RETRIES = 4  # attempts after the first, for ccxt.NetworkError (timeouts, 429/418, 5xx maintenance)
+RETRY_BASE_DELAY_S = 0.5
+RETRY_MAX_DELAY_S = 30.0
+
+
+def connect_market_data(section: ExchangeSection, secrets: Secrets, *, now_ms: int,
+                        simulated: SimulatedParams) -> MarketData:
+    """The market-data source the config names: the built-in simulated market or a ccxt exchange."""
+    if section.id == "simulated":
+        return SimulatedMarket(simulated, now_ms=now_ms, market_type=section.market_type)
+    return CcxtVenue(create_client(section, secrets))
+
+
+def create_client(section: ExchangeSection, secrets: Secrets) -> Any:
+    """A configured ccxt client: rate limiter on, timeout, keys, and the REST base URL override.
+
+    Raises:
+        ExchangeError: the id is not a ccxt exchange.
+    """
+    exchange_class = getattr(ccxt, section.id, None)
+    if exchange_class is None or not isinstance(exchange_class, type):
+        raise ExchangeError(f"exchange.id {section.id!r} is not a ccxt exchange")
+    options: dict[str, Any] = {"defaultType": section.market_type}
+    if section.id.startswith("binance"):
+        # Load only the markets we trade: no sapi currency/margin calls, no other market types.
+        options.update({"fetchMarkets": {"types": ["spot"] if section.market_type == "spot" else ["linear"]},
+                        "fetchMargins": False, "fetchCurrencies": False})
+    client = exchange_class({
+        "enableRateLimit": section.enable_rate_limit,
+        "timeout": section.timeout_ms,
+        "apiKey": secrets.exchange_api_key or None,
+        "secret": secrets.exchange_api_secret or None,
+        "password": secrets.exchange_api_password or None,
+        "options": options,
+    })
+    if section.rest_base_url:
+        client.urls["api"] = rebase_urls(client.urls["api"], section.rest_base_url)
+    return client
+
+
+def rebase_urls(urls: Any, base_url: str) -> Any:
+    """Replace scheme+host of every URL string (nested dicts allowed), keeping each path."""
+    if isinstance(urls, dict):
+        return {key: rebase_urls(value, base_url) for key, value in urls.items()}
+    if isinstance(urls, str):
+        parts = urlsplit(urls)
+        return base_url.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+    return urls
+
+
+def call(client: Any, what: str, action: Any) -> Any:
+    """Run one ccxt call with the retry policy and translate its errors to domain errors."""
+    try:
+        return call_with_retry(
+            action, what=what,
+            is_transient=lambda error: isinstance(error, ccxt.NetworkError),
+            retry_after_s=lambda error: _retry_after_s(client),
+            attempts=MAX_NETWORK_RETRIES + 1, base_delay_s=RETRY_BASE_DELAY_S, max_delay_s=RETRY_MAX_DELAY_S,
+        )
+    except ccxt.NetworkError as error:
+        raise ExchangeUnavailable(f"{what}: {type(error).__name__} after {MAX_NETWORK_RETRIES} retries: "
+                                  f"{_short(error)}") from None
+    except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as error:
+        raise OrderRejected(f"{what}: {type(error).__name__}: {_short(error)}") from None
+    except ccxt.BaseError as error:
+        raise ExchangeError(f"{what}: {type(error).__name__}: {_short(error)}") from None
+    except (ValueError, TypeError, KeyError) as error:  # malformed payload that ccxt failed to parse
+        raise DataError(f"{what}: malformed exchange response ({type(error).__name__}: {_short(error)})") from None
+
+
+def _retry_after_s(client: Any) -> float | None:
+    headers = getattr(client, "last_response_headers", None) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(error: BaseException) -> str:
+    return str(error).replace("\n", " ")[:300]
+
+
+class CcxtVenue:
+    """MarketData and Broker over one ccxt client."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._markets: dict[str, MarketRules] | None = None
+
+    def load_markets(self) -> dict[str, MarketRules]:
+        if self._markets is None:
+            raw_markets = call(self.client, "load_markets", lambda: self.client.load_markets())
+            rules: dict[str, MarketRules] = {}
+            for symbol, market in raw_markets.items():
+                if not market.get("active", True) or market.get("type") not in ("spot", "swap"):
+                    continue
+                try:
+                    rules[symbol] = to_market_rules(market)
+                except DataError as error:
+                    logger.debug("skipping market {}: {}", symbol, error)
+            self._markets = rules
+        return self._markets
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str, *, since_ms: int, limit: int) -> list[list[float]]:
+        rows = call(self.client, f"fetch_ohlcv {symbol} {timeframe}",
+                    lambda: self.client.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit))
+        if not isinstance(rows, list):
+            raise DataError(f"fetch_ohlcv {symbol} {timeframe}: expected a list, got {type(rows).__name__}")
+        return rows
+
+    def fetch_funding_history(self, symbol: str, *, since_ms: int, limit: int) -> list[tuple[int, float]]:
+        entries = call(self.client, f"fetch_funding_rate_history {symbol}",
+                       lambda: self.client.fetch_funding_rate_history(symbol, since=since_ms, limit=limit))
+        try:
+            return [(int(entry["timestamp"]), float(entry["fundingRate"])) for entry in entries]
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"fetch_funding_rate_history {symbol}: malformed entry ({error})") from None
+
+    def fetch_last_prices(self, symbols: list[str]) -> dict[str, float]:
+        tickers = call(self.client, "fetch_tickers", lambda: self.client.fetch_tickers(symbols))
+        prices: dict[str, float] = {}
+        for symbol in symbols:
+            last = (tickers.get(symbol) or {}).get("last")
+            if isinstance(last, int | float) and math.isfinite(last) and last > 0:
+                prices[symbol] = float(last)
+        return prices
+
+    def fetch_holdings(self) -> Holdings:
+        markets = self.load_markets()
+        quote = next(iter(markets.values())).quote if markets else "USDT"
+        balance = call(self.client, "fetch_balance", lambda: self.client.fetch_balance())
+        cash = _finite(balance.get(quote, {}).get("free", 0.0), f"balance {quote}")
+        amounts: dict[str, float] = {}
+        if any(rule.is_perpetual for rule in markets.values()):
+            positions = call(self.client, "fetch_positions", lambda: self.client.fetch_positions())
+            for position in positions:
+                contracts = _finite(position.get("contracts") or 0.0, "position contracts")
+                if contracts:
+                    sign = -1.0 if position.get("side") == "short" else 1.0
+                    amounts[position["symbol"]] = sign * contracts * float(position.get("contractSize") or 1)
+            cash = _finite(balance.get(quote, {}).get("total", cash), f"balance {quote}")
+        else:
+            for symbol, rule in markets.items():
+                total = balance.get(rule.base, {}).get("total")
+                if total:
+                    amounts[symbol] = _finite(total, f"balance {rule.base}")
+        return Holdings(cash_quote=cash, amounts_base=amounts)
+
+    def create_market_order(self, symbol: str, side: Side, amount_base: Decimal, *, client_order_id: str,
+                            reduce_only: bool = False) -> OrderResult:
+        params: dict[str, Any] = {"clientOrderId": client_order_id}
+        if reduce_only and is_perpetual(symbol):
+            params["reduceOnly"] = True
+        order = call(self.client, f"create_order {symbol} {side} {amount_base}",
+                     lambda: self.client.create_order(symbol, "market", side, float(amount_base), None, params))
+        return to_order_result(order, client_order_id=client_order_id, requested=amount_base)
+
+    def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        def lookup() -> Any:
+            try:
+                return self.client.fetch_order(None, symbol, {"origClientOrderId": client_order_id})
+            except ccxt.OrderNotFound:
+                return None
+        order = call(self.client, f"fetch_order {symbol} {client_order_id}", lookup)
+        return None if order is None else to_order_result(order, client_order_id=client_order_id, requested=None)
+
+
+def to_order_result(order: dict[str, Any], *, client_order_id: str, requested: Decimal | None) -> OrderResult:
+    """ccxt order structure -> OrderResult (facts as the exchange reported them)."""
+    try:
+        amount = Decimal(str(order.get("amount") if order.get("amount") is not None else requested))
+        filled = Decimal(str(order.get("filled") or 0))
+        average = order.get("average") or order.get("price")
+        fee = order.get("fee") or {}
+        status = order.get("status") or "open"
+        return OrderResult(
+            client_order_id=str(order.get("clientOrderId") or client_order_id),
+            exchange_order_id=str(order.get("id") or ""), symbol=str(order["symbol"]), side=order["side"],
+            status=status if status in ("open", "closed", "canceled", "rejected", "expired") else "open",
+            requested_amount_base=amount, filled_amount_base=filled,
+            average_price=float(average) if average else None,
+            fee_quote=float(fee.get("cost") or 0.0), timestamp_ms=int(order.get("timestamp") or 0),
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        raise DataError(f"malformed order response for {client_order_id}: {error}") from None
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: not a number: {value!r}") from None
+    if not math.isfinite(number):
+        raise DataError(f"{what}: not finite: {value!r}")
+    return number

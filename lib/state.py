@@ -1,0 +1,148 @@
+"""Pure: the records kept in state/ (targets, positions, journal events, run records), their schema
+versions, and strict from_dict validation.
+
+A state file that fails validation is a StateError: it is never silently reset, because a silently
+reset position file is how a trading system buys everything twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lib.errors import StateError
+from lib.symbols import split_symbol
+
+TARGETS_SCHEMA_VERSION = 1
+POSITIONS_SCHEMA_VERSION = 1
+JOURNAL_SCHEMA_VERSION = 1
+RUN_RECORD_SCHEMA_VERSION = 1
+
+STRATEGIES = ("spot_long_only", "perp_market_neutral")
+"""The strategy names accepted in config and targets.json."""
+
+JOURNAL_EVENTS = ("planned", "sent", "filled", "rejected", "failed", "skipped", "risk_rejected")
+"""Journal event kinds, one JSON line each in state/orders.jsonl."""
+
+RunEvent = Literal["start", "finish"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One line of state/runs.jsonl: a script's start or finish, for the health check."""
+
+    script: str
+    run_id: str
+    event: RunEvent
+    now_ms: int
+    wall_ms: int
+    host: str
+    status: str
+    exit_code: int | None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": RUN_RECORD_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunRecord:
+        _require_version(raw, RUN_RECORD_SCHEMA_VERSION, "run record")
+        try:
+            return cls(
+                script=_str(raw, "script"), run_id=_str(raw, "run_id"), event=raw["event"],
+                now_ms=_int(raw, "now_ms"), wall_ms=_int(raw, "wall_ms"), host=_str(raw, "host"),
+                status=_str(raw, "status"), exit_code=raw.get("exit_code"), error=str(raw.get("error", "")),
+            )
+        except KeyError as error:
+            raise StateError(f"run record is missing {error}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Targets:
+    """state/targets.json: what compute_signals wants held, and why.
+
+    ``weights`` are signed fractions of equity (negative = short); ``breakdown`` maps each symbol to its
+    per-signal contributions, score and sizing inputs, so a person can see why a weight is what it is.
+    """
+
+    as_of_ms: int  # open time of the last closed candle the targets were computed from
+    created_ms: int
+    strategy: str
+    exchange: str
+    market_type: str
+    timeframe: str
+    weights: dict[str, float]
+    breakdown: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["notes"] = list(self.notes)
+        return {"schema_version": TARGETS_SCHEMA_VERSION, **document}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Targets:
+        if not isinstance(raw, dict):
+            raise StateError("targets.json must hold a JSON object")
+        _require_version(raw, TARGETS_SCHEMA_VERSION, "targets.json")
+        strategy = _str(raw, "strategy")
+        if strategy not in STRATEGIES:
+            raise StateError(f"targets.json: unknown strategy {strategy!r}")
+        weights = raw.get("weights")
+        if not isinstance(weights, dict):
+            raise StateError("targets.json: weights must be an object")
+        for symbol, weight in weights.items():
+            _check_symbol(symbol, "targets.json weights")
+            if not _is_finite(weight):
+                raise StateError(f"targets.json: weight of {symbol} is not a finite number: {weight!r}")
+        breakdown = raw.get("breakdown", {})
+        if not isinstance(breakdown, dict):
+            raise StateError("targets.json: breakdown must be an object")
+        return cls(
+            as_of_ms=_int(raw, "as_of_ms"), created_ms=_int(raw, "created_ms"), strategy=strategy,
+            exchange=_str(raw, "exchange"), market_type=_str(raw, "market_type"), timeframe=_str(raw, "timeframe"),
+            weights={symbol: float(weight) for symbol, weight in weights.items()}, breakdown=breakdown,
+            data_fingerprint=str(raw.get("data_fingerprint", "")), notes=tuple(raw.get("notes", ())),
+        )
+
+
+def _require_version(raw: dict[str, Any], expected: int, what: str) -> None:
+    version = raw.get("schema_version")
+    if version != expected:
+        raise StateError(f"{what}: schema_version {version!r} is not supported (expected {expected})")
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(raw: dict[str, Any], key: str) -> int:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StateError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+def _float(raw: dict[str, Any], key: str, *, minimum: float | None = None) -> float:
+    value = raw.get(key)
+    if not _is_finite(value):
+        raise StateError(f"{key} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise StateError(f"{key} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _str(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise StateError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_symbol(symbol: Any, where: str) -> None:
+    try:
+        split_symbol(symbol)
+    except Exception:
+        raise StateError(f"{where}: invalid symbol {symbol!r}") from None

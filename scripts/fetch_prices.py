@@ -1,0 +1,108 @@
+"""Fetch missing OHLCV candles (and perpetual funding) for the universe into data/ (incremental, validated, atomic).
+
+Each series is written as soon as it is complete, so one failing symbol does not lose the others'
+progress; the run then fails, naming every series that did not update.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from loguru import logger
+from tqdm import tqdm
+
+from lib import exchange, funding, ohlcv, storage
+from lib.errors import CoinbotError, DataError
+from lib.fetcher import fetch_candle_update, fetch_funding_update
+from lib.runner import RunContext, base_parser, run_script
+from lib.symbols import to_perpetual
+
+
+@dataclass
+class Summary:
+    updated: int = 0
+    unchanged: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--symbols", nargs="*", help="only these symbols (default: data.symbols from config)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
+    return run_script("fetch_prices", parser.parse_args(argv), _run)
+
+
+def _run(ctx: RunContext) -> None:
+    settings = ctx.config.data
+    venue = exchange.connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
+                                         simulated=ctx.config.simulated)
+    symbols = _trading_symbols(ctx, list(ctx.args.symbols or settings.symbols))
+    show_progress = ctx.args.progress or sys.stderr.isatty()
+    summary = Summary()
+    with tqdm(desc="candles", unit="c", disable=not show_progress, file=sys.stderr) as progress:
+        for symbol in symbols:
+            for timeframe in settings.timeframes:
+                _update_series(ctx, venue, symbol, timeframe, summary, progress.update)
+            if ctx.config.exchange.market_type == "swap" and settings.fetch_funding:
+                _update_funding(ctx, venue, symbol, summary)
+    logger.info("fetch_prices: {} series updated, {} unchanged, {} failed", summary.updated, summary.unchanged,
+                len(summary.failures))
+    if summary.failures:
+        raise DataError(f"{len(summary.failures)} series failed: " + "; ".join(summary.failures))
+
+
+def _trading_symbols(ctx: RunContext, symbols: list[str]) -> list[str]:
+    """Configured symbols are spot pairs; on a swap venue they name the linear perpetual of the pair."""
+    return [to_perpetual(symbol) for symbol in symbols] if ctx.config.exchange.market_type == "swap" else symbols
+
+
+def _update_series(ctx: RunContext, venue: exchange.MarketData, symbol: str, timeframe: str, summary: Summary,
+                   on_page: object) -> None:
+    settings = ctx.config.data
+    candles_path, gaps_path = ctx.paths.ohlcv(timeframe, symbol), ctx.paths.known_gaps(timeframe, symbol)
+    try:
+        stored = storage.read_parquet(candles_path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
+        stored_gaps = storage.read_parquet(gaps_path, columns=ohlcv.KNOWN_GAP_COLUMNS)
+        update = fetch_candle_update(
+            venue, symbol, timeframe, stored=stored, stored_gaps=stored_gaps,
+            backfill_start_ms=settings.backfill_start_ms, now_ms=ctx.now_ms, limit=settings.fetch_limit,
+            max_jump_frac=settings.max_jump_frac, on_page=on_page,  # type: ignore[arg-type]
+        )
+    except CoinbotError as error:
+        logger.error("{} {}: {}", symbol, timeframe, error)
+        summary.failures.append(f"{symbol} {timeframe}: {type(error).__name__}: {error}")
+        return
+    if update.new_gaps:
+        storage.write_parquet_atomic(gaps_path, update.known_gaps)
+    if update.new_rows == 0:
+        summary.unchanged += 1
+        logger.debug("{} {}: nothing new ({} request(s))", symbol, timeframe, update.requests)
+        return
+    storage.write_parquet_atomic(candles_path, update.candles)
+    summary.updated += 1
+    first, last = update.candles["timestamp"].iloc[-update.new_rows], update.candles["timestamp"].iloc[-1]
+    logger.info("fetched {} candles {} {} ({} → {}), {} request(s)", update.new_rows, symbol, timeframe,
+                ohlcv.format_ms(int(first)), ohlcv.format_ms(int(last)), update.requests)
+
+
+def _update_funding(ctx: RunContext, venue: exchange.MarketData, symbol: str, summary: Summary) -> None:
+    settings = ctx.config.data
+    path = ctx.paths.funding(symbol)
+    try:
+        stored = storage.read_parquet(path, columns=funding.FUNDING_COLUMNS)
+        merged, new_rows = fetch_funding_update(
+            venue, symbol, stored=stored, backfill_start_ms=settings.backfill_start_ms, now_ms=ctx.now_ms,
+            limit=settings.fetch_limit, max_abs_rate=settings.max_funding_abs_rate,
+        )
+    except CoinbotError as error:
+        logger.error("{} funding: {}", symbol, error)
+        summary.failures.append(f"{symbol} funding: {type(error).__name__}: {error}")
+        return
+    if new_rows:
+        storage.write_parquet_atomic(path, merged)
+        logger.info("fetched {} funding rates {}", new_rows, symbol)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
