@@ -8,13 +8,16 @@ Costs: taker fee on traded notional; slippage moves the fill price against us by
 ``slippage_bps`` plus ``slippage_vol_mult`` x the asset's per-bar volatility at the decision bar;
 funding for perps (positive rate: longs pay, shorts receive) on the notional held; a no-trade
 band; orders under ``min_notional_quote`` are skipped (so a small book keeps dust). Quantities
-are fractional (exchange lot rounding lives in lib/orders.py).
+are fractional (exchange lot rounding lives in lib/orders.py). Missing data: a missing close is
+marked at the last close; a missing open blocks trading that asset on that bar.
 
 Accounting: equity = cash + sum(units x price). For spot, cash is never negative (buys are scaled
 down to the cash left after sells and fees) and weights are >= 0. For linear (USDT-margined)
 perps the same identity holds with cash = collateral - sum(units x entry price), i.e.
-equity = collateral + unrealized PnL; if equity reaches 0 the book is liquidated and stays flat.
-Between rebalance ticks units are constant, so equity is computed per segment with numpy.
+equity = collateral + unrealized PnL; if equity reaches 0 at a close the book is liquidated and
+stays flat (closes only: no intrabar high/low, so this is optimistic for leveraged books).
+Between rebalance ticks units are constant, so equity is computed per segment with numpy; the
+Python loop runs once per rebalance tick.
 """
 
 from __future__ import annotations
@@ -29,10 +32,18 @@ from lib.errors import ConfigError, DataError
 from lib.portfolio import apply_no_trade_band
 
 BPS_PER_UNIT = 10_000.0  # 1 = 10,000 basis points
-TRADE_COLUMNS = (
-    "timestamp", "symbol", "side", "amount_base", "price", "notional_quote", "fee_quote", "slippage_quote",
-)
-"""Columns of BacktestResult.trades; timestamp = open time (ms) of the bar whose open filled it."""
+TRADE_DTYPES = {
+    "timestamp": "int64",  # open time (ms) of the bar whose open filled the order
+    "symbol": "object",
+    "side": "object",  # "buy" | "sell"
+    "amount_base": "float64",
+    "price": "float64",  # fill price, slippage included
+    "notional_quote": "float64",  # amount_base x price
+    "fee_quote": "float64",
+    "slippage_quote": "float64",  # amount_base x |price - open|: the cost hidden in the price
+}
+"""Schema of BacktestResult.trades."""
+TRADE_COLUMNS = tuple(TRADE_DTYPES)
 WEIGHT_SUM_TOLERANCE = 1e-9  # spot targets may sum to 1 + this (float noise), not more
 DUST_QUOTE = 1e-9  # a trade smaller than this (quote) is float noise, never an order
 
@@ -91,11 +102,10 @@ class _Inputs:
     mark: np.ndarray  # close, forward-filled, 0 before the first price
     reference: np.ndarray  # price of bar i's open, or the last mark where the open is missing
     tradeable: np.ndarray  # 1.0 where bar i has a usable open, else 0.0 (no trade)
-    target: np.ndarray  # target decided at bar i - 1 (NaN -> 0), to fill at bar i's open
-    has_decision: np.ndarray  # bar i - 1 holds a decision on the schedule
-    slip_frac: np.ndarray  # slippage fraction for a fill at bar i's open
-    funding_per_unit: np.ndarray  # sum of funding rates settled in bar i x funding price
-    has_funding: bool
+    target: np.ndarray  # target decided at bar i (NaN -> 0), filled at bar i + 1's open
+    has_decision: np.ndarray  # bar i - 1 holds a decision on the schedule: bar i's open fills it
+    slip_frac: np.ndarray  # slippage fraction for a fill at bar i's open (may be a broadcast view)
+    funding_per_unit: np.ndarray | None  # sum of funding rates settled in bar i x funding price
 
 
 @dataclass(slots=True)
@@ -158,7 +168,7 @@ def _walk_segment(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray, start: i
     ledger.segments.append((start, units.copy()))
     segment_equity = inputs.mark[start:stop] @ units + ledger.cash
     funding = None
-    if inputs.has_funding:
+    if inputs.funding_per_unit is not None:
         funding = np.cumsum(inputs.funding_per_unit[start:stop] @ units)
         segment_equity -= funding
     is_ruined = segment_equity.min() <= 0
@@ -182,7 +192,7 @@ def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParam
     book_equity = ledger.cash + float(held_value.sum())
     if book_equity <= 0:
         return
-    wanted = apply_no_trade_band(inputs.target[bar], held_value / book_equity, params.no_trade_band_frac)
+    wanted = apply_no_trade_band(inputs.target[bar - 1], held_value / book_equity, params.no_trade_band_frac)
     delta_quote = (wanted * book_equity - held_value) * inputs.tradeable[bar]
     traded = (np.abs(delta_quote) >= max(params.min_notional_quote, DUST_QUOTE)).nonzero()[0]
     if traded.size == 0:
@@ -203,14 +213,23 @@ def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParam
 
 
 def _price_orders(
-    traded: np.ndarray, delta_quote: np.ndarray, wanted: np.ndarray, units: np.ndarray,
-    reference: np.ndarray, slip_frac: np.ndarray,
+    traded: np.ndarray,
+    delta_quote: np.ndarray,
+    wanted: np.ndarray,
+    units: np.ndarray,
+    reference: np.ndarray,
+    slip_frac: np.ndarray,
 ) -> list[tuple[int, float, float, float]]:
     """(asset, side +1/-1, amount_base, fill price) per order; a full exit trades exactly what is held."""
     orders = []
     for asset, delta, target, held, price, slip in zip(
-        traded.tolist(), delta_quote[traded].tolist(), wanted[traded].tolist(), units[traded].tolist(),
-        reference[traded].tolist(), slip_frac[traded].tolist(), strict=True,
+        traded.tolist(),
+        delta_quote[traded].tolist(),
+        wanted[traded].tolist(),
+        units[traded].tolist(),
+        reference[traded].tolist(),
+        slip_frac[traded].tolist(),
+        strict=True,
     ):
         side = 1.0 if delta > 0 else -1.0
         amount = abs(held) if target == 0 else abs(delta) / price
@@ -252,30 +271,37 @@ def _prepare(
     unknown = target_weights.columns.difference(columns)
     if len(unknown):
         raise DataError(f"target_weights has symbols without prices: {list(unknown)}")
+    if not target_weights.index.equals(index) and len(target_weights.index.difference(index)):
+        raise DataError("target_weights has timestamps that are not bars of close_wide")
     target = target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float)
     _check_targets(target, params, index)
     mark = np.nan_to_num(close_wide.ffill().to_numpy(dtype=float))
-    open_arr = open_wide.to_numpy(dtype=float)
-    previous_mark = np.vstack([mark[:1], mark[:-1]])
-    blocked = ~(np.isfinite(open_arr) & (open_arr > 0))
-    reference = np.where(blocked, previous_mark, open_arr)
-    slip_frac = np.full(target.shape, params.slippage_bps / BPS_PER_UNIT)
+    reference = open_wide.to_numpy(dtype=float, copy=True)
+    blocked = ~(np.isfinite(reference) & (reference > 0))
+    blocked_after_first = blocked[1:]
+    reference[1:][blocked_after_first] = mark[:-1][blocked_after_first]  # value at the last mark
+    reference[0][blocked[0]] = mark[0][blocked[0]]
+    slip_frac = np.broadcast_to(np.full(len(columns), params.slippage_bps / BPS_PER_UNIT), target.shape)
     if volatility_wide is not None and params.slippage_vol_mult > 0:
         vol = volatility_wide.reindex(index=index, columns=columns).to_numpy(dtype=float)
+        slip_frac = slip_frac.copy()
         slip_frac[1:] += params.slippage_vol_mult * np.nan_to_num(vol[:-1])
     has_decision = np.zeros(len(index), dtype=bool)
     on_schedule = np.arange(len(index) - 1) % params.rebalance_every_bars == 0
     has_decision[1:] = np.isfinite(target[:-1]).any(axis=1) & on_schedule
-    funding = np.zeros(target.shape)
+    funding = None
     if funding_wide is not None:
         if params.market != "perp":
             raise DataError("funding_wide is only meaningful for backtest.market = 'perp'")
-        funding = _funding_per_unit(funding_wide, index, columns, np.where(blocked, previous_mark, open_arr))
-    shifted_target = np.vstack([np.zeros((1, len(columns))), np.nan_to_num(target[:-1])])
+        funding = _funding_per_unit(funding_wide, index, columns, reference)
     return _Inputs(
-        mark=mark, reference=reference, tradeable=(~blocked).astype(float), target=shifted_target,
-        has_decision=has_decision, slip_frac=slip_frac, funding_per_unit=funding,
-        has_funding=funding_wide is not None,
+        mark=mark,
+        reference=reference,
+        tradeable=(~blocked).astype(float),
+        target=np.nan_to_num(target),
+        has_decision=has_decision,
+        slip_frac=slip_frac,
+        funding_per_unit=funding,
     )
 
 
@@ -350,7 +376,7 @@ def _trades_frame(
     """The trade log (TRADE_COLUMNS), one row per filled order."""
     rows = [(bar, *order) for bar, orders in fills for order in orders]
     if not rows:
-        return pd.DataFrame({name: pd.Series(dtype=_TRADE_DTYPES[name]) for name in TRADE_COLUMNS})
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TRADE_DTYPES.items()})
     bars, assets, sides, amounts, prices = (np.array(column) for column in zip(*rows, strict=True))
     notionals = amounts * prices
     return pd.DataFrame(
@@ -365,9 +391,3 @@ def _trades_frame(
             "slippage_quote": amounts * np.abs(prices - reference[bars, assets]),
         }
     )
-
-
-_TRADE_DTYPES = {
-    "timestamp": "int64", "symbol": "object", "side": "object", "amount_base": "float64", "price": "float64",
-    "notional_quote": "float64", "fee_quote": "float64", "slippage_quote": "float64",
-}

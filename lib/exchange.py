@@ -23,7 +23,7 @@ from lib.simulated import SimulatedMarket
 from lib.symbols import is_perpetual
 from lib.venue import Holdings, MarketData, MarketRules, OrderResult, Side
 
-MAX_NETWORK_RETRIES = 4  # attempts after the first, for ccxt.NetworkError (timeouts, 429/418, 5xx maintenance)
+MAX_NETWORK_RETRIES = 4  # retries after the first attempt of a read (timeouts, 429/418, 5xx)
 RETRY_BASE_DELAY_S = 0.5
 RETRY_MAX_DELAY_S = 30.0
 
@@ -73,18 +73,24 @@ def rebase_urls(urls: Any, base_url: str) -> Any:
     return urls
 
 
-def call(client: Any, what: str, action: Any) -> Any:
-    """Run one ccxt call with the retry policy and translate its errors to domain errors."""
+def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any:
+    """Run one ccxt call with the retry policy and translate its errors to domain errors.
+
+    Reads (``idempotent``) are retried on ccxt.OperationFailed, which covers NetworkError (timeouts,
+    429/418 rate limits, maintenance) and HTTP 5xx. Order placement is never retried here: after an
+    ambiguous failure the caller must look the order up by its client id before deciding anything.
+    """
     try:
         return call_with_retry(
             action, what=what,
-            is_transient=lambda error: isinstance(error, ccxt.NetworkError),
+            is_transient=lambda error: isinstance(error, ccxt.OperationFailed),
             retry_after_s=lambda error: _retry_after_s(client),
-            attempts=MAX_NETWORK_RETRIES + 1, base_delay_s=RETRY_BASE_DELAY_S, max_delay_s=RETRY_MAX_DELAY_S,
+            attempts=MAX_NETWORK_RETRIES + 1 if idempotent else 1,
+            base_delay_s=RETRY_BASE_DELAY_S, max_delay_s=RETRY_MAX_DELAY_S,
         )
-    except ccxt.NetworkError as error:
-        raise ExchangeUnavailable(f"{what}: {type(error).__name__} after {MAX_NETWORK_RETRIES} retries: "
-                                  f"{_short(error)}") from None
+    except ccxt.OperationFailed as error:
+        retried = f" after {MAX_NETWORK_RETRIES} retries" if idempotent else ""
+        raise ExchangeUnavailable(f"{what}: {type(error).__name__}{retried}: {_short(error)}") from None
     except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as error:
         raise OrderRejected(f"{what}: {type(error).__name__}: {_short(error)}") from None
     except ccxt.BaseError as error:
@@ -178,7 +184,8 @@ class CcxtVenue:
         if reduce_only and is_perpetual(symbol):
             params["reduceOnly"] = True
         order = call(self.client, f"create_order {symbol} {side} {amount_base}",
-                     lambda: self.client.create_order(symbol, "market", side, float(amount_base), None, params))
+                     lambda: self.client.create_order(symbol, "market", side, float(amount_base), None, params),
+                     idempotent=False)
         return to_order_result(order, client_order_id=client_order_id, requested=amount_base)
 
     def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:

@@ -19,6 +19,7 @@ from lib.timeframes import last_closed_open_ms, timeframe_ms
 from lib.venue import MarketData
 
 MAX_PAGES_PER_SERIES = 100_000  # a bound on paging loops, in case a venue keeps returning the same page
+CLOSE_GRACE_MS = 30_000  # a candle counts as closed only this long after its close: our clock may run ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ def fetch_candle_update(
     Raises:
         DataError: the venue's candles fail validation twice (nothing is returned, so nothing is written).
     """
+    now_ms -= CLOSE_GRACE_MS
     since_ms = ohlcv.next_since_ms(stored, timeframe, backfill_start_ms=backfill_start_ms)
     last_closed_ms = last_closed_open_ms(now_ms, timeframe)
     previous_close = float(stored["close"].iloc[-1]) if stored is not None and len(stored) else None

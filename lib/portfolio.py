@@ -268,7 +268,8 @@ def perp_target_weights(
     Long the ``top_k`` best scores, short the ``top_k`` worst (k shrinks to half the eligible
     count), each side inverse-vol (or equal) weighted to the same dollar size. Invariants:
     sum(w) = 0, sum|w| <= max_gross_leverage, |w| <= max_asset_weight_frac, and with
-    ``beta_neutral`` also sum(w * beta) = 0 (``beta`` to BTC, aligned by symbol).
+    ``beta_neutral`` also sum(w * beta) = 0 (``beta`` to BTC, aligned by symbol); when no book
+    keeps every long long and every short short under both constraints, the result is all zero.
     """
     vol = volatility.reindex(scores.index).to_numpy(dtype=float)
     beta_arr = None if beta is None else beta.reindex(scores.index).to_numpy(dtype=float)

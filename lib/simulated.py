@@ -110,17 +110,21 @@ class SimulatedParams:
         if self.seed < 0:
             raise ConfigError(f"simulated.seed must be >= 0, got {self.seed}")
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
-            raise ConfigError(f"simulated.symbols must be a non-empty list without duplicates, got {self.symbols}")
+            raise ConfigError(f"simulated.symbols must be a non-empty list without duplicates, "
+                              f"got {self.symbols}")
         for symbol in self.symbols:
             split_symbol(symbol)
             if is_perpetual(symbol) or not symbol.endswith(f"/{QUOTE}") or base_of(symbol) in STABLECOINS:
-                raise ConfigError(f"simulated.symbols: {symbol!r} must be a non-stablecoin spot BASE/{QUOTE} symbol")
+                raise ConfigError(f"simulated.symbols: {symbol!r} must be a non-stablecoin spot "
+                                  f"BASE/{QUOTE} symbol")
         if self.genesis_ms < 0 or self.genesis_ms % (24 * MS_PER_HOUR):
-            raise ConfigError(f"simulated.genesis_ms must be a UTC midnight in epoch ms, got {self.genesis_ms}")
+            raise ConfigError(f"simulated.genesis_ms must be a UTC midnight in epoch ms, "
+                              f"got {self.genesis_ms}")
         if not 0 < self.market_vol_frac <= 3:
             raise ConfigError(f"simulated.market_vol_frac must be in (0, 3], got {self.market_vol_frac}")
         if not 1 <= self.volatile_regime_mult <= 5:
-            raise ConfigError(f"simulated.volatile_regime_mult must be in [1, 5], got {self.volatile_regime_mult}")
+            raise ConfigError(f"simulated.volatile_regime_mult must be in [1, 5], "
+                              f"got {self.volatile_regime_mult}")
         if not 0 <= self.jumps_per_year <= 100:
             raise ConfigError(f"simulated.jumps_per_year must be in [0, 100], got {self.jumps_per_year}")
 
@@ -147,7 +151,8 @@ def _blocks(seed: int, key: int, stream: int, n_hours: int, *, uniform: bool = F
     return np.concatenate(draws)[:n_hours] if draws else np.empty(0)
 
 
-def _segments(seed: int, key: int, stream: int, n_hours: int, means: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _segments(seed: int, key: int, stream: int, n_hours: int,
+              means: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Random-length segments covering the hours: (segment id per hour, one N(0,1) value per segment).
 
     Segment i lasts 24 h + Exp(mean[i % len(means)]); alternating means give a 2-state regime switch.
@@ -167,7 +172,7 @@ def _segments(seed: int, key: int, stream: int, n_hours: int, means: tuple[float
 
 
 def _mean_revert(returns: np.ndarray) -> np.ndarray:
-    """x[t] = (1 - k) x[t-1] + r[t] from x[-1] = 0, vectorized per block (keeps prices in realistic ranges)."""
+    """x[t] = (1 - k) x[t-1] + r[t] from x[-1] = 0, vectorized per block (keeps prices in a sane range)."""
     decay = 1.0 - _MEAN_REVERSION_PER_HOUR
     out = np.empty_like(returns)
     carry = 0.0
@@ -192,9 +197,11 @@ def _market(params: SimulatedParams, n_hours: int) -> _Market:
     volatile = regime % 2 == 1
     trend_segment, trend = _segments(seed, 0, _TREND, n_hours, (_TREND_MEAN_HOURS,))
     drift = (0.05 + _TREND_VOL_FRAC * trend[trend_segment]) / HOURS_PER_YEAR
-    sigma = params.market_vol_frac / math.sqrt(HOURS_PER_YEAR) * np.where(volatile, params.volatile_regime_mult, 1.0)
-    jumps = np.where(_blocks(seed, 0, _U_MARKET_JUMP, n_hours, uniform=True) < _MARKET_JUMPS_PER_YEAR / HOURS_PER_YEAR,
-                     -0.02 + 0.06 * _blocks(seed, 0, _Z_MARKET_JUMP, n_hours), 0.0)
+    sigma = (params.market_vol_frac / math.sqrt(HOURS_PER_YEAR)
+             * np.where(volatile, params.volatile_regime_mult, 1.0))
+    jump_chance = _MARKET_JUMPS_PER_YEAR / HOURS_PER_YEAR
+    is_jump = _blocks(seed, 0, _U_MARKET_JUMP, n_hours, uniform=True) < jump_chance
+    jumps = np.where(is_jump, -0.02 + 0.06 * _blocks(seed, 0, _Z_MARKET_JUMP, n_hours), 0.0)
     return _Market(volatile, sigma, drift + sigma * _blocks(seed, 0, _Z_MARKET, n_hours) + jumps)
 
 
@@ -214,26 +221,29 @@ class _HourlyPath:
 
 def _asset_path(params: SimulatedParams, base: str, market: _Market, genesis_ms: int) -> _HourlyPath:
     spec, key, seed, n_hours = asset_spec(base), _name_key(base), params.seed, len(market.returns)
+
+    def draw(stream: int, *, uniform: bool = False) -> np.ndarray:
+        return _blocks(seed, key, stream, n_hours, uniform=uniform)
+
     idio_sigma = spec.idio_vol_frac / math.sqrt(HOURS_PER_YEAR) * np.where(
         market.volatile, 1 + (params.volatile_regime_mult - 1) / 2, 1.0)
     trend_segment, trend = _segments(seed, key, _IDIO_TREND, n_hours, (_TREND_MEAN_HOURS,))
-    jumps = np.where(_blocks(seed, key, _U_JUMP, n_hours, uniform=True) < params.jumps_per_year / HOURS_PER_YEAR,
-                     0.07 * _blocks(seed, key, _Z_JUMP, n_hours), 0.0)
-    returns = (spec.beta * market.returns + idio_sigma * _blocks(seed, key, _Z_IDIO, n_hours) + jumps
+    jump_chance = params.jumps_per_year / HOURS_PER_YEAR
+    jumps = np.where(draw(_U_JUMP, uniform=True) < jump_chance, 0.07 * draw(_Z_JUMP), 0.0)
+    returns = (spec.beta * market.returns + idio_sigma * draw(_Z_IDIO) + jumps
                + _IDIO_TREND_VOL_FRAC * trend[trend_segment] / HOURS_PER_YEAR)
     decimals = _tick_decimals(spec.anchor_price_quote)
     close = _to_tick(spec.anchor_price_quote * np.exp(_mean_revert(returns)), decimals)
     open_ = np.concatenate([_to_tick(np.array([spec.anchor_price_quote]), decimals), close[:-1]])
     sigma = np.hypot(spec.beta * market.sigma, idio_sigma)
-    high = _to_tick(np.maximum(open_, close) * np.exp(0.5 * sigma * np.abs(_blocks(seed, key, _Z_HIGH, n_hours))), decimals)
-    low = _to_tick(np.minimum(open_, close) * np.exp(-0.5 * sigma * np.abs(_blocks(seed, key, _Z_LOW, n_hours))), decimals)
+    high = _to_tick(np.maximum(open_, close) * np.exp(0.5 * sigma * np.abs(draw(_Z_HIGH))), decimals)
+    low = _to_tick(np.minimum(open_, close) * np.exp(-0.5 * sigma * np.abs(draw(_Z_LOW))), decimals)
     hour_of_day = (genesis_ms // MS_PER_HOUR + np.arange(n_hours)) % 24
     activity = ((0.6 + 0.8 * np.abs(np.log(close / open_)) / sigma) * np.where(market.volatile, 1.6, 1.0)
                 * (1 + 0.3 * np.cos(2 * np.pi * (hour_of_day - 15) / 24)))
-    volume_quote = spec.volume_quote_per_hour * activity * np.exp(0.4 * _blocks(seed, key, _Z_VOLUME, n_hours) - 0.08)
-    volume = np.round(volume_quote / ((open_ + close) / 2), 6)
-    return _HourlyPath(open_, high, low, close, np.maximum(volume, 1e-6), sigma,
-                       _blocks(seed, key, _Z_BRIDGE, n_hours), _blocks(seed, key, _Z_FUNDING, n_hours))
+    volume_quote = spec.volume_quote_per_hour * activity * np.exp(0.4 * draw(_Z_VOLUME) - 0.08)
+    volume = np.maximum(np.round(volume_quote / ((open_ + close) / 2), 6), 1e-6)
+    return _HourlyPath(open_, high, low, close, volume, sigma, draw(_Z_BRIDGE), draw(_Z_FUNDING))
 
 
 def _tick_decimals(price: float) -> int:
@@ -262,13 +272,15 @@ def aggregate_candles(rows: np.ndarray, timeframe_ms: int) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
     ends = np.concatenate([starts[1:], [len(keys)]]) - 1
     return np.column_stack([keys[starts], rows[starts, 1], np.maximum.reduceat(rows[:, 2], starts),
-                            np.minimum.reduceat(rows[:, 3], starts), rows[ends, 4], np.add.reduceat(rows[:, 5], starts)])
+                            np.minimum.reduceat(rows[:, 3], starts), rows[ends, 4],
+                            np.add.reduceat(rows[:, 5], starts)])
 
 
 def _hours_in(timeframe: str) -> int:
     tf_ms = timeframe_ms(timeframe)
     if tf_ms % MS_PER_HOUR:
-        raise ConfigError(f"the simulated market has whole-hour timeframes only (1h, 4h, 1d, ...), got {timeframe!r}")
+        raise ConfigError(f"the simulated market has whole-hour timeframes only (1h, 4h, 1d, ...), "
+                          f"got {timeframe!r}")
     return tf_ms // MS_PER_HOUR
 
 
@@ -385,7 +397,8 @@ class SimulatedMarket:
     # -- internals -------------------------------------------------------------------------------------
     def _base(self, symbol: str) -> str:
         if to_spot(symbol) not in self.params.symbols:
-            raise ConfigError(f"simulated market has no symbol {symbol!r}; add its spot symbol to simulated.symbols")
+            raise ConfigError(f"simulated market has no symbol {symbol!r}; "
+                              "add its spot symbol to simulated.symbols")
         return base_of(symbol)
 
     def _path(self, base: str, last_hour: int) -> _HourlyPath:
@@ -407,8 +420,9 @@ class SimulatedMarket:
         last = (hour_end_ms - self.params.genesis_ms) // MS_PER_HOUR - 1
         path = self._path(base, last)
         span = slice(first, last + 1)
-        rows = np.column_stack([self.params.genesis_ms + np.arange(first, last + 1) * MS_PER_HOUR, path.open[span],
-                                path.high[span], path.low[span], path.close[span], path.volume[span]])
+        open_ms = self.params.genesis_ms + np.arange(first, last + 1) * MS_PER_HOUR
+        rows = np.column_stack([open_ms, path.open[span], path.high[span], path.low[span], path.close[span],
+                                path.volume[span]])
         fraction = (self.now_ms - rows[-1, 0]) / MS_PER_HOUR
         if fraction < 1:
             rows[-1, 1:] = _forming(rows[-1, 1:], fraction, float(path.sigma[last]), float(path.bridge[last]),
@@ -419,7 +433,8 @@ class SimulatedMarket:
 def _forming(bar: np.ndarray, fraction: float, sigma: float, bridge: float, decimals: int) -> np.ndarray:
     """The bar as it stands ``fraction`` of the way through: a Brownian bridge from open to close."""
     open_, high, low, close, volume = bar
-    log_close = math.log(open_) + fraction * math.log(close / open_) + sigma * math.sqrt(fraction * (1 - fraction)) * bridge
+    log_close = (math.log(open_) + fraction * math.log(close / open_)
+                 + sigma * math.sqrt(fraction * (1 - fraction)) * bridge)
     partial_close = float(_to_tick(np.array([math.exp(log_close)]), decimals)[0])
     partial_high = max(open_, partial_close) * (high / max(open_, close)) ** fraction
     partial_low = min(open_, partial_close) * (low / min(open_, close)) ** fraction

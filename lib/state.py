@@ -146,3 +146,64 @@ def _check_symbol(symbol: Any, where: str) -> None:
         split_symbol(symbol)
     except Exception:
         raise StateError(f"{where}: invalid symbol {symbol!r}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Positions:
+    """state/positions.json, written only by rebalance: what the account holds after the last run.
+
+    ``amounts_base`` are signed (negative = short perp). ``paper`` holds the paper broker's snapshot
+    (lib.paper.PaperSnapshot.to_dict()) in paper mode and is None otherwise (the exchange is the truth).
+    High-water mark and start-of-day equity feed the drawdown and daily-loss checks.
+    """
+
+    mode: str
+    venue: str
+    updated_ms: int
+    cash_quote: float
+    amounts_base: dict[str, float]
+    marks: dict[str, float]  # prices the book was valued at in the last run
+    equity_quote: float
+    high_water_mark_quote: float
+    day_start_ms: int
+    day_start_equity_quote: float
+    inception_ms: int
+    inception_equity_quote: float
+    fees_paid_quote: float = 0.0
+    last_rebalance_id: str = ""
+    paper: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": POSITIONS_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Positions:
+        if not isinstance(raw, dict):
+            raise StateError("positions.json must hold a JSON object")
+        _require_version(raw, POSITIONS_SCHEMA_VERSION, "positions.json")
+        amounts, marks = raw.get("amounts_base"), raw.get("marks")
+        if not isinstance(amounts, dict) or not isinstance(marks, dict):
+            raise StateError("positions.json: amounts_base and marks must be objects")
+        for where, mapping in (("amounts_base", amounts), ("marks", marks)):
+            for symbol, value in mapping.items():
+                _check_symbol(symbol, f"positions.json {where}")
+                if not _is_finite(value):
+                    raise StateError(f"positions.json: {where}[{symbol}] is not a finite number: {value!r}")
+        for symbol, price in marks.items():
+            if price <= 0:
+                raise StateError(f"positions.json: marks[{symbol}] must be > 0, got {price!r}")
+        paper = raw.get("paper")
+        if paper is not None and not isinstance(paper, dict):
+            raise StateError("positions.json: paper must be an object or null")
+        return cls(
+            mode=_str(raw, "mode"), venue=_str(raw, "venue"), updated_ms=_int(raw, "updated_ms"),
+            cash_quote=_float(raw, "cash_quote"), amounts_base={k: float(v) for k, v in amounts.items()},
+            marks={k: float(v) for k, v in marks.items()}, equity_quote=_float(raw, "equity_quote"),
+            high_water_mark_quote=_float(raw, "high_water_mark_quote", minimum=0.0),
+            day_start_ms=_int(raw, "day_start_ms"),
+            day_start_equity_quote=_float(raw, "day_start_equity_quote", minimum=0.0),
+            inception_ms=_int(raw, "inception_ms"),
+            inception_equity_quote=_float(raw, "inception_equity_quote", minimum=0.0),
+            fees_paid_quote=_float(raw, "fees_paid_quote", minimum=0.0),
+            last_rebalance_id=str(raw.get("last_rebalance_id", "")), paper=paper,
+        )

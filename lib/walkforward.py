@@ -25,7 +25,13 @@ Evaluate = Callable[[Mapping[str, Any], Any, Any], pd.Series]
 """evaluate(params, start_ts, end_ts) -> equity over [start_ts, end_ts] (inclusive)."""
 
 TABLE_COLUMNS = (
-    "window", "train_start_ts", "train_end_ts", "test_start_ts", "test_end_ts", "params", "train_metric",
+    "window",
+    "train_start_ts",
+    "train_end_ts",
+    "test_start_ts",
+    "test_end_ts",
+    "params",
+    "train_metric",
     "test_metric",
 )
 """Columns of WalkForwardResult.table (one row per window: the parameter-stability table)."""
@@ -49,7 +55,9 @@ class WalkForwardParams:
         if self.metric not in ("sharpe", "sortino", "calmar", "cagr_frac", "total_return_frac"):
             raise ConfigError(f"walkforward.metric is not a known metric: {self.metric!r}")
         if not self.cost_levels_bps or any(not 0 <= level < 1000 for level in self.cost_levels_bps):
-            raise ConfigError(f"walkforward.cost_levels_bps must be values in [0, 1000), got {self.cost_levels_bps}")
+            raise ConfigError(
+                f"walkforward.cost_levels_bps must be values in [0, 1000), got {self.cost_levels_bps}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,7 +131,9 @@ def run_walk_forward(
     rows, pieces, capital = [], [], float(starting_capital_quote)
     for window in windows:
         train_scores = [
-            _score(_evaluated(evaluate, params, window.train_start_ts, window.train_end_ts), metric, timeframe)
+            _score(
+                _evaluated(evaluate, params, window.train_start_ts, window.train_end_ts), metric, timeframe
+            )
             for params in param_grid
         ]
         best = max(range(len(param_grid)), key=lambda k: (_rankable(train_scores[k]), -k))
@@ -132,12 +142,21 @@ def run_walk_forward(
         capital = float(piece.iloc[-1])
         pieces.append(piece)
         rows.append(
-            (window.number, window.train_start_ts, window.train_end_ts, window.test_start_ts,
-             window.test_end_ts, dict(param_grid[best]), train_scores[best],
-             _score(test_equity, metric, timeframe))
+            (
+                window.number,
+                window.train_start_ts,
+                window.train_end_ts,
+                window.test_start_ts,
+                window.test_end_ts,
+                dict(param_grid[best]),
+                train_scores[best],
+                _score(test_equity, metric, timeframe),
+            )
         )
     equity = pd.concat(pieces) if pieces else pd.Series(dtype=float)
-    return WalkForwardResult(equity=equity.rename("equity"), table=pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
+    return WalkForwardResult(
+        equity=equity.rename("equity"), table=pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    )
 
 
 def cost_sensitivity(
@@ -156,7 +175,9 @@ def cost_sensitivity(
         outcome = run(replace(base_params, fee_bps=float(fee_bps)))
         if isinstance(outcome, BacktestResult):
             rows[float(fee_bps)] = summary_metrics(
-                outcome.equity, timeframe=timeframe, weights=outcome.weights,
+                outcome.equity,
+                timeframe=timeframe,
+                weights=outcome.weights,
                 traded_notional_quote=float(outcome.trades["notional_quote"].sum()),
             ) | {"fees_paid_quote": outcome.fees_paid_quote}
         else:

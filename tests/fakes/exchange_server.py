@@ -11,6 +11,7 @@ per path and consumed by matching requests. Signatures are not checked; private 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import threading
 import time
@@ -31,13 +32,14 @@ from lib.timeframes import MS_PER_DAY, MS_PER_HOUR, timeframe_ms
 from lib.venue import MarketRules
 
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
-BAD_CANDLE_KINDS = ("negative_price", "high_below_low", "nan_string", "duplicate_row", "out_of_order", "absurd_jump")
+BAD_CANDLE_KINDS = ("negative_price", "high_below_low", "nan_string", "duplicate_row", "out_of_order",
+                    "absurd_jump")
 LOST_RESPONSE_MODES = ("http_500", "http_502", "http_503", "disconnect", "timeout")
 DEFAULT_API_RESTRICTIONS = {
     "ipRestrict": False, "enableReading": True, "enableWithdrawals": False, "enableInternalTransfer": False,
-    "enableMargin": False, "enableFutures": True, "permitsUniversalTransfer": False, "enableVanillaOptions": False,
-    "enableFixApiTrade": False, "enableFixReadOnly": False, "enableSpotAndMarginTrading": True,
-    "enablePortfolioMarginTrading": False,
+    "enableMargin": False, "enableFutures": True, "permitsUniversalTransfer": False,
+    "enableVanillaOptions": False, "enableFixApiTrade": False, "enableFixReadOnly": False,
+    "enableSpotAndMarginTrading": True, "enablePortfolioMarginTrading": False,
 }
 _ERROR_BODIES = {
     429: (-1003, "Too many requests; current limit of IP is 6000 requests per minute."),
@@ -137,7 +139,8 @@ class FakeBinance:
     def __init__(self, *, now_ms: int | None = None, params: SimulatedParams | None = None,
                  candles: Mapping[Any, Any] | None = None, funding: Mapping[str, Any] | None = None,
                  spot_balances: Mapping[str, float | str | Decimal] | None = None,
-                 futures_wallet_quote: float | str | Decimal = 10_000, api_keys: Collection[str] | None = None,
+                 futures_wallet_quote: float | str | Decimal = 10_000,
+                 api_keys: Collection[str] | None = None,
                  api_restrictions: Mapping[str, Any] | None = None, strict_client_ids: bool = True,
                  spot_fee_frac: str = "0.001", futures_fee_frac: str = "0.0005",
                  host: str = "127.0.0.1", port: int = 0) -> None:
@@ -148,8 +151,7 @@ class FakeBinance:
         self._funding = {to_spot(key): _as_pairs(value) for key, value in (funding or {}).items()}
         base_params = params or SimulatedParams()
         extra = tuple(sorted({symbol for symbol, _ in self._injected} - set(base_params.symbols)))
-        self.params = SimulatedParams(**{**{f: getattr(base_params, f) for f in base_params.__dataclass_fields__},
-                                         "symbols": base_params.symbols + extra})
+        self.params = dataclasses.replace(base_params, symbols=base_params.symbols + extra)
         self._market = SimulatedMarket(self.params, now_ms=0)
         self.spot_balances = {asset: Decimal(str(amount)) for asset, amount in
                               (spot_balances if spot_balances is not None else {"USDT": 10_000}).items()}
@@ -178,7 +180,8 @@ class FakeBinance:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeBinance:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-binance", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-binance",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -210,8 +213,9 @@ class FakeBinance:
             return self._fixed_now_ms
 
     # -- fault injection (path is the request path, e.g. "/api/v3/klines"; times=None: until cleared) ----
-    def fail_next(self, path: str, *, status: int = 500, times: int | None = 1, retry_after_s: int | None = None,
-                  method: str | None = None, match: Mapping[str, str] | None = None) -> None:
+    def fail_next(self, path: str, *, status: int = 500, times: int | None = 1,
+                  retry_after_s: int | None = None, method: str | None = None,
+                  match: Mapping[str, str] | None = None) -> None:
         """Reject matching requests with an HTTP error (429/418 carry Retry-After; 502/503 an HTML page)."""
         self._add(path, "http_error", times, method, match, status=status, retry_after_s=retry_after_s)
 
@@ -221,7 +225,8 @@ class FakeBinance:
         self._add(path, "delay", times, method, match, seconds=seconds)
 
     def malform_next(self, path: str, *, how: Literal["invalid_json", "truncated"] = "invalid_json",
-                     times: int | None = 1, method: str | None = None, match: Mapping[str, str] | None = None) -> None:
+                     times: int | None = 1, method: str | None = None,
+                     match: Mapping[str, str] | None = None) -> None:
         """Serve matching requests with HTTP 200 and a body that is not valid JSON."""
         self._add(path, "malformed", times, method, match, how=how)
 
@@ -283,7 +288,7 @@ class FakeBinance:
             return [r for r in self._requests if path is None or r.path == path]
 
     def request_count(self, path: str, *, method: str | None = None, **params: str) -> int:
-        """How many requests hit ``path`` (optionally with these exact query/body values, e.g. symbol="BTCUSDT")."""
+        """Requests that hit ``path``, optionally with these exact query/body values (symbol="BTCUSDT")."""
         return sum(1 for r in self.requests(path) if method in (None, r.method)
                    and all(r.params.get(key) == str(value) for key, value in params.items()))
 
@@ -310,9 +315,8 @@ class FakeBinance:
         found: dict[int, np.ndarray] = {}
         for (injected_symbol, timeframe), rows in self._injected.items():
             if injected_symbol == symbol and len(rows):
-                step = timeframe_ms(timeframe) if timeframe else int(np.min(np.diff(rows[:, 0]))) if len(rows) > 1 \
-                    else MS_PER_DAY
-                found[step] = rows
+                inferred_ms = int(np.min(np.diff(rows[:, 0]))) if len(rows) > 1 else MS_PER_DAY
+                found[timeframe_ms(timeframe) if timeframe else inferred_ms] = rows
         return found
 
     def listing_ms(self, symbol: str) -> int:
@@ -335,7 +339,8 @@ class FakeBinance:
             if not usable:
                 raise ApiError(400, -1120, "Invalid interval.")
             rows = injected[max(usable)]
-            rows = rows[(rows[:, 0] >= start_ms // tf_ms * tf_ms) & (rows[:, 0] < end_ms) & (rows[:, 0] <= now)]
+            times = rows[:, 0]
+            rows = rows[(times >= start_ms // tf_ms * tf_ms) & (times < end_ms) & (times <= now)]
             rows = aggregate_candles(rows, tf_ms) if max(usable) != tf_ms else rows
             rows = rows[rows[:, 0] >= start_ms]
         else:
@@ -405,8 +410,8 @@ def _int_param(params: Mapping[str, str], key: str) -> int | None:
     try:
         return None if value in (None, "") else int(value)
     except ValueError:
-        raise ApiError(400, -1100, f"Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'.") \
-            from None
+        raise ApiError(400, -1100, f"Illegal characters found in parameter '{key}'; "
+                                   "legal range is '^[0-9]{1,20}$'.") from None
 
 
 def _required(params: Mapping[str, str], key: str) -> str:
@@ -455,26 +460,29 @@ def exchange_info(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]
     for symbol in fake.listed_symbols():
         rules = fake.rules(to_perpetual(symbol) if futures else symbol)
         entry: dict[str, Any] = {
-            "symbol": exchange_id(symbol), "status": "TRADING", "baseAsset": rules.base, "quoteAsset": rules.quote,
-            "baseAssetPrecision": 8, "quotePrecision": 8, "filters": _filters(rules, futures=futures),
+            "symbol": exchange_id(symbol), "status": "TRADING", "baseAsset": rules.base,
+            "quoteAsset": rules.quote, "baseAssetPrecision": 8, "quotePrecision": 8,
+            "filters": _filters(rules, futures=futures),
             "orderTypes": ["LIMIT", "MARKET"], "permissions": [], "permissionSets": [["SPOT"]],
         }
         if futures:
-            entry.update({"pair": exchange_id(symbol), "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+            entry.update({"pair": exchange_id(symbol), "contractType": "PERPETUAL",
+                          "deliveryDate": 4133404800000,
                           "onboardDate": fake.listing_ms(symbol), "marginAsset": rules.quote,
                           "pricePrecision": max(-rules.price_step.as_tuple().exponent, 0),  # type: ignore[operator]
                           "quantityPrecision": max(-rules.amount_step.as_tuple().exponent, 0),  # type: ignore[operator]
                           "underlyingType": "COIN", "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
                           "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000"})
         else:
-            entry.update({"quoteAssetPrecision": 8, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-                          "quoteOrderQtyMarketAllowed": True})
+            entry.update({"quoteAssetPrecision": 8, "isSpotTradingAllowed": True,
+                          "isMarginTradingAllowed": False, "quoteOrderQtyMarketAllowed": True})
         entries.append(entry)
-    return {"timezone": "UTC", "serverTime": fake.now_ms, "rateLimits": [], "exchangeFilters": [], "symbols": entries}
+    return {"timezone": "UTC", "serverTime": fake.now_ms, "rateLimits": [], "exchangeFilters": [],
+            "symbols": entries}
 
 
 def klines(fake: FakeBinance, request: RecordedRequest) -> list[list[Any]]:
-    """Binance klines: open >= startTime, open <= endTime, at most ``limit``; no startTime: the latest ones."""
+    """Binance klines: open >= startTime and <= endTime, at most ``limit``; no startTime: the latest."""
     params, futures = request.params, request.path.startswith("/fapi/")
     symbol, interval = _symbol(fake, params), _required(params, "interval")
     if interval not in INTERVALS:
@@ -508,7 +516,8 @@ def _kline(row: np.ndarray, tf_ms: int) -> list[Any]:
     open_ms, open_, high, low, close, volume = row
     quote = round(float(volume * (open_ + close) / 2), 8)
     return [int(open_ms), num(open_), num(high), num(low), num(close), num(volume), int(open_ms) + tf_ms - 1,
-            num(quote), int(quote // 1000) + 1, num(round(float(volume) / 2, 8)), num(round(quote / 2, 8)), "0"]
+            num(quote), int(quote // 1000) + 1, num(round(float(volume) / 2, 8)), num(round(quote / 2, 8)),
+            "0"]
 
 
 def can_corrupt(payload: list[list[Any]], at_ms: int | None) -> bool:
@@ -552,13 +561,14 @@ def ticker_24hr(fake: FakeBinance, request: RecordedRequest) -> Any:
         first = Decimal(num(rows[0, 1])) if len(rows) else last
         step = fake.rules(symbol).price_step
         volume = float(rows[:, 5].sum()) if len(rows) else 0.0
+        high = max(float(rows[:, 2].max()), float(last)) if len(rows) else last
+        low = min(float(rows[:, 3].min()), float(last)) if len(rows) else last
         tickers.append({
             "symbol": exchange_id(symbol), "priceChange": num(last - first),
             "priceChangePercent": num(((last - first) / first * 100).quantize(Decimal("0.001"))),
-            "weightedAvgPrice": num(last), "prevClosePrice": num(first), "lastPrice": num(last), "lastQty": "1",
-            "bidPrice": num(last - step), "bidQty": "10", "askPrice": num(last + step), "askQty": "10",
-            "openPrice": num(first), "highPrice": num(max(float(rows[:, 2].max()), float(last)) if len(rows) else last),
-            "lowPrice": num(min(float(rows[:, 3].min()), float(last)) if len(rows) else last),
+            "weightedAvgPrice": num(last), "prevClosePrice": num(first), "lastPrice": num(last),
+            "lastQty": "1", "bidPrice": num(last - step), "bidQty": "10", "askPrice": num(last + step),
+            "askQty": "10", "openPrice": num(first), "highPrice": num(high), "lowPrice": num(low),
             "volume": num(round(volume, 8)), "quoteVolume": num(round(volume * float(last), 8)),
             "openTime": now - 24 * MS_PER_HOUR, "closeTime": now, "firstId": 1, "lastId": 1000, "count": 1000,
         })
@@ -583,7 +593,8 @@ def funding_rate(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, 
 def premium_index(fake: FakeBinance, request: RecordedRequest) -> Any:
     now, entries = fake.now_ms, []
     for symbol in _symbols_param(fake, request.params):
-        price, recent = num(fake.last_price(symbol)), fake.funding_rows(symbol, now - FUNDING_INTERVAL_MS + 1, now + 1)
+        price = num(fake.last_price(symbol))
+        recent = fake.funding_rows(symbol, now - FUNDING_INTERVAL_MS + 1, now + 1)
         entries.append({"symbol": exchange_id(symbol), "markPrice": price, "indexPrice": price,
                         "estimatedSettlePrice": price,
                         "lastFundingRate": f"{recent[-1, 1]:.8f}" if len(recent) else "0.00010000",
@@ -601,8 +612,9 @@ def spot_account(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
         balances = [{"asset": asset, "free": f"{amount:.8f}", "locked": "0.00000000"}
                     for asset, amount in sorted(fake.spot_balances.items())]
     return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-            "canTrade": True, "canWithdraw": bool(fake.api_restrictions["enableWithdrawals"]), "canDeposit": True,
-            "updateTime": fake.now_ms, "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"]}
+            "canTrade": True, "canWithdraw": bool(fake.api_restrictions["enableWithdrawals"]),
+            "canDeposit": True, "updateTime": fake.now_ms, "accountType": "SPOT", "balances": balances,
+            "permissions": ["SPOT"]}
 
 
 def new_order(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
@@ -620,12 +632,15 @@ def new_order(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
     public = {key: value for key, value in order.items() if not key.startswith("_")}
     if response_type == "ACK":
         if market == "futures":
-            return {**public, "status": "NEW", "executedQty": "0", "cumQty": "0", "cumQuote": "0", "avgPrice": "0"}
-        return {key: public[key] for key in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
+            return {**public, "status": "NEW", "executedQty": "0", "cumQty": "0", "cumQuote": "0",
+                    "avgPrice": "0"}
+        return {key: public[key] for key in ("symbol", "orderId", "orderListId", "clientOrderId",
+                                             "transactTime")}
     return {**public, "fills": order["_fills"]} if response_type == "FULL" and market == "spot" else public
 
 
-def _check_new_order(fake: FakeBinance, params: Mapping[str, str], client_id: str, market: str) -> tuple[str, str]:
+def _check_new_order(fake: FakeBinance, params: Mapping[str, str], client_id: str,
+                     market: str) -> tuple[str, str]:
     if _required(params, "type") != "MARKET":
         raise ApiError(400, -1116, "Invalid orderType.")  # this fake only fills market orders
     side = _required(params, "side")
@@ -644,7 +659,8 @@ def _check_quantity(quantity: Decimal, rules: MarketRules, *, futures: bool) -> 
     if quantity % rules.amount_step:
         raise ApiError(400, -1111, "Precision is over the maximum defined for this asset.") if futures \
             else ApiError(400, -1013, "Filter failure: LOT_SIZE")
-    if quantity < rules.min_amount_base or (rules.max_amount_base is not None and quantity > rules.max_amount_base):
+    too_big = rules.max_amount_base is not None and quantity > rules.max_amount_base
+    if quantity < rules.min_amount_base or too_big:
         raise ApiError(400, -1013, "Filter failure: LOT_SIZE")
 
 
@@ -654,7 +670,8 @@ def _fill_spot(fake: FakeBinance, params: Mapping[str, str], client_id: str) -> 
     if params.get("quantity"):
         quantity = Decimal(params["quantity"])
     else:
-        quantity = (Decimal(_required(params, "quoteOrderQty")) / price).quantize(rules.amount_step, ROUND_DOWN)
+        quote_amount = Decimal(_required(params, "quoteOrderQty"))
+        quantity = (quote_amount / price).quantize(rules.amount_step, ROUND_DOWN)
     _check_quantity(quantity, rules, futures=False)
     notional = quantity * price
     if notional < rules.min_notional_quote:
@@ -679,39 +696,45 @@ def _fill_futures(fake: FakeBinance, params: Mapping[str, str], client_id: str) 
     reduce_only = params.get("reduceOnly", "false").lower() == "true"
     position = fake.positions.setdefault(perp, _Position())
     signed = quantity if side == "BUY" else -quantity
-    if reduce_only and (not position.amount or (position.amount > 0) == (signed > 0) or quantity > abs(position.amount)):
+    same_side = (position.amount > 0) == (signed > 0)
+    if reduce_only and (not position.amount or same_side or quantity > abs(position.amount)):
         raise ApiError(400, -2022, "ReduceOnly Order is rejected.")
     notional = quantity * price
     if not reduce_only and notional < rules.min_notional_quote:
-        raise ApiError(400, -4164, f"Order's notional must be no smaller than {num(rules.min_notional_quote)} "
-                                   "(unless you choose reduce only).")
+        raise ApiError(400, -4164, "Order's notional must be no smaller than "
+                                   f"{num(rules.min_notional_quote)} (unless you choose reduce only).")
     fee = (notional * fake._fees["futures"]).quantize(_D8)
     new_amount = position.amount + signed
-    closed = min(abs(position.amount), quantity) if position.amount and (position.amount > 0) != (signed > 0) else 0
+    closed = min(abs(position.amount), quantity) if position.amount and not same_side else 0
     realized = (price - position.entry_price) * closed * (1 if position.amount > 0 else -1)
     if abs(new_amount) > abs(position.amount):
         state = _futures_state(fake)
-        required = state["initial_margin"] + (abs(new_amount) - abs(position.amount)) * price / position.leverage
+        added_margin = (abs(new_amount) - abs(position.amount)) * price / position.leverage
+        required = state["initial_margin"] + added_margin
         if required > state["wallet"] + state["unrealized"] + realized - fee:
             raise ApiError(400, -2019, "Margin is insufficient.")
-    if not position.amount or (position.amount > 0) == (signed > 0):
+    if not new_amount:
+        position.entry_price = Decimal(0)
+    elif not position.amount or same_side:
         position.entry_price = (abs(position.amount) * position.entry_price + notional) / abs(new_amount)
-    elif (new_amount > 0) != (position.amount > 0):
-        position.entry_price = price if new_amount else Decimal(0)
-    position.amount = new_amount
+    elif (new_amount > 0) != (position.amount > 0):  # flipped: the rest opens at this price
+        position.entry_price = price
+    position.amount = new_amount.normalize() if new_amount else Decimal(0)
     fake.futures_wallet_quote += realized - fee
     return _record_fill(fake, "futures", symbol, side, client_id, quantity, price, fee, realized,
                         reduce_only=reduce_only)
 
 
 def _record_fill(fake: FakeBinance, market: str, symbol: str, side: str, client_id: str, quantity: Decimal,
-                 price: Decimal, fee: Decimal, realized: Decimal, *, reduce_only: bool = False) -> dict[str, Any]:
+                 price: Decimal, fee: Decimal, realized: Decimal, *,
+                 reduce_only: bool = False) -> dict[str, Any]:
     order_id, trade_id, now = fake.new_order_id(), fake.new_order_id(), fake.now_ms
     notional = quantity * price
     order: dict[str, Any] = {
         "symbol": exchange_id(symbol), "orderId": order_id, "clientOrderId": client_id, "price": "0",
         "origQty": num(quantity), "executedQty": num(quantity), "status": "FILLED", "timeInForce": "GTC",
-        "type": "MARKET", "side": side, "updateTime": now, "time": now, "selfTradePreventionMode": "EXPIRE_MAKER",
+        "type": "MARKET", "side": side, "updateTime": now, "time": now,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
     }
     if market == "spot":
         order.update({"orderListId": -1, "transactTime": now, "cummulativeQuoteQty": num(notional),
@@ -720,13 +743,15 @@ def _record_fill(fake: FakeBinance, market: str, symbol: str, side: str, client_
                            "commissionAsset": "USDT", "tradeId": trade_id}]})
     else:
         order.update({"avgPrice": num(price), "cumQty": num(quantity), "cumQuote": num(notional),
-                      "reduceOnly": reduce_only, "closePosition": False, "positionSide": "BOTH", "stopPrice": "0",
+                      "reduceOnly": reduce_only, "closePosition": False, "positionSide": "BOTH",
+                      "stopPrice": "0",
                       "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": "MARKET",
                       "priceMatch": "NONE", "goodTillDate": 0})
     fake._orders[market][client_id] = order
     fake._trades[market].append({
-        "symbol": exchange_id(symbol), "id": trade_id, "orderId": order_id, "price": num(price), "qty": num(quantity),
-        "quoteQty": num(notional), "commission": num(fee), "commissionAsset": "USDT", "time": now,
+        "symbol": exchange_id(symbol), "id": trade_id, "orderId": order_id, "price": num(price),
+        "qty": num(quantity), "quoteQty": num(notional), "commission": num(fee), "commissionAsset": "USDT",
+        "time": now,
         "isBuyer": side == "BUY", "buyer": side == "BUY", "isMaker": False, "maker": False, "side": side,
         "positionSide": "BOTH", "realizedPnl": num(realized), "orderListId": -1, "isBestMatch": True})
     return order
@@ -737,11 +762,13 @@ def get_order(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
     params = request.params
     wanted_id, wanted_client = _int_param(params, "orderId"), params.get("origClientOrderId")
     if wanted_id is None and not wanted_client:
-        raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, "
+                                   "but both were empty/null!")
     symbol_id = exchange_id(_symbol(fake, params))
     with fake._lock:
         for order in fake._orders[market].values():
-            if order["symbol"] == symbol_id and (order["orderId"] == wanted_id or order["clientOrderId"] == wanted_client):
+            wanted = order["orderId"] == wanted_id or order["clientOrderId"] == wanted_client
+            if order["symbol"] == symbol_id and wanted:
                 return {key: value for key, value in order.items() if not key.startswith("_")}
     raise ApiError(400, -2013, "Order does not exist.")
 
@@ -763,47 +790,53 @@ def _futures_state(fake: FakeBinance) -> dict[str, Any]:
     rows, unrealized, initial_margin = [], Decimal(0), Decimal(0)
     for symbol, position in sorted(fake.positions.items()):
         amount, mark = position.amount, fake.last_price(symbol)
-        pnl = amount * (mark - position.entry_price) if amount else Decimal(0)
-        margin = abs(amount) * mark / position.leverage
+        pnl = (amount * (mark - position.entry_price) if amount else Decimal(0)).quantize(_D8)
+        margin = (abs(amount) * mark / position.leverage).quantize(_D8)
         unrealized, initial_margin = unrealized + pnl, initial_margin + margin
-        rows.append({"symbol": exchange_id(symbol), "positionSide": "BOTH", "positionAmt": num(amount),
-                     "entryPrice": num(position.entry_price), "breakEvenPrice": num(position.entry_price),
-                     "markPrice": num(mark), "unRealizedProfit": num(pnl.quantize(_D8)), "unrealizedProfit":
-                     num(pnl.quantize(_D8)), "liquidationPrice": "0", "leverage": str(position.leverage),
-                     "marginType": position.margin_type.lower().replace("crossed", "cross"), "isolatedMargin": "0",
-                     "isAutoAddMargin": "false", "notional": num((amount * mark).quantize(_D8)), "isolatedWallet": "0",
-                     "initialMargin": num(margin.quantize(_D8)), "maintMargin": num((margin / 50).quantize(_D8)),
-                     "positionInitialMargin": num(margin.quantize(_D8)), "openOrderInitialMargin": "0",
-                     "marginAsset": "USDT", "maxNotionalValue": "1000000", "adl": 0, "bidNotional": "0",
-                     "askNotional": "0", "isolated": position.margin_type == "ISOLATED", "updateTime": fake.now_ms})
+        rows.append({
+            "symbol": exchange_id(symbol), "positionSide": "BOTH", "positionAmt": num(amount),
+            "entryPrice": num(position.entry_price), "breakEvenPrice": num(position.entry_price),
+            "markPrice": num(mark), "unRealizedProfit": num(pnl), "unrealizedProfit": num(pnl),
+            "liquidationPrice": "0", "leverage": str(position.leverage),
+            "marginType": "isolated" if position.margin_type == "ISOLATED" else "cross",
+            "isolated": position.margin_type == "ISOLATED", "isolatedMargin": "0", "isolatedWallet": "0",
+            "isAutoAddMargin": "false", "notional": num((amount * mark).quantize(_D8)),
+            "initialMargin": num(margin), "positionInitialMargin": num(margin), "openOrderInitialMargin": "0",
+            "maintMargin": num((margin / 50).quantize(_D8)), "marginAsset": "USDT",
+            "maxNotionalValue": "1000000", "adl": 0, "bidNotional": "0", "askNotional": "0", "updateTime": fake.now_ms,
+        })
     return {"positions": rows, "unrealized": unrealized, "initial_margin": initial_margin,
             "wallet": fake.futures_wallet_quote}
 
 
 def futures_account(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
+    """v2 and v3 account (ccxt 4.5.90 reads v3): totals, the USDT asset and positions (v3: open ones)."""
     with fake._lock:
         state = _futures_state(fake)
     wallet, pnl, margin = state["wallet"], state["unrealized"], state["initial_margin"]
     available = num((wallet + pnl - margin).quantize(_D8))
-    totals = {"walletBalance": num(wallet), "unrealizedProfit": num(pnl.quantize(_D8)),
-              "marginBalance": num((wallet + pnl).quantize(_D8)), "initialMargin": num(margin.quantize(_D8)),
-              "maintMargin": num((margin / 50).quantize(_D8)), "positionInitialMargin": num(margin.quantize(_D8)),
-              "openOrderInitialMargin": "0", "crossWalletBalance": num(wallet), "crossUnPnl": num(pnl.quantize(_D8)),
-              "availableBalance": available, "maxWithdrawAmount": available}
-    return {**{f"total{key[0].upper()}{key[1:]}": value for key, value in totals.items()},
-            "availableBalance": available, "maxWithdrawAmount": available, "canTrade": True, "canDeposit": True,
-            "canWithdraw": True, "feeTier": 0, "updateTime": 0, "multiAssetsMargin": False,
-            "assets": [{"asset": "USDT", **totals, "marginAvailable": True, "updateTime": fake.now_ms}],
-            "positions": [row for row in state["positions"] if request.path.startswith("/fapi/v2/")
-                          or row["positionAmt"] != "0"]}
+    totals = {
+        "walletBalance": num(wallet), "unrealizedProfit": num(pnl), "marginBalance": num(wallet + pnl),
+        "initialMargin": num(margin), "maintMargin": num((margin / 50).quantize(_D8)),
+        "positionInitialMargin": num(margin), "openOrderInitialMargin": "0",
+        "crossWalletBalance": num(wallet), "crossUnPnl": num(pnl), "availableBalance": available, "maxWithdrawAmount": available,
+    }
+    every_symbol = request.path.startswith("/fapi/v2/")
+    return {
+        **{f"total{key[0].upper()}{key[1:]}": value for key, value in totals.items()},
+        "availableBalance": available, "maxWithdrawAmount": available, "canTrade": True, "canDeposit": True,
+        "canWithdraw": True, "feeTier": 0, "updateTime": 0, "multiAssetsMargin": False,
+        "assets": [{"asset": "USDT", **totals, "marginAvailable": True, "updateTime": fake.now_ms}],
+        "positions": [row for row in state["positions"] if every_symbol or Decimal(row["positionAmt"])],
+    }
 
 
 def futures_balance(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any]]:
     account = futures_account(fake, request)
-    return [{"accountAlias": "SgsR", "asset": "USDT", "balance": account["totalWalletBalance"],
-             "crossWalletBalance": account["totalWalletBalance"], "crossUnPnl": account["totalCrossUnPnl"],
-             "availableBalance": account["availableBalance"], "maxWithdrawAmount": account["availableBalance"],
-             "marginAvailable": True, "updateTime": fake.now_ms}]
+    wallet, available = account["totalWalletBalance"], account["availableBalance"]
+    return [{"accountAlias": "SgsR", "asset": "USDT", "balance": wallet, "crossWalletBalance": wallet,
+             "crossUnPnl": account["totalCrossUnPnl"], "availableBalance": available,
+             "maxWithdrawAmount": available, "marginAvailable": True, "updateTime": fake.now_ms}]
 
 
 def position_risk(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any]]:
@@ -815,7 +848,7 @@ def position_risk(fake: FakeBinance, request: RecordedRequest) -> list[dict[str,
         rows = _futures_state(fake)["positions"]
     wanted = exchange_id(_symbol(fake, request.params)) if request.params.get("symbol") else None
     return [row for row in rows if wanted in (None, row["symbol"])
-            and (request.path.startswith("/fapi/v2/") or row["positionAmt"] != "0")]
+            and (request.path.startswith("/fapi/v2/") or Decimal(row["positionAmt"]))]
 
 
 def leverage_bracket(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any]]:
@@ -823,7 +856,8 @@ def leverage_bracket(fake: FakeBinance, request: RecordedRequest) -> list[dict[s
                  "maintMarginRatio": 0.004, "cum": 0.0},
                 {"bracket": 2, "initialLeverage": 100, "notionalCap": 600_000, "notionalFloor": 50_000,
                  "maintMarginRatio": 0.005, "cum": 50.0}]
-    return [{"symbol": exchange_id(s), "notionalCoef": 1.0, "brackets": brackets} for s in fake.listed_symbols()]
+    return [{"symbol": exchange_id(symbol), "notionalCoef": 1.0, "brackets": brackets}
+            for symbol in fake.listed_symbols()]
 
 
 def set_leverage(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
@@ -854,28 +888,38 @@ def _ping(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
 
 
 _Route = Callable[[FakeBinance, RecordedRequest], Any]
+_PUBLIC: Mapping[_Route, tuple[str, ...]] = {
+    _ping: ("/api/v3/ping", "/fapi/v1/ping"),
+    server_time: ("/api/v3/time", "/fapi/v1/time"),
+    exchange_info: ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo"),
+    klines: ("/api/v3/klines", "/fapi/v1/klines"),
+    ticker_price: ("/api/v3/ticker/price", "/fapi/v1/ticker/price", "/fapi/v2/ticker/price"),
+    ticker_24hr: ("/api/v3/ticker/24hr", "/fapi/v1/ticker/24hr"),
+    funding_rate: ("/fapi/v1/fundingRate",),
+    premium_index: ("/fapi/v1/premiumIndex",),
+}
+_PRIVATE: Mapping[_Route, tuple[str, ...]] = {
+    api_restrictions: ("/sapi/v1/account/apiRestrictions",),
+    spot_account: ("/api/v3/account",),
+    get_order: ("/api/v3/order", "/fapi/v1/order"),
+    my_trades: ("/api/v3/myTrades", "/fapi/v1/userTrades"),
+    open_orders: ("/api/v3/openOrders", "/fapi/v1/openOrders"),
+    futures_account: ("/fapi/v2/account", "/fapi/v3/account"),
+    futures_balance: ("/fapi/v2/balance", "/fapi/v3/balance"),
+    position_risk: ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk"),
+    leverage_bracket: ("/fapi/v1/leverageBracket",),
+}
+_PRIVATE_POST: Mapping[_Route, tuple[str, ...]] = {
+    new_order: ("/api/v3/order", "/fapi/v1/order"),
+    set_leverage: ("/fapi/v1/leverage",),
+    set_margin_type: ("/fapi/v1/marginType",),
+}
 ROUTES: Mapping[tuple[str, str], tuple[_Route, bool]] = types.MappingProxyType({
-    # (method, path): (handler, private)
-    ("GET", "/api/v3/ping"): (_ping, False), ("GET", "/fapi/v1/ping"): (_ping, False),
-    ("GET", "/api/v3/time"): (server_time, False), ("GET", "/fapi/v1/time"): (server_time, False),
-    ("GET", "/api/v3/exchangeInfo"): (exchange_info, False), ("GET", "/fapi/v1/exchangeInfo"): (exchange_info, False),
-    ("GET", "/api/v3/klines"): (klines, False), ("GET", "/fapi/v1/klines"): (klines, False),
-    ("GET", "/api/v3/ticker/price"): (ticker_price, False), ("GET", "/fapi/v1/ticker/price"): (ticker_price, False),
-    ("GET", "/fapi/v2/ticker/price"): (ticker_price, False),
-    ("GET", "/api/v3/ticker/24hr"): (ticker_24hr, False), ("GET", "/fapi/v1/ticker/24hr"): (ticker_24hr, False),
-    ("GET", "/fapi/v1/fundingRate"): (funding_rate, False), ("GET", "/fapi/v1/premiumIndex"): (premium_index, False),
-    ("GET", "/sapi/v1/account/apiRestrictions"): (api_restrictions, True),
-    ("GET", "/api/v3/account"): (spot_account, True),
-    ("POST", "/api/v3/order"): (new_order, True), ("GET", "/api/v3/order"): (get_order, True),
-    ("GET", "/api/v3/myTrades"): (my_trades, True), ("GET", "/api/v3/openOrders"): (open_orders, True),
-    ("GET", "/fapi/v2/account"): (futures_account, True), ("GET", "/fapi/v3/account"): (futures_account, True),
-    ("GET", "/fapi/v2/balance"): (futures_balance, True), ("GET", "/fapi/v3/balance"): (futures_balance, True),
-    ("GET", "/fapi/v2/positionRisk"): (position_risk, True), ("GET", "/fapi/v3/positionRisk"): (position_risk, True),
-    ("GET", "/fapi/v1/leverageBracket"): (leverage_bracket, True),
-    ("POST", "/fapi/v1/order"): (new_order, True), ("GET", "/fapi/v1/order"): (get_order, True),
-    ("GET", "/fapi/v1/userTrades"): (my_trades, True), ("GET", "/fapi/v1/openOrders"): (open_orders, True),
-    ("POST", "/fapi/v1/leverage"): (set_leverage, True), ("POST", "/fapi/v1/marginType"): (set_margin_type, True),
-})  # fmt: skip
+    **{("GET", path): (handler, False) for handler, paths in _PUBLIC.items() for path in paths},
+    **{("GET", path): (handler, True) for handler, paths in _PRIVATE.items() for path in paths},
+    **{("POST", path): (handler, True) for handler, paths in _PRIVATE_POST.items() for path in paths},
+})
+"""(method, path) -> (handler, needs an API key)."""
 
 
 def dispatch(fake: FakeBinance, request: RecordedRequest) -> Any:
@@ -907,7 +951,8 @@ def _handler_class(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             params = dict(parse_qsl(split.query, keep_blank_values=True))
-            params.update(parse_qsl(self.rfile.read(length).decode() if length else "", keep_blank_values=True))
+            body = self.rfile.read(length).decode() if length else ""
+            params.update(parse_qsl(body, keep_blank_values=True))
             request = RecordedRequest(self.command, split.path, params, self.headers.get("X-MBX-APIKEY"))
             with fake._lock:
                 fake._requests.append(request)
@@ -942,7 +987,8 @@ def _handler_class(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return None
             if request.path.endswith("/klines"):
-                bad = fake._take_fault(request, ("bad_candle",), lambda f: can_corrupt(payload, f.options["at_ms"]))
+                bad = fake._take_fault(request, ("bad_candle",),
+                                       lambda fault: can_corrupt(payload, fault.options["at_ms"]))
                 if bad is not None:
                     payload = corrupt(payload, bad.options["bad"], bad.options["at_ms"])
             malformed = fake._take_fault(request, ("malformed",))
@@ -960,7 +1006,8 @@ def _handler_class(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
                 self._send_raw(status, _GATEWAY_HTML.format(status).encode(), "text/html", headers)
                 return
             code, msg = _ERROR_BODIES.get(status, _ERROR_BODIES[500])
-            self._send_raw(status, json.dumps({"code": code, "msg": msg}).encode(), "application/json", headers)
+            body = json.dumps({"code": code, "msg": msg}).encode()
+            self._send_raw(status, body, "application/json", headers)
 
         def _send_raw(self, status: int, body: bytes, content_type: str,
                       headers: Mapping[str, str] | None = None) -> None:
@@ -994,8 +1041,8 @@ def point_ccxt_at(exchange: Any, base_url: str, *, map_errors_by_path: bool = Tr
     if map_errors_by_path:
         def get_exceptions_by_url(self: Any, url: str | None, exact_or_broad: str) -> dict:
             path = urlsplit(url or "").path
-            market_type = ("spot" if path.startswith(("/api/", "/sapi/")) else "linear" if path.startswith("/fapi/")
-                           else "inverse" if path.startswith("/dapi/") else None)
+            prefixes = {"/api/": "spot", "/sapi/": "spot", "/fapi/": "linear", "/dapi/": "inverse"}
+            market_type = next((kind for prefix, kind in prefixes.items() if path.startswith(prefix)), None)
             return self.safe_dict(self.safe_dict(self.exceptions, market_type, {}), exact_or_broad, {}) \
                 if market_type else {}
 

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 PATH = re.compile(r"/bot(?P<token>[^/]+)/(?P<method>\w+)")
-_DESCRIPTIONS = {400: "Bad Request: chat not found", 401: "Unauthorized", 403: "Forbidden: bot was blocked by the user",
-                 404: "Not Found", 500: "Internal Server Error"}
+_DESCRIPTIONS = {400: "Bad Request: chat not found", 401: "Unauthorized", 404: "Not Found",
+                 403: "Forbidden: bot was blocked by the user", 500: "Internal Server Error"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class _Failure:
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, str | None, str | None]]:
-    """``name -> (content, filename, content type)`` of a multipart/form-data body (exact bytes, stdlib only)."""
+    """``name -> (content, filename, content type)`` of a multipart/form-data body (exact bytes)."""
     header = BytesHeaderParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode())
     boundary = header.get_param("boundary")
     if not isinstance(boundary, str):
@@ -93,7 +93,8 @@ class FakeTelegram:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeTelegram:
-        threading.Thread(target=self._server.serve_forever, name="fake-telegram", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-telegram",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -164,11 +165,13 @@ class FakeTelegram:
                     self._failures.remove(failure)
             return _error(failure.status, failure.retry_after_s, failure.description)
         if method == "getMe":
-            return 200, {"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "fake", "username": "fake_bot"}}
+            return 200, {"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "fake",
+                                                "username": "fake_bot"}}
         if method not in ("sendMessage", "sendPhoto"):
             return _error(404)
         chat_id = str(fields.get("chat_id") or "")
-        if not chat_id or (method == "sendMessage" and not fields.get("text")) or (method == "sendPhoto" and not photo):
+        empty = not fields.get("text") if method == "sendMessage" else photo is None
+        if not chat_id or empty:
             return _error(400, description="Bad Request: message text is empty" if chat_id else None)
         text = fields.get("text") if method == "sendMessage" else fields.get("caption")
         message = SentMessage(method, token, chat_id, None if text is None else str(text),
@@ -189,9 +192,10 @@ class FakeTelegram:
 
 def _error(status: int, retry_after_s: int = 3, description: str | None = None) -> tuple[int, dict[str, Any]]:
     if status == 429:
-        return 429, {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after_s}",
-                     "parameters": {"retry_after": retry_after_s}}
-    return status, {"ok": False, "error_code": status, "description": description or _DESCRIPTIONS.get(status, "Error")}
+        return 429, {"ok": False, "error_code": 429, "parameters": {"retry_after": retry_after_s},
+                     "description": f"Too Many Requests: retry after {retry_after_s}"}
+    return status, {"ok": False, "error_code": status,
+                    "description": description or _DESCRIPTIONS.get(status, "Error")}
 
 
 def _handler_class(fake: FakeTelegram) -> type[BaseHTTPRequestHandler]:

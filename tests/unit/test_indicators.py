@@ -24,7 +24,7 @@ from lib.indicators import (
     to_candle_frame,
 )
 from lib.signals import SignalParams
-from tests.unit.test_lookahead import synthetic_candles
+from tests.helpers import synthetic_candles
 
 DAY_MS = 86_400_000
 

@@ -37,8 +37,9 @@ def test_spot_top_n_score_times_inverse_vol() -> None:
     params = SpotParams(top_n=2, max_asset_weight_frac=1.0, target_vol_annual_frac=0.0)
     weights = spot_target_weights(scores, vol, True, params)
     # raw = score / vol: A 4, B 2 -> 4/6, 2/6; C is outside the top 2; D negative; E no score
-    assert weights.to_dict() == pytest.approx({"A/USDT": 4 / 6, "B/USDT": 2 / 6, "C/USDT": 0.0,
-                                               "D/USDT": 0.0, "E/USDT": 0.0})
+    assert weights.to_dict() == pytest.approx(
+        {"A/USDT": 4 / 6, "B/USDT": 2 / 6, "C/USDT": 0.0, "D/USDT": 0.0, "E/USDT": 0.0}
+    )
 
 
 def test_spot_inverse_vol_only_ignores_score_size() -> None:
@@ -60,15 +61,21 @@ def test_spot_cap_redistributes_excess_to_uncapped_names() -> None:
 
 def test_spot_cap_leaves_cash_when_every_name_is_capped() -> None:
     weights = spot_target_weights(
-        _series([3.0, 1.0]), _series([1.0, 1.0]), True,
+        _series([3.0, 1.0]),
+        _series([1.0, 1.0]),
+        True,
         SpotParams(max_asset_weight_frac=0.25, target_vol_annual_frac=0.0),
     )
     assert weights.tolist() == pytest.approx([0.25, 0.25])
 
 
 def test_spot_vol_target_scales_book_down_to_target_with_constant_correlation() -> None:
-    params = SpotParams(weighting="inverse_vol", max_asset_weight_frac=1.0, target_vol_annual_frac=0.4,
-                        assumed_correlation=0.5)
+    params = SpotParams(
+        weighting="inverse_vol",
+        max_asset_weight_frac=1.0,
+        target_vol_annual_frac=0.4,
+        assumed_correlation=0.5,
+    )
     weights = spot_target_weights(_series([1.0, 1.0]), _series([0.8, 0.8]), True, params)
     # 50/50 book: var = (1 - 0.5) * (0.4^2 + 0.4^2) + 0.5 * 0.8^2 = 0.16 + 0.32 = 0.48
     scale = 0.4 / math.sqrt(0.48)
@@ -85,15 +92,21 @@ def test_spot_vol_target_uses_covariance_when_given() -> None:
     params = SpotParams(weighting="inverse_vol", max_asset_weight_frac=1.0, target_vol_annual_frac=0.4)
     symbols = SYMBOLS[:2]
     covariance = pd.DataFrame([[0.64, 0.0], [0.0, 0.64]], index=symbols, columns=symbols)
-    weights = spot_target_weights(_series([1.0, 1.0]), _series([0.8, 0.8]), True, params, covariance=covariance)
+    weights = spot_target_weights(
+        _series([1.0, 1.0]), _series([0.8, 0.8]), True, params, covariance=covariance
+    )
     book_vol = math.sqrt(0.25 * 0.64 * 2)  # uncorrelated 50/50
     assert weights.tolist() == pytest.approx([0.5 * 0.4 / book_vol] * 2)
 
 
 @pytest.mark.parametrize(("bear_exposure", "expected"), [(0.0, [0.0, 0.0]), (0.3, [0.3 * 0.75, 0.3 * 0.25])])
 def test_spot_bearish_regime_moves_to_cash_or_residual(bear_exposure: float, expected: list[float]) -> None:
-    params = SpotParams(weighting="inverse_vol", max_asset_weight_frac=1.0, target_vol_annual_frac=0.0,
-                        bear_exposure_frac=bear_exposure)
+    params = SpotParams(
+        weighting="inverse_vol",
+        max_asset_weight_frac=1.0,
+        target_vol_annual_frac=0.0,
+        bear_exposure_frac=bear_exposure,
+    )
     weights = spot_target_weights(_series([1.0, 1.0]), _series([0.2, 0.6]), False, params)
     assert weights.tolist() == pytest.approx(expected)
 
@@ -117,8 +130,11 @@ def test_spot_invariants_on_random_inputs(seed: int) -> None:
     scores = pd.Series(rng.normal(0, 1, 12))
     scores[rng.random(12) < 0.2] = np.nan
     vol = pd.Series(rng.uniform(0.05, 2.0, 12))
-    params = SpotParams(top_n=int(rng.integers(1, 8)), max_asset_weight_frac=float(rng.uniform(0.05, 1.0)),
-                        target_vol_annual_frac=float(rng.uniform(0.0, 1.0)))
+    params = SpotParams(
+        top_n=int(rng.integers(1, 8)),
+        max_asset_weight_frac=float(rng.uniform(0.05, 1.0)),
+        target_vol_annual_frac=float(rng.uniform(0.0, 1.0)),
+    )
     weights = spot_target_weights(scores, vol, bool(rng.integers(0, 2)), params)
     assert np.isfinite(weights).all()
     assert (weights >= 0).all()
@@ -201,8 +217,9 @@ def test_perp_beta_neutral_book() -> None:
     scores = _series([3.0, 2.0, 1.0, -1.0, -2.0, -3.0])
     vol = _series([1.0] * 6)
     beta = _series([1.5, 1.0, 1.0, 1.0, 0.8, 1.2])
-    params = PerpParams(top_k=3, weighting="equal", max_gross_leverage=1.0, max_asset_weight_frac=0.5,
-                        beta_neutral=True)
+    params = PerpParams(
+        top_k=3, weighting="equal", max_gross_leverage=1.0, max_asset_weight_frac=0.5, beta_neutral=True
+    )
     weights = perp_target_weights(scores, vol, params, beta=beta)
     assert weights.sum() == pytest.approx(0.0, abs=1e-12)
     assert float(weights @ beta) == pytest.approx(0.0, abs=1e-12)
@@ -223,8 +240,12 @@ def test_perp_invariants_on_random_inputs(seed: int) -> None:
     vol = pd.Series(rng.uniform(0.1, 2.0, 15))
     beta = pd.Series(rng.uniform(0.5, 1.8, 15))
     gross = float(rng.uniform(0.5, 3.0))
-    params = PerpParams(top_k=int(rng.integers(1, 6)), max_gross_leverage=gross,
-                        max_asset_weight_frac=float(rng.uniform(0.05, gross)), beta_neutral=bool(seed % 2))
+    params = PerpParams(
+        top_k=int(rng.integers(1, 6)),
+        max_gross_leverage=gross,
+        max_asset_weight_frac=float(rng.uniform(0.05, gross)),
+        beta_neutral=bool(seed % 2),
+    )
     weights = perp_target_weights(scores, vol, params, beta=beta)
     assert np.isfinite(weights).all()
     assert weights.sum() == pytest.approx(0.0, abs=1e-12)

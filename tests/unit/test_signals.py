@@ -19,7 +19,7 @@ from lib.signals import (
     rolling_zscore,
     scale_by_rolling_rms,
 )
-from tests.unit.test_lookahead import HOUR_MS, SMALL, synthetic_candles
+from tests.helpers import HOUR_MS, SMALL, synthetic_candles
 
 
 def test_rms_scaling_keeps_sign_and_zero_exactly():

@@ -31,7 +31,8 @@ def market() -> SimulatedMarket:
 
 def test_default_universe_has_25_distinct_non_stable_symbols() -> None:
     assert len(DEFAULT_SYMBOLS) == 25 and len(set(DEFAULT_SYMBOLS)) == 25
-    assert "BTC/USDT" in DEFAULT_SYMBOLS and not any(s.startswith(("USDC", "BUSD", "DAI")) for s in DEFAULT_SYMBOLS)
+    assert "BTC/USDT" in DEFAULT_SYMBOLS
+    assert not any(symbol.startswith(("USDC", "BUSD", "DAI")) for symbol in DEFAULT_SYMBOLS)
 
 
 def test_candle_is_identical_whatever_range_order_or_now() -> None:
@@ -59,7 +60,8 @@ def test_paged_fetch_equals_one_big_request(market: SimulatedMarket) -> None:
 
 
 @pytest.mark.parametrize("timeframe, hours", [("4h", 4), ("1d", 24)])
-def test_coarse_candles_are_aggregated_hourly_candles(market: SimulatedMarket, timeframe: str, hours: int) -> None:
+def test_coarse_candles_are_aggregated_hourly_candles(market: SimulatedMarket, timeframe: str,
+                                                      hours: int) -> None:
     start_ms = NOW_MS // MS_PER_DAY * MS_PER_DAY - 20 * MS_PER_DAY
     coarse = market.candles("SOL/USDT", timeframe, start_ms, NOW_MS - 2 * MS_PER_DAY)
     hourly = market.candles("SOL/USDT", "1h", start_ms, start_ms + len(coarse) * hours * MS_PER_HOUR)
@@ -100,8 +102,9 @@ def test_nothing_after_now_and_the_forming_candle_is_partial(market: SimulatedMa
 
 
 def test_forming_candle_is_deterministic_given_now() -> None:
-    first = SimulatedMarket(PARAMS, now_ms=NOW_MS).candles("XRP/USDT", "1h", NOW_MS - MS_PER_HOUR, NOW_MS + 1)
-    second = SimulatedMarket(PARAMS, now_ms=NOW_MS).candles("XRP/USDT", "1h", NOW_MS - MS_PER_HOUR, NOW_MS + 1)
+    span = (NOW_MS - MS_PER_HOUR, NOW_MS + 1)
+    first = SimulatedMarket(PARAMS, now_ms=NOW_MS).candles("XRP/USDT", "1h", *span)
+    second = SimulatedMarket(PARAMS, now_ms=NOW_MS).candles("XRP/USDT", "1h", *span)
     np.testing.assert_array_equal(first, second)
 
 
@@ -168,7 +171,7 @@ def test_market_rules_are_binance_like(market: SimulatedMarket, symbol: str) -> 
 
 def test_known_steps() -> None:
     rules = SimulatedMarket(PARAMS, now_ms=NOW_MS).market_rules
-    assert (rules("BTC/USDT").amount_step, rules("BTC/USDT").price_step) == (Decimal("0.00001"), Decimal("0.1"))
+    assert (rules("BTC/USDT").amount_step, rules("BTC/USDT").price_step) == (Decimal("1e-5"), Decimal("0.1"))
     assert rules("BTC/USDT:USDT").amount_step == Decimal("0.001")
     assert rules("ETH/USDT").price_step == Decimal("0.01")
 
@@ -191,7 +194,7 @@ def test_funding_history_paging_and_btc_cap(market: SimulatedMarket) -> None:
     since_ms = NOW_MS - 30 * MS_PER_DAY
     page = market.fetch_funding_history("BTC/USDT:USDT", since_ms=since_ms, limit=10)
     assert len(page) == 10 and page[0][0] >= since_ms and page[0][0] - since_ms < FUNDING_INTERVAL_MS
-    assert [t for t, _ in page] == list(range(page[0][0], page[0][0] + 10 * FUNDING_INTERVAL_MS, FUNDING_INTERVAL_MS))
+    assert [t for t, _ in page] == [page[0][0] + k * FUNDING_INTERVAL_MS for k in range(10)]
     rates = market.funding_rates("BTC/USDT:USDT", 0, NOW_MS)[:, 1]
     assert np.abs(rates).max() <= 0.003
 

@@ -1,0 +1,124 @@
+"""Compute target weights from the stored candles into state/targets.json (fails closed on stale data).
+
+Story: load the strategy timeframe's candles of every configured symbol -> cut them at the last
+closed candle -> staleness gate -> the strategy over the whole history (lib.strategy) -> the weights
+decided at the close of the last usable bar, with the per-asset breakdown -> targets.json, atomically.
+A failure leaves targets.json as it was.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+from loguru import logger
+
+from lib import ohlcv, storage
+from lib.errors import ConfigError, DataError
+from lib.runner import RunContext, base_parser, run_script
+from lib.state import Targets
+from lib.strategy import (
+    benchmark_column,
+    check_freshness,
+    compute_strategy,
+    data_fingerprint,
+    latest_targets,
+)
+from lib.symbols import to_perpetual
+from lib.timeframes import last_closed_open_ms
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--print", dest="print_table", action="store_true",
+                        help="also print the weights table (symbol, weight, score, eligible) to stdout")
+    return run_script("compute_signals", parser.parse_args(argv), _run)
+
+
+def _run(ctx: RunContext) -> None:
+    config, timeframe = ctx.config, ctx.config.strategy.timeframe
+    symbols = _trading_symbols(ctx)
+    benchmark = benchmark_column(symbols, config.strategy.benchmark_symbol)
+    if benchmark is None:
+        raise ConfigError(
+            f"strategy.benchmark_symbol {config.strategy.benchmark_symbol} must be one of data.symbols "
+            "(regime filter, beta and the buy-and-hold benchmark need its candles)"
+        )
+    last_closed_ms = last_closed_open_ms(ctx.now_ms, timeframe)
+    closed = {symbol: _read_closed_candles(ctx, symbol, up_to_ms=last_closed_ms) for symbol in symbols}
+    last_open_ms = {symbol: int(frame["timestamp"].iloc[-1]) if len(frame) else None for symbol, frame in closed.items()}
+    freshness = check_freshness(
+        last_open_ms, now_ms=ctx.now_ms, timeframe=timeframe, max_staleness_bars=config.data.max_staleness_bars,
+        benchmark=benchmark,
+    )
+    for note in freshness.notes:
+        logger.warning("{}", note)
+    used = {symbol: candles[candles["timestamp"] <= freshness.as_of_ms] for symbol, candles in closed.items()}
+    used = {symbol: candles.reset_index(drop=True) for symbol, candles in used.items() if len(candles)}
+    output = compute_strategy(
+        used, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
+        universe=config.universe, spot=config.spot, perp=config.perp,
+    )
+    weights, breakdown = latest_targets(output, as_of_ms=freshness.as_of_ms)
+    for symbol in symbols:  # a symbol without any candle up to as-of is still reported, at weight 0
+        weights.setdefault(symbol, 0.0)
+        breakdown.setdefault(symbol, {"weight": 0.0, "eligible": False, "score": None})
+    targets = Targets(
+        as_of_ms=freshness.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
+        exchange=config.exchange.id, market_type=config.exchange.market_type, timeframe=timeframe,
+        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(used), notes=freshness.notes,
+    )
+    storage.write_json_atomic(ctx.paths.targets, targets.to_dict())
+    held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}
+    logger.info(
+        "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale; fingerprint {}",
+        config.strategy.name, ohlcv.format_ms(freshness.as_of_ms), len(held), len(weights),
+        sum(abs(weight) for weight in held.values()), sum(held.values()), len(freshness.stale),
+        targets.data_fingerprint[:12],
+    )
+    if ctx.args.print_table:
+        print(_weights_table(targets))
+
+
+def _trading_symbols(ctx: RunContext) -> list[str]:
+    """Configured symbols are spot pairs; on a swap venue they name the linear perpetual of the pair."""
+    symbols = list(ctx.config.data.symbols)
+    is_swap = ctx.config.exchange.market_type == "swap"
+    return [to_perpetual(symbol) for symbol in symbols] if is_swap else symbols
+
+
+def _read_closed_candles(ctx: RunContext, symbol: str, *, up_to_ms: int) -> pd.DataFrame:
+    """The stored candles of ``symbol`` that opened at or before ``up_to_ms`` (validated).
+
+    Raises:
+        DataError: the file is missing, unreadable, empty or holds invalid candles.
+    """
+    path = ctx.paths.ohlcv(ctx.config.strategy.timeframe, symbol)
+    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
+    if candles is None:
+        raise DataError(f"no candle file for {symbol}: {path} is missing; run fetch_prices")
+    if candles.empty:
+        raise DataError(f"{path} holds no candles; delete it and run fetch_prices")
+    problems = [
+        problem for problem in ohlcv.validate(candles, ctx.config.strategy.timeframe,
+                                              max_jump_frac=ctx.config.data.max_jump_frac)
+        if ohlcv.is_fatal(problem)
+    ]
+    if problems:
+        raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
+    return candles[candles["timestamp"] <= up_to_ms].reset_index(drop=True)
+
+
+def _weights_table(targets: Targets) -> str:
+    """The product output of ``--print``: one line per symbol, largest |weight| first."""
+    lines = [f"targets {targets.strategy} as of {ohlcv.format_ms(targets.as_of_ms)}",
+             f"{'symbol':<16}{'weight':>10}{'score':>10}  eligible"]
+    for symbol, weight in sorted(targets.weights.items(), key=lambda item: (-abs(item[1]), item[0])):
+        score = targets.breakdown[symbol].get("score")
+        score_text = "-" if score is None else f"{score:.3f}"
+        lines.append(f"{symbol:<16}{weight:>10.4f}{score_text:>10}  {targets.breakdown[symbol]['eligible']}")
+    return "\n".join(lines + [f"note: {note}" for note in targets.notes])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
