@@ -39,7 +39,7 @@ _BPS = Decimal(10_000)
 class PaperParams:
     """TOML section ``paper``."""
 
-    starting_cash_quote: Decimal = Decimal("10000")
+    starting_cash_quote: Decimal = Decimal("1000")  # a small book, like the owners'; matches backtest default
     fee_bps: float = 10.0  # taker fee on notional, charged in quote
     slippage_bps: float = 5.0  # adverse: buys fill higher, sells lower
     max_leverage: float = 3.0  # perps: gross position notional <= this x equity after an increasing fill

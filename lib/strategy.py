@@ -280,6 +280,21 @@ def _asset_breakdown(output: StrategyOutput, as_of_ms: int, symbol: str, weight:
     }
 
 
+def no_data_breakdown() -> dict[str, Any]:
+    """The breakdown of a symbol that has no candle up to the as-of bar: weight 0, nothing known."""
+    return {
+        "weight": 0.0,
+        "score": None,
+        "contributions": {},
+        "signals": {},
+        "volatility_annual_frac": None,
+        "eligible": False,
+        "regime_is_bullish": None,
+        "beta": None,
+        "close": None,
+    }
+
+
 def _json_float(value: Any) -> float | None:
     number = float(value)
     return number + 0.0 if math.isfinite(number) else None

@@ -19,13 +19,13 @@ from lib.runner import RunContext, base_parser, run_script
 from lib.state import Targets
 from lib.strategy import (
     benchmark_column,
-    check_freshness,
     compute_strategy,
     data_fingerprint,
     latest_targets,
+    no_data_breakdown,
+    select_fresh_candles,
 )
 from lib.symbols import to_perpetual
-from lib.timeframes import last_closed_open_ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,36 +44,33 @@ def _run(ctx: RunContext) -> None:
             f"strategy.benchmark_symbol {config.strategy.benchmark_symbol} must be one of data.symbols "
             "(regime filter, beta and the buy-and-hold benchmark need its candles)"
         )
-    last_closed_ms = last_closed_open_ms(ctx.now_ms, timeframe)
-    closed = {symbol: _read_closed_candles(ctx, symbol, up_to_ms=last_closed_ms) for symbol in symbols}
-    last_open_ms = {symbol: int(frame["timestamp"].iloc[-1]) if len(frame) else None for symbol, frame in closed.items()}
-    freshness = check_freshness(
-        last_open_ms, now_ms=ctx.now_ms, timeframe=timeframe, max_staleness_bars=config.data.max_staleness_bars,
+    stored = {symbol: _read_candles(ctx, symbol) for symbol in symbols}
+    fresh = select_fresh_candles(
+        stored, now_ms=ctx.now_ms, timeframe=timeframe, max_staleness_bars=config.data.max_staleness_bars,
         benchmark=benchmark,
     )
-    for note in freshness.notes:
+    for note in fresh.notes:
         logger.warning("{}", note)
-    used = {symbol: candles[candles["timestamp"] <= freshness.as_of_ms] for symbol, candles in closed.items()}
-    used = {symbol: candles.reset_index(drop=True) for symbol, candles in used.items() if len(candles)}
     output = compute_strategy(
-        used, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
+        fresh.candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
         universe=config.universe, spot=config.spot, perp=config.perp,
     )
-    weights, breakdown = latest_targets(output, as_of_ms=freshness.as_of_ms)
+    weights, breakdown = latest_targets(output, as_of_ms=fresh.as_of_ms)
     for symbol in symbols:  # a symbol without any candle up to as-of is still reported, at weight 0
         weights.setdefault(symbol, 0.0)
-        breakdown.setdefault(symbol, {"weight": 0.0, "eligible": False, "score": None})
+        breakdown.setdefault(symbol, no_data_breakdown())
     targets = Targets(
-        as_of_ms=freshness.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
+        as_of_ms=fresh.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
         exchange=config.exchange.id, market_type=config.exchange.market_type, timeframe=timeframe,
-        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(used), notes=freshness.notes,
+        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(fresh.candles),
+        notes=fresh.notes,
     )
     storage.write_json_atomic(ctx.paths.targets, targets.to_dict())
     held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}
     logger.info(
         "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale; fingerprint {}",
-        config.strategy.name, ohlcv.format_ms(freshness.as_of_ms), len(held), len(weights),
-        sum(abs(weight) for weight in held.values()), sum(held.values()), len(freshness.stale),
+        config.strategy.name, ohlcv.format_ms(fresh.as_of_ms), len(held), len(weights),
+        sum(abs(weight) for weight in held.values()), sum(held.values()), len(fresh.stale),
         targets.data_fingerprint[:12],
     )
     if ctx.args.print_table:
@@ -87,8 +84,8 @@ def _trading_symbols(ctx: RunContext) -> list[str]:
     return [to_perpetual(symbol) for symbol in symbols] if is_swap else symbols
 
 
-def _read_closed_candles(ctx: RunContext, symbol: str, *, up_to_ms: int) -> pd.DataFrame:
-    """The stored candles of ``symbol`` that opened at or before ``up_to_ms`` (validated).
+def _read_candles(ctx: RunContext, symbol: str) -> pd.DataFrame:
+    """The stored, validated candles of ``symbol`` on the strategy timeframe.
 
     Raises:
         DataError: the file is missing, unreadable, empty or holds invalid candles.
@@ -106,7 +103,7 @@ def _read_closed_candles(ctx: RunContext, symbol: str, *, up_to_ms: int) -> pd.D
     ]
     if problems:
         raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
-    return candles[candles["timestamp"] <= up_to_ms].reset_index(drop=True)
+    return candles
 
 
 def _weights_table(targets: Targets) -> str:

@@ -177,7 +177,7 @@ class FakeBinance:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> FakeBinance:
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-binance",
@@ -556,7 +556,10 @@ def ticker_price(fake: FakeBinance, request: RecordedRequest) -> Any:
 def ticker_24hr(fake: FakeBinance, request: RecordedRequest) -> Any:
     now, tickers = fake.now_ms, []
     for symbol in _symbols_param(fake, request.params):
-        rows = fake.candle_rows(symbol, "1h", now - 24 * MS_PER_HOUR + 1, now + 1)
+        try:
+            rows = fake.candle_rows(symbol, "1h", now - 24 * MS_PER_HOUR + 1, now + 1)
+        except ApiError:  # injected daily candles only: no intraday statistics
+            rows = np.empty((0, 6))
         last = fake.last_price(symbol)
         first = Decimal(num(rows[0, 1])) if len(rows) else last
         step = fake.rules(symbol).price_step
@@ -803,7 +806,8 @@ def _futures_state(fake: FakeBinance) -> dict[str, Any]:
             "isAutoAddMargin": "false", "notional": num((amount * mark).quantize(_D8)),
             "initialMargin": num(margin), "positionInitialMargin": num(margin), "openOrderInitialMargin": "0",
             "maintMargin": num((margin / 50).quantize(_D8)), "marginAsset": "USDT",
-            "maxNotionalValue": "1000000", "adl": 0, "bidNotional": "0", "askNotional": "0", "updateTime": fake.now_ms,
+            "maxNotionalValue": "1000000", "adl": 0, "bidNotional": "0", "askNotional": "0",
+            "updateTime": fake.now_ms,
         })
     return {"positions": rows, "unrealized": unrealized, "initial_margin": initial_margin,
             "wallet": fake.futures_wallet_quote}
@@ -819,7 +823,8 @@ def futures_account(fake: FakeBinance, request: RecordedRequest) -> dict[str, An
         "walletBalance": num(wallet), "unrealizedProfit": num(pnl), "marginBalance": num(wallet + pnl),
         "initialMargin": num(margin), "maintMargin": num((margin / 50).quantize(_D8)),
         "positionInitialMargin": num(margin), "openOrderInitialMargin": "0",
-        "crossWalletBalance": num(wallet), "crossUnPnl": num(pnl), "availableBalance": available, "maxWithdrawAmount": available,
+        "crossWalletBalance": num(wallet), "crossUnPnl": num(pnl), "availableBalance": available,
+        "maxWithdrawAmount": available,
     }
     every_symbol = request.path.startswith("/fapi/v2/")
     return {

@@ -90,7 +90,7 @@ class FakeTelegram:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> FakeTelegram:
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-telegram",

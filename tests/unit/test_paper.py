@@ -17,7 +17,7 @@ from lib.venue import Broker, MarketRules, Side
 
 D = Decimal
 NOW_MS = 1_700_000_000_000
-PARAMS = PaperParams()  # 10 000 cash, 10 bps fee, 5 bps slippage
+PARAMS = PaperParams(starting_cash_quote=Decimal("10000"))  # 10 000 cash, 10 bps fee, 5 bps slippage
 
 
 def broker(prices: dict[str, float], snapshot: PaperSnapshot | None = None, *,
@@ -143,7 +143,7 @@ def test_rejected_orders_raise_and_leave_the_account_alone(symbol: str, side: st
 
 
 def test_buy_of_exactly_all_cash_fills_and_one_step_more_is_rejected() -> None:
-    params = PaperParams(fee_bps=0.0, slippage_bps=0.0)
+    params = PaperParams(starting_cash_quote=Decimal("10000"), fee_bps=0.0, slippage_bps=0.0)
     account = broker({"BTC/USDT": 100.0}, params=params)
     with pytest.raises(OrderRejected):
         account.create_market_order("BTC/USDT", "buy", D("100.00001"), client_order_id="cb-1")
@@ -172,7 +172,7 @@ def test_perp_short_then_close_exact() -> None:
 
 
 def test_perp_flip_and_average_entry() -> None:
-    params = PaperParams(fee_bps=0.0, slippage_bps=0.0)
+    params = PaperParams(starting_cash_quote=Decimal("10000"), fee_bps=0.0, slippage_bps=0.0)
     account = broker({"BTC/USDT:USDT": 100.0}, params=params)
     account.create_market_order("BTC/USDT:USDT", "buy", D("1"), client_order_id="cb-1")
     added = broker({"BTC/USDT:USDT": 130.0}, account.to_snapshot(), params=params)
@@ -202,7 +202,7 @@ def test_perp_reduce_only_never_increases_or_flips(held: str | None, side: str, 
 
 
 def test_perp_margin_caps_gross_leverage() -> None:
-    account = broker({"BTC/USDT:USDT": 100.0}, params=PaperParams(fee_bps=0.0, slippage_bps=0.0))
+    account = broker({"BTC/USDT:USDT": 100.0}, params=PaperParams(starting_cash_quote=Decimal("10000"), fee_bps=0.0, slippage_bps=0.0))
     account.create_market_order("BTC/USDT:USDT", "sell", D("300"), client_order_id="cb-1")  # 3x: allowed
     with pytest.raises(OrderRejected, match="3.0x equity"):
         account.create_market_order("BTC/USDT:USDT", "sell", D("1"), client_order_id="cb-2")
@@ -259,7 +259,7 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "DOGE/USDT"]
 def test_spot_account_never_goes_negative(seed: int) -> None:
     rng = np.random.default_rng(seed)
     prices = {s: float(10 ** rng.uniform(-2, 4)) for s in SYMBOLS}
-    account = broker(prices, params=PaperParams(fee_bps=float(rng.uniform(0, 50)),
+    account = broker(prices, params=PaperParams(starting_cash_quote=Decimal("10000"), fee_bps=float(rng.uniform(0, 50)),
                                                 slippage_bps=float(rng.uniform(0, 50))))
     for step in range(40):
         symbol = str(rng.choice(SYMBOLS))

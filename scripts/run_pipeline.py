@@ -1,0 +1,59 @@
+"""Run the main job in order: fetch_prices → compute_signals → rebalance → report, stopping at the first failure.
+
+Each stage is its own process (scripts never import each other) with its own lock, run record and alert;
+this wrapper only guarantees the order and that a stage never runs on the output of a failed one. It is
+what crontab.txt and the README quickstart call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from lib.errors import EXIT_CONFIG
+from lib.runner import CONFIG_ENV, DEFAULT_CONFIG
+
+STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+    parser.add_argument("--as-of", dest="as_of", default=None, help="passed to every stage (paper mode only)")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="run only these stages (still in pipeline order)")
+    parser.add_argument("--dry-run", action="store_true", help="rebalance and report send nothing")
+    parser.add_argument("--live", action="store_true", help="the explicit opt-in for live trading (rebalance)")
+    return parser.parse_args(argv)
+
+
+def stage_command(stage: str, args: argparse.Namespace) -> list[str]:
+    command = [sys.executable, "-m", f"scripts.{stage}", "--config", args.config]
+    if args.as_of:
+        command += ["--as-of", args.as_of]
+    if args.dry_run and stage in ("rebalance", "report"):
+        command.append("--dry-run")
+    if args.live and stage == "rebalance":
+        command.append("--live")
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not os.path.isfile(args.config):
+        print(f"run_pipeline: config file not found: {args.config}", file=sys.stderr)
+        return EXIT_CONFIG
+    for stage in (stage for stage in STAGES if stage in args.stages):
+        print(f"run_pipeline: ── {stage} ──", file=sys.stderr, flush=True)
+        exit_code = subprocess.call(stage_command(stage, args))
+        if exit_code != 0:
+            print(f"run_pipeline: {stage} exited {exit_code}; later stages skipped", file=sys.stderr)
+            return exit_code
+    print("run_pipeline: all stages ok", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
