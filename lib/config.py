@@ -254,6 +254,16 @@ def load_config(path: Path | str, *, environ: typing.Mapping[str, str] | None = 
     return dataclasses.replace(config, base_dir=config_path.resolve().parent)
 
 
+def load_alerts_section_best_effort(path: Path | str, *, environ: typing.Mapping[str, str] | None = None) -> AlertsSection:
+    """The [alerts] section even when the rest of the config is invalid, so a config error can still alert."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        _apply_env_overrides(raw, os.environ if environ is None else environ)
+        return typing.cast(AlertsSection, _build(AlertsSection, raw.get("alerts", {}), prefix="alerts."))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        return AlertsSection()
+
+
 def _apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
     for name, text in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -358,8 +368,10 @@ class Secrets:
     __str__ = __repr__
 
     def values(self) -> list[str]:
-        """Every non-empty secret value (for log/alert redaction)."""
-        return [value for value in dataclasses.astuple(self) if value]
+        """Every non-empty credential (for log/alert redaction). The chat id is an address, not a credential."""
+        credentials = (self.exchange_api_key, self.exchange_api_secret, self.exchange_api_password,
+                       self.telegram_bot_token)
+        return [value for value in credentials if value]
 
     @property
     def has_exchange_keys(self) -> bool:

@@ -60,7 +60,24 @@ def create_client(section: ExchangeSection, secrets: Secrets) -> Any:
     })
     if section.rest_base_url:
         client.urls["api"] = rebase_urls(client.urls["api"], section.rest_base_url)
+        if hasattr(client, "get_exceptions_by_url"):
+            _map_binance_errors_by_path(client)
     return client
+
+
+_BINANCE_ERROR_TABLES_BY_PATH = {"/api/": "spot", "/sapi/": "spot", "/fapi/": "linear", "/dapi/": "inverse"}
+
+
+def _map_binance_errors_by_path(client: Any) -> None:
+    """ccxt's binance picks its spot/linear error tables by *hostname*; behind a rebased URL (testnet proxy,
+    loopback) pick them by path, so e.g. a duplicate client id stays InvalidOrder rather than ExchangeError."""
+
+    def get_exceptions_by_url(url: str | None, exact_or_broad: str) -> dict[str, Any]:
+        path = urlsplit(url or "").path
+        table = next((kind for prefix, kind in _BINANCE_ERROR_TABLES_BY_PATH.items() if path.startswith(prefix)), None)
+        return dict(client.exceptions.get(table, {}).get(exact_or_broad, {})) if table else {}
+
+    client.get_exceptions_by_url = get_exceptions_by_url
 
 
 def rebase_urls(urls: Any, base_url: str) -> Any:
@@ -130,6 +147,8 @@ class CcxtVenue:
                     rules[symbol] = to_market_rules(market)
                 except DataError as error:
                     logger.debug("skipping market {}: {}", symbol, error)
+            if not rules:
+                raise DataError("load_markets: the exchange listed no usable spot/swap markets")
             self._markets = rules
         return self._markets
 
@@ -180,12 +199,20 @@ class CcxtVenue:
 
     def create_market_order(self, symbol: str, side: Side, amount_base: Decimal, *, client_order_id: str,
                             reduce_only: bool = False) -> OrderResult:
+        """Place one market order. Any refusal by the exchange is OrderRejected; an ambiguous outcome
+        (network error, 5xx, unparseable reply) is ExchangeUnavailable: look the order up before deciding."""
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if reduce_only and is_perpetual(symbol):
             params["reduceOnly"] = True
-        order = call(self.client, f"create_order {symbol} {side} {amount_base}",
-                     lambda: self.client.create_order(symbol, "market", side, float(amount_base), None, params),
-                     idempotent=False)
+        try:
+            order = call(self.client, f"create_order {symbol} {side} {amount_base}",
+                         lambda: self.client.create_order(symbol, "market", side, float(amount_base), None, params),
+                         idempotent=False)
+        except ExchangeError as error:  # e.g. -1013 filter failures arrive as ccxt.BadRequest
+            raise OrderRejected(str(error)) from None
+        if not isinstance(order, dict) or not order.get("id"):
+            # ccxt returns an id-less order for a body it could not parse, although the order may have executed
+            raise ExchangeUnavailable(f"create_order {symbol} {client_order_id}: unreadable reply; look it up")
         return to_order_result(order, client_order_id=client_order_id, requested=amount_base)
 
     def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from loguru import logger
 
 from lib import alerts
-from lib.config import AlertsSection, Config, Secrets, load_config, load_secrets
+from lib.config import Config, Secrets, load_alerts_section_best_effort, load_config, load_secrets
 from lib.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, CoinbotError, ConfigError
 from lib.paths import ProjectPaths, venue_dir_name
 from lib.state import RunRecord
@@ -75,7 +75,8 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
         logger.error("config error: {}", error)
         secrets = load_secrets(config_path.resolve().parent / ".env")
         _configure_logging(script=script, run_id=run_id, secrets=secrets, level="INFO", log_file=None)
-        alerts.send(_alert_text(script, run_id, error, "stderr"), section=AlertsSection(), secrets=secrets)
+        alerts.send(_alert_text(script, run_id, error, "stderr"), section=load_alerts_section_best_effort(config_path),
+                    secrets=secrets)
         return EXIT_CONFIG
     secrets = load_secrets(config.base_dir / ".env")
     log_file = (config.base_dir / config.paths.log_file) if config.paths.log_file else None

@@ -70,7 +70,7 @@ def _run(ctx: RunContext) -> None:
     logger.info(
         "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale; fingerprint {}",
         config.strategy.name, ohlcv.format_ms(fresh.as_of_ms), len(held), len(weights),
-        sum(abs(weight) for weight in held.values()), sum(held.values()), len(fresh.stale),
+        sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0, len(fresh.stale),
         targets.data_fingerprint[:12],
     )
     if ctx.args.print_table:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lib.signals import SIGNAL_NAMES
 from lib.state import Targets
 from lib.timeframes import MS_PER_DAY
 from tests.fakes.telegram_server import FakeTelegram
@@ -103,7 +104,7 @@ def test_targets_are_written_with_weights_within_limits_and_a_breakdown(ready: P
     assert any(weight != 0 for weight in targets.weights.values())
     for explanation in targets.breakdown.values():
         assert explanation["eligible"] is True and explanation["score"] is not None
-        assert set(explanation["contributions"]) == {"trend", "momentum", "mean_reversion", "volatility", "volume"}
+        assert set(explanation["contributions"]) == set(SIGNAL_NAMES) == set(explanation["signals"])
         assert explanation["volatility_annual_frac"] > 0
         assert (explanation["beta"] is not None) == (market_type == "swap")
     assert "targets" in result.stdout and "weight" in result.stdout  # the --print table

@@ -117,7 +117,7 @@ def test_secrets_from_env_file_are_redacted(tmp_path: Path) -> None:
     assert secrets.exchange_api_key == "key-123" and secrets.telegram_bot_token == "tok-789"
     for text in (repr(secrets), str(secrets), f"{secrets}", str([secrets])):
         assert "key-123" not in text and "sec-456" not in text and "tok-789" not in text
-    assert set(secrets.values()) == {"key-123", "sec-456", "tok-789"}
+    assert set(secrets.values()) == {"key-123", "sec-456", "tok-789"}  # credentials only: no chat id
     assert secrets.has_exchange_keys and not secrets.has_telegram
 
 

@@ -1,0 +1,129 @@
+"""The one alert path (lib.alerts) against a fake Bot API on loopback, and the runner's failure handling."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+import pytest
+from loguru import logger
+
+from lib import alerts
+from lib.config import AlertsSection, Secrets
+from lib.errors import DataError
+from lib.runner import RunContext, run_script
+from tests.fakes.telegram_server import FakeTelegram
+from tests.integration.conftest import Project
+
+SECRETS = Secrets(telegram_bot_token="123:secret-token", telegram_chat_id="42", exchange_api_key="AKIA-do-not-leak")
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
+    yield lines
+    logger.remove(sink)
+
+
+def section(telegram: FakeTelegram) -> AlertsSection:
+    return AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2000)
+
+
+def test_message_and_photo_are_delivered(telegram: FakeTelegram) -> None:
+    png = b"\x89PNG\r\n\x1a\nfake"
+    assert alerts.send("hello", section=section(telegram), secrets=SECRETS)
+    assert alerts.send("with chart", section=section(telegram), secrets=SECRETS, image=png)
+    messages = telegram.wait_for_messages(2)
+    assert [m.method for m in messages] == ["sendMessage", "sendPhoto"]
+    assert messages[0].text == "hello" and messages[0].chat_id == "42"
+    assert messages[1].photo == png and messages[1].text == "with chart"
+
+
+def test_secret_values_are_redacted_from_alerts(telegram: FakeTelegram) -> None:
+    assert alerts.send("key AKIA-do-not-leak failed", section=section(telegram), secrets=SECRETS)
+    assert telegram.wait_for_messages(1)[0].text == "key *** failed"
+
+
+def test_long_caption_is_followed_by_the_full_text(telegram: FakeTelegram) -> None:
+    text = "x" * 3000
+    assert alerts.send(text, section=section(telegram), secrets=SECRETS, image=b"png")
+    messages = telegram.wait_for_messages(2)
+    assert len(messages[0].text or "") == alerts.CAPTION_LIMIT and messages[1].text == text
+
+
+def test_rate_limit_is_retried_after_the_requested_wait(telegram: FakeTelegram) -> None:
+    waits: list[float] = []
+    telegram.fail_next(429, retry_after_s=2, times=1)
+    assert alerts.send("after 429", section=section(telegram), secrets=SECRETS, sleep=waits.append)
+    assert waits == [2.0]
+    assert [m.text for m in telegram.messages] == ["after 429"]
+
+
+def test_undeliverable_alert_is_logged_and_never_raises(telegram: FakeTelegram, log_lines: list[str]) -> None:
+    telegram.fail_next(401, times=None)
+    assert not alerts.send("lost", section=section(telegram), secrets=SECRETS, sleep=lambda s: None)
+    unreachable = AlertsSection(telegram_base_url="http://127.0.0.1:9", timeout_ms=500)
+    assert not alerts.send("lost", section=unreachable, secrets=SECRETS, sleep=lambda s: None)
+    joined = "\n".join(log_lines)
+    assert "alert could not be delivered" in joined and "secret-token" not in joined
+
+
+def test_without_telegram_settings_alerts_go_to_the_log(log_lines: list[str]) -> None:
+    assert not alerts.send("only logged", section=AlertsSection(), secrets=Secrets())
+    assert any("Telegram not configured" in line and "only logged" in line for line in log_lines)
+
+
+def run_in_process(project: Project, telegram: FakeTelegram, body: object) -> int:
+    project.write_config(f'[alerts]\ntelegram_base_url = "{telegram.base_url}"\n')
+    project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:secret-token", COINBOT_TELEGRAM_CHAT_ID="42")
+    args = argparse.Namespace(config=str(project.config), as_of="2026-01-01T00:00:00Z")
+    return run_script("unit_job", args, body)  # type: ignore[arg-type]
+
+
+def test_runner_turns_a_domain_error_into_one_alert_a_record_and_an_exit_code(
+    project: Project, telegram: FakeTelegram
+) -> None:
+    def body(ctx: RunContext) -> None:
+        raise DataError("prices are stale (token 123:secret-token)")
+
+    assert run_in_process(project, telegram, body) == 1
+    texts = [m.text or "" for m in telegram.wait_for_messages(1)]
+    assert len(texts) == 1 and "unit_job FAILED" in texts[0] and "DataError: prices are stale" in texts[0]
+    assert "secret-token" not in texts[0]
+    records = project.runs()
+    assert [(r["event"], r["status"], r["exit_code"]) for r in records] == [("start", "running", None),
+                                                                            ("finish", "failed", 1)]
+    assert "secret-token" not in records[-1]["error"]
+    assert records[0]["now_ms"] == 1_767_225_600_000
+
+
+def test_runner_catches_unexpected_exceptions(project: Project, telegram: FakeTelegram) -> None:
+    def body(ctx: RunContext) -> None:
+        raise ZeroDivisionError("boom")
+
+    assert run_in_process(project, telegram, body) == 1
+    assert "ZeroDivisionError: boom" in (telegram.wait_for_messages(1)[0].text or "")
+
+
+def test_runner_success_records_ok(project: Project, telegram: FakeTelegram) -> None:
+    seen: list[int] = []
+    assert run_in_process(project, telegram, lambda ctx: seen.append(ctx.now_ms)) == 0
+    assert seen == [1_767_225_600_000]
+    assert project.runs()[-1]["status"] == "ok" and telegram.messages == []
+
+
+def test_config_error_exits_2_and_alerts(project: Project, telegram: FakeTelegram) -> None:
+    project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:secret-token", COINBOT_TELEGRAM_CHAT_ID="42")
+    project.write_config("[exchange]\nmode = 'nonsense'\n")
+    result = project.run("fetch_prices", env={"COINBOT__ALERTS__TELEGRAM_BASE_URL": telegram.base_url})
+    assert result.returncode == 2
+    assert "exchange.mode" in result.stderr
+    assert "exchange.mode" in (telegram.wait_for_messages(1)[0].text or "")
+    assert not (project.state / "runs.jsonl").exists()  # nothing touched
