@@ -58,7 +58,7 @@ def send(
             _post(base + "/sendMessage", timeout_s, sleep,
                   json={"chat_id": secrets.telegram_chat_id, "text": safe_text[:MESSAGE_LIMIT]})
         else:
-            caption = safe_text[:CAPTION_LIMIT]
+            caption = _cut_at_line(safe_text, CAPTION_LIMIT)
             _post(base + "/sendPhoto", timeout_s, sleep, data={"chat_id": secrets.telegram_chat_id, "caption": caption},
                   files={"photo": ("chart.png", image, "image/png")})
             if len(safe_text) > CAPTION_LIMIT:
@@ -68,6 +68,14 @@ def send(
         logger.error("alert could not be delivered: {}", redact(f"{type(error).__name__}: {error}"))
         return False
     return True
+
+
+def _cut_at_line(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at the last line break when the text is longer."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return head[: head.rfind("\n")] if "\n" in head else head
 
 
 def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **payload: object) -> None:

@@ -27,16 +27,17 @@ from loguru import logger
 from lib.backtester import BacktestParams
 from lib.ensemble import EnsembleParams
 from lib.errors import ConfigError
+from lib.health import HealthParams
 from lib.orders import OrderParams
 from lib.paper import PaperParams
 from lib.portfolio import PerpParams, SpotParams
 from lib.risk import RiskLimits
 from lib.signals import SignalParams
 from lib.simulated import SimulatedParams
-from lib.universe import UniverseParams
-from lib.walkforward import WalkForwardParams
 from lib.symbols import split_symbol
 from lib.timeframes import timeframe_ms
+from lib.universe import UniverseParams
+from lib.walkforward import WalkForwardParams
 
 ENV_PREFIX = "COINBOT__"
 """``COINBOT__SECTION__KEY=value`` overrides ``[section] key`` (values parsed as TOML, bare strings allowed)."""
@@ -178,7 +179,9 @@ class StrategySection:
         if not 1 <= self.rebalance_every_bars <= 10_000:
             raise ConfigError(f"strategy.rebalance_every_bars must be in [1, 10000], got {self.rebalance_every_bars}")
         if not 2 <= self.volatility_window_bars <= 10_000:
-            raise ConfigError(f"strategy.volatility_window_bars must be in [2, 10000], got {self.volatility_window_bars}")
+            raise ConfigError(
+                f"strategy.volatility_window_bars must be in [2, 10000], got {self.volatility_window_bars}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +203,7 @@ class Config:
     paper: PaperParams = field(default_factory=PaperParams)
     backtest: BacktestParams = field(default_factory=BacktestParams)
     walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
+    health: HealthParams = field(default_factory=HealthParams)
     base_dir: Path = Path(".")  # the config file's directory (set by the loader, not a TOML key)
 
     def __post_init__(self) -> None:
@@ -254,7 +258,9 @@ def load_config(path: Path | str, *, environ: typing.Mapping[str, str] | None = 
     return dataclasses.replace(config, base_dir=config_path.resolve().parent)
 
 
-def load_alerts_section_best_effort(path: Path | str, *, environ: typing.Mapping[str, str] | None = None) -> AlertsSection:
+def load_alerts_section_best_effort(
+    path: Path | str, *, environ: typing.Mapping[str, str] | None = None
+) -> AlertsSection:
     """The [alerts] section even when the rest of the config is invalid, so a config error can still alert."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -301,7 +307,7 @@ def _build(cls: type, raw: Any, *, prefix: str) -> Any:
 
 def _coerce(hint: Any, value: Any, *, key: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=f"{key}.")
     if origin in (types.UnionType, typing.Union):
         options = [arg for arg in typing.get_args(hint) if arg is not type(None)]

@@ -21,7 +21,7 @@ from lib.orders import to_market_rules
 from lib.retry import call_with_retry
 from lib.simulated import SimulatedMarket
 from lib.symbols import is_perpetual
-from lib.venue import Holdings, MarketData, MarketRules, OrderResult, Side
+from lib.venue import Holdings, MarketData, MarketRules, OrderResult, OrderStatus, Side
 
 MAX_NETWORK_RETRIES = 4  # retries after the first attempt of a read (timeouts, 429/418, 5xx)
 RETRY_BASE_DELAY_S = 0.5
@@ -232,11 +232,13 @@ def to_order_result(order: dict[str, Any], *, client_order_id: str, requested: D
         filled = Decimal(str(order.get("filled") or 0))
         average = order.get("average") or order.get("price")
         fee = order.get("fee") or {}
-        status = order.get("status") or "open"
+        status: OrderStatus = order.get("status") or "open"
+        if status not in ("open", "closed", "canceled", "rejected", "expired"):
+            status = "open"
         return OrderResult(
             client_order_id=str(order.get("clientOrderId") or client_order_id),
             exchange_order_id=str(order.get("id") or ""), symbol=str(order["symbol"]), side=order["side"],
-            status=status if status in ("open", "closed", "canceled", "rejected", "expired") else "open",
+            status=status,
             requested_amount_base=amount, filled_amount_base=filled,
             average_price=float(average) if average else None,
             fee_quote=float(fee.get("cost") or 0.0), timestamp_ms=int(order.get("timestamp") or 0),

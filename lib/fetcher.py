@@ -64,7 +64,8 @@ def fetch_candle_update(
         problems = ohlcv.validate(new, timeframe, max_jump_frac=max_jump_frac, previous_close=previous_close)
         fatal = [problem for problem in problems if ohlcv.is_fatal(problem)]
         if fatal:
-            raise DataError(f"{symbol} {timeframe}: exchange candles invalid after a re-fetch: {ohlcv.describe_problems(fatal)}")
+            raise DataError(f"{symbol} {timeframe}: exchange candles invalid after a re-fetch: "
+                            f"{ohlcv.describe_problems(fatal)}")
     jumps_kept = list(problems)
     for jump in jumps_kept:
         logger.warning("{} {}: price jump kept after re-fetch: {}", symbol, timeframe, jump.detail)
@@ -78,7 +79,8 @@ def fetch_candle_update(
         refill = refill[(refill["timestamp"] >= gap_start) & (refill["timestamp"] <= gap_end)]
         fatal = [p for p in ohlcv.validate(refill, timeframe, max_jump_frac=max_jump_frac) if ohlcv.is_fatal(p)]
         if fatal:
-            raise DataError(f"{symbol} {timeframe}: invalid candles while re-requesting a gap: {ohlcv.describe_problems(fatal)}")
+            raise DataError(f"{symbol} {timeframe}: invalid candles while re-requesting a gap: "
+                            f"{ohlcv.describe_problems(fatal)}")
         if len(refill):
             logger.warning("{} {}: gap {}..{} re-fetched ({} candles)", symbol, timeframe, gap_start, gap_end,
                            len(refill))

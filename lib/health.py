@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from lib.errors import ConfigError
 from lib.ohlcv import format_ms
 from lib.state import RunRecord
@@ -20,6 +22,7 @@ from lib.timeframes import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, last_closed_o
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance")
 """The cron stages whose last success the report checks, in pipeline order."""
+MAX_AGE_LIMIT_MS = 400 * MS_PER_DAY  # upper bound of a stage limit (a typo guard)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,10 +38,12 @@ class HealthParams:
     def __post_init__(self) -> None:
         for script in STAGES:
             value = getattr(self, f"{script}_max_age_ms")
-            if not 0 <= value <= 400 * MS_PER_DAY:
-                raise ConfigError(f"health.{script}_max_age_ms must be in [0, {400 * MS_PER_DAY}], got {value}")
-        if not 0 <= self.data_max_staleness_bars <= 1000:
-            raise ConfigError(f"health.data_max_staleness_bars must be in [0, 1000], got {self.data_max_staleness_bars}")
+            if not 0 <= value <= MAX_AGE_LIMIT_MS:
+                raise ConfigError(
+                    f"health.{script}_max_age_ms must be in [0, {MAX_AGE_LIMIT_MS}], got {value}")
+        bars = self.data_max_staleness_bars
+        if not 0 <= bars <= 1000:
+            raise ConfigError(f"health.data_max_staleness_bars must be in [0, 1000], got {bars}")
 
     def max_age_ms(self, script: str) -> int:
         return int(getattr(self, f"{script}_max_age_ms"))
@@ -105,7 +110,8 @@ def check_stages(records: Sequence[RunRecord], *, now_ms: int, params: HealthPar
     Only ``finish`` records at or before ``now_ms`` count (an ``--as-of`` report in the past sees the
     past); they are ordered by their ``now_ms``, ties in file order.
     """
-    finished = sorted((r for r in records if r.event == "finish" and r.now_ms <= now_ms), key=lambda r: r.now_ms)
+    finished = sorted((record for record in records if record.event == "finish" and record.now_ms <= now_ms),
+                      key=lambda record: record.now_ms)
     out: list[StageHealth] = []
     for script in stages:
         own = [record for record in finished if record.script == script]
@@ -118,7 +124,8 @@ def check_stages(records: Sequence[RunRecord], *, now_ms: int, params: HealthPar
         is_stale = limit_ms > 0 and (last_success_ms is None or now_ms - last_success_ms > limit_ms)
         out.append(StageHealth(
             script=script, max_age_ms=limit_ms, last_success_ms=last_success_ms,
-            last_failure_ms=failed[-1].now_ms if failed else None, last_error=failed[-1].error if failed else "",
+            last_failure_ms=failed[-1].now_ms if failed else None,
+            last_error=failed[-1].error if failed else "",
             failures_since_success=len(failures), is_stale=is_stale,
         ))
     return tuple(out)
@@ -128,14 +135,25 @@ def check_series(last_open_ms: Mapping[tuple[str, str], int | None], *, now_ms: 
                  max_staleness_bars: int) -> tuple[SeriesHealth, ...]:
     """Freshness of each ``(symbol, timeframe) -> newest stored candle open (ms)``, the rule compute_signals
     applies: stale when older than ``max_staleness_bars`` bars before the last closed candle at ``now_ms``.
-    Candles after that one (the future of an ``--as-of`` run) are the caller's to drop."""
+    Pass :func:`newest_closed_open_ms` values (candles after that one are not counted)."""
     out: list[SeriesHealth] = []
     for (symbol, timeframe), last in sorted(last_open_ms.items()):
         expected_ms, step_ms = last_closed_open_ms(now_ms, timeframe), timeframe_ms(timeframe)
         lag = None if last is None else max(0, (expected_ms - last) // step_ms)
-        out.append(SeriesHealth(symbol=symbol, timeframe=timeframe, last_open_ms=last, expected_open_ms=expected_ms,
-                                lag_bars=lag, is_stale=lag is None or lag > max_staleness_bars))
+        out.append(SeriesHealth(symbol=symbol, timeframe=timeframe, last_open_ms=last,
+                                expected_open_ms=expected_ms, lag_bars=lag,
+                                is_stale=lag is None or lag > max_staleness_bars))
     return tuple(out)
+
+
+def newest_closed_open_ms(timestamps_ms: Sequence[int] | None, *, now_ms: int, timeframe: str) -> int | None:
+    """The newest candle open time that had closed at ``now_ms`` (None: none stored); later candles are the
+    forming one or, for an ``--as-of`` run, the future."""
+    if timestamps_ms is None:
+        return None
+    stamps = np.asarray(timestamps_ms, dtype="int64")
+    closed = stamps[stamps <= last_closed_open_ms(now_ms, timeframe)]
+    return int(closed.max()) if closed.size else None
 
 
 def check_health(records: Sequence[RunRecord], last_open_ms: Mapping[tuple[str, str], int | None], *,
@@ -173,7 +191,8 @@ def to_health_table(report: HealthReport) -> str:
 
 
 def _stage_state(stage: StageHealth, now_ms: int) -> str:
-    last = "never ok" if stage.last_success_ms is None else f"ok {format_age(now_ms - stage.last_success_ms)} ago"
+    last = ("never ok" if stage.last_success_ms is None
+            else f"ok {format_age(now_ms - stage.last_success_ms)} ago")
     limit = "not checked" if stage.max_age_ms == 0 else f"limit {format_age(stage.max_age_ms)}"
     failures = f", {stage.failures_since_success} failure(s) since" if stage.failures_since_success else ""
     return f"{'STALE: ' if stage.is_stale else ''}{last} ({limit}){failures}"
@@ -186,7 +205,8 @@ def _stage_problem(stage: StageHealth, now_ms: int) -> str:
         head = (f"{stage.script} last finished ok {format_ms(stage.last_success_ms)}, "
                 f"{format_age(now_ms - stage.last_success_ms)} ago (limit {format_age(stage.max_age_ms)})")
     failures = f"; {stage.failures_since_success} failed run(s) since" if stage.failures_since_success else ""
-    error = f", last error: {stage.last_error[:200]}" if stage.failures_since_success and stage.last_error else ""
+    has_error = stage.failures_since_success and stage.last_error
+    error = f", last error: {stage.last_error[:200]}" if has_error else ""
     return f"{head}{failures}{error}; check its cron entry and log"
 
 
@@ -198,4 +218,4 @@ def _series_last(series: SeriesHealth) -> str:
 
 def _series_problem(series: SeriesHealth, now_ms: int, max_staleness_bars: int) -> str:
     return (f"stale prices: {series.symbol} {series.timeframe} {_series_last(series)} at {format_ms(now_ms)} "
-            f"(limit {max_staleness_bars}); run fetch_prices or check the exchange")
+            f"(limit {max_staleness_bars} bar(s) behind); run fetch_prices or check the exchange")

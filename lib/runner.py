@@ -82,7 +82,8 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
     log_file = (config.base_dir / config.paths.log_file) if config.paths.log_file else None
     _configure_logging(script=script, run_id=run_id, secrets=secrets, level=config.logging.level, log_file=log_file,
                        rotation_mb=config.logging.rotation_mb, retention_files=config.logging.retention_files)
-    paths = ProjectPaths(config.data_dir, config.state_dir, venue_dir_name(config.exchange.id, config.exchange.market_type))
+    venue = venue_dir_name(config.exchange.id, config.exchange.market_type)
+    paths = ProjectPaths(config.data_dir, config.state_dir, venue)
     log_location = str(log_file) if log_file else "stderr (see the cron log redirect)"
     try:
         now_ms = _resolve_now_ms(args.as_of, wall_ms=wall_ms, mode=config.exchange.mode)

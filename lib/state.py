@@ -129,9 +129,10 @@ def _float(raw: dict[str, Any], key: str, *, minimum: float | None = None) -> fl
     value = raw.get(key)
     if not _is_finite(value):
         raise StateError(f"{key} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
+    number = float(value)  # type: ignore[arg-type]  # _is_finite checked it is an int/float
+    if minimum is not None and number < minimum:
         raise StateError(f"{key} must be >= {minimum}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _str(raw: dict[str, Any], key: str) -> str:
@@ -206,4 +207,45 @@ class Positions:
             inception_equity_quote=_float(raw, "inception_equity_quote", minimum=0.0),
             fees_paid_quote=_float(raw, "fees_paid_quote", minimum=0.0),
             last_rebalance_id=str(raw.get("last_rebalance_id", "")), paper=paper,
+        )
+
+
+HALT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaltRecord:
+    """state/halt.json, written by rebalance on a drawdown breach BEFORE it flattens; removed only by a person.
+
+    ``flattened`` turns true once the flatten orders all went through, so a run that died mid-flatten
+    finishes the flatten on the next run (and sends nothing else) instead of leaving the book half open.
+    """
+
+    created_ms: int
+    run_id: str
+    reason: str
+    detail: str
+    equity_quote: float
+    high_water_mark_quote: float
+    flattened: bool = False
+    flattened_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": HALT_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> HaltRecord:
+        if not isinstance(raw, dict):
+            raise StateError("halt.json must hold a JSON object")
+        _require_version(raw, HALT_SCHEMA_VERSION, "halt.json")
+        flattened, flattened_ms = raw.get("flattened", False), raw.get("flattened_ms")
+        if not isinstance(flattened, bool):
+            raise StateError(f"halt.json: flattened must be true/false, got {flattened!r}")
+        if flattened_ms is not None and (isinstance(flattened_ms, bool) or not isinstance(flattened_ms, int)):
+            raise StateError(f"halt.json: flattened_ms must be an integer or null, got {flattened_ms!r}")
+        return cls(
+            created_ms=_int(raw, "created_ms"), run_id=_str(raw, "run_id"), reason=_str(raw, "reason"),
+            detail=str(raw.get("detail", "")), equity_quote=_float(raw, "equity_quote"),
+            high_water_mark_quote=_float(raw, "high_water_mark_quote"), flattened=flattened,
+            flattened_ms=flattened_ms,
         )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,8 +154,9 @@ def test_transient_bad_candle_is_refetched(binance_project: Project, fake: FakeB
     result = fetch(binance_project, fake, "--symbols", "ETH/USDT")
     assert_ok(result)
     assert "re-fetching once" in result.stderr
+    last_closed_hour = NOW_MS - NOW_MS % MS_PER_HOUR - MS_PER_HOUR
     pd.testing.assert_frame_equal(stored(binance_project, "ETH/USDT", "1h"),
-                                  expected(fake, "ETH/USDT", "1h", BACKFILL_MS, NOW_MS - NOW_MS % MS_PER_HOUR - MS_PER_HOUR))
+                                  expected(fake, "ETH/USDT", "1h", BACKFILL_MS, last_closed_hour))
 
 
 def test_out_of_order_rows_are_put_in_order(binance_project: Project, fake: FakeBinance) -> None:
@@ -284,7 +285,8 @@ def test_simulated_exchange_backfill_and_noop(project: Project) -> None:
 def test_real_candles_round_trip_exactly(project: Project, shared_data_dir: Path) -> None:
     source = {symbol: pd.read_parquet(shared_data_dir / "market/1d" / f"{symbol.replace('/', '-')}.parquet")
               for symbol in ("BTC/USDT", "SOL/USDT")}
-    with FakeBinance(now_ms=1_704_067_200_000 + MS_PER_HOUR, candles={(s, "1d"): f for s, f in source.items()}) as server:
+    served = {(symbol, "1d"): frame for symbol, frame in source.items()}
+    with FakeBinance(now_ms=1_704_067_200_000 + MS_PER_HOUR, candles=served) as server:
         project.write_config(config_text(server.base_url, symbols=tuple(source), timeframes='["1d"]',
                                          backfill="2017-01-01").replace("fetch_limit = 100", "fetch_limit = 1000"))
         assert_ok(fetch(project, server))

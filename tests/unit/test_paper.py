@@ -202,7 +202,8 @@ def test_perp_reduce_only_never_increases_or_flips(held: str | None, side: str, 
 
 
 def test_perp_margin_caps_gross_leverage() -> None:
-    account = broker({"BTC/USDT:USDT": 100.0}, params=PaperParams(starting_cash_quote=Decimal("10000"), fee_bps=0.0, slippage_bps=0.0))
+    params = PaperParams(starting_cash_quote=Decimal("10000"), fee_bps=0.0, slippage_bps=0.0)
+    account = broker({"BTC/USDT:USDT": 100.0}, params=params)
     account.create_market_order("BTC/USDT:USDT", "sell", D("300"), client_order_id="cb-1")  # 3x: allowed
     with pytest.raises(OrderRejected, match="3.0x equity"):
         account.create_market_order("BTC/USDT:USDT", "sell", D("1"), client_order_id="cb-2")

@@ -51,9 +51,9 @@ def test_pure_module_does_no_io(path: Path) -> None:
                 problems.append(f"imports {name}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
             problems.append(f"calls {node.func.id}() at line {node.lineno}")
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if (node.value.id, node.attr) in FORBIDDEN_ATTRIBUTES:
-                problems.append(f"uses {node.value.id}.{node.attr} at line {node.lineno}")
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in FORBIDDEN_ATTRIBUTES):
+            problems.append(f"uses {node.value.id}.{node.attr} at line {node.lineno}")
     assert not problems, f"{path.name} is declared pure but: {problems}"
 
 

@@ -1,0 +1,147 @@
+"""Backtest the strategy over stored history into state/backtests/<run_id>/ (metrics, equity, trades, chart).
+
+Story: candles of the strategy timeframe (+ funding for perps) from data/ or --data-dir, cut at --end ->
+the SAME lib.strategy composition over the whole history, once (causal) -> lib.backtester from the
+first tradeable bar at or after --start (target at the close of t, filled at the open of t+1, with
+fees, slippage, funding) -> metrics vs buy-and-hold BTC and equal-weight baskets -> optional
+walk-forward and fee sensitivity -> files written atomically -> a summary table on stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from pathlib import Path
+
+import pandas as pd
+from loguru import logger
+from tqdm import tqdm
+
+from lib import backtest_study as study
+from lib import charts, ohlcv, storage
+from lib.errors import DataError
+from lib.funding import FUNDING_COLUMNS
+from lib.paths import ProjectPaths, venue_dir_name
+from lib.runner import RunContext, base_parser, run_script
+from lib.strategy import PERP_STRATEGY, SPOT_STRATEGY, data_fingerprint
+from lib.symbols import from_slug, to_perpetual, to_slug
+from lib.walkforward import cost_sensitivity
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--strategy", choices=(SPOT_STRATEGY, PERP_STRATEGY), help="override strategy.name")
+    add("--data-dir", type=Path, help="read DIR/market/<timeframe>/<BASE>-<QUOTE>.parquet and DIR/funding/ "
+        "(the layout of ../shared/data) instead of data/")
+    add("--symbols", nargs="+", help="only these (default: data.symbols; with --data-dir every file there)")
+    add("--start", help="ISO date/time UTC or epoch ms (default and floor: the first tradeable bar)")
+    add("--end", help="last bar, inclusive (a bare date = that whole day); later data are never read")
+    add("--walk-forward", action="store_true", help="walk-forward ([walkforward] layout) over a grid")
+    add("--grid", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
+        help="a walk-forward grid axis, repeatable (default: the built-in top_n/top_k x rebalance grid)")
+    add("--costs", action="store_true", help="also run at each fee of walkforward.cost_levels_bps")
+    add("--run-id", help="output folder name (default: strategy-timeframe-UTCtime-inputhash)")
+    add("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    return run_script("backtest", parser.parse_args(argv), _run)
+
+
+def _run(ctx: RunContext) -> None:
+    args, config = ctx.args, ctx.config
+    strategy = dataclasses.replace(config.strategy, name=args.strategy or config.strategy.name)
+    settings = study.StudySettings(strategy=strategy, signals=config.signals, ensemble=config.ensemble,
+                                   universe=config.universe, spot=config.spot, perp=config.perp,
+                                   backtest=config.backtest)
+    params, research = study.to_backtest_params(settings), getattr(config, "study", study.StudyParams())
+    timeframe, is_perp = strategy.timeframe, strategy.name == PERP_STRATEGY
+    end_ms = study.parse_time_ms(args.end, is_end=True) if args.end else None
+    sources = _sources(ctx, timeframe, is_perp=is_perp)
+    stored = {symbol: _read_candles(candle_path, timeframe) for symbol, (candle_path, _) in sources.items()}
+    candles = study.cut_candles(stored, end_ms=end_ms)
+    funding = {symbol: _read_funding(sources[symbol][1], end_ms) for symbol in candles} if is_perp else {}
+    funding_wide, dropped = study.build_funding_wide(funding, policy=research.missing_funding)
+    if dropped:
+        logger.warning("no funding history, so not traded (study.missing_funding = drop): {}", dropped)
+        candles = {symbol: frame for symbol, frame in candles.items() if symbol not in dropped}
+    inputs = study.build_simulation_inputs(candles, settings, funding_wide=funding_wide)
+    floor_ms = max(study.parse_time_ms(args.start, is_end=False) if args.start else 0,
+                   study.first_funding_ms({symbol: funding.get(symbol) for symbol in candles}))
+    start_ms = study.default_start_ms(inputs, not_before_ms=floor_ms)
+    result = study.simulate(inputs, params, start_ms=start_ms, end_ms=end_ms)
+    benchmarks = study.benchmark_equity(inputs.close.loc[start_ms:], inputs.benchmark, timeframe=timeframe,
+                                        study=research, capital_quote=params.starting_capital_quote)
+    run_inputs = [data_fingerprint(candles), str(start_ms), str(end_ms), str(sorted(vars(args).items()))]
+    run_id = args.run_id or study.build_run_id(settings, now_ms=ctx.now_ms, inputs=run_inputs)
+    out, equity_frame = ctx.paths.backtest_dir(run_id), study.to_equity_frame(result.equity, benchmarks)
+    storage.write_parquet_atomic(out / "equity.parquet", equity_frame)
+    storage.write_parquet_atomic(out / "trades.parquet", result.trades)
+    storage.write_parquet_atomic(out / "weights.parquet", result.weights.reset_index(names="timestamp"))
+    if args.walk_forward:
+        grid = study.parse_grid(args.grid, settings) or study.default_grid(settings, research)
+        with tqdm(desc="walk-forward", unit="run", disable=not (args.progress or sys.stderr.isatty())) as bar:
+            document, stitched = study.walk_forward_study(candles, settings, inputs, benchmarks, grid=grid,
+                                                          layout=config.walkforward, progress=bar.update)
+        storage.write_json_atomic(out / "walkforward.json", document)
+        storage.write_parquet_atomic(out / "walkforward.parquet", stitched)
+        logger.info("walk-forward parameters chosen (times): {}", document["params_chosen"])
+    if args.costs:
+        run_at = functools.partial(study.simulate, inputs, start_ms=start_ms, end_ms=end_ms)
+        fees_bps = config.walkforward.cost_levels_bps
+        table = cost_sensitivity(run_at, params, timeframe=timeframe, fee_levels_bps=fees_bps)
+        storage.write_json_atomic(out / "cost_sensitivity.json", study.cost_report(table))
+    span = f"{study.to_iso(int(result.equity.index[0]))} → {study.to_iso(int(result.equity.index[-1]))}"
+    png = charts.render_backtest_chart(*study.chart_frames(equity_frame, result.weights),
+                                       title=f"{strategy.name} {timeframe} {span}, net of costs")
+    storage.write_bytes_atomic(out / "chart.png", png)
+    metrics = study.metrics_report(result, benchmarks, timeframe=timeframe)
+    storage.write_json_atomic(out / "metrics.json", study.json_safe({
+        "schema_version": study.SCHEMA_VERSION, "run_id": run_id, "strategy": strategy.name, "span": span,
+        "timeframe": timeframe, "bars": len(result.equity), "symbols": sorted(candles),
+        "dropped_symbols": dropped, "missing_funding": research.missing_funding,
+        "source": str(args.data_dir or config.data_dir),
+        "backtest_params": dataclasses.asdict(params), "settings": study.settings_document(settings),
+        "metrics": metrics,
+    }))  # fmt: skip
+    logger.info("backtest {} {}: {} bars, {} trades, {} symbols -> {}", strategy.name, span,
+                len(result.equity), len(result.trades), len(candles), out)
+    print(study.summary_table(f"backtest {run_id} ({span}, net of costs)", metrics))
+
+
+
+def _sources(ctx: RunContext, timeframe: str, *, is_perp: bool) -> dict[str, tuple[Path, Path]]:
+    """symbol -> (candle file, funding file). The perp strategy names its symbols as perpetuals."""
+    args, config = ctx.args, ctx.config
+    if args.data_dir is not None:
+        market = args.data_dir / "market" / timeframe
+        slugs = ([to_slug(symbol) for symbol in args.symbols] if args.symbols
+                 else sorted(path.stem for path in market.glob("*.parquet") if "." not in path.stem))
+        if not slugs:
+            raise DataError(f"no candle files in {market}; expected <BASE>-<QUOTE>.parquet files")
+        rates = args.data_dir / "funding"
+        return {from_slug(slug, perpetual=is_perp): (market / f"{slug}.parquet", rates / f"{slug}.parquet")
+                for slug in slugs}
+    venue = venue_dir_name(config.exchange.id, "swap" if is_perp else "spot")
+    paths = ProjectPaths(config.data_dir, config.state_dir, venue)
+    symbols = [to_perpetual(symbol) if is_perp else symbol for symbol in args.symbols or config.data.symbols]
+    return {symbol: (paths.ohlcv(timeframe, symbol), paths.funding(symbol)) for symbol in symbols}
+
+
+def _read_candles(path: Path, timeframe: str) -> pd.DataFrame:
+    """Raises DataError when the file is missing, empty or holds invalid candles."""
+    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
+    if candles is None or candles.empty:
+        raise DataError(f"no candles in {path}; run fetch_prices (or check --data-dir / --symbols)")
+    problems = ohlcv.validate(candles, timeframe, max_jump_frac=10.0)
+    if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
+        raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}")
+    return candles
+
+
+def _read_funding(path: Path, end_ms: int | None) -> pd.DataFrame | None:
+    rates = storage.read_parquet(path, columns=FUNDING_COLUMNS)
+    return rates if rates is None or end_ms is None else rates[rates["timestamp"] <= end_ms]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

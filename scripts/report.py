@@ -1,0 +1,155 @@
+"""Mark the book to market, append state/equity.csv, chart it vs buy-and-hold, send the summary, check health.
+
+Story: positions.json (missing = rebalance never ran) -> closed candles -> health from state/runs.jsonl and
+each series' newest candle -> mark to market, benchmarks -> one equity.csv row (none if this time has one)
+-> state/report.png -> Telegram (--dry-run: stdout) -> a stale stage fails the run AFTER the row and chart
+are written, so cron notices even when the stale script could not alert for itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from loguru import logger
+
+from lib import charts, ohlcv, reporting, storage
+from lib.errors import CoinbotError, DataError, StateError
+from lib.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
+from lib.runner import RunContext, base_parser, run_script
+from lib.state import Positions
+from lib.symbols import quote_of, to_perpetual
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write the chart, print the summary; send nothing, append no equity row")
+    return run_script("report", parser.parse_args(argv), _run)
+
+
+def _run(ctx: RunContext) -> None:
+    timeframe = ctx.config.strategy.timeframe
+    positions = _read_positions(ctx.paths.positions)
+    universe = _trading_symbols(ctx, list(ctx.config.data.symbols))
+    held = sorted(positions.amounts_base) if positions is not None else []
+    candles = {symbol: _read_candles(ctx, timeframe, symbol) for symbol in dict.fromkeys([*universe, *held])}
+    health = _check_health(ctx, universe, candles)
+    title = f"{ctx.config.exchange.mode}, {ctx.config.exchange.id} {ctx.config.exchange.market_type}"
+    quote = quote_of(ctx.config.strategy.benchmark_symbol)
+    chart = None
+    if positions is None:
+        logger.warning("no {} yet: reporting health only", ctx.paths.positions)
+        text = reporting.build_summary_text(now_ms=ctx.now_ms, title=title, health=health, quote=quote)
+    else:
+        chart, text = _report_book(ctx, positions, candles, universe, health, title=title, quote=quote)
+    if ctx.args.dry_run:
+        print(text)
+    delivered = ctx.args.dry_run or ctx.alert(text, image=chart)
+    if not health.is_healthy:
+        raise DataError("pipeline unhealthy: " + " | ".join(health.problems()))
+    if not delivered and ctx.secrets.has_telegram:  # without Telegram settings the log is the channel
+        raise CoinbotError("the report summary could not be delivered to Telegram (see the error above)")
+
+
+def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.DataFrame | None],
+                 universe: list[str], health: HealthReport, *, title: str, quote: str) -> tuple[bytes, str]:
+    timeframe = ctx.config.strategy.timeframe
+    stored = {symbol: frame for symbol, frame in candles.items() if frame is not None}
+    closes = reporting.to_close_frame(stored, now_ms=ctx.now_ms, timeframe=timeframe)
+    mark = reporting.compute_mark_to_market(positions, reporting.latest_prices(closes))
+    benchmarks = reporting.compute_benchmark_curves(
+        closes[[symbol for symbol in universe if symbol in closes]], inception_ms=positions.inception_ms,
+        inception_equity_quote=positions.inception_equity_quote, timeframe=timeframe,
+        btc_symbol=_trading_symbols(ctx, [ctx.config.strategy.benchmark_symbol])[0],
+    )
+    row = reporting.to_equity_row(now_ms=ctx.now_ms, mark=mark, benchmarks=benchmarks,
+                                  fees_paid_quote=positions.fees_paid_quote)
+    history = _append_equity_row(ctx, row)
+    history = history[history["time_ms"] <= ctx.now_ms]
+    performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms)
+    frames = reporting.build_chart_frames(history)
+    chart = charts.render_equity_chart(frames.curves_quote, frames.drawdowns_frac, quote=quote,
+                                       title=f"coinbot equity vs buy & hold ({title})")
+    storage.write_bytes_atomic(ctx.paths.chart, chart)
+    logger.info("equity {:.2f} {} (day {:+.2f}, since inception {:+.2f}), gross exposure {:.3f}; "
+                "{} history rows", row.equity_quote, quote, performance.day_pnl_quote,
+                performance.inception_pnl_quote, row.exposure_gross_frac, len(history))
+    text = reporting.build_summary_text(now_ms=ctx.now_ms, title=title, health=health, quote=quote,
+                                        performance=performance, mark=mark)
+    return chart, text
+
+
+def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFrame:
+    """Append ``row`` unless the history already reaches its time (idempotent re-runs); the new history."""
+    path = ctx.paths.equity_csv
+    text = _read_text(path)
+    history, torn = reporting.parse_equity_csv(text)
+    if not reporting.is_new_row(history, row.time_ms):
+        logger.info("{} has a row at or after {}; nothing appended", path, ohlcv.format_ms(row.time_ms))
+        return history
+    if ctx.args.dry_run:
+        return reporting.append_row(history, row)
+    if torn:  # an interrupted append: drop the partial line so the new row starts on its own line
+        logger.warning("{} ended in a torn line (an interrupted append); rewriting it without it", path)
+        text = text[: text.rfind("\n") + 1]
+        storage.write_bytes_atomic(path, text.encode("utf-8"))
+    if not text:
+        storage.append_line(path, reporting.to_equity_csv_header())
+    storage.append_line(path, reporting.to_equity_csv_line(row))
+    return reporting.append_row(history, row)
+
+
+def _check_health(ctx: RunContext, universe: list[str],
+                  candles: dict[str, pd.DataFrame | None]) -> HealthReport:
+    params = ctx.config.health
+    newest: dict[tuple[str, str], int | None] = {}
+    for timeframe in ctx.config.data.timeframes:
+        for symbol in universe:
+            frame = (candles[symbol] if timeframe == ctx.config.strategy.timeframe
+                     else _read_candles(ctx, timeframe, symbol, validate=False))
+            stamps = None if frame is None else frame["timestamp"].to_numpy()
+            newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms,
+                                                                timeframe=timeframe)
+    raw_records, torn = storage.read_jsonl(ctx.paths.runs)
+    notes = [f"{ctx.paths.runs.name} ends in a torn line (an interrupted append)"] if torn else []
+    health = check_health(to_run_records(raw_records), newest, now_ms=ctx.now_ms, params=params, notes=notes)
+    for problem in health.problems():
+        logger.warning("{}", problem)
+    return health
+
+
+def _read_positions(path: Path) -> Positions | None:
+    """None when rebalance never ran. Raises StateError for a file that does not parse or validate."""
+    return Positions.from_dict(storage.read_json(path)) if path.exists() else None
+
+
+def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *,
+                  validate: bool = True) -> pd.DataFrame | None:
+    """Stored candles (None when there is no file). Raises DataError for an unreadable or invalid file."""
+    path = ctx.paths.ohlcv(timeframe, symbol)
+    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
+    if candles is not None and validate:
+        found = ohlcv.validate(candles, timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
+        problems = [problem for problem in found if ohlcv.is_fatal(problem)]
+        if problems:
+            raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
+    return candles
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise StateError(f"cannot read {path}: {error}") from None
+
+
+def _trading_symbols(ctx: RunContext, symbols: list[str]) -> list[str]:
+    """Configured symbols are spot pairs; on a swap venue they name the linear perpetual of the pair."""
+    is_swap = ctx.config.exchange.market_type == "swap"
+    return [to_perpetual(symbol) for symbol in symbols] if is_swap else symbols
+
+
+if __name__ == "__main__":
+    sys.exit(main())
