@@ -46,8 +46,8 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 """(metric, header, shown as percent) of the stdout summary table."""
 
-Frame = pd.DataFrame
-Grid = dict[str, tuple[Any, ...]]
+type Frame = pd.DataFrame
+type Grid = dict[str, tuple[Any, ...]]
 MissingFunding = Literal["drop", "proxy", "zero"]
 
 

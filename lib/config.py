@@ -16,7 +16,6 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from dotenv import dotenv_values
 from loguru import logger
 
 from lib.backtester import BacktestParams
+from lib.doctor import DoctorParams
 from lib.ensemble import EnsembleParams
 from lib.errors import ConfigError
 from lib.health import HealthParams
@@ -35,7 +35,7 @@ from lib.risk import RiskLimits
 from lib.signals import SignalParams
 from lib.simulated import SimulatedParams
 from lib.symbols import split_symbol
-from lib.timeframes import timeframe_ms
+from lib.timeframes import parse_time_ms, timeframe_ms
 from lib.universe import UniverseParams
 from lib.walkforward import WalkForwardParams
 
@@ -204,6 +204,7 @@ class Config:
     backtest: BacktestParams = field(default_factory=BacktestParams)
     walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
     health: HealthParams = field(default_factory=HealthParams)
+    doctor: DoctorParams = field(default_factory=DoctorParams)
     base_dir: Path = Path(".")  # the config file's directory (set by the loader, not a TOML key)
 
     def __post_init__(self) -> None:
@@ -229,13 +230,7 @@ _NOT_FROM_TOML = frozenset({"base_dir"})
 
 
 def to_backfill_start_ms(iso_date: str) -> int:
-    try:
-        parsed = datetime.fromisoformat(iso_date)
-    except ValueError:
-        raise ConfigError(f"data.backfill_start must be an ISO date like 2024-01-01, got {iso_date!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return parse_time_ms(iso_date, what="data.backfill_start")
 
 
 def load_config(path: Path | str, *, environ: typing.Mapping[str, str] | None = None) -> Config:

@@ -16,12 +16,12 @@ import ccxt
 from loguru import logger
 
 from lib.config import ExchangeSection, Secrets, SimulatedParams
-from lib.errors import DataError, ExchangeError, ExchangeUnavailable, OrderRejected
+from lib.errors import ConfigError, DataError, ExchangeError, ExchangeUnavailable, OrderRejected
 from lib.orders import to_market_rules
 from lib.retry import call_with_retry
 from lib.simulated import SimulatedMarket
 from lib.symbols import is_perpetual
-from lib.venue import Holdings, MarketData, MarketRules, OrderResult, OrderStatus, Side
+from lib.venue import Holdings, KeyPermissions, MarketData, MarketRules, OrderResult, OrderStatus, Side
 
 MAX_NETWORK_RETRIES = 4  # retries after the first attempt of a read (timeouts, 429/418, 5xx)
 RETRY_BASE_DELAY_S = 0.5
@@ -132,8 +132,10 @@ def _short(error: BaseException) -> str:
 class CcxtVenue:
     """MarketData and Broker over one ccxt client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, quote: str = "USDT") -> None:
         self.client = client
+        self.quote = quote  # the book's cash currency
+        self.market_type = "swap" if client.options.get("defaultType") in ("swap", "future") else "spot"
         self._markets: dict[str, MarketRules] | None = None
 
     def load_markets(self) -> dict[str, MarketRules]:
@@ -177,22 +179,32 @@ class CcxtVenue:
         return prices
 
     def fetch_holdings(self) -> Holdings:
+        """Cash in the book's quote currency and the signed amount of each ``BASE/quote`` market.
+
+        Balances in other quotes are not the book's and are ignored; each base asset maps to exactly one
+        symbol (``BASE/quote`` spot, or the ``BASE/quote:quote`` perpetual's position).
+        """
         markets = self.load_markets()
-        quote = next(iter(markets.values())).quote if markets else "USDT"
         balance = call(self.client, "fetch_balance", lambda: self.client.fetch_balance())
-        cash = _finite(balance.get(quote, {}).get("free", 0.0), f"balance {quote}")
+        quote_balance = balance.get(self.quote) or {}
         amounts: dict[str, float] = {}
-        if any(rule.is_perpetual for rule in markets.values()):
+        if self.market_type == "swap":
             positions = call(self.client, "fetch_positions", lambda: self.client.fetch_positions())
             for position in positions:
-                contracts = _finite(position.get("contracts") or 0.0, "position contracts")
-                if contracts:
-                    sign = -1.0 if position.get("side") == "short" else 1.0
-                    amounts[position["symbol"]] = sign * contracts * float(position.get("contractSize") or 1)
-            cash = _finite(balance.get(quote, {}).get("total", cash), f"balance {quote}")
+                symbol = position.get("symbol")
+                rule = markets.get(symbol) if isinstance(symbol, str) else None
+                contracts = _finite(position.get("contracts") or 0.0, f"position contracts {symbol}")
+                if rule is None or rule.quote != self.quote or not contracts:
+                    continue
+                sign = -1.0 if position.get("side") == "short" else 1.0
+                amounts[rule.symbol] = sign * contracts * float(position.get("contractSize") or 1)
+            cash = _finite(quote_balance.get("total") or 0.0, f"balance {self.quote}")  # wallet + unrealized PnL
         else:
+            cash = _finite(quote_balance.get("free") or 0.0, f"balance {self.quote}")
             for symbol, rule in markets.items():
-                total = balance.get(rule.base, {}).get("total")
+                if rule.is_perpetual or rule.quote != self.quote:
+                    continue
+                total = (balance.get(rule.base) or {}).get("total")
                 if total:
                     amounts[symbol] = _finite(total, f"balance {rule.base}")
         return Holdings(cash_quote=cash, amounts_base=amounts)
@@ -255,3 +267,55 @@ def _finite(value: Any, what: str) -> float:
     if not math.isfinite(number):
         raise DataError(f"{what}: not finite: {value!r}")
     return number
+
+
+
+BINANCE_KEY_RESTRICTIONS_PATH = "GET /sapi/v1/account/apiRestrictions"
+_FUTURES_DEFAULT_TYPES = ("swap", "future", "delivery")
+
+
+def fetch_api_key_permissions(client: Any) -> KeyPermissions | None:
+    """What the client's API key may do, as the exchange reports it; None when ccxt offers no way to ask
+    (the caller must then say "unknown", never assume the key is safe).
+
+    Binance (spot and USD-M): ``/sapi/v1/account/apiRestrictions``. "Can trade" means
+    enableSpotAndMarginTrading on a spot client, enableFutures on a swap client.
+
+    Raises:
+        ExchangeError: the exchange refused the key (bad key, wrong IP) or the request.
+        ExchangeUnavailable: network failure or rate limit after the retries.
+        DataError: a reply without the boolean fields (fail closed: never read as "cannot withdraw").
+    """
+    if not hasattr(client, "sapi_get_account_apirestrictions"):
+        return None
+    source = f"{client.id} {BINANCE_KEY_RESTRICTIONS_PATH}"
+    reply = call(client, "fetch_api_key_permissions", lambda: client.sapi_get_account_apirestrictions())
+    if not isinstance(reply, dict):
+        raise DataError(f"{source}: expected an object, got {type(reply).__name__}")
+    is_futures = (client.options or {}).get("defaultType") in _FUTURES_DEFAULT_TYPES
+    trade_field = "enableFutures" if is_futures else "enableSpotAndMarginTrading"
+    for name in ("enableWithdrawals", trade_field):
+        if not isinstance(reply.get(name), bool):
+            raise DataError(f"{source}: {name} is missing or not true/false: {reply.get(name)!r}")
+    ip_restrict = reply.get("ipRestrict")
+    return KeyPermissions(can_trade=reply[trade_field], can_withdraw=reply["enableWithdrawals"],
+                          ip_restricted=ip_restrict if isinstance(ip_restrict, bool) else None, raw_source=source)
+
+
+def require_safe_live_key(client: Any) -> None:
+    """Before trading real money: refuse a key that can withdraw funds or cannot trade (fail closed).
+
+    Raises:
+        ConfigError: the key's permissions are unsafe (create a trade-only key).
+        ExchangeError / ExchangeUnavailable: the permissions could not be read.
+    """
+    from lib.doctor import check_key_permissions  # pure; imported here to keep exchange.py's imports light
+
+    findings = check_key_permissions(fetch_api_key_permissions(client), mode="live")
+    failures = [finding for finding in findings if finding.status == "fail"]
+    for finding in findings:
+        if finding.status == "warn":
+            logger.warning("API key: {} ({})", finding.detail, finding.what_to_do)
+    if failures:
+        raise ConfigError("unsafe API key for live trading: "
+                          + "; ".join(f"{f.detail} → {f.what_to_do}" for f in failures))

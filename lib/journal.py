@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from lib.errors import StateError
+from lib.errors import ExchangeUnavailable, OrderRejected, StateError
 from lib.orders import PlannedOrder, SkippedOrder
 from lib.risk import RiskRejection
 from lib.state import JOURNAL_EVENTS, JOURNAL_SCHEMA_VERSION
@@ -121,11 +121,11 @@ class JournalEvent:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, None fields left out, Decimals as strings (nothing rounded through a float)."""
         document: dict[str, Any] = {"schema_version": JOURNAL_SCHEMA_VERSION}
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for spec in fields(self):
+            value = getattr(self, spec.name)
             if value is None:
                 continue
-            document[field.name] = str(value) if isinstance(value, Decimal) else value
+            document[spec.name] = str(value) if isinstance(value, Decimal) else value
         return document
 
     @classmethod
@@ -136,7 +136,7 @@ class JournalEvent:
         if raw.get("schema_version") != JOURNAL_SCHEMA_VERSION:
             raise StateError(f"journal line: schema_version {raw.get('schema_version')!r} is not supported "
                              f"(expected {JOURNAL_SCHEMA_VERSION})")
-        known = {field.name for field in fields(cls)}
+        known = {spec.name for spec in fields(cls)}
         unknown = sorted(set(raw) - known - {"schema_version"})
         if unknown:
             raise StateError(f"journal line: unknown field {unknown[0]!r}")
@@ -222,16 +222,16 @@ def to_result_event(sent: JournalEvent, result: OrderResult, run: RunInfo, *, de
     ``sent`` supplies the intent; ``result`` the facts. A partial fill is a ``filled`` event whose
     ``filled_amount_base`` is below ``requested_amount_base`` (its ``status`` says why it stopped).
     """
-    facts = {"status": result.status, "filled_amount_base": result.filled_amount_base,
-             "average_price": result.average_price, "fee_quote": result.fee_quote,
-             "exchange_order_id": result.exchange_order_id or None, "exchange_time_ms": result.timestamp_ms}
     filled = result.filled_amount_base > 0
     if filled and result.filled_amount_base < (sent.requested_amount_base or Decimal(0)):
         detail = (f"partial fill {result.filled_amount_base} of {sent.requested_amount_base} "
                   f"(status {result.status}); {detail}").rstrip("; ")
-    return JournalEvent(event="filled" if filled else "rejected", **_run(run), **_intent_of(sent), **facts,
-                        reason=None if filled else "not_filled",
-                        detail=detail or ("" if filled else f"exchange status {result.status}, nothing filled"))
+    return JournalEvent(
+        event="filled" if filled else "rejected", **_run(run), **_intent_of(sent), status=result.status,
+        filled_amount_base=result.filled_amount_base, average_price=result.average_price,
+        fee_quote=result.fee_quote, exchange_order_id=result.exchange_order_id or None,
+        exchange_time_ms=result.timestamp_ms, reason=None if filled else "not_filled",
+        detail=detail or ("" if filled else f"exchange status {result.status}, nothing filled"))
 
 
 def to_rejected_event(sent: JournalEvent, run: RunInfo, *, reason: str, detail: str) -> JournalEvent:
@@ -326,3 +326,30 @@ def find_problems(events: Sequence[JournalEvent]) -> list[str]:
         if event.event == "filled" and requested is not None and got is not None and got > requested:
             problems.append(f"event {number}: {client_id} filled {got} > requested {requested}")
     return problems
+
+
+# --- what one pass of sending produced ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SendOutcome:
+    """The final events of the orders sent, and why sending stopped early (an order of unknown outcome)."""
+
+    filled: list[JournalEvent] = field(default_factory=list)
+    rejected: list[JournalEvent] = field(default_factory=list)
+    unresolved: str = ""
+
+    def raise_if_failed(self) -> None:
+        """ExchangeUnavailable for an unknown outcome (the next run looks it up), OrderRejected for refusals."""
+        if self.unresolved:
+            raise ExchangeUnavailable(self.unresolved)
+        if self.rejected:
+            raise OrderRejected(f"{len(self.rejected)} order(s) rejected: " + "; ".join(
+                f"{e.requested_side} {e.requested_amount_base} {e.symbol}: {e.detail}" for e in self.rejected[:5]))
+
+
+def describe_rejections(rejections: Sequence[RiskRejection], *, limit: int = 10) -> str:
+    """Risk rejections as one line for an error message (and so the alert); the journal has every one."""
+    parts = [f"{r.check}{' ' + r.symbol if r.symbol else ''}: {r.detail}" for r in rejections[:limit]]
+    more = f"; ... and {len(rejections) - limit} more (see the journal)" if len(rejections) > limit else ""
+    return "; ".join(parts) + more

@@ -26,6 +26,7 @@ from lib.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, CoinbotE
 from lib.paths import ProjectPaths, venue_dir_name
 from lib.state import RunRecord
 from lib.storage import LockHeld, append_jsonl, exclusive_lock
+from lib.timeframes import parse_time_ms
 
 DEFAULT_CONFIG = "config.toml"
 CONFIG_ENV = "COINBOT_CONFIG"
@@ -137,15 +138,7 @@ def _resolve_now_ms(as_of: str | None, *, wall_ms: int, mode: str) -> int:
         return wall_ms
     if mode != "paper":
         raise ConfigError("--as-of is only allowed in paper mode (it would trade on a fake clock)")
-    if as_of.isdigit():
-        return int(as_of)
-    try:
-        parsed = datetime.fromisoformat(as_of)
-    except ValueError:
-        raise ConfigError(f"--as-of must be an ISO date/time or epoch ms, got {as_of!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return parse_time_ms(as_of, what="--as-of")
 
 
 def _configure_logging(

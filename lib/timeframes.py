@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from lib.errors import ConfigError
 
 MS_PER_SECOND = 1_000
@@ -51,3 +53,18 @@ def is_on_grid(time_ms: int, timeframe: str) -> bool:
 def periods_per_year(timeframe: str) -> float:
     """Number of candles in a 365-day year: ``periods_per_year("1d") == 365``, ``("4h") == 2190``."""
     return DAYS_PER_YEAR * MS_PER_DAY / timeframe_ms(timeframe)
+
+
+def parse_time_ms(text: str, *, what: str) -> int:
+    """Epoch ms from ``"1767225600000"`` or an ISO date/time (UTC when it names no zone).
+
+    Raises:
+        ConfigError: naming ``what`` (e.g. "--as-of", "data.backfill_start").
+    """
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be an ISO date/time (UTC) or epoch ms, got {text!r}") from None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)

@@ -90,3 +90,18 @@ class Broker(Protocol):
     def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
         """The order placed with this client id, or None if the venue never received it."""
         ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyPermissions:
+    """What the exchange says the configured API key may do (facts read from the exchange, never assumed).
+
+    A key that can withdraw turns a leaked .env into lost funds, so live trading refuses one
+    (lib.doctor.check_key_permissions). ``ip_restricted`` is None when the exchange does not say;
+    ``raw_source`` names where the facts came from, e.g. "binance GET /sapi/v1/account/apiRestrictions".
+    """
+
+    can_trade: bool
+    can_withdraw: bool
+    ip_restricted: bool | None
+    raw_source: str

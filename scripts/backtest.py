@@ -1,10 +1,9 @@
 """Backtest the strategy over stored history into state/backtests/<run_id>/ (metrics, equity, trades, chart).
 
-Story: candles of the strategy timeframe (+ funding for perps) from data/ or --data-dir, cut at --end ->
-the SAME lib.strategy composition over the whole history, once (causal) -> lib.backtester from the
-first tradeable bar at or after --start (target at the close of t, filled at the open of t+1, with
-fees, slippage, funding) -> metrics vs buy-and-hold BTC and equal-weight baskets -> optional
-walk-forward and fee sensitivity -> files written atomically -> a summary table on stdout.
+Story: candles (+ funding for perps) from data/ or --data-dir, cut at --end -> the SAME lib.strategy
+composition over all of it, once (causal) -> lib.backtester from the first tradeable bar >= --start (close
+of t -> open of t+1; fees, slippage, funding) -> metrics vs buy-and-hold BTC and equal-weight baskets ->
+optional walk-forward and fee sensitivity -> every file written atomically at the end -> summary on stdout.
 """
 
 from __future__ import annotations
@@ -12,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from loguru import logger
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--grid", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
         help="a walk-forward grid axis, repeatable (default: the built-in top_n/top_k x rebalance grid)")
     add("--costs", action="store_true", help="also run at each fee of walkforward.cost_levels_bps")
+    add("--missing-funding", choices=("drop", "proxy", "zero"), help="perps: symbols without funding history "
+        "are dropped, charged the others' mean rate, or charged nothing (default: study.missing_funding)")
     add("--run-id", help="output folder name (default: strategy-timeframe-UTCtime-inputhash)")
     add("--progress", action="store_true", help="show progress bars even when not on a terminal")
     return run_script("backtest", parser.parse_args(argv), _run)
@@ -53,11 +56,12 @@ def _run(ctx: RunContext) -> None:
     settings = study.StudySettings(strategy=strategy, signals=config.signals, ensemble=config.ensemble,
                                    universe=config.universe, spot=config.spot, perp=config.perp,
                                    backtest=config.backtest)
-    params, research = study.to_backtest_params(settings), getattr(config, "study", study.StudyParams())
-    timeframe, is_perp = strategy.timeframe, strategy.name == PERP_STRATEGY
+    research, params = getattr(config, "study", study.StudyParams()), study.to_backtest_params(settings)
+    research = dataclasses.replace(research, missing_funding=args.missing_funding or research.missing_funding)
+    timeframe, is_perp, jump = strategy.timeframe, strategy.name == PERP_STRATEGY, config.data.max_jump_frac
     end_ms = study.parse_time_ms(args.end, is_end=True) if args.end else None
     sources = _sources(ctx, timeframe, is_perp=is_perp)
-    stored = {symbol: _read_candles(candle_path, timeframe) for symbol, (candle_path, _) in sources.items()}
+    stored = {symbol: _read_candles(files[0], timeframe, jump) for symbol, files in sources.items()}
     candles = study.cut_candles(stored, end_ms=end_ms)
     funding = {symbol: _read_funding(sources[symbol][1], end_ms) for symbol in candles} if is_perp else {}
     funding_wide, dropped = study.build_funding_wide(funding, policy=research.missing_funding)
@@ -73,40 +77,39 @@ def _run(ctx: RunContext) -> None:
                                         study=research, capital_quote=params.starting_capital_quote)
     run_inputs = [data_fingerprint(candles), str(start_ms), str(end_ms), str(sorted(vars(args).items()))]
     run_id = args.run_id or study.build_run_id(settings, now_ms=ctx.now_ms, inputs=run_inputs)
-    out, equity_frame = ctx.paths.backtest_dir(run_id), study.to_equity_frame(result.equity, benchmarks)
-    storage.write_parquet_atomic(out / "equity.parquet", equity_frame)
-    storage.write_parquet_atomic(out / "trades.parquet", result.trades)
-    storage.write_parquet_atomic(out / "weights.parquet", result.weights.reset_index(names="timestamp"))
+    equity_frame = study.to_equity_frame(result.equity, benchmarks)
+    outputs: dict[str, object] = {"equity.parquet": equity_frame, "trades.parquet": result.trades,
+                                  "weights.parquet": result.weights.reset_index(names="timestamp")}
     if args.walk_forward:
         grid = study.parse_grid(args.grid, settings) or study.default_grid(settings, research)
         with tqdm(desc="walk-forward", unit="run", disable=not (args.progress or sys.stderr.isatty())) as bar:
-            document, stitched = study.walk_forward_study(candles, settings, inputs, benchmarks, grid=grid,
-                                                          layout=config.walkforward, progress=bar.update)
-        storage.write_json_atomic(out / "walkforward.json", document)
-        storage.write_parquet_atomic(out / "walkforward.parquet", stitched)
-        logger.info("walk-forward parameters chosen (times): {}", document["params_chosen"])
+            outputs["walkforward.json"], outputs["walkforward.parquet"] = study.walk_forward_study(
+                candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, progress=bar.update)
     if args.costs:
         run_at = functools.partial(study.simulate, inputs, start_ms=start_ms, end_ms=end_ms)
         fees_bps = config.walkforward.cost_levels_bps
         table = cost_sensitivity(run_at, params, timeframe=timeframe, fee_levels_bps=fees_bps)
-        storage.write_json_atomic(out / "cost_sensitivity.json", study.cost_report(table))
+        outputs["cost_sensitivity.json"] = study.cost_report(table)
     span = f"{study.to_iso(int(result.equity.index[0]))} → {study.to_iso(int(result.equity.index[-1]))}"
-    png = charts.render_backtest_chart(*study.chart_frames(equity_frame, result.weights),
-                                       title=f"{strategy.name} {timeframe} {span}, net of costs")
-    storage.write_bytes_atomic(out / "chart.png", png)
+    outputs["chart.png"] = charts.render_backtest_chart(*study.chart_frames(equity_frame, result.weights),
+                                                        title=f"{strategy.name} {timeframe} {span}, net of costs")
     metrics = study.metrics_report(result, benchmarks, timeframe=timeframe)
-    storage.write_json_atomic(out / "metrics.json", study.json_safe({
+    outputs["metrics.json"] = study.json_safe({
         "schema_version": study.SCHEMA_VERSION, "run_id": run_id, "strategy": strategy.name, "span": span,
         "timeframe": timeframe, "bars": len(result.equity), "symbols": sorted(candles),
         "dropped_symbols": dropped, "missing_funding": research.missing_funding,
         "source": str(args.data_dir or config.data_dir),
         "backtest_params": dataclasses.asdict(params), "settings": study.settings_document(settings),
         "metrics": metrics,
-    }))  # fmt: skip
+    })  # fmt: skip
+    out = ctx.paths.backtest_dir(run_id)
+    writers: dict[type, Callable[[Path, Any], None]] = {
+        pd.DataFrame: storage.write_parquet_atomic, bytes: storage.write_bytes_atomic}
+    for name, content in outputs.items():  # only once everything is computed: a failed run writes nothing
+        writers.get(type(content), storage.write_json_atomic)(out / name, content)
     logger.info("backtest {} {}: {} bars, {} trades, {} symbols -> {}", strategy.name, span,
                 len(result.equity), len(result.trades), len(candles), out)
     print(study.summary_table(f"backtest {run_id} ({span}, net of costs)", metrics))
-
 
 
 def _sources(ctx: RunContext, timeframe: str, *, is_perp: bool) -> dict[str, tuple[Path, Path]]:
@@ -127,12 +130,12 @@ def _sources(ctx: RunContext, timeframe: str, *, is_perp: bool) -> dict[str, tup
     return {symbol: (paths.ohlcv(timeframe, symbol), paths.funding(symbol)) for symbol in symbols}
 
 
-def _read_candles(path: Path, timeframe: str) -> pd.DataFrame:
-    """Raises DataError when the file is missing, empty or holds invalid candles."""
+def _read_candles(path: Path, timeframe: str, max_jump_frac: float) -> pd.DataFrame:
+    """Raises DataError when the file is missing, empty or holds invalid candles (jumps are only flagged)."""
     candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
     if candles is None or candles.empty:
         raise DataError(f"no candles in {path}; run fetch_prices (or check --data-dir / --symbols)")
-    problems = ohlcv.validate(candles, timeframe, max_jump_frac=10.0)
+    problems = ohlcv.validate(candles, timeframe, max_jump_frac=max_jump_frac)
     if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
         raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}")
     return candles

@@ -14,10 +14,11 @@ import sys
 
 from loguru import logger
 
-from lib import rebalancing
+from lib import exchange, rebalancing
 from lib.config import check_mode_allowed
 from lib.journal import RunInfo
-from lib.risk import check_all
+from lib.orders import OrderPlan
+from lib.risk import RiskVerdict, check_all
 from lib.runner import RunContext, base_parser, run_script
 
 
@@ -50,6 +51,8 @@ def _run(ctx: RunContext) -> None:
     # 2. the venue, and what it says about orders an earlier run left without an outcome
     session = rebalancing.connect(config, ctx.secrets, previous=previous, target_symbols=target_weights,
                                   now_ms=ctx.now_ms)
+    if config.exchange.mode == "live" and session.client is not None:
+        exchange.require_safe_live_key(session.client)  # a key that can withdraw never trades
     rebalancing.reconcile_open_orders(session.broker, journal, run)
 
     # 3. the book at this run's prices
@@ -58,34 +61,54 @@ def _run(ctx: RunContext) -> None:
     writer = rebalancing.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
     logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), peak {:.2f}, start of day {:.2f}",
                 book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
-                book.high_water_mark_quote, book.day_start_equity_quote)
+                book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote)
     if finishing_flatten and halt is not None:
-        logger.warning("a drawdown halt's flatten is unfinished: finishing it, nothing else")
-        rebalancing.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
-                            halt=halt, params=config.orders)
+        logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
+        if not dry_run:  # raises TradingHalted
+            rebalancing.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
+                                halt=halt, params=config.orders)
+        target_weights = {}  # the dry run shows the flatten plan
 
     # 4. plan, then the risk verdict decides what may be sent
     plan = rebalancing.plan_rebalance(session, book, target_weights=target_weights, params=config.orders,
-                                      rebalance_id=run.rebalance_id, journal=journal, run=run)
+                                      journal=journal, run=run)
     verdict = check_all(
         plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
-        equity_quote=book.equity_quote, start_of_day_equity_quote=book.day_start_equity_quote,
-        high_water_mark_quote=book.high_water_mark_quote, targets_as_of_ms=targets.as_of_ms,
-        price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, kill_switch_present=False, halt_active=False,
-        limits=config.risk,
+        equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
+        high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=targets.as_of_ms,
+        price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
+        kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
     )
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
     if dry_run:
-        print(rebalancing.format_plan(plan, verdict, book, run))
+        print(_plan_table(plan, verdict, book, run))
         return
 
     # 5. send what the verdict allows; positions.json is written after the orders
     outcome = rebalancing.carry_out(verdict, session=session, book=book, journal=journal, run=run, writer=writer,
-                                    halt_path=paths.halt, leverage=rebalancing.perp_leverage(config.risk),
-                                    params=config.orders)
+                                    halt_path=paths.halt, limits=config.risk, params=config.orders)
     logger.info("rebalance {}: {} order(s) filled, {} skipped", run.rebalance_id, len(outcome.filled),
                 len(plan.skipped))
+
+
+def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: rebalancing.Book, run: RunInfo) -> str:
+    """The product output of --dry-run: the orders, what was skipped and why, and the risk verdict."""
+    lines = [f"rebalance {run.rebalance_id} ({run.mode}, {run.venue}): equity {book.equity_quote:.2f}, cash "
+             f"{book.holdings.cash_quote:.2f}, peak {book.baselines.high_water_mark_quote:.2f}, "
+             f"start of day {book.baselines.day_start_equity_quote:.2f}",
+             f"{'symbol':<16}{'side':<6}{'amount':>16}{'price':>14}{'notional':>12}{'target':>9}{'now':>9}"
+             f"  {'reduce':<7}client id"]
+    lines += [f"{o.symbol:<16}{o.side:<6}{format(o.amount_base, 'f'):>16}{o.reference_price:>14.6g}"
+              f"{float(o.notional_quote):>12.2f}{o.target_weight:>9.4f}{o.current_weight:>9.4f}"
+              f"  {'yes' if o.reduce_only else 'no':<7}{o.client_order_id}" for o in plan.orders]
+    lines += ["(no orders)"] if not plan.orders else []
+    lines += [f"skipped {s.symbol} {s.side}: {s.reason} ({s.detail})" for s in plan.skipped]
+    lines.append(f"risk verdict: {verdict.decision}, {len(verdict.allowed_orders)} of {len(plan.orders)} "
+                 "order(s) allowed")
+    lines += [f"  rejected by {r.check}{' ' + r.symbol if r.symbol else ''}: {r.detail}"
+              for r in verdict.rejections]
+    return "\n".join([*lines, "dry run: nothing sent, nothing written"])
 
 
 if __name__ == "__main__":

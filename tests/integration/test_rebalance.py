@@ -14,7 +14,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -128,6 +127,21 @@ def assert_consistent(project: Project, fake: FakeBinance | None = None) -> list
     return events
 
 
+def sent_symbols(project: Project) -> set[str]:
+    """Symbols journaled ``sent`` so far, read while the script may be appending (a torn line is skipped)."""
+    path = project.state / "orders.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    found = set()
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == "sent":
+            found.add(record["symbol"])
+    return found
+
+
 def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -171,6 +185,7 @@ def test_paper_dry_run_then_full_rebalance_then_noop(project: Project, telegram:
     spent = sum(Decimal(repr(f.average_price)) * f.filled_amount_base + Decimal(repr(f.fee_quote)) for f in fills)
     assert snapshot.cash_quote == pytest.approx(Decimal(1000) - spent, abs=Decimal("1e-9"))
     assert snapshot.cash_quote > 0 and book.high_water_mark_quote == 1000.0
+    assert book.fees_paid_quote == pytest.approx(sum(f.fee_quote or 0.0 for f in fills), rel=1e-12)
     assert all(abs(weights_on(project)[s] - w) < 0.02 for s, w in SPOT.items() if w)
 
     before = (project.state / "positions.json").read_bytes()
@@ -223,6 +238,29 @@ def test_bad_inputs_fail_closed_alert_and_change_nothing(project: Project, teleg
     after = {p.name: p.read_bytes() for p in project.state.iterdir() if p.is_file() and p.name != "runs.jsonl"}
     assert after == before
     assert "rebalance FAILED" in telegram.wait_for_messages(1)[0].text  # type: ignore[operator]
+
+
+def test_an_unfinished_flatten_is_finished_by_the_next_run_and_nothing_else(project: Project,
+                                                                          telegram: FakeTelegram) -> None:
+    setup(project, telegram)
+    write_targets(project, SPOT, as_of_ms=PAPER_AS_OF_MS)
+    assert_ok(paper_run(project))
+    halt = HaltRecord(created_ms=PAPER_NOW_MS, run_id="rebalance-x", reason="drawdown", detail="drawdown 30%",
+                      equity_quote=700.0, high_water_mark_quote=1000.0)  # as left by a run killed mid-flatten
+    write_json_atomic(project.state / "halt.json", halt.to_dict())
+    dry = paper_run(project, "--dry-run")
+    assert_ok(dry)
+    assert "sell" in dry.stdout and "risk verdict: halt" in dry.stdout
+    assert len([e for e in journal(project) if e.event == "sent"]) == 2  # the dry run sent nothing
+
+    finished = paper_run(project)
+    assert finished.returncode == 4 and "flatten complete" in finished.stderr
+    assert HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
+    assert positions(project).amounts_base == {}
+    events = assert_consistent(project)
+    assert [e.requested_side for e in events if e.event == "filled"] == ["buy", "buy", "sell", "sell"]
+    again = paper_run(project)
+    assert again.returncode == 4 and len(journal(project)) == len(events) + 1  # one risk_rejected: halt
 
 
 # --- FakeBinance spot through real ccxt ---------------------------------------------------------------------
@@ -375,14 +413,14 @@ def test_sigkill_mid_order_then_rerun_places_nothing_twice(project: Project, tel
                                                                                      "timeout_ms = 10000"))
     project.write_env(**TELEGRAM, **KEYS)
     write_targets(project, SPOT, exchange="binance")
-    fake.delay_next(ORDER_PATH, seconds=1.5, method="POST", match={"symbol": killed_symbol.replace("/", "")})
+    exchange_symbol = killed_symbol.replace("/", "")
+    fake.delay_next(ORDER_PATH, seconds=1.5, method="POST", match={"symbol": exchange_symbol})
     process = project.start("rebalance")
-    journal_path, deadline = project.state / "orders.jsonl", time.monotonic() + 30
-    marker = f'"event":"sent","mode":"testnet","rebalance_id"'
-    while time.monotonic() < deadline and not (journal_path.exists() and any(
-            marker in line and killed_symbol in line for line in journal_path.read_text().splitlines())):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not fake.request_count(ORDER_PATH, method="POST", symbol=exchange_symbol):
         time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)  # the order request is in flight
+    assert killed_symbol in sent_symbols(project)  # journaled before it was sent
+    os.kill(process.pid, signal.SIGKILL)  # the order request is in flight, held by the exchange
     process.communicate(timeout=10)
     while time.monotonic() < deadline and len(fake.orders) < (1 if killed_symbol == "BTC/USDT" else 2):
         time.sleep(0.05)  # the exchange still executes it
@@ -410,3 +448,17 @@ def test_live_mode_needs_keys_and_an_explicit_opt_in(project: Project, telegram:
     assert fake.requests() == [] and not (project.state / "orders.jsonl").exists()
     assert_ok(project.run("rebalance", "--live"))
     assert len(accepted_ids(fake)) == 2 and journal(project)[0].mode == "live"
+
+
+def test_live_mode_refuses_a_key_that_can_withdraw(project: Project, telegram: FakeTelegram,
+                                                   fake: FakeBinance) -> None:
+    fake.api_restrictions["enableWithdrawals"] = True
+    setup(project, telegram, fake=fake, mode="live")
+    write_targets(project, SPOT, exchange="binance")
+    refused = project.run("rebalance", "--live")
+    assert refused.returncode == 2 and "unsafe API key" in refused.stderr
+    assert accepted_ids(fake) == []
+    assert "unsafe API key" in (telegram.wait_for_messages(1)[0].text or "")
+    fake.api_restrictions["enableWithdrawals"] = False
+    assert_ok(project.run("rebalance", "--live"))
+    assert len(accepted_ids(fake)) == 2

@@ -159,7 +159,8 @@ def test_fill_positions_net_buys_and_sells_exactly() -> None:
 
 def test_a_consistent_journal_has_no_problems() -> None:
     sent = to_sent_event(order("cb-late"), RUN)
-    late = [sent, to_failed_event(sent, RUN, reason="not_found", detail="x"), to_result_event(sent, result("cb-late"), RUN)]
+    late = [sent, to_failed_event(sent, RUN, reason="not_found", detail="x"),
+            to_result_event(sent, result("cb-late"), RUN)]
     assert find_problems([*sent_and_filled("cb-1"), *late]) == []  # a fill found after 'failed' is a correction
 
 

@@ -17,15 +17,35 @@ from typing import Any
 import pytest
 
 from lib.config import Config
-from lib.errors import (ExchangeUnavailable, OrderRejected, RiskCheckFailed, StateError, TradingHalted)
-from lib.journal import (JournalEvent, RunInfo, compute_fill_positions, find_open_orders, find_problems,
-                         to_failed_event, to_sent_event)
+from lib.errors import ExchangeUnavailable, OrderRejected, RiskCheckFailed, StateError, TradingHalted
+from lib.journal import (
+    JournalEvent,
+    RunInfo,
+    compute_fees_quote,
+    compute_fill_positions,
+    find_open_orders,
+    find_problems,
+    to_failed_event,
+    to_sent_event,
+)
 from lib.orders import OrderParams, OrderPlan, PlannedOrder
 from lib.paper import PaperBroker, PaperParams, PaperSnapshot
-from lib.rebalancing import (Book, Journal, PositionsWriter, Session, carry_out, check_gates, format_plan,
-                             plan_rebalance, read_halt, read_positions, read_targets, reconcile_open_orders,
-                             send_orders, value_book)
-from lib.risk import RiskLimits, RiskRejection, RiskVerdict, check_all
+from lib.rebalancing import (
+    Book,
+    Journal,
+    PositionsWriter,
+    Session,
+    carry_out,
+    check_gates,
+    plan_rebalance,
+    read_halt,
+    read_positions,
+    read_targets,
+    reconcile_open_orders,
+    send_orders,
+    value_book,
+)
+from lib.risk import RiskLimits, check_all
 from lib.state import HaltRecord, Positions, Targets
 from lib.storage import read_json, read_jsonl, write_json_atomic
 from lib.venue import Holdings, MarketRules, OrderResult, Side
@@ -109,8 +129,7 @@ def kinds(events: list[JournalEvent], client_id: str | None = None) -> list[str]
 
 def plan_for(session: Session, journal: Journal, run: RunInfo, weights: dict[str, float] = WEIGHTS) -> OrderPlan:
     book = value_book(session, previous=None, target_symbols=weights, now_ms=NOW_MS, reset_baseline=False)
-    return plan_rebalance(session, book, target_weights=weights, params=ORDERS, rebalance_id=run.rebalance_id,
-                          journal=journal, run=run)
+    return plan_rebalance(session, book, target_weights=weights, params=ORDERS, journal=journal, run=run)
 
 
 # --- sending ------------------------------------------------------------------------------------------------
@@ -128,6 +147,15 @@ def test_every_order_is_journaled_sent_and_fsynced_before_the_call(tmp_path: Pat
     assert seen_on_disk == [f"sent{cid}" for cid in venue.calls]
     assert [e.event for e in outcome.filled] == ["filled", "filled"] and not outcome.rejected
     assert find_problems(events_of(journal_path)) == []
+
+
+def test_nothing_is_sent_without_a_journal_on_disk(tmp_path: Path) -> None:
+    account = paper()
+    journal, venue = Journal(tmp_path / "j.jsonl", write=False), Venue(account)
+    plan = plan_for(session_of(venue, account), journal, run_info())
+    with pytest.raises(StateError, match="dry run"):
+        send_orders(plan.orders, venue, journal, run_info())
+    assert venue.calls == [] and not (tmp_path / "j.jsonl").exists()
 
 
 def test_fills_are_journaled_with_the_paper_cost_model(tmp_path: Path) -> None:
@@ -258,7 +286,8 @@ def test_an_id_that_failed_is_looked_up_before_it_is_sent_again(tmp_path: Path) 
     assert find_problems(journal.history) == []
     # not found -> it is sent
     fresh = Venue(paper())
-    send_orders([order], fresh, Journal(tmp_path / "j.jsonl", write=False), run)
+    (tmp_path / "copy.jsonl").write_bytes((tmp_path / "j.jsonl").read_bytes())
+    send_orders([order], fresh, Journal(tmp_path / "copy.jsonl", write=True), run)
     assert fresh.calls == [order.client_order_id]
 
 
@@ -285,8 +314,7 @@ def one_run(state: Path, *, crash_at: str | None = None, crash_order: int = 0) -
     reconcile_open_orders(venue, journal, run)
     book = value_book(session, previous=previous, target_symbols=WEIGHTS, now_ms=NOW_MS, reset_baseline=False)
     writer = PositionsWriter(state / "positions.json", session, book, journal, run, enabled=True)
-    plan = plan_rebalance(session, book, target_weights=WEIGHTS, params=ORDERS, rebalance_id=run.rebalance_id,
-                          journal=journal, run=run)
+    plan = plan_rebalance(session, book, target_weights=WEIGHTS, params=ORDERS, journal=journal, run=run)
 
     def after_fill() -> None:
         writer.after_fill()
@@ -315,6 +343,7 @@ def test_a_crash_at_any_step_then_a_rerun_reaches_the_targets_once(tmp_path: Pat
     positions = Positions.from_dict(read_json(tmp_path / "positions.json"))
     snapshot = PaperSnapshot.from_dict(positions.paper)
     assert compute_fill_positions(events) == dict(snapshot.amounts_base)  # journal and account agree exactly
+    assert positions.fees_paid_quote == pytest.approx(compute_fees_quote(events), rel=1e-12)
     equity = float(snapshot.cash_quote) + sum(float(a) * PRICES[s] for s, a in snapshot.amounts_base.items())
     for symbol, target in WEIGHTS.items():  # targets reached (a re-plan may differ from a clean run by fees)
         assert abs(float(snapshot.amounts_base[symbol]) * PRICES[symbol] / equity - target) < ORDERS.no_trade_band_frac
@@ -346,7 +375,7 @@ def test_book_baselines(previous: Positions | None, reset: bool, expected: tuple
     account = paper()
     book = value_book(session_of(account, account), previous=previous, target_symbols=WEIGHTS, now_ms=NOW_MS,
                       reset_baseline=reset)
-    assert (book.high_water_mark_quote, book.day_start_equity_quote) == expected
+    assert (book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote) == expected
     assert book.equity_quote == 1000.0 and book.price_times_ms == {s: NOW_MS for s in PRICES}
 
 
@@ -365,18 +394,17 @@ def verdict_run(tmp_path: Path, *, equity_drop_frac: float, day_start: float, we
     run = run_info()
     previous = previous_positions(high_water_mark_quote=1000.0, day_start_equity_quote=day_start)
     book = value_book(session, previous=previous, target_symbols=weights, now_ms=NOW_MS, reset_baseline=False)
-    plan = plan_rebalance(session, book, target_weights=weights, params=ORDERS, rebalance_id=run.rebalance_id,
-                          journal=journal, run=run)
+    plan = plan_rebalance(session, book, target_weights=weights, params=ORDERS, journal=journal, run=run)
     verdict = check_all(plan=plan, target_weights=weights, holdings=book.holdings, prices=book.prices,
-                        equity_quote=book.equity_quote, start_of_day_equity_quote=book.day_start_equity_quote,
-                        high_water_mark_quote=book.high_water_mark_quote, targets_as_of_ms=NOW_MS - 3_600_000,
+                        equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
+                        high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=NOW_MS - 3_600_000,
                         price_times_ms=book.price_times_ms, now_ms=NOW_MS, kill_switch_present=False,
                         halt_active=False, limits=RiskLimits(max_order_notional_quote=D("5000")))
     writer = PositionsWriter(tmp_path / "positions.json", session, book, journal, run, enabled=True)
 
     def go() -> Any:
         return carry_out(verdict, session=session, book=book, journal=journal, run=run, writer=writer,
-                         halt_path=tmp_path / "halt.json", leverage=2, params=ORDERS)
+                         halt_path=tmp_path / "halt.json", limits=RiskLimits(), params=ORDERS)
     return go, venue, journal, book
 
 
@@ -490,17 +518,3 @@ def test_positions_from_another_mode_or_a_lost_paper_account_are_refused(tmp_pat
     write_json_atomic(tmp_path / "positions.json", previous_positions(mode="testnet", paper=None).to_dict())
     with pytest.raises(StateError, match="mode=testnet"):
         read_positions(tmp_path / "positions.json", config=Config(), venue="simulated", journal=journal)
-
-
-def test_dry_run_table_lists_orders_skips_and_the_verdict(tmp_path: Path) -> None:
-    account = paper()
-    journal, session = Journal(tmp_path / "j.jsonl", write=False), session_of(account, account)
-    book = value_book(session, previous=None, target_symbols=WEIGHTS, now_ms=NOW_MS, reset_baseline=False)
-    plan = plan_for(session, journal, run_info(), {**WEIGHTS, "ETH/USDT": 0.001})
-    verdict = RiskVerdict(decision="halt", allowed_orders=(),
-                          rejections=(RiskRejection(check="fat_finger", symbol="BTC/USDT", detail="too big"),))
-    table = format_plan(plan, verdict, book, run_info())
-    assert "BTC/USDT        buy" in table and "skipped ETH/USDT buy: within no-trade band" in table
-    assert "risk verdict: halt, 0 of 1 order(s) allowed" in table and "rejected by fat_finger BTC/USDT" in table
-    assert not (tmp_path / "j.jsonl").exists()
-    assert isinstance(book, Book)

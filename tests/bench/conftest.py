@@ -1,0 +1,65 @@
+"""Benchmark helpers: measure a whole process honestly (wall time and its own peak RSS via wait4), and
+print the figures next to their targets. Benchmarks are excluded from the default run; run them with
+`.venv/bin/python -m pytest tests/bench -m bench` (add `-s` to also see pytest-benchmark's own table)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import script_env
+
+KIB_PER_MIB = 1024  # Linux reports ru_maxrss in KiB
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One finished process: exit code, wall seconds from start to exit, peak resident set (MiB)."""
+
+    returncode: int
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def measure_process(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> Measured:
+    """Run ``argv`` to completion. The peak RSS is the child's own (``os.wait4`` rusage), not the max
+    over every child this test process ever had (which RUSAGE_CHILDREN would give)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(list(argv), cwd=cwd, env=script_env(env), stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall_s = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)  # the Popen object must know it was reaped
+        out.seek(0)
+        err.seek(0)
+        return Measured(process.returncode, wall_s, usage.ru_maxrss / KIB_PER_MIB, out.read(), err.read())
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPU(s) {platform.machine()}, {platform.system()} {platform.release()}, " \
+           f"Python {platform.python_version()}"
+
+
+@pytest.fixture
+def measure() -> Callable[..., Measured]:
+    return measure_process
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], None]]:
+    """Print a figure line to the terminal even without -s (benchmarks exist to be read)."""
+    lines: list[str] = []
+    yield lines.append
+    with capsys.disabled():
+        for line in lines:
+            print(f"\nBENCH {line} [{machine()}]")

@@ -1,0 +1,99 @@
+"""Benchmarks of the backtest on real Binance data (../shared/data; skipped without it):
+(1) one full long-only backtest, 25 coins x 1h bars 2020-2023, costs and signals included, as a process;
+(2) a parameter sweep on 25 coins x daily bars: simulations per second of lib.backtester.run_backtest.
+
+Figures are printed and stored in pytest-benchmark's extra_info; nothing asserts on time (machines vary).
+Targets: (1) < 10 s and < 500 MB peak RSS; (2) >= 100 simulations/s.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lib import backtest_study as study
+from lib import ohlcv, storage
+from lib.backtester import run_backtest
+from lib.config import Config
+from lib.symbols import from_slug
+from tests.bench.conftest import Measured
+
+pytestmark = pytest.mark.bench
+
+HOURLY_CONFIG = """
+[exchange]
+id = "simulated"
+[data]
+timeframes = ["1h"]
+[strategy]
+timeframe = "1h"
+"""
+ROUNDS = 3
+SWEEP_FEES_BPS = (0.0, 10.0, 25.0, 50.0)
+SWEEP_BANDS_FRAC = (0.0, 0.02, 0.05)
+
+
+def test_full_hourly_long_only_backtest_process(shared_data_dir: Path, tmp_path: Path, benchmark, measure, report):
+    (tmp_path / "config.toml").write_text(HOURLY_CONFIG)
+    argv = [sys.executable, "-m", "scripts.backtest", "--config", str(tmp_path / "config.toml"),
+            "--data-dir", str(shared_data_dir), "--run-id", "bench-1h"]
+    runs: list[Measured] = []
+
+    def run_once() -> None:
+        measured = measure(argv, cwd=tmp_path)
+        assert measured.returncode == 0, measured.stderr
+        runs.append(measured)
+
+    benchmark.pedantic(run_once, rounds=ROUNDS, iterations=1)
+    document = json.loads((tmp_path / "state" / "backtests" / "bench-1h" / "metrics.json").read_text())
+    assert document["timeframe"] == "1h" and len(document["symbols"]) == 25 and document["bars"] > 30_000
+    best_s, peak_mb = min(run.wall_s for run in runs), max(run.peak_rss_mb for run in runs)
+    benchmark.extra_info.update(wall_s_min=best_s, wall_s_all=[run.wall_s for run in runs], peak_rss_mb=peak_mb,
+                                bars=document["bars"], trades=document["metrics"]["strategy"]["trade_count"])
+    report(f"backtest 25 coins x {document['bars']} 1h bars, process start to exit: best {best_s:.1f} s of "
+           f"{len(runs)} (all {', '.join(f'{run.wall_s:.1f}' for run in runs)}; target < 10 s), "
+           f"peak RSS {peak_mb:.0f} MB (target < 500 MB)")
+
+
+@pytest.fixture(scope="module")
+def daily_inputs(shared_data_dir: Path) -> tuple[study.SimulationInputs, study.StudySettings]:
+    """The default spot strategy's targets on 25 coins x daily bars, computed once (not timed)."""
+    candles = {
+        from_slug(path.stem): storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS)
+        for path in sorted((shared_data_dir / "market" / "1d").glob("*.parquet"))
+    }
+    config = Config()
+    settings = study.StudySettings(strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
+                                   universe=config.universe, spot=config.spot, perp=config.perp,
+                                   backtest=config.backtest)
+    return study.build_simulation_inputs(candles, settings, funding_wide=None), settings  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("every_bars", [7, 1], ids=["weekly", "daily"])
+def test_parameter_sweep_simulations_per_second(daily_inputs, every_bars: int, benchmark, report) -> None:
+    inputs, settings = daily_inputs
+    base = study.to_backtest_params(settings)
+    grid = [replace(base, rebalance_every_bars=every_bars, fee_bps=fee, no_trade_band_frac=band)
+            for fee in SWEEP_FEES_BPS for band in SWEEP_BANDS_FRAC]
+    seconds: list[float] = []
+
+    def sweep() -> None:
+        started = time.perf_counter()
+        for params in grid:
+            run_backtest(open_wide=inputs.open, close_wide=inputs.close, target_weights=inputs.target_weights,
+                         params=params)
+        seconds.append(time.perf_counter() - started)
+
+    benchmark.pedantic(sweep, rounds=5, iterations=1, warmup_rounds=1)
+    per_s = len(grid) / min(seconds)
+    median_per_s = len(grid) / sorted(seconds)[len(seconds) // 2]
+    assert per_s > 0
+    benchmark.extra_info.update(simulations_per_s_best=per_s, simulations_per_s_median=median_per_s,
+                                simulations_per_round=len(grid), bars=len(inputs.close))
+    report(f"sweep 25 coins x {len(inputs.close)} daily bars, rebalance every {every_bars} bar(s): "
+           f"{per_s:.0f} simulations/s best, {median_per_s:.0f}/s median (target >= 100/s)")
