@@ -38,7 +38,7 @@ class RiskLimits:
     max_orders_per_run: int = 40
     daily_loss_limit_frac: float = 0.05
     max_drawdown_frac: float = 0.25
-    max_target_age_ms: int = 26 * 3_600_000  # targets.as_of_ms is a candle OPEN time: 1d candles need > 24 h
+    max_target_age_ms: int = 25 * 3_600_000  # since the CLOSE of the candle the targets were computed from
     max_price_age_ms: int = 2 * 3_600_000
     max_clock_skew_ms: int = 60_000  # a time this far in the future is a broken clock or feed
 
@@ -199,7 +199,10 @@ def check_drawdown(*, equity_quote: float, high_water_mark_quote: float,
 def check_staleness(*, targets_as_of_ms: int | None, price_times_ms: Mapping[str, int | None],
                     required_symbols: Iterable[str] = (), now_ms: int,
                     limits: RiskLimits) -> list[RiskRejection]:
-    """Targets and every price younger than their limits, none from the future, none missing."""
+    """Targets and every price younger than their limits, none from the future, none missing.
+
+    ``targets_as_of_ms`` is when the targets' data ends: the close of the last candle they used.
+    """
     rejections = []
 
     def check(what: str, symbol: str | None, time_ms: int | None, max_age_ms: int) -> None:

@@ -20,6 +20,7 @@ from lib.journal import RunInfo
 from lib.orders import OrderPlan
 from lib.risk import RiskVerdict, check_all
 from lib.runner import RunContext, base_parser, run_script
+from lib.timeframes import timeframe_ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +76,7 @@ def _run(ctx: RunContext) -> None:
     verdict = check_all(
         plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
-        high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=targets.as_of_ms,
+        high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
     )

@@ -90,9 +90,10 @@ def setup(project: Project, telegram: FakeTelegram, *, fake: FakeBinance | None 
 
 def write_targets(project: Project, weights: dict[str, float], *, as_of_ms: int | None = None,
                   exchange: str = "simulated", market_type: str = "spot") -> None:
-    """targets.json as compute_signals writes it; without ``as_of_ms``: an hour-old candle by the wall clock."""
+    """targets.json as compute_signals writes it; without ``as_of_ms``: the last closed daily candle by the wall
+    clock (the fake exchange's clock follows it for prices)."""
     wall_ms = int(time.time() * 1000)
-    as_of = as_of_ms if as_of_ms is not None else wall_ms - wall_ms % MS_PER_HOUR - MS_PER_HOUR
+    as_of = as_of_ms if as_of_ms is not None else wall_ms - wall_ms % MS_PER_DAY - MS_PER_DAY
     targets = Targets(as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR,
                       strategy="perp_market_neutral" if market_type == "swap" else "spot_long_only",
                       exchange=exchange, market_type=market_type, timeframe="1d", weights=weights)
