@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from lib import timeframes
 from lib.backtester import BacktestParams, BacktestResult, run_backtest
 from lib.ensemble import EnsembleParams
 from lib.errors import ConfigError, DataError
@@ -431,13 +432,7 @@ def cut_candles(candles_by_symbol: Mapping[str, Frame], *, end_ms: int | None) -
 def parse_time_ms(text: str, *, is_end: bool) -> int:
     """ISO date/time (UTC) or epoch ms -> ms (ConfigError otherwise). A bare date as an END means the
     whole day (its last ms)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"expected an ISO date/time (UTC) or epoch ms, got {text!r}") from None
-    time_ms = int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+    time_ms = timeframes.parse_time_ms(text, what="--end" if is_end else "--start")
     return time_ms + MS_PER_DAY - 1 if is_end and len(text) == len("2024-01-01") else time_ms
 
 

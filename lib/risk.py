@@ -41,6 +41,7 @@ class RiskLimits:
     max_target_age_ms: int = 25 * 3_600_000  # since the CLOSE of the candle the targets were computed from
     max_price_age_ms: int = 2 * 3_600_000
     max_clock_skew_ms: int = 60_000  # a time this far in the future is a broken clock or feed
+    max_price_deviation_frac: float = 0.5  # a live price this far from the targets' candle close is not trusted
 
     def __post_init__(self) -> None:
         for key, value, upper in (
@@ -50,6 +51,7 @@ class RiskLimits:
             ("max_net_exposure_frac", self.max_net_exposure_frac, 10.0),
             ("daily_loss_limit_frac", self.daily_loss_limit_frac, 1.0),
             ("max_drawdown_frac", self.max_drawdown_frac, 1.0),
+            ("max_price_deviation_frac", self.max_price_deviation_frac, 10.0),
         ):
             if not 0 < value <= upper:
                 raise ConfigError(f"risk.{key} must be in (0, {upper}], got {value}")
@@ -292,14 +294,35 @@ def compute_weights(holdings: Holdings, prices: Mapping[str, float], equity_quot
     return weights
 
 
+def check_price_sanity(prices: Mapping[str, float], reference_prices: Mapping[str, float],
+                       limits: RiskLimits) -> list[RiskRejection]:
+    """Every live price within ``max_price_deviation_frac`` of the close the targets were computed from.
+
+    An absurd quote (a broken feed, a fat-fingered print, a wrong market) must neither be traded on nor
+    value the book into a fake drawdown; a missing price is check_staleness's business.
+    """
+    rejections = []
+    for symbol in sorted(set(prices) & set(reference_prices)):
+        price, reference = prices[symbol], reference_prices[symbol]
+        if _bad(reference) or reference <= 0:
+            continue
+        if _bad(price) or price <= 0 or abs(price / reference - 1) > limits.max_price_deviation_frac:
+            rejections.append(RiskRejection(
+                check="price_sanity", symbol=symbol,
+                detail=f"price {price!r} is more than {limits.max_price_deviation_frac:.0%} away from the signal "
+                       f"candle's close {reference!r}"))
+    return rejections
+
+
 def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings: Holdings,
               prices: Mapping[str, float], equity_quote: float, start_of_day_equity_quote: float,
               high_water_mark_quote: float, targets_as_of_ms: int | None,
               price_times_ms: Mapping[str, int | None], now_ms: int, kill_switch_present: bool,
-              halt_active: bool, limits: RiskLimits) -> RiskVerdict:
+              halt_active: bool, limits: RiskLimits,
+              reference_prices: Mapping[str, float] | None = None) -> RiskVerdict:
     """Run every check and decide, most severe first:
 
-    kill switch / halt file -> halt; stale or invalid inputs -> halt; drawdown -> flatten_and_halt;
+    kill switch / halt file -> halt; stale, absurd or invalid inputs -> halt; drawdown -> flatten_and_halt;
     daily loss -> reduce_only (non-reducing orders rejected); then any breach by the (remaining) orders of
     weight, exposure, fat-finger or order-count limits -> halt; otherwise trade.
     """
@@ -320,6 +343,7 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
                              limits=limits)
     inputs = check_staleness(targets_as_of_ms=targets_as_of_ms, price_times_ms=price_times_ms,
                              required_symbols=symbols, now_ms=now_ms, limits=limits)
+    inputs += check_price_sanity(prices, reference_prices or {}, limits)
     current = compute_weights(holdings, prices, equity_quote)
     inputs += [_invalid("no valid price or equity to value the holding", s) for s, w in current.items()
                if math.isnan(w) and holdings.amounts_base.get(s)]

@@ -82,6 +82,11 @@ class Targets:
         document["notes"] = list(self.notes)
         return {"schema_version": TARGETS_SCHEMA_VERSION, **document}
 
+    def signal_closes(self) -> dict[str, float]:
+        """The close of each symbol's signal candle (from the breakdown), for the price sanity check."""
+        closes = {symbol: entry.get("close") for symbol, entry in self.breakdown.items() if isinstance(entry, dict)}
+        return {symbol: float(close) for symbol, close in closes.items() if _is_finite(close) and close > 0}
+
     @classmethod
     def from_dict(cls, raw: Any) -> Targets:
         if not isinstance(raw, dict):

@@ -79,6 +79,7 @@ def _run(ctx: RunContext) -> None:
         high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
+        reference_prices=targets.signal_closes(),
     )
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -48,6 +47,11 @@ EXCHANGE_TIMEOUT_MS = 1500  # [exchange] timeout_ms of the soak configs
 TIMEOUT_DELAY_S = 2.0  # a reply held longer than the client waits
 STALL_S = 2.0  # an overlap's first run: each of its requests is held this long until the faults are cleared
 DISK_FULL_BYTES = 16  # RLIMIT_FSIZE of a "disk full" run: the lock file's pid fits, nothing else does
+DISK_FULL_TRAMPOLINE = (  # Python ignores SIGXFSZ, so every larger write fails with EFBIG, as on a full disk
+    "import os, resource, sys; "
+    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({DISK_FULL_BYTES}, {DISK_FULL_BYTES})); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 CORRUPTIBLE = {"rebalance": ("state/positions.json", "state/targets.json", "state/orders.jsonl"),
                "report": ("state/equity.csv", "state/runs.jsonl"), "compute_signals": ("data",)}
 """The files each script must refuse when they are corrupted ("data": any candle file)."""
@@ -145,15 +149,11 @@ class Driver:
     def start(self, script: str, args: Sequence[str], *, disk_full: bool = False) -> _Started:
         runs_path = self.state / "runs.jsonl"
         context = self.before_run(script)
-
-        def limit_file_size() -> None:  # Python ignores SIGXFSZ, so writes fail with EFBIG like a full disk
-            resource.setrlimit(resource.RLIMIT_FSIZE, (DISK_FULL_BYTES, DISK_FULL_BYTES))
-
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"scripts.{script}", "--config", str(self.root / "config.toml"), *args],
-            cwd=self.root, env=script_env(None), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=limit_file_size if disk_full else None,
-        )
+        command = ["-m", f"scripts.{script}", "--config", str(self.root / "config.toml"), *args]
+        if disk_full:  # a trampoline (not preexec_fn, unsafe with threads) lowers the limit, then execs: same pid
+            command = ["-c", DISK_FULL_TRAMPOLINE, *command]
+        process = subprocess.Popen([sys.executable, *command], cwd=self.root, env=script_env(None),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return _Started(script, process, time.monotonic(), len(self.telegram.messages),
                         runs_path.stat().st_size if runs_path.exists() else 0, disk_full, context)
 
@@ -557,7 +557,8 @@ def check_exchange_book(expect: Expect, events: Sequence[JournalEvent], fake: Fa
     if settled:
         expect(not open_ids and set(on_exchange) == set(journaled), f"orders left open after a success: {open_ids}")
         if positions is not None:
-            held = {s: float(fake.spot_balances.get(s.split("/")[0], 0)) for s in positions.amounts_base}
+            held = {f"{asset}/USDT": float(amount) for asset, amount in fake.spot_balances.items()
+                    if asset != "USDT" and amount != 0}
             expect(positions.amounts_base == held, f"positions.json {positions.amounts_base} != exchange {held}")
             expect(positions.cash_quote == float(fake.spot_balances["USDT"]),
                    f"positions.json cash {positions.cash_quote} != exchange {fake.spot_balances['USDT']}")

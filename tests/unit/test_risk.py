@@ -15,6 +15,7 @@ from lib.risk import (
     RiskLimits,
     RiskVerdict,
     check_all,
+    check_price_sanity,
     check_asset_weights,
     check_daily_loss,
     check_drawdown,
@@ -223,7 +224,8 @@ BIG = RiskLimits(max_order_notional_quote=D(100_000))
 def run(targets: dict[str, float], held: dict[str, float], cash: float, *, limits: RiskLimits = BIG,
         equity: float = 10_000.0, start: float = 10_000.0, peak: float = 10_000.0, kill: bool = False,
         halted: bool = False, price_times: dict[str, int | None] | None = None,
-        plan: OrderPlan | None = None) -> tuple[RiskVerdict, OrderPlan]:
+        plan: OrderPlan | None = None,
+        reference: dict[str, float] | None = None) -> tuple[RiskVerdict, OrderPlan]:
     holdings = Holdings(cash_quote=cash, amounts_base=held)
     if plan is None:
         plan = plan_orders(target_weights=targets, holdings=holdings, prices=PRICES, markets=MARKETS,
@@ -232,7 +234,8 @@ def run(targets: dict[str, float], held: dict[str, float], cash: float, *, limit
                         equity_quote=equity, start_of_day_equity_quote=start, high_water_mark_quote=peak,
                         targets_as_of_ms=NOW_MS - HOUR_MS,
                         price_times_ms=FRESH if price_times is None else price_times,
-                        now_ms=NOW_MS, kill_switch_present=kill, halt_active=halted, limits=limits)
+                        now_ms=NOW_MS, kill_switch_present=kill, halt_active=halted, limits=limits,
+                        reference_prices=reference)
     return verdict, plan
 
 
@@ -251,6 +254,8 @@ def test_check_all_trade() -> None:
     ({"peak": 20_000.0, "price_times": {}}, "halt", "staleness"),   # stale beats drawdown: no blind flatten
     ({"equity": math.nan, "plan": OrderPlan(orders=(), skipped=())}, "halt", INVALID_INPUT),
     ({"peak": 20_000.0}, "flatten_and_halt", "drawdown"),
+    ({"reference": {"BTC/USDT": 150_000.0}}, "halt", "price_sanity"),
+    ({"reference": {"BTC/USDT": 150_000.0}, "peak": 20_000.0}, "halt", "price_sanity"),  # no flatten on bad data
     ({"start": 11_000.0}, "reduce_only", "daily_loss"),
     ({"limits": RiskLimits(max_order_notional_quote=D(100))}, "halt", "fat_finger"),
     ({"limits": RiskLimits(max_order_notional_quote=D(100_000), max_orders_per_run=1)}, "halt",
@@ -299,3 +304,12 @@ def test_check_all_halts_when_a_holding_cannot_be_valued() -> None:
                      price_times={**FRESH, "SOL/USDT": NOW_MS})
     assert verdict.decision == "halt"
     assert (INVALID_INPUT, "SOL/USDT") in [(r.check, r.symbol) for r in verdict.rejections]
+
+
+def test_price_sanity_rejects_an_absurd_quote_before_it_can_fake_a_drawdown() -> None:
+    limits = RiskLimits(max_price_deviation_frac=0.5)
+    assert check_price_sanity({"BTC/USDT": 140.0}, {"BTC/USDT": 100.0}, limits) == []
+    assert check_price_sanity({"BTC/USDT": 60.0}, {"BTC/USDT": 100.0, "ETH/USDT": 5.0}, limits) == []
+    absurd = check_price_sanity({"BTC/USDT": 1.0, "ETH/USDT": 5.0}, {"BTC/USDT": 100.0, "ETH/USDT": 5.0}, limits)
+    assert [(r.check, r.symbol) for r in absurd] == [("price_sanity", "BTC/USDT")]
+    assert [r.symbol for r in check_price_sanity({"X/USDT": 200.0}, {"X/USDT": 100.0}, limits)] == ["X/USDT"]

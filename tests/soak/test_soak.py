@@ -1,0 +1,518 @@
+"""Soak under faults: the real scripts run as cron would, for many simulated days, while a seeded schedule
+injects exchange errors, bad candles, kills, overlaps, a full disk, corrupted state, the kill switch and a
+market crash; every step is followed by the invariant checks of tests/soak/harness.py.
+
+Two variants run side by side (one per core):
+- paper: mode ``paper`` with ``exchange.id = "binance"`` and ``rest_base_url`` on FakeBinance. Candles and
+  prices come from the fake (real ccxt over HTTP) on its frozen clock, moved one day at a time, and every
+  script gets the same ``--as-of``; orders go to the paper account in positions.json. The fake serves
+  candles this module generates, so the test knows the truth: a stale episode, and a crash that must end
+  in a drawdown halt that a person (the harness) clears.
+- testnet: mode ``testnet`` against FakeBinance itself, which executes the orders. ``--as-of`` is refused
+  outside paper mode (it would trade on a fake clock), so the fake follows the wall clock and the cycles
+  are minutes apart, not days: the operator deposits funds between cycles so that every cycle trades, and
+  the faults are the ones that only a real order endpoint has (lost order responses, failed lookups, a
+  SIGKILL while an order is in flight).
+
+Commands (``-s`` shows the summary; COINBOT_SOAK_SEED picks another schedule):
+    .venv/bin/python -m pytest tests/soak -m soak -s             # CI size, a few minutes
+    .venv/bin/python -m pytest tests/soak -m soak_long -s        # release check: 180 days, 40 cycles
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lib.errors import EXIT_HALTED
+from lib.exchange import MAX_NETWORK_RETRIES
+from lib.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES, format_ms
+from lib.paper import PaperSnapshot
+from lib.reporting import parse_equity_csv
+from lib.state import HaltRecord, Positions, Targets
+from lib.storage import read_json, read_parquet
+from lib.symbols import to_slug
+from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
+from tests.fakes.exchange_server import LOST_RESPONSE_MODES, FakeBinance, exchange_id
+from tests.fakes.telegram_server import FakeTelegram
+from tests.soak.harness import (
+    EXCHANGE_TIMEOUT_MS,
+    STAGES,
+    TIMEOUT_DELAY_S,
+    TRANSIENT,
+    Driver,
+    Gates,
+    PaperRules,
+    Run,
+    check_candles,
+    check_exchange_book,
+    check_gates,
+    check_journal,
+    check_paper_book,
+    executed_fills,
+    expected_equity_quote,
+    inject_exchange_fault,
+    read_journal,
+    read_run_records,
+)
+
+SEED = int(os.environ.get("COINBOT_SOAK_SEED", "20250601"))
+CI_DAYS, CI_CYCLES = 20, 9
+LONG_DAYS, LONG_CYCLES = 180, 40
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
+START_PRICES = (25_000.0, 1_600.0, 40.0, 250.0)
+FIRST_DAY_MS = 1_748_736_000_000 + 10 * 60_000  # 2025-06-01T00:10Z: cron runs ten minutes after the close
+HISTORY_DAYS = 300  # backfill before the first simulated day
+TELEGRAM_SECRETS = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:soak-token", "COINBOT_TELEGRAM_CHAT_ID": "42"}
+EXCHANGE_KEYS = {"COINBOT_EXCHANGE_API_KEY": "soak-key", "COINBOT_EXCHANGE_API_SECRET": "soak-secret"}
+MAX_TARGET_AGE_MS = 26 * MS_PER_HOUR
+
+PAPER_FAULTS = (*TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
+                "overlap", "disk_full", "corrupt_state", "kill_switch", "drawdown_halt")
+EXCHANGE_STAGES = ("fetch_prices", "rebalance")
+FAULT_STAGES = {**dict.fromkeys(TRANSIENT, EXCHANGE_STAGES), "malformed_response": ("fetch_prices",),
+                "bad_candle": ("fetch_prices",), "absurd_candle": ("fetch_prices",), "sigkill": STAGES,
+                "overlap": EXCHANGE_STAGES, "disk_full": STAGES, "kill_switch": ("rebalance",),
+                "corrupt_state": ("compute_signals", "rebalance", "report")}
+"""The stages each scheduled fault may hit (the stale feed and the crash are episodes of the market)."""
+TESTNET_FAULTS = ("lost_order_response", "order_http_error", "lookup_failure", "sigkill", "overlap",
+                  "kill_switch", "network_error")
+EXTRA_FAULT_PROB = 0.5  # chance of one more random fault on a day, beyond the kinds never injected yet
+ORDER_PATH = "/api/v3/order"
+
+
+def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfill_start: str,
+                max_target_age_ms: int) -> str:
+    """Small windows so that 300 daily bars warm everything up; a small paper book; a 15 % drawdown halt."""
+    symbols = ", ".join(f'"{symbol}"' for symbol in SYMBOLS)
+    return f"""
+[exchange]
+id = "binance"
+mode = "{mode}"
+rest_base_url = "{fake.base_url}"
+enable_rate_limit = false
+timeout_ms = {EXCHANGE_TIMEOUT_MS}
+[data]
+symbols = [{symbols}]
+timeframes = ["1d"]
+backfill_start = "{backfill_start}"
+max_staleness_bars = 1
+[strategy]
+timeframe = "1d"
+volatility_window_bars = 10
+[signals]
+ema_fast_length = 5
+ema_slow_length = 20
+adx_length = 7
+roc_lengths = [3, 10, 30]
+rsi_length = 7
+bbands_length = 10
+atr_length = 7
+realized_vol_length = 10
+obv_flow_length = 10
+norm_window_bars = 60
+norm_min_bars = 15
+[ensemble]
+ic_window_bars = 60
+ic_min_bars = 20
+[universe]
+min_history_bars = 60
+dollar_volume_window_bars = 10
+min_dollar_volume_quote = 0
+[spot]
+regime_filter = false
+top_n = 3
+[risk]
+max_order_notional_quote = 2000
+max_drawdown_frac = 0.15
+max_target_age_ms = {max_target_age_ms}
+[health]
+fetch_prices_max_age_ms = {26 * MS_PER_HOUR}
+[paper]
+starting_cash_quote = 1000
+fee_bps = 10
+slippage_bps = 5
+[alerts]
+telegram_base_url = "{telegram.base_url}"
+"""
+
+
+def build_truth(rng: np.random.Generator, *, start_ms: int, days: int, crash_ms: int) -> dict[str, np.ndarray]:
+    """Daily candles per symbol: a steady rise (so the strategy is invested), then every price falls 40 % in
+    the candle opening at ``crash_ms``, then a drift-less walk."""
+    times = np.arange(start_ms, start_ms + days * MS_PER_DAY, MS_PER_DAY, dtype=np.int64)
+    truth = {}
+    for symbol, first_price in zip(SYMBOLS, START_PRICES, strict=True):
+        log_returns = rng.normal(np.where(times < crash_ms, 0.006, 0.0), 0.025)
+        log_returns[times == crash_ms] = math.log(0.6)
+        close = np.round(first_price * np.exp(np.cumsum(log_returns)), 4)
+        open_ = np.concatenate([[first_price], close[:-1]])
+        high = np.round(np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.01, len(times)))), 4)
+        low = np.round(np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.01, len(times)))), 4)
+        volume = np.round(rng.lognormal(9, 0.3, len(times)), 3)
+        truth[symbol] = np.column_stack([times.astype(float), open_, high, low, close, volume])
+    return truth
+
+
+def write_project(root: Path, config: str) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.toml").write_text(config)
+    env_file = root / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**TELEGRAM_SECRETS, **EXCHANGE_KEYS}.items()))
+    env_file.chmod(0o600)
+
+
+# --- paper: simulated days --------------------------------------------------------------------------------
+
+
+class PaperSoak(Driver):
+    """Days of fetch_prices -> compute_signals -> rebalance -> report on a paper account, with faults."""
+
+    label = "paper"
+
+    def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, days: int,
+                 rules: PaperRules, crash_day: int, backfill_start_ms: int) -> None:
+        super().__init__(root, fake, telegram, seed=seed)
+        self.days, self.rules, self.crash_day, self.backfill_start_ms = days, rules, crash_day, backfill_start_ms
+        stale_start = int(self.rng.integers(2, crash_day - 3))
+        self.stale_days = (stale_start, stale_start + 1)  # the benchmark's feed is broken: signals go stale
+        self.now_ms, self.reset_pending, self.events = FIRST_DAY_MS, False, []
+
+    @property
+    def last_closed_ms(self) -> int:
+        return self.now_ms - self.now_ms % MS_PER_DAY - MS_PER_DAY
+
+    def run_all(self) -> None:
+        for day in range(self.days):
+            self.now_ms = FIRST_DAY_MS + day * MS_PER_DAY
+            self.fake.set_now_ms(self.now_ms)
+            self.operator_morning()
+            plan = self.plan(day)
+            for script in STAGES:
+                kind = "stale_feed" if script == "fetch_prices" and day in self.stale_days else plan.get(script)
+                self.where, self.faults_now = f"day {day} ({format_ms(self.now_ms)}) {script}", kind or ""
+                self.stage(script, kind)
+                self.fake.clear_faults()  # a fault the run never reached must not leak into the next one
+
+    def operator_morning(self) -> None:
+        """A person clears a drawdown halt once it has held a full day, accepting the book as the new peak."""
+        halt_path = self.state / "halt.json"
+        if halt_path.exists() and halt_path not in self.corrupt_paths:
+            halt = HaltRecord.from_dict(read_json(halt_path))
+            if halt.flattened and self.now_ms - halt.created_ms >= 2 * MS_PER_DAY:
+                halt_path.unlink()
+                self.reset_pending = True
+
+    def plan(self, day: int) -> dict[str, str]:
+        """Stage -> fault: first the kinds never injected (spread so all fit before the two quiet final days),
+        sometimes one more at random. The crash day and the day before it stay quiet."""
+        if day in (self.crash_day - 1, self.crash_day) or day >= self.days - 2:
+            return {}
+        wanted = [kind for kind in FAULT_STAGES if not self.injected[kind]]
+        days_left = max(1, self.days - 2 - day - (2 if day < self.crash_day else 0))
+        count = math.ceil(len(wanted) / days_left) + int(self.rng.random() < EXTRA_FAULT_PROB)
+        plan: dict[str, str] = {}
+        busy = {"fetch_prices"} if day in self.stale_days else set()
+        for kind in [*self.rng.permutation(wanted), *self.rng.permutation(list(FAULT_STAGES))]:
+            free = [stage for stage in FAULT_STAGES[str(kind)] if stage not in busy]
+            if len(plan) < count and free and kind not in plan.values():
+                stage = free[int(self.rng.integers(len(free)))]
+                plan[stage], busy = str(kind), busy | {stage}
+        return plan
+
+    def stage(self, script: str, kind: str | None) -> None:
+        args = ["--as-of", str(self.now_ms), *(["--reset-high-water-mark"] if script == "rebalance"
+                                                and self.reset_pending else [])]
+        if kind in ("sigkill", "disk_full", "corrupt_state"):
+            run = {"sigkill": self.killed, "disk_full": self.disk_full, "corrupt_state": self.corrupted}[kind](
+                script, args)
+            if run is None or run.exit_code != 0:  # cron's next run, or the operator, runs it again
+                self.faults_now += " (re-run)"
+                self.run(script, args)
+        elif kind == "overlap":
+            path, match = self.exchange_path(script)
+            self.overlapped(script, args, path=path, match=match)
+        elif kind == "kill_switch":
+            (self.state / "KILL").touch()
+            run = self.run(script, args)
+            (self.state / "KILL").unlink()
+            self.note_outcome(kind, script, run)
+            self.expect(run.exit_code == EXIT_HALTED, f"{run.name} with state/KILL present did not exit 4")
+        else:
+            self.stage_with_exchange_fault(script, kind, args)
+
+    def stage_with_exchange_fault(self, script: str, kind: str | None, args: list[str]) -> None:
+        if kind is not None:
+            path, match = self.exchange_path(script)
+            if kind in TRANSIENT and self.rng.random() < 0.3:
+                path, match = "/api/v3/exchangeInfo", {}
+            symbol = SYMBOLS[0] if kind == "stale_feed" else match.get("symbol", "").replace("USDT", "/USDT")
+            inject_exchange_fault(self.fake, kind, self.rng, path=path, match=match, symbol=symbol or None,
+                                  at_ms=self.last_closed_ms)
+        run = self.run(script, args)
+        if kind is not None and (kind == "stale_feed" or self.fake.pending_faults() == 0):  # it was reached
+            self.note_outcome(kind, script, run)
+            if kind in TRANSIENT or kind in ("bad_candle", "absurd_candle"):
+                self.expect(run.exit_code == 0, f"one {kind} failed {run.name}; a retry or re-fetch should absorb "
+                                                f"it; stderr ends: {run.tail()}")
+
+    def exchange_path(self, script: str) -> tuple[str, dict[str, str]]:
+        if script == "fetch_prices":
+            return "/api/v3/klines", {"symbol": exchange_id(SYMBOLS[int(self.rng.integers(len(SYMBOLS)))])}
+        return "/api/v3/ticker/24hr", {}
+
+    # --- invariants after every run ---------------------------------------------------------------------
+
+    def before_run(self, script: str) -> Gates:
+        halt_path = self.state / "halt.json"
+        halt = None
+        if halt_path.exists() and halt_path not in self.corrupt_paths:
+            halt = HaltRecord.from_dict(read_json(halt_path))
+        return Gates((self.state / "KILL").exists(), halt, halt_path.exists())
+
+    def after_run(self, run: Run, gates: Any) -> None:
+        state, expect = self.state, self.expect
+        targets = self.load(state / "targets.json", lambda p: Targets.from_dict(read_json(p)))
+        positions = self.load(state / "positions.json", lambda p: Positions.from_dict(read_json(p)))
+        self.load(state / "halt.json", lambda p: HaltRecord.from_dict(read_json(p)))
+        self.load(state / "runs.jsonl", read_run_records)
+        self.load(state / "equity.csv", lambda p: parse_equity_csv(p.read_text())[0])
+        events = self.load(state / "orders.jsonl", read_journal)
+        if targets is not None:
+            weights = list(targets.weights.values())
+            expect(all(-1e-12 <= w <= 0.25 + 1e-9 for w in weights) and sum(weights) <= 1 + 1e-9,
+                   f"targets.json weights out of bounds: {targets.weights}")
+        for symbol in SYMBOLS:
+            frame = self.load(self.candle_path(symbol), lambda p: read_parquet(p, columns=OHLCV_COLUMNS,
+                                                                               dtypes=OHLCV_DTYPES))
+            if frame is not None:
+                check_candles(expect, self.candle_path(symbol).name, frame, self.rules.truth[symbol],
+                              backfill_start_ms=self.backfill_start_ms, last_closed_ms=self.last_closed_ms)
+        if events is not None:
+            self.events = events
+            check_journal(expect, events)
+            snapshot = self.load(state / "positions.json", lambda p: PaperSnapshot.from_dict(
+                Positions.from_dict(read_json(p)).paper)) if positions is not None else None
+            if positions is not None and snapshot is not None:
+                check_paper_book(expect, events, positions, snapshot, self.rules)
+            elif positions is None:
+                expect(not any(e.event == "filled" for e in events), "fills journaled but no positions.json")
+        if run.script == "rebalance":
+            self.after_rebalance(run, gates)
+        if run.script == "fetch_prices" and run.exit_code == 0:
+            for symbol in SYMBOLS:  # success means up to date
+                frame = read_parquet(self.candle_path(symbol), columns=OHLCV_COLUMNS)
+                newest = None if frame is None else int(frame["timestamp"].iloc[-1])
+                expect(newest == self.last_closed_ms, f"{run.name} exited 0 but {symbol} ends at "
+                                                      f"{newest and format_ms(newest)}")
+        if run.script == "report" and run.exit_code is not None:
+            self.check_equity_row()
+
+    def after_rebalance(self, run: Run, gates: Gates) -> None:
+        if self.state / "orders.jsonl" not in self.corrupt_paths:
+            sent = [e for e in self.events if e.event == "sent" and e.run_id.endswith(f"-{run.pid}")]
+            check_gates(self.expect, run, gates, sent)
+        if not gates.halt_file and (self.state / "halt.json").exists():
+            self.note_outcome("drawdown_halt", "rebalance", run)
+            self.expect(run.exit_code == EXIT_HALTED, f"{run.name} wrote halt.json but did not exit 4")
+        if run.exit_code == 0:
+            self.reset_pending = False
+
+    def candle_path(self, symbol: str) -> Path:
+        return self.root / "data" / "ohlcv" / "binance" / "1d" / f"{to_slug(symbol)}.parquet"
+
+    def check_equity_row(self) -> None:
+        """report's row at this time = starting cash + PnL - fees, to the cent, from the journal and candles."""
+        path, positions_path = self.state / "equity.csv", self.state / "positions.json"
+        if not path.exists() or not positions_path.exists() or {path, positions_path} & self.corrupt_paths:
+            return
+        history, _ = parse_equity_csv(path.read_text())
+        row = history[history["time_ms"] == self.now_ms]
+        if row.empty:
+            return
+        snapshot = PaperSnapshot.from_dict(Positions.from_dict(read_json(positions_path)).paper)
+        closes = {}
+        for symbol in snapshot.amounts_base:
+            frame = read_parquet(self.candle_path(symbol), columns=OHLCV_COLUMNS)
+            assert frame is not None
+            closes[symbol] = float(frame.loc[frame["timestamp"] <= self.last_closed_ms, "close"].iloc[-1])
+        expected = expected_equity_quote(executed_fills(self.events, snapshot), snapshot, closes,
+                                         starting_cash_quote=self.rules.starting_cash_quote)
+        equity = float(row["equity_quote"].iloc[0])
+        self.expect(abs(equity - expected) < 0.005, f"equity.csv says {equity:.4f}, start + PnL - fees = "
+                                                    f"{expected:.4f}")
+
+
+def run_paper_soak(root: Path, *, days: int, seed: int) -> PaperSoak:
+    rng = np.random.default_rng(seed)
+    crash_day = days // 2 + 1
+    history_start_ms = FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY - HISTORY_DAYS * MS_PER_DAY
+    truth = build_truth(rng, start_ms=history_start_ms, days=HISTORY_DAYS + days + 1,
+                        crash_ms=FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY + crash_day * MS_PER_DAY)
+    rules = PaperRules(truth=truth, starting_cash_quote=Decimal(1000), fee_bps=10.0, slippage_bps=5.0,
+                       max_target_age_ms=MAX_TARGET_AGE_MS)
+    with FakeBinance(now_ms=FIRST_DAY_MS, candles={(s, "1d"): rows for s, rows in truth.items()}) as fake, \
+            FakeTelegram() as telegram:
+        backfill = datetime.fromtimestamp(history_start_ms / 1000, UTC).date().isoformat()
+        write_project(root, config_text(fake, telegram, mode="paper", backfill_start=backfill,
+                                        max_target_age_ms=MAX_TARGET_AGE_MS))
+        soak = PaperSoak(root, fake, telegram, seed=seed, days=days, rules=rules, crash_day=crash_day,
+                         backfill_start_ms=history_start_ms)
+        soak.run_all()
+    return soak
+
+
+# --- testnet: orders executed by the fake exchange ----------------------------------------------------------
+
+
+class TestnetSoak(Driver):
+    """Cycles of deposit -> rebalance (with an order-path fault) on FakeBinance in testnet mode."""
+
+    __test__ = False  # not a pytest class
+    label = "testnet"
+
+    def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, cycles: int) -> None:
+        super().__init__(root, fake, telegram, seed=seed)
+        self.cycles = cycles
+
+    def run_all(self) -> None:
+        for script in STAGES:
+            self.where = f"set-up {script}"
+            self.expect(self.run(script, []).exit_code == 0, f"the first {script} run failed")
+        for cycle in range(1, self.cycles + 1):
+            wanted = [kind for kind in TESTNET_FAULTS if not self.injected[kind]]
+            kind = str(self.rng.choice(wanted if wanted else list(TESTNET_FAULTS)))
+            self.where, self.faults_now = f"cycle {cycle}", kind
+            self.deposit()
+            self.cycle(kind)
+            self.fake.clear_faults()
+        self.where, self.faults_now = "final report", ""
+        self.run("report", [])
+
+    def deposit(self) -> None:
+        """The operator moves funds in: quote (the plan buys) or a coin (the plan sells), so every cycle trades."""
+        targets = Targets.from_dict(read_json(self.state / "targets.json"))
+        held = [symbol for symbol, weight in targets.weights.items() if weight > 0]
+        unheld = [symbol for symbol in SYMBOLS if symbol not in held]
+        balances = self.fake.spot_balances
+        if held and self.rng.random() < 0.5:
+            balances["USDT"] += Decimal(str(round(float(self.rng.uniform(150, 400)), 2)))
+            return
+        symbol = str(self.rng.choice(unheld or held))
+        step = self.fake.rules(symbol).amount_step
+        amount = (Decimal(str(self.rng.uniform(100, 200))) / self.fake.last_price(symbol)).quantize(step, ROUND_DOWN)
+        balances[symbol.split("/")[0]] = balances.get(symbol.split("/")[0], Decimal(0)) + amount
+
+    def cycle(self, kind: str) -> None:
+        posts = lambda: self.fake.request_count(ORDER_PATH, method="POST")  # noqa: E731 - a tiny probe
+        before = posts()
+        if kind == "kill_switch":
+            (self.state / "KILL").touch()
+            run = self.run("rebalance", [])
+            (self.state / "KILL").unlink()
+            self.note_outcome(kind, "rebalance", run)
+            self.expect(run.exit_code == EXIT_HALTED and posts() == before, f"{run.name} under state/KILL sent "
+                                                                            f"{posts() - before} order(s)")
+        elif kind == "overlap":
+            run = self.overlapped("rebalance", [], path="/api/v3/account", match={})
+        elif kind == "sigkill":  # while the order is in flight: the exchange still executes it
+            self.fake.delay_next(ORDER_PATH, seconds=0.8, method="POST")
+            orders = len(self.fake.orders)
+            run = self.killed("rebalance", [], kill_when=lambda: posts() > before)
+            deadline = time.monotonic() + 5
+            while run.exit_code is None and len(self.fake.orders) == orders and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            run = self.faulted_run(kind)
+        if run.exit_code != 0:  # cron's next run must settle whatever was left open
+            self.faults_now += " (re-run)"
+            rerun = self.run("rebalance", [])
+            self.expect(rerun.exit_code == 0, f"the run after a failed {kind} did not recover: {rerun.tail()}")
+
+    def faulted_run(self, kind: str) -> Run:
+        fake = self.fake
+        if kind == "lost_order_response":
+            fake.lose_next_order_response(how=str(self.rng.choice(LOST_RESPONSE_MODES)), seconds=TIMEOUT_DELAY_S)
+        elif kind == "order_http_error":  # refused before execution: the outcome is unknown until looked up
+            fake.fail_next(ORDER_PATH, status=int(self.rng.choice([429, 418, 503])), method="POST")
+        elif kind == "lookup_failure":  # executed, reply lost, and every lookup fails: the next run settles it
+            fake.lose_next_order_response(how="http_502")
+            fake.fail_next(ORDER_PATH, status=503, method="GET", times=MAX_NETWORK_RETRIES + 1)
+        else:
+            inject_exchange_fault(fake, kind, self.rng, path="/api/v3/account", match={})
+        run = self.run("rebalance", [])
+        if fake.pending_faults() == 0:
+            self.note_outcome(kind, "rebalance", run)
+            if kind in ("lost_order_response", "network_error"):
+                self.expect(run.exit_code == 0, f"{run.name} did not absorb a {kind}: {run.tail()}")
+        return run
+
+    def after_run(self, run: Run, context: Any) -> None:
+        self.load(self.state / "targets.json", lambda p: Targets.from_dict(read_json(p)))
+        self.load(self.state / "runs.jsonl", read_run_records)
+        positions = self.load(self.state / "positions.json", lambda p: Positions.from_dict(read_json(p)))
+        events = self.load(self.state / "orders.jsonl", read_journal) or []
+        check_journal(self.expect, events)
+        check_exchange_book(self.expect, events, self.fake, positions=positions,
+                            settled=run.script == "rebalance" and run.exit_code == 0)
+
+
+def run_testnet_soak(root: Path, *, cycles: int, seed: int) -> TestnetSoak:
+    backfill = (datetime.now(UTC) - timedelta(days=HISTORY_DAYS)).date().isoformat()
+    with FakeBinance(now_ms=None, spot_balances={"USDT": 1000}) as fake, FakeTelegram() as telegram:
+        write_project(root, config_text(fake, telegram, mode="testnet", backfill_start=backfill,
+                                        max_target_age_ms=50 * MS_PER_HOUR))  # wall-clock cycles, not 00:10
+        soak = TestnetSoak(root, fake, telegram, seed=seed, cycles=cycles)
+        soak.run_all()
+    return soak
+
+
+# --- the tests --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    soak: Driver
+    kinds: tuple[str, ...]
+    span: str
+
+
+def soak_both(root: Path, *, days: int, cycles: int) -> list[Outcome]:
+    """Both variants at once (one core each); the summaries are printed before anything is asserted."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        paper = pool.submit(run_paper_soak, root / "paper", days=days, seed=SEED)
+        testnet = pool.submit(run_testnet_soak, root / "testnet", cycles=cycles, seed=SEED + 1)
+        outcomes = [Outcome(paper.result(), PAPER_FAULTS, f"{days} simulated days"),
+                    Outcome(testnet.result(), TESTNET_FAULTS, f"{cycles} cycles")]
+    for outcome in outcomes:
+        print("\n" + outcome.soak.summary(span=outcome.span, kinds=outcome.kinds))
+    return outcomes
+
+
+def assert_survived(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        soak = outcome.soak
+        missing = [kind for kind in outcome.kinds if not soak.injected[kind]]
+        assert not missing, f"{soak.label} soak (seed {soak.seed}) never injected {missing}"
+    violations = [line for outcome in outcomes for line in outcome.soak.violations]
+    assert not violations, f"{len(violations)} invariant violation(s):\n" + "\n".join(violations[:30])
+
+
+@pytest.mark.soak
+def test_soak_survives_weeks_of_faults(tmp_path: Path) -> None:
+    assert_survived(soak_both(tmp_path, days=CI_DAYS, cycles=CI_CYCLES))
+
+
+@pytest.mark.soak_long
+def test_soak_survives_months_of_faults(tmp_path: Path) -> None:
+    assert_survived(soak_both(tmp_path, days=LONG_DAYS, cycles=LONG_CYCLES))
