@@ -17,7 +17,8 @@ perps the same identity holds with cash = collateral - sum(units x entry price),
 equity = collateral + unrealized PnL; if equity reaches 0 at a close the book is liquidated and
 stays flat (closes only: no intrabar high/low, so this is optimistic for leveraged books).
 Between rebalance ticks units are constant, so equity is computed per segment with numpy; the
-Python loop runs once per rebalance tick.
+Python loop runs once per rebalance tick, except ticks where a flat book meets an all-zero target
+(nothing held, nothing wanted: the flat segment simply runs on, its equity being the cash either way).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class _Inputs:
     has_decision: np.ndarray  # bar i - 1 holds a decision on the schedule: bar i's open fills it
     slip_frac: np.ndarray  # slippage fraction for a fill at bar i's open (may be a broadcast view)
     funding_per_unit: np.ndarray | None  # sum of funding rates settled in bar i x funding price
+    wants_position: np.ndarray  # the target of bar i holds a non-zero weight
+    marks_non_negative: bool  # no mark < 0: a long-only book with cash > 0 cannot reach equity <= 0
 
 
 @dataclass(slots=True)
@@ -115,6 +118,7 @@ class _Ledger:
     ``fills`` keeps (bar, orders) per rebalance, an order being (asset position, side +1/-1,
     amount_base, fill price);
     ``segments`` keeps (first bar, units held from it) so held units are rebuilt once at the end.
+    ``units`` is replaced, never mutated, when it changes: segments share it without copies.
     """
 
     cash: float
@@ -123,6 +127,7 @@ class _Ledger:
     segments: list[tuple[int, np.ndarray]] = field(default_factory=list)
     funding: float = 0.0
     ruined_at: int = -1
+    is_flat: bool = True  # every unit is 0
 
 
 def run_backtest(
@@ -148,28 +153,39 @@ def run_backtest(
     equity = np.zeros(n_bars)
     ledger = _Ledger(cash=float(params.starting_capital_quote), units=np.zeros(n_assets))
     fee_frac = params.fee_bps / BPS_PER_UNIT
+    long_only = params.market == "spot"
+    wants_position = inputs.wants_position
     segment_start = 0
-    for fill_bar in np.flatnonzero(inputs.has_decision):
-        if not _walk_segment(ledger, inputs, equity, segment_start, fill_bar):
+    for fill_bar in np.flatnonzero(inputs.has_decision).tolist():
+        if ledger.is_flat and not wants_position[fill_bar - 1]:
+            continue  # a no-op tick (see module docstring)
+        if not _walk_segment(ledger, inputs, equity, segment_start, fill_bar, long_only=long_only):
             break
-        _rebalance(ledger, inputs, int(fill_bar), params, fee_frac)
+        _rebalance(ledger, inputs, fill_bar, params, fee_frac)
         segment_start = fill_bar
     else:
-        _walk_segment(ledger, inputs, equity, segment_start, n_bars)
+        _walk_segment(ledger, inputs, equity, segment_start, n_bars, long_only=long_only)
     return _result(close_wide, equity, inputs, ledger, fee_frac)
 
 
-def _walk_segment(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray, start: int, stop: int) -> bool:
+def _walk_segment(
+    ledger: _Ledger, inputs: _Inputs, equity: np.ndarray, start: int, stop: int, *, long_only: bool
+) -> bool:
     """Mark bars [start, stop) with constant units, paying funding; False if the book is wiped out.
 
     A book whose equity reaches <= 0 at a close is liquidated there: flat, worthless, no more trades.
+    Long-only without funding, cash > 0 and marks >= 0 make every bar's equity > 0 (or NaN), so the
+    scan for ruin is skipped.
     """
-    units = ledger.units
-    ledger.segments.append((start, units.copy()))
-    segment_equity = inputs.mark[start:stop] @ units + ledger.cash
-    funding = None
-    if inputs.funding_per_unit is not None:
-        funding = np.cumsum(inputs.funding_per_unit[start:stop] @ units)
+    units, cash = ledger.units, ledger.cash
+    ledger.segments.append((start, units))
+    segment_equity = inputs.mark[start:stop] @ units + cash
+    funding = inputs.funding_per_unit
+    if funding is None and long_only and cash > 0 and inputs.marks_non_negative:
+        equity[start:stop] = segment_equity
+        return True
+    if funding is not None:
+        funding = np.cumsum(funding[start:stop] @ units)
         segment_equity -= funding
     is_ruined = segment_equity.min() <= 0
     last = start + int(np.argmax(segment_equity <= 0)) if is_ruined else stop - 1
@@ -179,7 +195,7 @@ def _walk_segment(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray, start: i
     if is_ruined:
         ledger.ruined_at = last
         equity[start:last] = segment_equity[: last - start]
-        ledger.units, ledger.cash = np.zeros_like(units), 0.0
+        ledger.units, ledger.cash, ledger.is_flat = np.zeros_like(units), 0.0, True
         return False
     equity[start:stop] = segment_equity
     return True
@@ -192,7 +208,9 @@ def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParam
     book_equity = ledger.cash + float(held_value.sum())
     if book_equity <= 0:
         return
-    wanted = apply_no_trade_band(inputs.target[bar - 1], held_value / book_equity, params.no_trade_band_frac)
+    wanted = inputs.target[bar - 1]
+    if params.no_trade_band_frac != 0:  # a zero band keeps every target as it is
+        wanted = apply_no_trade_band(wanted, held_value / book_equity, params.no_trade_band_frac)
     delta_quote = (wanted * book_equity - held_value) * inputs.tradeable[bar]
     traded = (np.abs(delta_quote) >= max(params.min_notional_quote, DUST_QUOTE)).nonzero()[0]
     if traded.size == 0:
@@ -200,6 +218,7 @@ def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParam
     orders = _price_orders(traded, delta_quote, wanted, units, reference, inputs.slip_frac[bar])
     if params.market == "spot":
         orders = _fit_buys_to_cash(ledger.cash, orders, fee_frac, params.min_notional_quote)
+    units = units.copy()  # the old array stays with its segment
     cash = ledger.cash
     for asset, side, amount, fill_price in orders:
         units[asset] += side * amount
@@ -208,7 +227,7 @@ def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParam
     if params.market == "spot":  # only float dust can cross 0 after the cash fit
         np.maximum(units, 0.0, out=units)
         cash = max(cash, 0.0)
-    ledger.cash = cash
+    ledger.units, ledger.cash, ledger.is_flat = units, cash, not units.any()
     ledger.fills.append((bar, orders))
 
 
@@ -221,19 +240,14 @@ def _price_orders(
     slip_frac: np.ndarray,
 ) -> list[tuple[int, float, float, float]]:
     """(asset, side +1/-1, amount_base, fill price) per order; a full exit trades exactly what is held."""
+    deltas, targets, helds = delta_quote.tolist(), wanted.tolist(), units.tolist()
+    prices, slips = reference.tolist(), slip_frac.tolist()
     orders = []
-    for asset, delta, target, held, price, slip in zip(
-        traded.tolist(),
-        delta_quote[traded].tolist(),
-        wanted[traded].tolist(),
-        units[traded].tolist(),
-        reference[traded].tolist(),
-        slip_frac[traded].tolist(),
-        strict=True,
-    ):
+    for asset in traded.tolist():
+        delta, price = deltas[asset], prices[asset]
         side = 1.0 if delta > 0 else -1.0
-        amount = abs(held) if target == 0 else abs(delta) / price
-        orders.append((asset, side, amount, price * (1.0 + side * slip)))
+        amount = abs(helds[asset]) if targets[asset] == 0 else abs(delta) / price
+        orders.append((asset, side, amount, price * (1.0 + side * slips[asset])))
     return orders
 
 
@@ -294,14 +308,17 @@ def _prepare(
         if params.market != "perp":
             raise DataError("funding_wide is only meaningful for backtest.market = 'perp'")
         funding = _funding_per_unit(funding_wide, index, columns, reference)
+    target = np.nan_to_num(target)
     return _Inputs(
         mark=mark,
         reference=reference,
         tradeable=(~blocked).astype(float),
-        target=np.nan_to_num(target),
+        target=target,
         has_decision=has_decision,
         slip_frac=slip_frac,
         funding_per_unit=funding,
+        wants_position=target.any(axis=1),
+        marks_non_negative=not (mark < 0).any(),
     )
 
 

@@ -114,8 +114,12 @@ def compute_ensemble(
     else:
         weights = pd.DataFrame(1.0 / len(values), index=index, columns=list(values))
     contributions = {name: frame.mul(weights[name], axis=0) for name, frame in values.items()}
-    stacked = np.stack([frame.to_numpy() for frame in contributions.values()])
-    scores = pd.DataFrame(stacked.sum(axis=0), index=index, columns=columns)
+    del values
+    total: np.ndarray | None = None
+    for frame in contributions.values():  # summed in signal order, as a sum over a stacked axis 0 is
+        part = frame.to_numpy()
+        total = np.array(part, order="C", copy=True) if total is None else np.add(total, part, out=total)
+    scores = pd.DataFrame(total, index=index, columns=columns)
     return EnsembleResult(scores=scores, contributions=contributions, signal_weights=weights)
 
 
@@ -140,11 +144,12 @@ def _aligned_signals(
                 "ensemble inputs must share one time index and symbol set "
                 "(signal panel frames, close_wide, eligible)"
             )
-    aligned = {name: signal_panel[name].loc[:, columns].astype("float64") for name in names}
-    if eligible is None:
-        return aligned
-    mask = eligible.loc[:, columns].astype(bool)
-    return {name: frame.where(mask) for name, frame in aligned.items()}
+    mask = None if eligible is None else eligible.loc[:, columns].astype(bool)
+    aligned = {}
+    for name in names:  # one signal at a time: fewer full-panel copies alive at once (memory)
+        frame = signal_panel[name].loc[:, columns].astype("float64")
+        aligned[name] = frame if mask is None else frame.where(mask)
+    return aligned
 
 
 def cross_sectional_rank(frame: pd.DataFrame) -> pd.DataFrame:

@@ -114,6 +114,9 @@ def _cap_and_fill(raw: np.ndarray, cap: float, total: float) -> np.ndarray:
     Names whose share would exceed the cap are pinned at it and the excess is re-spread over the
     others (water-filling); what no name can take stays unallocated (cash).
     """
+    weights = total * raw / raw.sum()  # the first round below, when no name is capped yet
+    if not (weights > cap).any():
+        return weights
     weights = np.zeros_like(raw)
     capped = np.zeros(raw.shape, dtype=bool)
     for _ in range(raw.size + 1):
@@ -146,8 +149,22 @@ def _spot_weights_array(
     scores: np.ndarray, vol: np.ndarray, is_bullish: bool, params: SpotParams, cov: np.ndarray | None
 ) -> np.ndarray:
     """The spot rule on arrays: top-N, score x inverse vol, cap, vol target (down only), regime."""
-    weights = np.zeros(scores.size)
     eligible = np.isfinite(scores) & np.isfinite(vol) & (vol > 0) & (scores > params.min_score)
+    return _spot_row(scores, vol, np.nan_to_num(vol), eligible, is_bullish, params, cov)
+
+
+def _spot_row(
+    scores: np.ndarray,
+    vol: np.ndarray,
+    finite_vol: np.ndarray,
+    eligible: np.ndarray,
+    is_bullish: bool,
+    params: SpotParams,
+    cov: np.ndarray | None,
+) -> np.ndarray:
+    """``_spot_weights_array`` given ``eligible`` and ``finite_vol`` (= nan_to_num(vol)), which a
+    history computes once for all rows."""
+    weights = np.zeros(scores.size)
     candidates = np.flatnonzero(eligible)
     if candidates.size == 0:
         return weights
@@ -157,7 +174,7 @@ def _spot_weights_array(
         raw = raw * scores[chosen]
     weights[chosen] = _cap_and_fill(raw, params.max_asset_weight_frac, 1.0)
     if params.target_vol_annual_frac > 0:
-        book_vol = _book_volatility(weights, np.nan_to_num(vol), params.assumed_correlation, cov)
+        book_vol = _book_volatility(weights, finite_vol, params.assumed_correlation, cov)
         if book_vol > params.target_vol_annual_frac:
             weights *= params.target_vol_annual_frac / book_vol
     if not is_bullish:
@@ -309,9 +326,40 @@ def spot_target_weight_frame(
     bullish = regime.reindex(scores_wide.index).fillna(False).to_numpy(dtype=bool)
     score_arr = scores_wide.to_numpy(dtype=float)
     out = np.full(score_arr.shape, np.nan)
-    for row in rebalance_positions(len(scores_wide), rebalance_every_bars):
-        out[row] = _spot_weights_array(score_arr[row], vol[row], bool(bullish[row]), params, None)
+    rows = rebalance_positions(len(scores_wide), rebalance_every_bars)
+    out[rows] = 0.0
+    eligible = np.isfinite(score_arr) & np.isfinite(vol) & (vol > 0) & (score_arr > params.min_score)
+    finite_vol = np.nan_to_num(vol)
+    on_tick = slice(None, None, rebalance_every_bars)  # the rows of ``rows``, as views
+    sized = _spot_rows_to_size(score_arr[on_tick], vol[on_tick], bullish[on_tick], params)
+    for row in rows[sized].tolist():
+        out[row] = _spot_row(
+            score_arr[row], vol[row], finite_vol[row], eligible[row], bool(bullish[row]), params, None
+        )
     return pd.DataFrame(out, index=scores_wide.index, columns=scores_wide.columns)
+
+
+def _spot_rows_to_size(scores: np.ndarray, vol: np.ndarray, bullish: np.ndarray, params: SpotParams) -> np.ndarray:
+    """Rows (time x symbol arrays) whose spot weights may be non-zero; every other row is exactly 0.
+
+    Why: sizing row by row in Python is the slow part on hourly histories, and most rows are
+    warm-up (no candidate) or bearish with ``bear_exposure_frac`` 0. A bearish row is all zero
+    because ``_spot_weights_array`` scales finite weights by 0.0; weights are finite when every
+    candidate's raw size is in (0, max / (n + 1)] (no 0/0, no overflowing sum). Rows that could
+    break this rule are sized the long way.
+    """
+    eligible = np.isfinite(scores) & np.isfinite(vol) & (vol > 0) & (scores > params.min_score)
+    has_candidate = eligible.any(axis=1)
+    if params.bear_exposure_frac != 0:
+        return has_candidate
+    with np.errstate(over="ignore"):  # an overflow only sends its row the long way
+        raw = np.where(eligible, vol, 1.0)
+        np.divide(1.0, raw, out=raw)
+        if params.weighting == "score_inverse_vol":
+            raw *= np.where(eligible, scores, 1.0)
+    limit = np.finfo(float).max / (scores.shape[1] + 1)
+    finite_sizes = ((raw > 0) & (raw <= limit) | ~eligible).all(axis=1)
+    return has_candidate & (bullish | ~finite_sizes)
 
 
 def perp_target_weight_frame(
@@ -327,7 +375,15 @@ def perp_target_weight_frame(
     beta = None if beta_wide is None else _aligned(beta_wide, scores_wide, "beta_wide")
     score_arr = scores_wide.to_numpy(dtype=float)
     out = np.full(score_arr.shape, np.nan)
-    for row in rebalance_positions(len(scores_wide), rebalance_every_bars):
+    rows = rebalance_positions(len(scores_wide), rebalance_every_bars)
+    if not (params.beta_neutral and beta is None):  # else the first row raises, as documented
+        # fewer than 2 candidates -> k = 0 -> an all-zero row (see _perp_weights_array)
+        eligible = np.isfinite(score_arr[rows]) & np.isfinite(vol[rows]) & (vol[rows] > 0)
+        if params.beta_neutral and beta is not None:
+            eligible &= np.isfinite(beta[rows])
+        out[rows] = 0.0
+        rows = rows[eligible.sum(axis=1) >= 2]
+    for row in rows.tolist():
         row_beta = None if beta is None else beta[row]
         out[row] = _perp_weights_array(score_arr[row], vol[row], params, row_beta)
     return pd.DataFrame(out, index=scores_wide.index, columns=scores_wide.columns)

@@ -249,19 +249,21 @@ def compute_signal_panel(
     """
     if not candles_by_symbol:
         raise DataError("signal panel needs candles for at least one symbol, got none")
-    per_symbol = {
-        symbol: compute_base_signals(candles, params, strict=False)
-        for symbol, candles in candles_by_symbol.items()
-    }
-    indexes = [frame.index for frame in per_symbol.values()]
+    # Memory bounds hourly histories: the wide arrays are allocated once, up front, and each symbol's
+    # signals are written into them as soon as computed (no per-symbol frames kept, no second copy).
+    candle_frame = _indicators().to_candle_frame
+    indexes = [candle_frame(candles).index for candles in candles_by_symbol.values()]  # validates too
     union = indexes[0]
     for index in indexes[1:]:
         union = union.union(index)  # sorted: every candle index is increasing
     union = union.rename("timestamp")
-    symbols = list(per_symbol)
-    return {
-        name: pd.DataFrame(
-            {symbol: per_symbol[symbol][name] for symbol in symbols}, index=union, columns=symbols
-        )
-        for name in SIGNAL_NAMES
-    }
+    symbols = list(candles_by_symbol)
+    wide = {name: np.full((len(symbols), len(union)), np.nan) for name in SIGNAL_NAMES}  # (symbol, time)
+    for column, (candles, index) in enumerate(zip(candles_by_symbol.values(), indexes, strict=True)):
+        frame = compute_base_signals(candles, params, strict=False)
+        rows = union.get_indexer(index)
+        for name in SIGNAL_NAMES:
+            wide[name][column, rows] = frame[name].to_numpy(dtype="float64")
+        del frame
+    # (symbol, time) is the block layout pandas gives a frame built from one Series per symbol.
+    return {name: pd.DataFrame(wide[name].T, index=union, columns=symbols) for name in SIGNAL_NAMES}

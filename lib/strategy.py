@@ -96,7 +96,7 @@ def to_wide_panel(candles_by_symbol: Mapping[str, pd.DataFrame]) -> MarketPanel:
     """
     if not candles_by_symbol:
         raise DataError("market panel needs candles for at least one symbol, got none")
-    indexed: dict[str, pd.DataFrame] = {}
+    opens_ms: dict[str, np.ndarray] = {}
     for symbol, candles in candles_by_symbol.items():
         missing = [column for column in OHLCV_COLUMNS if column not in candles.columns]
         if missing:
@@ -104,19 +104,16 @@ def to_wide_panel(candles_by_symbol: Mapping[str, pd.DataFrame]) -> MarketPanel:
         timestamps = candles["timestamp"]
         if not (timestamps.is_unique and timestamps.is_monotonic_increasing):
             raise DataError(f"{symbol} candle timestamps must be unique and increasing")
-        indexed[symbol] = candles.set_index(candles["timestamp"].astype("int64"))
-    union = pd.Index(
-        np.unique(np.concatenate([frame.index.to_numpy() for frame in indexed.values()])).astype("int64"),
-        name="timestamp",
-    )
-    wide = {
-        column: pd.DataFrame(
-            {symbol: frame[column].astype("float64") for symbol, frame in indexed.items()},
-            index=union,
-            columns=list(indexed),
-        )
-        for column in OHLCV_COLUMNS[1:]
-    }
+        opens_ms[symbol] = timestamps.astype("int64").to_numpy()
+    union = pd.Index(np.unique(np.concatenate(list(opens_ms.values()))).astype("int64"), name="timestamp")
+    rows = {symbol: union.get_indexer(opens) for symbol, opens in opens_ms.items()}
+    symbols = list(candles_by_symbol)
+    wide: dict[str, pd.DataFrame] = {}
+    for column in OHLCV_COLUMNS[1:]:  # filled in place: no per-symbol reindexed copies (memory)
+        values = np.full((len(symbols), len(union)), np.nan)  # (symbol, time): the frame's block layout
+        for position, symbol in enumerate(symbols):
+            values[position, rows[symbol]] = candles_by_symbol[symbol][column].to_numpy(dtype="float64")
+        wide[column] = pd.DataFrame(values.T, index=union, columns=symbols)
     return MarketPanel(**wide)
 
 
@@ -177,10 +174,9 @@ def compute_strategy(
         ConfigError: the benchmark is needed (spot regime filter, perp beta-neutral) but not in the data.
     """
     panel = to_wide_panel(candles_by_symbol)
-    signal_panel = {
-        name: frame.reindex(index=panel.close.index, columns=panel.close.columns)
-        for name, frame in compute_signal_panel(candles_by_symbol, signals).items()
-    }
+    signal_panel = compute_signal_panel(candles_by_symbol, signals)
+    for name, frame in signal_panel.items():  # in place: a second copy of the panel costs memory
+        signal_panel[name] = _on_panel(frame, panel.close)
     eligible = eligible_mask(panel.close, panel.volume, universe)
     result = compute_ensemble(signal_panel, panel.close, ensemble, eligible=eligible)
     bar_volatility = realized_volatility(panel.close, window=strategy.volatility_window_bars)
@@ -218,6 +214,16 @@ def compute_strategy(
         beta=beta,
         target_weights=weights,
     )
+
+
+def _on_panel(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` reindexed like ``like``; itself when the labels already match (reindex would copy)."""
+    same_index = frame.index.equals(like.index) and frame.index.dtype == like.index.dtype
+    same_columns = frame.columns.equals(like.columns) and frame.columns.dtype == like.columns.dtype
+    same_names = frame.index.names == like.index.names and frame.columns.names == like.columns.names
+    if same_index and same_columns and same_names:
+        return frame
+    return frame.reindex(index=like.index, columns=like.columns)
 
 
 def _regime(close_wide: pd.DataFrame, benchmark: str | None, configured: str, spot: SpotParams) -> pd.Series:

@@ -76,7 +76,8 @@ def _run(ctx: RunContext) -> None:
     verdict = check_all(
         plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
-        high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),
+        high_water_mark_quote=book.baselines.high_water_mark_quote,
+        targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
         reference_prices=targets.signal_closes(),

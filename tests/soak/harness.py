@@ -1,11 +1,9 @@
-"""Soak harness: the driver that runs the real cron scripts, the faults it injects, and the invariant checkers.
-Edge: runs subprocesses, drives the fake servers, reads the project tree.
+"""Edge (test harness): runs the real cron scripts, injects faults, checks invariants after every step.
 
-``Driver`` runs one script process at a time (two for an overlap) and checks what every run must satisfy:
-exactly one alert per failed run and none otherwise, run records that match the exit code, a refused run
-that changes nothing. The ``check_*`` functions are the invariants of the book; each takes ``expect`` (the
-driver's verdict function), so a broken invariant is printed at once with the step, seed and faults in
-force, collected, and fails the test at the end: one bug does not hide the others.
+``Driver`` runs a script process (two for an overlap) and checks what every run must satisfy: one alert per
+failed run and none otherwise, matching run records, a refused run changes nothing. Each ``check_*`` takes
+``expect``: a broken invariant is printed at once with step, seed and faults, collected, and fails the test
+at the end, so that one bug does not hide the others.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from lib.errors import EXIT_LOCKED
 from lib.journal import JournalEvent, find_open_orders, find_problems, parse_journal
 from lib.ohlcv import format_ms
 from lib.paper import PaperSnapshot
-from lib.state import HaltRecord, Positions, RunRecord
+from lib.state import Positions, RunRecord
 from lib.storage import read_jsonl
 from lib.venue import OrderResult
 from tests.fakes.exchange_server import BAD_CANDLE_KINDS, FakeBinance
@@ -70,8 +68,10 @@ class Run:
     def name(self) -> str:
         return f"{self.script} (pid {self.pid}, exit {'SIGKILL' if self.exit_code is None else self.exit_code})"
 
-    def tail(self, lines: int = 2) -> list[str]:
-        return self.stderr.strip().splitlines()[-lines:]
+    @property
+    def error(self) -> str:  # the ERROR line saying why the run failed, or ""
+        return next((line for line in self.stderr.splitlines() if " ERROR " in line
+                     and (" failed: " in line or " crashed: " in line)), "")
 
 
 @dataclass(slots=True)
@@ -108,8 +108,6 @@ class Driver:
     def state(self) -> Path:
         return self.root / "state"
 
-    # --- verdicts -------------------------------------------------------------------------------------
-
     def expect(self, ok: bool, what: str) -> bool:
         self.checks += 1
         if not ok:
@@ -127,24 +125,20 @@ class Driver:
             self.pending_recovery[script].add(kind)
 
     def summary(self, *, span: str, kinds: Sequence[str]) -> str:
-        exits = ", ".join(f"{key}: {count}" for key, count in sorted(self.exits.items()))
-        return "\n".join([
-            f"{self.label} soak, seed {self.seed}: {span}, {len(self.runs)} script runs "
-            f"({sum(run.seconds for run in self.runs):.0f} s in processes)",
-            f"  exit codes: {exits}",
-            "  faults injected: " + ", ".join(f"{kind}={self.injected[kind]}" for kind in kinds),
-            "  recoveries: " + ", ".join(f"{kind}={self.recovered[kind]}" for kind in kinds),
-            f"  invariant checks: {self.checks}, violations: {len(self.violations)}",
-        ])
+        runs = f"{len(self.runs)} script runs ({sum(run.seconds for run in self.runs):.0f} s in processes)"
+        return "\n".join([f"{self.label} soak, seed {self.seed}: {span}, {runs}",
+                          "  exit codes: " + ", ".join(f"{key}: {n}" for key, n in sorted(self.exits.items())),
+                          "  faults injected: " + ", ".join(f"{kind}={self.injected[kind]}" for kind in kinds),
+                          "  recoveries: " + ", ".join(f"{kind}={self.recovered[kind]}" for kind in kinds),
+                          f"  invariant checks: {self.checks}, violations: {len(self.violations)}"])
 
-    # --- processes ------------------------------------------------------------------------------------
+    # --- processes (hooks: before_run returns what a variant must remember, e.g. its gates; after_run checks) -
 
     def before_run(self, script: str) -> Any:
-        """Hook: what a variant must remember about the world as a run starts (its gates)."""
         return None
 
     def after_run(self, run: Run, context: Any) -> None:
-        """Hook: the variant's invariants after every run (killed ones included)."""
+        pass
 
     def start(self, script: str, args: Sequence[str], *, disk_full: bool = False) -> _Started:
         runs_path = self.state / "runs.jsonl"
@@ -161,14 +155,9 @@ class Driver:
                kill_when: Callable[[], bool] | None = None) -> Run:
         """Wait for the run; SIGKILL it after ``kill_after_s`` or as soon as ``kill_when()`` holds."""
         process = started.process
-        if kill_after_s is not None:
-            try:
-                process.wait(timeout=kill_after_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        deadline = time.monotonic() + SCRIPT_TIMEOUT_S
-        while kill_when is not None and process.poll() is None and time.monotonic() < deadline:
-            if kill_when():
+        limit_s = kill_after_s if kill_after_s is not None else SCRIPT_TIMEOUT_S
+        while (kill_after_s is not None or kill_when is not None) and process.poll() is None:
+            if time.monotonic() - started.started_s >= limit_s or (kill_when is not None and kill_when()):
                 process.kill()
                 break
             time.sleep(0.01)
@@ -199,7 +188,7 @@ class Driver:
             self.expect(not alerts, f"{run.name} sent {len(alerts)} failure alert(s): {alerts[:1]}")
         else:
             self.expect(len(alerts) == 1, f"{run.name} failed with {len(alerts)} alert(s), expected exactly one; "
-                                          f"stderr ends: {run.tail()}")
+                                          f"stderr ends: {run.stderr.strip().splitlines()[-1:]}")
         if run.exit_code == EXIT_LOCKED:
             self.expect(not records, f"{run.name}: a run refused by the lock wrote run records")
         elif run.exit_code is not None and not started.disk_full:
@@ -209,17 +198,8 @@ class Driver:
     def _records_since(self, offset: int, pid: int) -> list[dict[str, Any]]:
         """This run's records (its run id ends with its pid), leniently: runs.jsonl may be corrupt on purpose."""
         path = self.state / "runs.jsonl"
-        found = []
-        for line in (path.read_bytes()[offset:] if path.exists() else b"").split(b"\n"):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and str(record.get("run_id", "")).endswith(f"-{pid}"):
-                found.append(record)
-        return found
-
-    # --- faults every variant uses --------------------------------------------------------------------
+        records = [_json_or_none(line) for line in (path.read_bytes()[offset:] if path.exists() else b"").split(b"\n")]
+        return [r for r in records if isinstance(r, dict) and str(r.get("run_id", "")).endswith(f"-{pid}")]
 
     def snapshot(self) -> dict[str, bytes]:
         """Every file under state/ and data/ except the lock files (flock rewrites the pid in them)."""
@@ -255,14 +235,17 @@ class Driver:
         while (first.process.poll() is None and self.fake.request_count(path, **match) == seen
                and time.monotonic() < deadline):
             time.sleep(0.02)
-        if first.process.poll() is None and self.fake.request_count(path, **match) > seen:
+        stalled = first.process.poll() is None and self.fake.request_count(path, **match) > seen
+        if stalled:
             before = self.snapshot()
             second = self.run(script, args)
-            self.injected["overlap"] += 1
             self.expect(second.exit_code == EXIT_LOCKED, f"the overlapping {second.name} was not refused")
             self.expect_unchanged(before, f"the overlapping {second.name}")
         self.fake.clear_faults()
-        return self.finish(first)
+        run = self.finish(first)
+        if stalled:
+            self.note_outcome("overlap", script, run)
+        return run
 
     def disk_full(self, script: str, args: Sequence[str]) -> Run:
         """Every write fails (EFBIG): the run must fail, alert once and leave every file as it was."""
@@ -277,11 +260,10 @@ class Driver:
     def corrupted(self, script: str, args: Sequence[str]) -> Run | None:
         """Corrupt a file ``script`` reads: it must refuse (exit 1, one alert) and leave the file alone; then
         the operator restores the file from a backup. None when no such file exists yet."""
-        candidates = []
-        for name in CORRUPTIBLE.get(script, ()):
-            paths = sorted((self.root / name).rglob("*.parquet")) if name == "data" else [self.root / name]
-            candidates += [p for p in paths if p.exists() and (p.suffix not in (".jsonl", ".csv")
-                                                             or p.read_bytes().count(b"\n") >= 2)]
+        paths = [p for name in CORRUPTIBLE.get(script, ()) for p in (
+            sorted((self.root / name).rglob("*.parquet")) if name == "data" else [self.root / name])]
+        candidates = [p for p in paths if p.exists() and (p.suffix not in (".jsonl", ".csv")
+                                                          or p.read_bytes().count(b"\n") >= 2)]
         if not candidates:
             return None
         path = candidates[int(self.rng.integers(len(candidates)))]
@@ -300,8 +282,7 @@ class Driver:
         return run
 
     def load(self, path: Path, parse: Callable[[Path], Any]) -> Any:
-        """``parse(path)``; a file that does not parse or validate is a violation (unless corrupted on purpose
-        and not yet restored). None when absent or broken."""
+        """``parse(path)``, None when absent or broken; not parsing is a violation unless corrupted on purpose."""
         if not path.exists() or path in self.corrupt_paths:
             return None
         try:
@@ -314,7 +295,6 @@ class Driver:
 
 def inject_exchange_fault(fake: FakeBinance, kind: str, rng: np.random.Generator, *, path: str,
                           match: dict[str, str], symbol: str | None = None, at_ms: int | None = None) -> None:
-    """Queue one fault of ``kind`` on ``path`` (requests matching ``match``) at FakeBinance."""
     if kind == "network_error":
         fake.disconnect_next(path, match=match)
     elif kind in ("http_429", "http_418"):
@@ -349,18 +329,20 @@ def _alert_pid(text: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-# --- readers ----------------------------------------------------------------------------------------------
+def _json_or_none(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def read_journal(path: Path) -> list[JournalEvent]:
-    """The journal's events; only a torn final line is tolerated (read_jsonl raises for anything else)."""
-    records, _torn = read_jsonl(path)
-    return parse_journal(records)
+    """Only a torn final line is tolerated (read_jsonl raises for anything else)."""
+    return parse_journal(read_jsonl(path)[0])
 
 
 def read_run_records(path: Path) -> list[RunRecord]:
-    records, _torn = read_jsonl(path)
-    return [RunRecord.from_dict(record) for record in records]
+    return [RunRecord.from_dict(record) for record in read_jsonl(path)[0]]
 
 
 def truth_price(rows: np.ndarray, at_ms: int) -> float:
@@ -400,14 +382,6 @@ class Fill:
         """Cash into (+) or out of (-) the account for this fill, fee included."""
         notional = self.amount_base * Decimal(repr(self.price))
         return (notional if self.side == "sell" else -notional) - Decimal(repr(self.fee_quote))
-
-
-def sum_fills(fills: Sequence[Fill]) -> dict[str, Decimal]:
-    """Signed base amount per symbol (zeros dropped)."""
-    totals: dict[str, Decimal] = defaultdict(Decimal)
-    for fill in fills:
-        totals[fill.symbol] += fill.signed_base
-    return {symbol: amount for symbol, amount in totals.items() if amount != 0}
 
 
 # --- invariants -------------------------------------------------------------------------------------------
@@ -452,12 +426,16 @@ def executed_fills(events: Sequence[JournalEvent], snapshot: PaperSnapshot) -> l
 def check_paper_book(expect: Expect, events: Sequence[JournalEvent], positions: Positions, snapshot: PaperSnapshot,
                      rules: PaperRules) -> None:
     """positions.json = the paper account = the sum of the fills; cash = start - buys + sells - fees; equity =
-    cash + amounts x marks; marks and fill prices are the exchange's; orders only on fresh targets."""
+    cash + amounts x marks; marks and fill prices are the exchange's; orders only on fresh targets (a
+    flatten, ``-flat``, may go out on old targets but only sells)."""
     sent_ids = {e.client_order_id for e in events if e.event == "sent"}
     expect(set(snapshot.orders) <= sent_ids,
            f"the paper account executed orders never journaled: {sorted(set(snapshot.orders) - sent_ids)[:3]}")
     fills = executed_fills(events, snapshot)
-    amounts = sum_fills(fills)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for fill in fills:
+        totals[fill.symbol] += fill.signed_base
+    amounts = {symbol: amount for symbol, amount in totals.items() if amount != 0}
     cash = rules.starting_cash_quote + sum((fill.cash_flow_quote for fill in fills), Decimal(0))
     expect(amounts == dict(snapshot.amounts_base), f"paper holdings {dict(snapshot.amounts_base)} != fills {amounts}")
     expect(positions.amounts_base == {s: float(a) for s, a in snapshot.amounts_base.items()},
@@ -477,18 +455,12 @@ def check_paper_book(expect: Expect, events: Sequence[JournalEvent], positions: 
         fee = float(fill.amount_base) * fill.price * rules.fee_bps / 10_000
         expect(math.isclose(fill.price, price, rel_tol=1e-9) and math.isclose(fill.fee_quote, fee, rel_tol=1e-9),
                f"{fill.client_order_id} filled at {fill.price} (fee {fill.fee_quote}), expected {price} ({fee})")
-    check_sent_on_fresh_targets(expect, events, max_target_age_ms=rules.max_target_age_ms)
-
-
-def check_sent_on_fresh_targets(expect: Expect, events: Sequence[JournalEvent], *, max_target_age_ms: int) -> None:
-    """Every order was sent on targets no older than the limit (the rebalance id carries their as-of); a
-    flatten (``-flat``) may go out on old targets but only reduces."""
-    for event in (e for e in events if e.event == "sent"):
+    for event in (e for e in events if e.event == "sent"):  # the rebalance id carries the targets' as-of
         as_of_ms = int(event.rebalance_id.removesuffix("-flat").rsplit("-", 1)[1])
         if event.rebalance_id.endswith("-flat"):
             expect(event.requested_side == "sell", f"a flatten order buys: {event.client_order_id}")
         else:
-            expect(event.time_ms - as_of_ms <= max_target_age_ms,
+            expect(event.time_ms - as_of_ms <= rules.max_target_age_ms,
                    f"{event.client_order_id} sent on stale targets (as of {format_ms(as_of_ms)})")
 
 
@@ -502,53 +474,21 @@ def expected_equity_quote(fills: Sequence[Fill], snapshot: PaperSnapshot, closes
     return float(starting_cash_quote + traded + held - fees)
 
 
-@dataclass(frozen=True, slots=True)
-class Gates:
-    """What stopped trading when a rebalance started."""
-
-    kill_switch: bool
-    halt: HaltRecord | None
-    halt_file: bool
-
-
-def check_gates(expect: Expect, run: Run, gates: Gates, sent: Sequence[JournalEvent]) -> None:
-    """No order while the kill switch or a finished drawdown halt was in force; during an unfinished halt only
-    the flatten's sells."""
-    if gates.kill_switch:
-        expect(not sent, f"{run.name} sent {len(sent)} order(s) while state/KILL existed")
-    if gates.halt is not None and gates.halt.flattened:
-        expect(not sent, f"{run.name} sent {len(sent)} order(s) during a drawdown halt")
-    elif gates.halt is not None:
-        expect(all(e.rebalance_id.endswith("-flat") and e.requested_side == "sell" for e in sent),
-               f"{run.name} sent more than the flatten during an unfinished drawdown halt")
-
-
-def exchange_fills(fake: FakeBinance) -> dict[str, tuple[str, str, Decimal]]:
-    """Client id -> (symbol, side, executed base) of every order FakeBinance accepted (spot)."""
-    accepted = [order for order in fake.orders if order.accepted and order.order is not None]
-    fills = {}
-    for order in accepted:
-        raw = order.order
-        assert raw is not None
-        symbol = f"{raw['symbol'][:-4]}/{raw['symbol'][-4:]}"
-        fills[order.client_order_id] = (symbol, raw["side"].lower(), Decimal(raw["executedQty"]))
-    return fills
-
-
 def check_exchange_book(expect: Expect, events: Sequence[JournalEvent], fake: FakeBinance, *,
                         positions: Positions | None, settled: bool) -> None:
     """Each client id executed at most once by the exchange; the journal's fills are exactly the exchange's
     (an executed order not yet journaled is still ``sent``); after a successful run positions.json is what
     the exchange holds."""
-    accepted_ids = [order.client_order_id for order in fake.orders if order.accepted]
-    expect(len(accepted_ids) == len(set(accepted_ids)), f"the exchange executed an id twice: {accepted_ids}")
-    on_exchange = exchange_fills(fake)
+    accepted = [order for order in fake.orders if order.accepted and order.order is not None]
+    ids = [order.client_order_id for order in accepted]
+    expect(len(ids) == len(set(ids)), f"the exchange executed an id twice: {ids}")
+    on_exchange = {o.client_order_id: (f"{o.order['symbol'][:-4]}/{o.order['symbol'][-4:]}", o.order["side"].lower(),
+                                       Decimal(o.order["executedQty"])) for o in accepted if o.order}
     journaled = {e.client_order_id: e for e in events if e.event == "filled"}
     open_ids = {e.client_order_id for e in find_open_orders(events)}
-    expect(set(journaled) <= set(on_exchange), f"journaled fills the exchange never executed: "
-                                               f"{sorted(set(journaled) - set(on_exchange))[:3]}")
-    expect(set(on_exchange) - set(journaled) <= open_ids, "the exchange executed orders the journal does not "
-                                                          f"know: {sorted(set(on_exchange) - set(journaled) - open_ids)}")
+    expect(set(journaled) <= set(on_exchange), f"journaled fills never executed: {set(journaled) - set(on_exchange)}")
+    unknown = set(on_exchange) - set(journaled) - open_ids
+    expect(not unknown, f"the exchange executed orders the journal does not know: {sorted(unknown)}")
     for client_id, event in journaled.items():
         symbol, side, amount = on_exchange.get(client_id, (None, None, None))
         expect((symbol, side, amount) == (event.symbol, event.requested_side, event.filled_amount_base),
