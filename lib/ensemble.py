@@ -115,10 +115,11 @@ def compute_ensemble(
         weights = pd.DataFrame(1.0 / len(values), index=index, columns=list(values))
     contributions = {name: frame.mul(weights[name], axis=0) for name, frame in values.items()}
     del values
-    total: np.ndarray | None = None
-    for frame in contributions.values():  # summed in signal order, as a sum over a stacked axis 0 is
-        part = frame.to_numpy()
-        total = np.array(part, order="C", copy=True) if total is None else np.add(total, part, out=total)
+    # The sum over a stacked signal axis, without the stack (memory): numpy's sum starts from its
+    # identity +0.0 (so an all -0.0 cell sums to +0.0) and adds the signals in order.
+    total = np.zeros((len(index), len(columns)))
+    for frame in contributions.values():
+        np.add(total, frame.to_numpy(), out=total)
     scores = pd.DataFrame(total, index=index, columns=columns)
     return EnsembleResult(scores=scores, contributions=contributions, signal_weights=weights)
 

@@ -84,8 +84,12 @@ class Targets:
 
     def signal_closes(self) -> dict[str, float]:
         """The close of each symbol's signal candle (from the breakdown), for the price sanity check."""
-        closes = {symbol: entry.get("close") for symbol, entry in self.breakdown.items() if isinstance(entry, dict)}
-        return {symbol: float(close) for symbol, close in closes.items() if _is_finite(close) and close > 0}
+        closes: dict[str, float] = {}
+        for symbol, entry in self.breakdown.items():
+            close = entry.get("close") if isinstance(entry, dict) else None
+            if _is_finite(close) and float(close) > 0:  # type: ignore[arg-type]  # _is_finite: a real number
+                closes[symbol] = float(close)  # type: ignore[arg-type]
+        return closes
 
     @classmethod
     def from_dict(cls, raw: Any) -> Targets:
