@@ -128,6 +128,9 @@ def to_backtest_params(settings: StudySettings) -> BacktestParams:
                           f"({in_strategy}) disagree; set only strategy.rebalance_every_bars")
     every_bars = in_backtest if in_backtest != 1 else in_strategy
     market = MARKET_BY_STRATEGY[name]
+    if settings.backtest.market not in (market, BacktestParams().market):
+        raise ConfigError(f"backtest.market = {settings.backtest.market!r} disagrees with strategy.name = {name!r}; "
+                          "leave backtest.market unset (it follows the strategy)")
     return dataclasses.replace(settings.backtest, market=market, rebalance_every_bars=every_bars)
 
 

@@ -401,3 +401,11 @@ def test_cut_candles_drops_later_rows_and_empty_symbols() -> None:
     assert study.cut_candles({"A": early}, end_ms=None)["A"] is early
     with pytest.raises(DataError, match="no candles at or before"):
         study.cut_candles({"B": late}, end_ms=HOUR_MS)
+
+
+def test_a_contradicting_backtest_market_is_refused() -> None:
+    perp_settings = replace(SETTINGS, strategy=replace(SETTINGS.strategy, name="perp_market_neutral"))
+    assert study.to_backtest_params(perp_settings).market == "perp"
+    spot_with_perp_market = replace(SETTINGS, backtest=replace(SETTINGS.backtest, market="perp"))
+    with pytest.raises(ConfigError, match="backtest.market"):
+        study.to_backtest_params(spot_with_perp_market)
