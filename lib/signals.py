@@ -236,6 +236,19 @@ def compute_base_signals(candles: pd.DataFrame, params: SignalParams, *, strict:
     return pd.DataFrame(columns, index=frame.index)
 
 
+def _candle_index(candles: pd.DataFrame) -> pd.Index:
+    """The index ``to_candle_frame`` would give, without its float copy of every column (~26 MB on
+    hourly histories that glibc keeps): read ``timestamp`` directly when it is a sorted, unique int64
+    column; anything else goes through the full validation (and its DataError)."""
+    if "timestamp" in candles.columns:
+        timestamps = candles["timestamp"]
+        if timestamps.dtype == np.int64:
+            index = pd.Index(timestamps.to_numpy(), name="timestamp")
+            if index.is_unique and index.is_monotonic_increasing:
+                return index
+    return _indicators().to_candle_frame(candles).index
+
+
 def compute_signal_panel(
     candles_by_symbol: Mapping[str, pd.DataFrame], params: SignalParams
 ) -> dict[str, pd.DataFrame]:
@@ -251,8 +264,7 @@ def compute_signal_panel(
         raise DataError("signal panel needs candles for at least one symbol, got none")
     # Memory bounds hourly histories: the wide arrays are allocated once, up front, and each symbol's
     # signals are written into them as soon as computed (no per-symbol frames kept, no second copy).
-    candle_frame = _indicators().to_candle_frame
-    indexes = [candle_frame(candles).index for candles in candles_by_symbol.values()]  # validates too
+    indexes = [_candle_index(candles) for candles in candles_by_symbol.values()]
     union = indexes[0]
     for index in indexes[1:]:
         union = union.union(index)  # sorted: every candle index is increasing

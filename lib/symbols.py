@@ -7,6 +7,7 @@ file slug ``"BTC-USDT"`` is only for paths.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from lib.errors import ConfigError
 
@@ -73,3 +74,8 @@ def to_spot(symbol: str) -> str:
 
 def is_stablecoin(symbol: str) -> bool:
     return base_of(symbol) in STABLECOINS
+
+
+def to_traded_symbols(configured: Iterable[str], *, market_type: str) -> list[str]:
+    """Config names spot pairs; on a swap venue each names the linear perpetual of the pair."""
+    return [to_perpetual(symbol) if market_type == "swap" else symbol for symbol in configured]

@@ -25,7 +25,7 @@ from lib.strategy import (
     no_data_breakdown,
     select_fresh_candles,
 )
-from lib.symbols import to_perpetual
+from lib.symbols import to_traded_symbols
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(ctx: RunContext) -> None:
     config, timeframe = ctx.config, ctx.config.strategy.timeframe
-    symbols = _trading_symbols(ctx)
+    symbols = to_traded_symbols(config.data.symbols, market_type=config.exchange.market_type)
     benchmark = benchmark_column(symbols, config.strategy.benchmark_symbol)
     if benchmark is None:
         raise ConfigError(
@@ -75,13 +75,6 @@ def _run(ctx: RunContext) -> None:
     )
     if ctx.args.print_table:
         print(_weights_table(targets))
-
-
-def _trading_symbols(ctx: RunContext) -> list[str]:
-    """Configured symbols are spot pairs; on a swap venue they name the linear perpetual of the pair."""
-    symbols = list(ctx.config.data.symbols)
-    is_swap = ctx.config.exchange.market_type == "swap"
-    return [to_perpetual(symbol) for symbol in symbols] if is_swap else symbols
 
 
 def _read_candles(ctx: RunContext, symbol: str) -> pd.DataFrame:

@@ -67,7 +67,7 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
     paths = ProjectPaths(config.data_dir, config.state_dir, venue_dir_name(section.id, section.market_type))
     findings = doctor.check_keys(mode=section.mode, has_exchange_keys=secrets.has_exchange_keys,
                                  live_opt_in=section.live_confirmed or live_flag or "--live" in crontab)
-    to_traded = to_perpetual if section.market_type == "swap" else str  # config names spot pairs; swap: their perp
+    to_traded = to_perpetual if section.market_type == "swap" else str  # as lib.symbols.to_traded_symbols
     symbols = [to_traded(symbol) for symbol in [*config.data.symbols, config.strategy.benchmark_symbol]]
     findings += _check_exchange(config, secrets, now_ms=now_ms, wanted=symbols[:-1])
     findings.append(doctor.check_alerts(has_telegram=secrets.has_telegram))

@@ -16,7 +16,7 @@ from lib import exchange, funding, ohlcv, storage
 from lib.errors import CoinbotError, DataError
 from lib.fetcher import fetch_candle_update, fetch_funding_update
 from lib.runner import RunContext, base_parser, run_script
-from lib.symbols import to_perpetual
+from lib.symbols import to_traded_symbols
 
 
 @dataclass
@@ -37,7 +37,7 @@ def _run(ctx: RunContext) -> None:
     settings = ctx.config.data
     venue = exchange.connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
                                          simulated=ctx.config.simulated)
-    symbols = _trading_symbols(ctx, list(ctx.args.symbols or settings.symbols))
+    symbols = to_traded_symbols(ctx.args.symbols or settings.symbols, market_type=ctx.config.exchange.market_type)
     show_progress = ctx.args.progress or sys.stderr.isatty()
     summary = Summary()
     with tqdm(desc="candles", unit="c", disable=not show_progress, file=sys.stderr) as progress:
@@ -50,11 +50,6 @@ def _run(ctx: RunContext) -> None:
                 len(summary.failures))
     if summary.failures:
         raise DataError(f"{len(summary.failures)} series failed: " + "; ".join(summary.failures))
-
-
-def _trading_symbols(ctx: RunContext, symbols: list[str]) -> list[str]:
-    """Configured symbols are spot pairs; on a swap venue they name the linear perpetual of the pair."""
-    return [to_perpetual(symbol) for symbol in symbols] if ctx.config.exchange.market_type == "swap" else symbols
 
 
 def _update_series(ctx: RunContext, venue: exchange.MarketData, symbol: str, timeframe: str, summary: Summary,

@@ -19,7 +19,7 @@ from lib.errors import CoinbotError, DataError, StateError
 from lib.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.runner import RunContext, base_parser, run_script
 from lib.state import Positions
-from lib.symbols import quote_of, to_perpetual
+from lib.symbols import quote_of, to_traded_symbols
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(ctx: RunContext) -> None:
     timeframe = ctx.config.strategy.timeframe
     positions = _read_positions(ctx.paths.positions)
-    universe = _trading_symbols(ctx, list(ctx.config.data.symbols))
+    universe = to_traded_symbols(ctx.config.data.symbols, market_type=ctx.config.exchange.market_type)
     held = sorted(positions.amounts_base) if positions is not None else []
     candles = {symbol: _read_candles(ctx, timeframe, symbol) for symbol in dict.fromkeys([*universe, *held])}
     health = _check_health(ctx, universe, candles)
@@ -62,7 +62,8 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
     benchmarks = reporting.compute_benchmark_curves(
         closes[[symbol for symbol in universe if symbol in closes]], inception_ms=positions.inception_ms,
         inception_equity_quote=positions.inception_equity_quote, timeframe=timeframe,
-        btc_symbol=_trading_symbols(ctx, [ctx.config.strategy.benchmark_symbol])[0],
+        btc_symbol=to_traded_symbols([ctx.config.strategy.benchmark_symbol],
+                                     market_type=ctx.config.exchange.market_type)[0],
     )
     row = reporting.to_equity_row(now_ms=ctx.now_ms, mark=mark, benchmarks=benchmarks,
                                   fees_paid_quote=positions.fees_paid_quote)
@@ -143,12 +144,6 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8") if path.exists() else ""
     except (OSError, UnicodeDecodeError) as error:
         raise StateError(f"cannot read {path}: {error}") from None
-
-
-def _trading_symbols(ctx: RunContext, symbols: list[str]) -> list[str]:
-    """Configured symbols are spot pairs; on a swap venue they name the linear perpetual of the pair."""
-    is_swap = ctx.config.exchange.market_type == "swap"
-    return [to_perpetual(symbol) for symbol in symbols] if is_swap else symbols
 
 
 if __name__ == "__main__":
