@@ -13,7 +13,6 @@ so a value never depends on how much history follows it, or on pandas-ta's start
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -158,22 +157,16 @@ def compute_supertrend(
 
 
 def compute_roc(candles: pd.DataFrame, *, lengths: tuple[int, ...] = _DEFAULTS.roc_lengths) -> pd.DataFrame:
-    """``roc_<n>_frac`` = close_t / close_{t-n} - 1 for each n in ``lengths`` (a fraction, not %).
-
-    Plain numpy with pandas-ta 0.4's exact arithmetic, ``(close_t - close_{t-n}) / close_{t-n}``: its
-    ``roc`` is a numba function whose first call per process costs ~40 MB and ~0.4 s.
-    """
+    """``roc_<n>_frac`` = close_t / close_{t-n} - 1 for each n in ``lengths`` (a fraction, not %)."""
     frame = to_candle_frame(candles)
-    if min(lengths) < 1:
-        raise IndicatorError(f"roc lengths must be >= 1, got {lengths}")
     longest = max(lengths)
     _require_rows("roc", frame, length=longest, min_rows=longest + 1)
-    close = frame["close"].to_numpy()
-    columns: dict[str, np.ndarray] = {}
-    for n in lengths:
-        roc = np.full(len(close), np.nan)
-        roc[n:] = (close[n:] - close[:-n]) / close[:-n]
-        columns[f"roc_{n}_frac"] = roc
+    columns = {
+        f"roc_{n}_frac": _checked(
+            "roc", ta.roc(frame["close"], length=n, scalar=1.0, talib=False), length=n, rows=len(frame)
+        )
+        for n in lengths
+    }
     return _finish(frame, columns, warmup_bars=longest)
 
 
@@ -185,49 +178,35 @@ def compute_rsi(candles: pd.DataFrame, *, length: int = _DEFAULTS.rsi_length) ->
     return _finish(frame, {"rsi": rsi}, warmup_bars=length)
 
 
-def _sma(values: np.ndarray, length: int) -> np.ndarray:
-    """pandas-ta 0.4's ``sma`` bit for bit without numba: its ``convolve`` (numba has no BLAS here)
-    sums ``value * (1 / length)`` terms oldest first from 0; the first ``length - 1`` rows are NaN."""
-    terms = values * (1.0 / length)
-    valid_rows = len(values) - length + 1
-    total = np.zeros(valid_rows)
-    for offset in range(length):
-        total += terms[offset : offset + valid_rows]
-    return np.concatenate([np.full(length - 1, np.nan), total])
-
-
-def _non_zero_range(upper: pd.Series, lower: pd.Series) -> pd.Series:
-    """pandas-ta's ``non_zero_range``: ``upper - lower``, all + epsilon if any difference is 0."""
-    difference = upper - lower
-    if difference.eq(0).any():
-        difference += sys.float_info.epsilon
-    return difference
-
-
 def compute_bbands(
     candles: pd.DataFrame, *, length: int = _DEFAULTS.bbands_length, std: float = _DEFAULTS.bbands_std
 ) -> pd.DataFrame:
     """Bollinger bands on an SMA with population std: ``bb_lower/mid/upper`` (price units),
-    ``bb_bandwidth`` (% of mid) and ``bb_percent`` (%B: 0 at the lower band, 1 at the upper).
-
-    pandas-ta 0.4's ``bbands`` arithmetic, reproduced so that its numba SMA is never compiled.
-    """
+    ``bb_bandwidth`` (% of mid) and ``bb_percent`` (%B: 0 at the lower band, 1 at the upper)."""
     frame = to_candle_frame(candles)
-    if length < 2 or not std > 0:
-        raise IndicatorError(f"bbands needs length >= 2 and std > 0, got length={length}, std={std}")
     _require_rows("bbands", frame, length=length, min_rows=length)
-    close = frame["close"]
-    deviation = close.rolling(length, min_periods=length).var(0).apply(np.sqrt) * float(std)
-    mid = pd.Series(_sma(close.to_numpy(), length), index=close.index)
-    lower, upper = mid - deviation, mid + deviation
-    width = _non_zero_range(upper, lower)
-    columns = {
-        "bb_lower": lower,
-        "bb_mid": mid,
-        "bb_upper": upper,
-        "bb_bandwidth": 100 * width / mid,
-        "bb_percent": _non_zero_range(close, lower) / width,
+    result = _checked(
+        "bbands",
+        ta.bbands(
+            frame["close"],
+            length=length,
+            lower_std=float(std),
+            upper_std=float(std),
+            ddof=0,
+            mamode="sma",
+            talib=False,
+        ),
+        length=length,
+        rows=len(frame),
+    )
+    prefixes = {
+        "bb_lower": "BBL_",
+        "bb_mid": "BBM_",
+        "bb_upper": "BBU_",
+        "bb_bandwidth": "BBB_",
+        "bb_percent": "BBP_",
     }
+    columns = {key: _column(result, prefix, name="bbands") for key, prefix in prefixes.items()}
     return _finish(frame, columns, warmup_bars=length - 1)
 
 
