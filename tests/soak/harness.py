@@ -31,6 +31,7 @@ from lib.ohlcv import format_ms
 from lib.paper import PaperSnapshot
 from lib.state import Positions, RunRecord
 from lib.storage import read_jsonl
+from lib.timeframes import MS_PER_DAY
 from lib.venue import OrderResult
 from tests.fakes.exchange_server import BAD_CANDLE_KINDS, FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
@@ -41,9 +42,7 @@ Expect = Callable[[bool, str], bool]
 STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
 TRANSIENT = ("network_error", "http_429", "http_418", "http_5xx", "timeout")
 """One failed exchange request: the retry policy must absorb it (the run still succeeds)."""
-EXCHANGE_TIMEOUT_MS = 1500  # [exchange] timeout_ms of the soak configs
-TIMEOUT_DELAY_S = 2.0  # a reply held longer than the client waits
-STALL_S = 2.0  # an overlap's first run: each of its requests is held this long until the faults are cleared
+TIMEOUT_MARGIN_S = 0.5  # a reply held for the client's timeout plus this is one the client gave up on
 DISK_FULL_BYTES = 16  # RLIMIT_FSIZE of a "disk full" run: the lock file's pid fits, nothing else does
 DISK_FULL_TRAMPOLINE = (  # Python ignores SIGXFSZ, so every larger write fails with EFBIG, as on a full disk
     "import os, resource, sys; "
@@ -75,7 +74,7 @@ class Run:
 
 
 @dataclass(slots=True)
-class _Started:
+class _Started:  # a run in flight, and what to compare with when it ends
     script: str
     process: subprocess.Popen[str]
     started_s: float
@@ -88,29 +87,26 @@ class _Started:
 class Driver:
     """Runs the real scripts of the project in ``root`` against ``fake`` and ``telegram``, checking every run."""
 
-    label = "soak"
+    label, span = "soak", ""
+    kinds: tuple[str, ...] = ()  # the fault kinds the variant injects (every one at least once per run)
 
-    def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int) -> None:
-        self.root, self.fake, self.telegram, self.seed = root, fake, telegram, seed
+    def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, timeout_ms: int) -> None:
+        self.root, self.fake, self.telegram, self.seed, self.state = root, fake, telegram, seed, root / "state"
+        self.held_s = timeout_ms / 1000 + TIMEOUT_MARGIN_S  # [exchange] timeout_ms: a delay this long times out
         self.rng = np.random.default_rng(seed)
         self.where, self.faults_now = "setup", ""
-        self.injected: Counter[str] = Counter()
-        self.recovered: Counter[str] = Counter()
-        self.exits: Counter[str] = Counter()
+        self.injected, self.recovered, self.exits = Counter[str](), Counter[str](), Counter[str]()  # by kind, script
         self.pending_recovery: defaultdict[str, set[str]] = defaultdict(set)
         self.durations: defaultdict[str, list[float]] = defaultdict(list)
         self.runs: list[Run] = []
-        self.checks = 0
-        self.violations: list[str] = []
-        self.corrupt_paths: set[Path] = set()
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state"
+        self.checks, self.violations, self._reported = 0, list[str](), set[str]()
+        self.corrupt_paths: set[Path] = set()  # corrupted on purpose, not yet restored by the operator
 
     def expect(self, ok: bool, what: str) -> bool:
+        """Count a check; a broken one is printed and kept (once: a broken file stays broken for a while)."""
         self.checks += 1
-        if not ok:
+        if not ok and what not in self._reported:
+            self._reported.add(what)
             line = f"[{self.label} seed={self.seed}] {self.where} (faults: {self.faults_now or 'none'}): {what}"
             print(f"INVARIANT BROKEN {line}", flush=True)
             self.violations.append(line)
@@ -124,12 +120,12 @@ class Driver:
         else:
             self.pending_recovery[script].add(kind)
 
-    def summary(self, *, span: str, kinds: Sequence[str]) -> str:
+    def summary(self) -> str:
         runs = f"{len(self.runs)} script runs ({sum(run.seconds for run in self.runs):.0f} s in processes)"
-        return "\n".join([f"{self.label} soak, seed {self.seed}: {span}, {runs}",
+        return "\n".join([f"{self.label} soak, seed {self.seed}: {self.span}, {runs}",
                           "  exit codes: " + ", ".join(f"{key}: {n}" for key, n in sorted(self.exits.items())),
-                          "  faults injected: " + ", ".join(f"{kind}={self.injected[kind]}" for kind in kinds),
-                          "  recoveries: " + ", ".join(f"{kind}={self.recovered[kind]}" for kind in kinds),
+                          "  faults injected: " + ", ".join(f"{kind}={self.injected[kind]}" for kind in self.kinds),
+                          "  recoveries: " + ", ".join(f"{kind}={self.recovered[kind]}" for kind in self.kinds),
                           f"  invariant checks: {self.checks}, violations: {len(self.violations)}"])
 
     # --- processes (hooks: before_run returns what a variant must remember, e.g. its gates; after_run checks) -
@@ -229,7 +225,7 @@ class Driver:
     def overlapped(self, script: str, args: Sequence[str], *, path: str, match: dict[str, str]) -> Run:
         """Start ``script`` held inside an exchange call; meanwhile start it again: exit 3, nothing changed."""
         seen = self.fake.request_count(path, **match)
-        self.fake.delay_next(path, seconds=STALL_S, times=None, match=match)
+        self.fake.delay_next(path, seconds=self.held_s, times=None, match=match)  # every attempt times out
         first = self.start(script, args)
         deadline = time.monotonic() + SCRIPT_TIMEOUT_S
         while (first.process.poll() is None and self.fake.request_count(path, **match) == seen
@@ -293,7 +289,7 @@ class Driver:
             return None
 
 
-def inject_exchange_fault(fake: FakeBinance, kind: str, rng: np.random.Generator, *, path: str,
+def inject_exchange_fault(fake: FakeBinance, kind: str, rng: np.random.Generator, *, path: str, held_s: float,
                           match: dict[str, str], symbol: str | None = None, at_ms: int | None = None) -> None:
     if kind == "network_error":
         fake.disconnect_next(path, match=match)
@@ -302,7 +298,7 @@ def inject_exchange_fault(fake: FakeBinance, kind: str, rng: np.random.Generator
     elif kind == "http_5xx":
         fake.fail_next(path, status=int(rng.choice([500, 502, 503, 504])), match=match)
     elif kind == "timeout":
-        fake.delay_next(path, seconds=TIMEOUT_DELAY_S, match=match)
+        fake.delay_next(path, seconds=held_s, match=match)
     elif kind == "malformed_response":
         fake.malform_next(path, how=str(rng.choice(["invalid_json", "truncated"])), match=match)
     elif kind in ("bad_candle", "absurd_candle"):
@@ -351,9 +347,7 @@ def truth_price(rows: np.ndarray, at_ms: int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
-    """One executed order: from a journal ``filled`` event, or the venue's record of an order a kill left open."""
-
+class Fill:  # one executed order: a journal "filled" event, or the venue's record of one
     client_order_id: str
     symbol: str
     side: str
@@ -369,7 +363,7 @@ class Fill:
                    float(event.average_price or 0.0), float(event.fee_quote or 0.0), int(event.exchange_time_ms or 0))
 
     @classmethod
-    def of_result(cls, result: OrderResult) -> Fill:
+    def of_result(cls, result: OrderResult) -> Fill:  # the venue's record of an order whose fill was not journaled
         return cls(result.client_order_id, result.symbol, result.side, result.filled_amount_base,
                    float(result.average_price or 0.0), result.fee_quote, result.timestamp_ms)
 
@@ -459,8 +453,8 @@ def check_paper_book(expect: Expect, events: Sequence[JournalEvent], positions: 
         as_of_ms = int(event.rebalance_id.removesuffix("-flat").rsplit("-", 1)[1])
         if event.rebalance_id.endswith("-flat"):
             expect(event.requested_side == "sell", f"a flatten order buys: {event.client_order_id}")
-        else:
-            expect(event.time_ms - as_of_ms <= rules.max_target_age_ms,
+        else:  # targets age from the close of their signal candle (daily here)
+            expect(event.time_ms - as_of_ms - MS_PER_DAY <= rules.max_target_age_ms,
                    f"{event.client_order_id} sent on stale targets (as of {format_ms(as_of_ms)})")
 
 

@@ -3,20 +3,18 @@ injects exchange errors, bad candles, kills, overlaps, a full disk, corrupted st
 market crash; every step is followed by the invariant checks of tests/soak/harness.py.
 
 Two variants run side by side (one per core):
-- paper: mode ``paper`` with ``exchange.id = "binance"`` and ``rest_base_url`` on FakeBinance. Candles and
-  prices come from the fake (real ccxt over HTTP) on its frozen clock, moved one day at a time, and every
-  script gets the same ``--as-of``; orders go to the paper account in positions.json. The fake serves
-  candles this module generates, so the test knows the truth: a stale episode, and a crash that must end
-  in a drawdown halt that a person (the harness) clears.
-- testnet: mode ``testnet`` against FakeBinance itself, which executes the orders. ``--as-of`` is refused
-  outside paper mode (it would trade on a fake clock), so the fake follows the wall clock and the cycles
-  are minutes apart, not days: the operator deposits funds between cycles so that every cycle trades, and
-  the faults are the ones that only a real order endpoint has (lost order responses, failed lookups, a
-  SIGKILL while an order is in flight).
+- paper: mode ``paper``, ``exchange.id = "binance"``, ``rest_base_url`` on FakeBinance: candles and prices
+  come from the fake (real ccxt over HTTP), its clock moved one day at a time and every script given the same
+  ``--as-of``; orders go to the paper account in positions.json. The fake serves candles generated here, so
+  the test knows the truth: a stale episode, and a crash that must end in a drawdown halt a person clears.
+- testnet: mode ``testnet`` against FakeBinance, which executes the orders. ``--as-of`` is refused outside
+  paper mode, so the fake follows the wall clock and cycles are seconds apart: the operator deposits funds
+  before each cycle so that it trades, and the faults are those of a real order endpoint (lost replies,
+  failed lookups, a SIGKILL while an order is in flight).
 
-Commands (``-s`` shows the summary; COINBOT_SOAK_SEED picks another schedule):
-    .venv/bin/python -m pytest tests/soak -m soak -s             # CI size, a few minutes
-    .venv/bin/python -m pytest tests/soak -m soak_long -s        # release check: 180 days, 40 cycles
+Commands (``-s`` prints the summary; COINBOT_SOAK_SEED=<int> picks another schedule):
+    .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 9 cycles, ~2.5 min on 2 cores
+    .venv/bin/python -m pytest tests/soak -m soak_long -s   # release check: 180 days + 40 cycles
 """
 
 from __future__ import annotations
@@ -37,6 +35,7 @@ import pytest
 
 from lib.errors import EXIT_HALTED
 from lib.exchange import MAX_NETWORK_RETRIES
+from lib.journal import JournalEvent
 from lib.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES, format_ms
 from lib.paper import PaperSnapshot
 from lib.reporting import parse_equity_csv
@@ -46,24 +45,7 @@ from lib.symbols import to_slug
 from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
 from tests.fakes.exchange_server import LOST_RESPONSE_MODES, FakeBinance, exchange_id
 from tests.fakes.telegram_server import FakeTelegram
-from tests.soak.harness import (
-    EXCHANGE_TIMEOUT_MS,
-    STAGES,
-    TIMEOUT_DELAY_S,
-    TRANSIENT,
-    Driver,
-    PaperRules,
-    Run,
-    check_candles,
-    check_exchange_book,
-    check_journal,
-    check_paper_book,
-    executed_fills,
-    expected_equity_quote,
-    inject_exchange_fault,
-    read_journal,
-    read_run_records,
-)
+from tests.soak import harness
 
 SEED = int(os.environ.get("COINBOT_SOAK_SEED", "20250601"))
 CI_DAYS, CI_CYCLES = 20, 9
@@ -75,13 +57,15 @@ HISTORY_DAYS = 300  # backfill before the first simulated day
 TELEGRAM_SECRETS = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:soak-token", "COINBOT_TELEGRAM_CHAT_ID": "42"}
 EXCHANGE_KEYS = {"COINBOT_EXCHANGE_API_KEY": "soak-key", "COINBOT_EXCHANGE_API_SECRET": "soak-secret"}
 MAX_TARGET_AGE_MS = 26 * MS_PER_HOUR
+PAPER_TIMEOUT_MS = 1500  # a spurious timeout on a loaded machine is retried: reads only, orders are paper
+TESTNET_TIMEOUT_MS = 5000  # an order that times out fails its run: keep loopback replies well inside it
 
-PAPER_FAULTS = (*TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
+PAPER_FAULTS = (*harness.TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
                 "overlap", "disk_full", "corrupt_state", "kill_switch", "drawdown_halt")
 EXCHANGE_STAGES = ("fetch_prices", "rebalance")
-FAULT_STAGES = {**dict.fromkeys(TRANSIENT, EXCHANGE_STAGES), "malformed_response": ("fetch_prices",),
-                "bad_candle": ("fetch_prices",), "absurd_candle": ("fetch_prices",), "sigkill": STAGES,
-                "overlap": EXCHANGE_STAGES, "disk_full": STAGES, "kill_switch": ("rebalance",),
+FAULT_STAGES = {**dict.fromkeys(harness.TRANSIENT, EXCHANGE_STAGES), "malformed_response": ("fetch_prices",),
+                "bad_candle": ("fetch_prices",), "absurd_candle": ("fetch_prices",), "sigkill": harness.STAGES,
+                "overlap": EXCHANGE_STAGES, "disk_full": harness.STAGES, "kill_switch": ("rebalance",),
                 "corrupt_state": ("compute_signals", "rebalance", "report")}
 """The stages each scheduled fault may hit (the stale feed and the crash are episodes of the market)."""
 TESTNET_FAULTS = ("lost_order_response", "order_http_error", "lookup_failure", "sigkill", "overlap",
@@ -103,15 +87,15 @@ SMALL_WINDOWS = {
 
 
 def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfill_start: str,
-                max_target_age_ms: int) -> str:
-    """A small paper book, a 15 % drawdown halt, one bar of staleness tolerated, the fakes' URLs."""
+                max_target_age_ms: int, timeout_ms: int) -> str:
+    """A small paper book, a 12 % drawdown halt, one bar of staleness tolerated, the fakes' URLs."""
     sections: dict[str, dict[str, Any]] = {
         "exchange": {"id": "binance", "mode": mode, "rest_base_url": fake.base_url, "enable_rate_limit": False,
-                     "timeout_ms": EXCHANGE_TIMEOUT_MS},
+                     "timeout_ms": timeout_ms},
         "data": {"symbols": list(SYMBOLS), "timeframes": ["1d"], "backfill_start": backfill_start,
                  "max_staleness_bars": 1},
         **SMALL_WINDOWS,
-        "risk": {"max_order_notional_quote": 2000, "max_drawdown_frac": 0.15, "max_target_age_ms": max_target_age_ms},
+        "risk": {"max_order_notional_quote": 2000, "max_drawdown_frac": 0.12, "max_target_age_ms": max_target_age_ms},
         "health": {"fetch_prices_max_age_ms": 26 * MS_PER_HOUR},
         "paper": {"starting_cash_quote": 1000, "fee_bps": 10, "slippage_bps": 5},
         "alerts": {"telegram_base_url": telegram.base_url},
@@ -121,13 +105,14 @@ def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfil
 
 
 def build_truth(rng: np.random.Generator, *, start_ms: int, days: int, crash_ms: int) -> dict[str, np.ndarray]:
-    """Daily candles per symbol: a steady rise (so the strategy is invested), then every price falls 40 % in
-    the candle opening at ``crash_ms``, then a drift-less walk."""
+    """Daily candles per symbol: a steady rise (so the strategy is invested), then every price halves in the
+    candle opening at ``crash_ms`` (even a book 25 % invested breaches the 12 % drawdown), then a wild walk."""
     times = np.arange(start_ms, start_ms + days * MS_PER_DAY, MS_PER_DAY, dtype=np.int64)
     truth = {}
     for symbol, first_price in zip(SYMBOLS, START_PRICES, strict=True):
-        log_returns = rng.normal(np.where(times < crash_ms, 0.006, 0.0), 0.025)
-        log_returns[times == crash_ms] = math.log(0.6)
+        before = times < crash_ms
+        log_returns = rng.normal(np.where(before, 0.008, 0.0), np.where(before, 0.012, 0.03))
+        log_returns[times == crash_ms] = math.log(0.5)
         close = np.round(first_price * np.exp(np.cumsum(log_returns)), 4)
         open_ = np.concatenate([[first_price], close[:-1]])
         high = np.round(np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.01, len(times)))), 4)
@@ -149,23 +134,22 @@ def write_project(root: Path, config: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Gates:
-    """What stopped trading as a rebalance started."""
-
+class Gates:  # what stopped trading as a rebalance started
     kill_switch: bool
     halt: HaltRecord | None
     halt_file: bool
 
 
-class PaperSoak(Driver):
+class PaperSoak(harness.Driver):
     """Days of fetch_prices -> compute_signals -> rebalance -> report on a paper account, with faults."""
 
-    label = "paper"
+    label, kinds = "paper", PAPER_FAULTS
 
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, days: int,
-                 rules: PaperRules, crash_day: int, backfill_start_ms: int) -> None:
-        super().__init__(root, fake, telegram, seed=seed)
+                 rules: harness.PaperRules, crash_day: int, backfill_start_ms: int) -> None:
+        super().__init__(root, fake, telegram, seed=seed, timeout_ms=PAPER_TIMEOUT_MS)
         self.days, self.rules, self.crash_day, self.backfill_start_ms = days, rules, crash_day, backfill_start_ms
+        self.span = f"{days} simulated days"
         stale_start = int(self.rng.integers(2, crash_day - 3))
         self.stale_days = (stale_start, stale_start + 1)  # the benchmark's feed is broken: signals go stale
         self.now_ms, self.reset_pending, self.events = FIRST_DAY_MS, False, []
@@ -180,7 +164,7 @@ class PaperSoak(Driver):
             self.fake.set_now_ms(self.now_ms)
             self.operator_morning()
             plan = self.plan(day)
-            for script in STAGES:
+            for script in harness.STAGES:
                 kind = "stale_feed" if script == "fetch_prices" and day in self.stale_days else plan.get(script)
                 self.where, self.faults_now = f"day {day} ({format_ms(self.now_ms)}) {script}", kind or ""
                 self.stage(script, kind)
@@ -213,8 +197,8 @@ class PaperSoak(Driver):
         return plan
 
     def stage(self, script: str, kind: str | None) -> None:
-        args = ["--as-of", str(self.now_ms), *(["--reset-high-water-mark"] if script == "rebalance"
-                                                and self.reset_pending else [])]
+        resetting = script == "rebalance" and self.reset_pending  # the operator accepted the book as the peak
+        args = ["--as-of", str(self.now_ms), *(["--reset-high-water-mark"] if resetting else [])]
         if kind in ("sigkill", "disk_full", "corrupt_state"):
             run = {"sigkill": self.killed, "disk_full": self.disk_full, "corrupt_state": self.corrupted}[kind](
                 script, args)
@@ -236,24 +220,22 @@ class PaperSoak(Driver):
     def stage_with_exchange_fault(self, script: str, kind: str | None, args: list[str]) -> None:
         if kind is not None:
             path, match = self.exchange_path(script)
-            if kind in TRANSIENT and self.rng.random() < 0.3:
+            if kind in harness.TRANSIENT and self.rng.random() < 0.3:
                 path, match = "/api/v3/exchangeInfo", {}
             symbol = SYMBOLS[0] if kind == "stale_feed" else match.get("symbol", "").replace("USDT", "/USDT")
-            inject_exchange_fault(self.fake, kind, self.rng, path=path, match=match, symbol=symbol or None,
-                                  at_ms=self.last_closed_ms)
+            harness.inject_exchange_fault(self.fake, kind, self.rng, path=path, match=match, held_s=self.held_s,
+                                          symbol=symbol or None, at_ms=self.last_closed_ms)
         run = self.run(script, args)
         if kind is not None and (kind == "stale_feed" or self.fake.pending_faults() == 0):  # it was reached
             self.note_outcome(kind, script, run)
-            marker = "ExchangeUnavailable" if kind in TRANSIENT else "after a re-fetch"
-            if kind in TRANSIENT or kind in ("bad_candle", "absurd_candle"):  # a retry or re-fetch absorbs it
+            marker = "ExchangeUnavailable" if kind in harness.TRANSIENT else "after a re-fetch"
+            if kind in harness.TRANSIENT or kind in ("bad_candle", "absurd_candle"):  # a retry or re-fetch absorbs it
                 self.expect(marker not in run.error, f"one {kind} failed {run.name}: {run.error}")
 
     def exchange_path(self, script: str) -> tuple[str, dict[str, str]]:
         if script == "fetch_prices":
             return "/api/v3/klines", {"symbol": exchange_id(SYMBOLS[int(self.rng.integers(len(SYMBOLS)))])}
         return "/api/v3/ticker/24hr", {}
-
-    # --- invariants after every run ---------------------------------------------------------------------
 
     def before_run(self, script: str) -> Gates:
         halt_path = self.state / "halt.json"
@@ -262,14 +244,14 @@ class PaperSoak(Driver):
             halt = HaltRecord.from_dict(read_json(halt_path))
         return Gates((self.state / "KILL").exists(), halt, halt_path.exists())
 
-    def after_run(self, run: Run, gates: Any) -> None:
+    def after_run(self, run: harness.Run, gates: Any) -> None:
         state, expect = self.state, self.expect
         targets = self.load(state / "targets.json", lambda p: Targets.from_dict(read_json(p)))
         positions = self.load(state / "positions.json", lambda p: Positions.from_dict(read_json(p)))
         self.load(state / "halt.json", lambda p: HaltRecord.from_dict(read_json(p)))
-        self.load(state / "runs.jsonl", read_run_records)
+        self.load(state / "runs.jsonl", harness.read_run_records)
         self.load(state / "equity.csv", lambda p: parse_equity_csv(p.read_text())[0])
-        events = self.load(state / "orders.jsonl", read_journal)
+        events = self.load(state / "orders.jsonl", harness.read_journal)
         if targets is not None:
             weights = list(targets.weights.values())
             expect(all(-1e-12 <= w <= 0.25 + 1e-9 for w in weights) and sum(weights) <= 1 + 1e-9,
@@ -278,15 +260,15 @@ class PaperSoak(Driver):
             frame = self.load(self.candle_path(symbol), lambda p: read_parquet(p, columns=OHLCV_COLUMNS,
                                                                                dtypes=OHLCV_DTYPES))
             if frame is not None:
-                check_candles(expect, self.candle_path(symbol).name, frame, self.rules.truth[symbol],
-                              backfill_start_ms=self.backfill_start_ms, last_closed_ms=self.last_closed_ms)
+                harness.check_candles(expect, self.candle_path(symbol).name, frame, self.rules.truth[symbol],
+                                      backfill_start_ms=self.backfill_start_ms, last_closed_ms=self.last_closed_ms)
         if events is not None:
             self.events = events
-            check_journal(expect, events)
+            harness.check_journal(expect, events)
             snapshot = self.load(state / "positions.json", lambda p: PaperSnapshot.from_dict(
                 Positions.from_dict(read_json(p)).paper)) if positions is not None else None
             if positions is not None and snapshot is not None:
-                check_paper_book(expect, events, positions, snapshot, self.rules)
+                harness.check_paper_book(expect, events, positions, snapshot, self.rules)
             elif not (state / "positions.json").exists():
                 expect(not any(e.event == "filled" for e in events), "fills journaled but no positions.json")
         if run.script == "rebalance":
@@ -300,7 +282,7 @@ class PaperSoak(Driver):
         if run.script == "report" and run.exit_code is not None:
             self.check_equity_row()
 
-    def after_rebalance(self, run: Run, gates: Gates) -> None:
+    def after_rebalance(self, run: harness.Run, gates: Gates) -> None:
         """No order under the kill switch or a finished drawdown halt; under an unfinished one only the flatten."""
         if self.state / "orders.jsonl" not in self.corrupt_paths:
             sent = [e for e in self.events if e.event == "sent" and e.run_id.endswith(f"-{run.pid}")]
@@ -332,8 +314,8 @@ class PaperSoak(Driver):
             frame = read_parquet(self.candle_path(symbol), columns=OHLCV_COLUMNS)
             assert frame is not None
             closes[symbol] = float(frame.loc[frame["timestamp"] <= self.last_closed_ms, "close"].iloc[-1])
-        expected = expected_equity_quote(executed_fills(self.events, snapshot), snapshot, closes,
-                                         starting_cash_quote=self.rules.starting_cash_quote)
+        expected = harness.expected_equity_quote(harness.executed_fills(self.events, snapshot), snapshot, closes,
+                                                 starting_cash_quote=self.rules.starting_cash_quote)
         equity = float(row["equity_quote"].iloc[0])
         self.expect(abs(equity - expected) < 0.005, f"equity.csv says {equity:.4f}, start + PnL - fees = "
                                                     f"{expected:.4f}")
@@ -345,34 +327,35 @@ def run_paper_soak(root: Path, *, days: int, seed: int) -> PaperSoak:
     history_start_ms = FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY - HISTORY_DAYS * MS_PER_DAY
     truth = build_truth(rng, start_ms=history_start_ms, days=HISTORY_DAYS + days + 1,
                         crash_ms=FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY + crash_day * MS_PER_DAY)
-    rules = PaperRules(truth=truth, starting_cash_quote=Decimal(1000), fee_bps=10.0, slippage_bps=5.0,
-                       max_target_age_ms=MAX_TARGET_AGE_MS)
+    rules = harness.PaperRules(truth=truth, starting_cash_quote=Decimal(1000), fee_bps=10.0, slippage_bps=5.0,
+                               max_target_age_ms=MAX_TARGET_AGE_MS)
     with FakeBinance(now_ms=FIRST_DAY_MS, candles={(s, "1d"): rows for s, rows in truth.items()}) as fake, \
             FakeTelegram() as telegram:
         backfill = datetime.fromtimestamp(history_start_ms / 1000, UTC).date().isoformat()
         write_project(root, config_text(fake, telegram, mode="paper", backfill_start=backfill,
-                                        max_target_age_ms=MAX_TARGET_AGE_MS))
+                                        max_target_age_ms=MAX_TARGET_AGE_MS, timeout_ms=PAPER_TIMEOUT_MS))
         soak = PaperSoak(root, fake, telegram, seed=seed, days=days, rules=rules, crash_day=crash_day,
                          backfill_start_ms=history_start_ms)
         soak.run_all()
+    soak.span += f", {sum(e.event == 'filled' for e in soak.events)} paper fills"
     return soak
 
 
 # --- testnet: orders executed by the fake exchange ----------------------------------------------------------
 
 
-class TestnetSoak(Driver):
+class TestnetSoak(harness.Driver):
     """Cycles of deposit -> rebalance (with an order-path fault) on FakeBinance in testnet mode."""
 
     __test__ = False  # not a pytest class
-    label = "testnet"
+    label, kinds = "testnet", TESTNET_FAULTS
 
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, cycles: int) -> None:
-        super().__init__(root, fake, telegram, seed=seed)
-        self.cycles = cycles
+        super().__init__(root, fake, telegram, seed=seed, timeout_ms=TESTNET_TIMEOUT_MS)
+        self.cycles, self.span = cycles, f"{cycles} cycles"
 
     def run_all(self) -> None:
-        for script in STAGES:
+        for script in harness.STAGES:
             self.where = f"set-up {script}"
             self.expect(self.run(script, []).exit_code == 0, f"the first {script} run failed")
         for cycle in range(1, self.cycles + 1):
@@ -425,17 +408,18 @@ class TestnetSoak(Driver):
             rerun = self.run("rebalance", [])
             self.expect(rerun.exit_code == 0, f"the run after a failed {kind} did not recover: {rerun.error}")
 
-    def faulted_run(self, kind: str) -> Run:
+    def faulted_run(self, kind: str) -> harness.Run:
         fake = self.fake
         if kind == "lost_order_response":
-            fake.lose_next_order_response(how=str(self.rng.choice(LOST_RESPONSE_MODES)), seconds=TIMEOUT_DELAY_S)
+            how = str(self.rng.choice(LOST_RESPONSE_MODES))
+            fake.lose_next_order_response(how=how, seconds=self.held_s)
         elif kind == "order_http_error":  # refused before execution: the outcome is unknown until looked up
             fake.fail_next(ORDER_PATH, status=int(self.rng.choice([429, 418, 503])), method="POST")
         elif kind == "lookup_failure":  # executed, reply lost, and every lookup fails: the next run settles it
             fake.lose_next_order_response(how="http_502")
             fake.fail_next(ORDER_PATH, status=503, method="GET", times=MAX_NETWORK_RETRIES + 1)
         else:
-            inject_exchange_fault(fake, kind, self.rng, path="/api/v3/account", match={})
+            harness.inject_exchange_fault(fake, kind, self.rng, path="/api/v3/account", match={}, held_s=self.held_s)
         run = self.run("rebalance", [])
         if fake.pending_faults() == 0:
             self.note_outcome(kind, "rebalance", run)
@@ -443,55 +427,67 @@ class TestnetSoak(Driver):
                 self.expect(run.exit_code == 0, f"{run.name} did not absorb a {kind}: {run.error}")
         return run
 
-    def after_run(self, run: Run, context: Any) -> None:
+    def after_run(self, run: harness.Run, context: Any) -> None:
         self.load(self.state / "targets.json", lambda p: Targets.from_dict(read_json(p)))
-        self.load(self.state / "runs.jsonl", read_run_records)
+        self.load(self.state / "runs.jsonl", harness.read_run_records)
         positions = self.load(self.state / "positions.json", lambda p: Positions.from_dict(read_json(p)))
-        events = self.load(self.state / "orders.jsonl", read_journal) or []
-        check_journal(self.expect, events)
-        check_exchange_book(self.expect, events, self.fake, positions=positions,
-                            settled=run.script == "rebalance" and run.exit_code == 0)
+        events = self.load(self.state / "orders.jsonl", harness.read_journal) or []
+        harness.check_journal(self.expect, events)
+        harness.check_exchange_book(self.expect, events, self.fake, positions=positions,
+                                    settled=run.script == "rebalance" and run.exit_code == 0)
 
 
 def run_testnet_soak(root: Path, *, cycles: int, seed: int) -> TestnetSoak:
     backfill = (datetime.now(UTC) - timedelta(days=HISTORY_DAYS)).date().isoformat()
     with FakeBinance(now_ms=None, spot_balances={"USDT": 1000}) as fake, FakeTelegram() as telegram:
-        write_project(root, config_text(fake, telegram, mode="testnet", backfill_start=backfill,
-                                        max_target_age_ms=50 * MS_PER_HOUR))  # wall-clock cycles, not 00:10
+        write_project(root, config_text(fake, telegram, mode="testnet", backfill_start=backfill,  # wall-clock
+                                        max_target_age_ms=50 * MS_PER_HOUR, timeout_ms=TESTNET_TIMEOUT_MS))
         soak = TestnetSoak(root, fake, telegram, seed=seed, cycles=cycles)
         soak.run_all()
+        soak.span += f", {sum(order.accepted for order in fake.orders)} orders executed by the exchange"
     return soak
 
 
-# --- the tests --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    soak: Driver
-    kinds: tuple[str, ...]
-    span: str
-
-
-def soak_both(root: Path, *, days: int, cycles: int) -> list[Outcome]:
+def soak_both(root: Path, *, days: int, cycles: int) -> list[harness.Driver]:
     """Both variants at once (one core each); the summaries are printed before anything is asserted."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         paper = pool.submit(run_paper_soak, root / "paper", days=days, seed=SEED)
         testnet = pool.submit(run_testnet_soak, root / "testnet", cycles=cycles, seed=SEED + 1)
-        outcomes = [Outcome(paper.result(), PAPER_FAULTS, f"{days} simulated days"),
-                    Outcome(testnet.result(), TESTNET_FAULTS, f"{cycles} cycles")]
-    for outcome in outcomes:
-        print("\n" + outcome.soak.summary(span=outcome.span, kinds=outcome.kinds))
-    return outcomes
+        soaks = [paper.result(), testnet.result()]
+    for soak in soaks:
+        print("\n" + soak.summary())
+    return soaks
 
 
-def assert_survived(outcomes: list[Outcome]) -> None:
-    for outcome in outcomes:
-        soak = outcome.soak
-        missing = [kind for kind in outcome.kinds if not soak.injected[kind]]
+def assert_survived(soaks: list[harness.Driver]) -> None:
+    for soak in soaks:
+        missing = [kind for kind in soak.kinds if not soak.injected[kind]]
         assert not missing, f"{soak.label} soak (seed {soak.seed}) never injected {missing}"
-    violations = [line for outcome in outcomes for line in outcome.soak.violations]
+    violations = [line for soak in soaks for line in soak.violations]
     assert not violations, f"{len(violations)} invariant violation(s):\n" + "\n".join(violations[:30])
+
+
+def test_the_book_checkers_are_not_vacuous() -> None:
+    """A fill journaled twice, and a paper cash balance that is not start - cost - fees, are both caught."""
+    found: list[str] = []
+    expect = lambda ok, what: ok or bool(found.append(what))  # noqa: E731 - collects what the checkers flag
+    run = {"time_ms": FIRST_DAY_MS, "run_id": "rebalance-x-1", "mode": "paper", "venue": "binance",
+           "rebalance_id": f"spot_long_only-{FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY - MS_PER_DAY}"}
+    order = {"symbol": "BTC/USDT", "client_order_id": "cb-1", "requested_side": "buy",
+             "requested_amount_base": Decimal("0.01"), "reference_price": 25_000.0}
+    fill = JournalEvent(event="filled", **run, **order, filled_amount_base=Decimal("0.01"), average_price=25_012.5,
+                        fee_quote=0.250125, exchange_time_ms=FIRST_DAY_MS)  # 5 bps slippage, 10 bps fee: right
+    harness.check_journal(expect, [JournalEvent(event="sent", **run, **order), fill, fill])
+    positions = Positions(mode="paper", venue="binance", updated_ms=FIRST_DAY_MS, cash_quote=1000.0,
+                          amounts_base={"BTC/USDT": 0.01}, marks={"BTC/USDT": 25_000.0}, equity_quote=1250.0,
+                          high_water_mark_quote=1250.0, day_start_ms=0, day_start_equity_quote=1250.0,
+                          inception_ms=0, inception_equity_quote=1000.0, fees_paid_quote=0.250125)
+    snapshot = PaperSnapshot(cash_quote=Decimal(1000), amounts_base={"BTC/USDT": Decimal("0.01")})  # paid nothing
+    rules = harness.PaperRules(truth={"BTC/USDT": np.array([[0.0, 25_000, 25_000, 25_000, 25_000, 1]])},
+                               starting_cash_quote=Decimal(1000), fee_bps=10.0, slippage_bps=5.0,
+                               max_target_age_ms=MAX_TARGET_AGE_MS)
+    harness.check_paper_book(expect, [JournalEvent(event="sent", **run, **order), fill], positions, snapshot, rules)
+    assert [what.split(" ")[0] for what in found] == ["journal", "executed", "paper"], found
 
 
 @pytest.mark.soak
