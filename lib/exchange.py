@@ -57,6 +57,7 @@ def create_client(section: ExchangeSection, secrets: Secrets) -> Any:
         "secret": secrets.exchange_api_secret or None,
         "password": secrets.exchange_api_password or None,
         "options": options,
+        "enableLastJsonResponse": True,  # lets `call` tell an unparseable body from an empty answer
     })
     if section.rest_base_url:
         client.urls["api"] = rebase_urls(client.urls["api"], section.rest_base_url)
@@ -97,9 +98,18 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
     429/418 rate limits, maintenance) and HTTP 5xx. Order placement is never retried here: after an
     ambiguous failure the caller must look the order up by its client id before deciding anything.
     """
+    def checked() -> Any:
+        client.last_http_response, client.last_json_response = None, None
+        result = action()
+        body = client.last_http_response
+        if isinstance(body, str) and body.strip() and client.last_json_response is None:
+            # ccxt turns a truncated or non-JSON body into empty data ([] candles): never mistake it for "no data"
+            raise ccxt.ExchangeNotAvailable(f"unparseable reply (not JSON): {body[:80]!r}")
+        return result
+
     try:
         return call_with_retry(
-            action, what=what,
+            checked if idempotent else action, what=what,
             is_transient=lambda error: isinstance(error, ccxt.OperationFailed),
             retry_after_s=lambda error: _retry_after_s(client),
             attempts=MAX_NETWORK_RETRIES + 1 if idempotent else 1,

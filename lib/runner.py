@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from loguru import logger
 
@@ -98,14 +99,17 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
     except LockHeld:
         logger.warning("another {} run holds {}; exiting without doing anything", script, paths.lock(script))
         return EXIT_LOCKED
+    except OSError as error:  # the lock file cannot even be created (full disk, permissions)
+        logger.error("cannot take the lock {}: {}", paths.lock(script), error)
+        context.alert(_alert_text(script, run_id, error, log_location))
+        return EXIT_FAILURE
 
 
 def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_location: str) -> int:
-    record = RunRecord(script=context.script, run_id=context.run_id, event="start", now_ms=context.now_ms,
-                       wall_ms=int(time.time() * 1000), host=socket.gethostname(), status="running", exit_code=None)
-    append_jsonl(context.paths.runs, record.to_dict())
+    """Run the body between a start and a finish record; exactly one alert whatever fails (disk included)."""
     exit_code, status, error_text = EXIT_OK, "ok", ""
     try:
+        _record(context, event="start", status="running", exit_code=None)
         body(context)
     except CoinbotError as error:
         exit_code, status, error_text = error.exit_code, "failed", f"{type(error).__name__}: {error}"
@@ -116,13 +120,24 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
         status, error_text = "failed", f"{type(error).__name__}: {error}"
         logger.error("{} crashed: {}\n{}", context.script, error_text, "".join(traceback.format_exception(error)))
         context.alert(_alert_text(context.script, context.run_id, error, log_location))
-    finished = RunRecord(script=context.script, run_id=context.run_id, event="finish", now_ms=context.now_ms,
-                         wall_ms=int(time.time() * 1000), host=socket.gethostname(), status=status,
-                         exit_code=exit_code, error=alerts.redactor(context.secrets)(error_text)[:500])
-    append_jsonl(context.paths.runs, finished.to_dict())
+    try:
+        _record(context, event="finish", status=status, exit_code=exit_code, error=error_text)
+    except OSError as error:  # e.g. a full disk: the health check will not see this run, so say it once
+        logger.error("could not record the run in {}: {}", context.paths.runs, error)
+        if exit_code == EXIT_OK:
+            exit_code = EXIT_FAILURE
+            context.alert(_alert_text(context.script, context.run_id, error, log_location))
     if exit_code == EXIT_OK:
         logger.info("{} finished ok", context.script)
     return exit_code
+
+
+def _record(context: RunContext, *, event: Literal["start", "finish"], status: str, exit_code: int | None,
+            error: str = "") -> None:
+    record = RunRecord(script=context.script, run_id=context.run_id, event=event, now_ms=context.now_ms,
+                       wall_ms=int(time.time() * 1000), host=socket.gethostname(), status=status,
+                       exit_code=exit_code, error=alerts.redactor(context.secrets)(error)[:500])
+    append_jsonl(context.paths.runs, record.to_dict())
 
 
 def _alert_text(script: str, run_id: str, error: BaseException, log_location: str) -> str:

@@ -127,3 +127,20 @@ def test_config_error_exits_2_and_alerts(project: Project, telegram: FakeTelegra
     assert "exchange.mode" in result.stderr
     assert "exchange.mode" in (telegram.wait_for_messages(1)[0].text or "")
     assert not (project.state / "runs.jsonl").exists()  # nothing touched
+
+
+def test_unwritable_run_records_still_alert_exactly_once(project: Project, telegram: FakeTelegram) -> None:
+    (project.state / "runs.jsonl").mkdir(parents=True)  # any append fails, like a full disk
+    ran: list[int] = []
+    assert run_in_process(project, telegram, lambda ctx: ran.append(1)) == 1
+    assert ran == []  # the start record could not be written, so the body never ran
+    texts = telegram.texts  # the run was in-process and synchronous: every alert has arrived
+    assert len(texts) == 1 and "unit_job FAILED" in texts[0]
+
+
+def test_a_lock_that_cannot_be_created_alerts(project: Project, telegram: FakeTelegram) -> None:
+    project.state.mkdir()
+    (project.state / "locks").write_text("not a directory")
+    assert run_in_process(project, telegram, lambda ctx: None) == 1
+    texts = telegram.texts
+    assert len(texts) == 1 and "unit_job FAILED" in texts[0]

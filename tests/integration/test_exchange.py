@@ -94,3 +94,19 @@ def test_lost_order_response_is_ambiguous_and_then_found(fake: FakeBinance) -> N
 def test_exchange_refusal_is_order_rejected(fake: FakeBinance) -> None:
     with pytest.raises(OrderRejected):
         venue(fake).create_market_order("BTC/USDT", "buy", Decimal("1000"), client_order_id="cb-too-big")
+
+
+@pytest.mark.parametrize("how", ["invalid_json", "truncated"])
+def test_unparseable_reply_is_retried_not_taken_for_no_data(fake: FakeBinance, how: str) -> None:
+    fake.malform_next("/api/v3/klines", how=how, times=1)  # type: ignore[arg-type]
+    rows = venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 5 * 3_600_000, limit=10)
+    assert len(rows) == 6
+    assert fake.request_count("/api/v3/klines") == 2
+
+
+def test_persistently_unparseable_replies_are_exchange_unavailable(fake: FakeBinance,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lib.exchange.RETRY_BASE_DELAY_S", 0.01)
+    fake.malform_next("/api/v3/klines", how="invalid_json", times=None)
+    with pytest.raises(ExchangeUnavailable, match="unparseable"):
+        venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 3_600_000, limit=10)
