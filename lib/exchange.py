@@ -217,6 +217,9 @@ class CcxtVenue:
                 total = (balance.get(rule.base) or {}).get("total")
                 if total:
                     amounts[symbol] = _finite(total, f"balance {rule.base}")
+            negative = {name: value for name, value in {self.quote: cash, **amounts}.items() if value < 0}
+            if negative:  # a spot account cannot hold less than nothing: the reply is wrong, do not trade on it
+                raise DataError(f"fetch_balance: negative spot balances {negative}")
         return Holdings(cash_quote=cash, amounts_base=amounts)
 
     def create_market_order(self, symbol: str, side: Side, amount_base: Decimal, *, client_order_id: str,

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from lib.config import ExchangeSection, Secrets
-from lib.errors import ExchangeError, ExchangeUnavailable, OrderRejected
+from lib.errors import DataError, ExchangeError, ExchangeUnavailable, OrderRejected
 from lib.exchange import CcxtVenue, create_client
 from tests.fakes.exchange_server import FakeBinance
 
@@ -110,3 +110,9 @@ def test_persistently_unparseable_replies_are_exchange_unavailable(fake: FakeBin
     fake.malform_next("/api/v3/klines", how="invalid_json", times=None)
     with pytest.raises(ExchangeUnavailable, match="unparseable"):
         venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 3_600_000, limit=10)
+
+
+def test_negative_spot_balance_is_refused(fake: FakeBinance) -> None:
+    fake.spot_balances["ETH"] = Decimal("-1")
+    with pytest.raises(DataError, match="negative spot balances"):
+        venue(fake).fetch_holdings()

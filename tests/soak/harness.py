@@ -43,11 +43,10 @@ STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
 TRANSIENT = ("network_error", "http_429", "http_418", "http_5xx", "timeout")
 """One failed exchange request: the retry policy must absorb it (the run still succeeds)."""
 TIMEOUT_MARGIN_S = 0.5  # a reply held for the client's timeout plus this is one the client gave up on
-DISK_FULL_BYTES = 16  # RLIMIT_FSIZE of a "disk full" run: the lock file's pid fits, nothing else does
-DISK_FULL_TRAMPOLINE = (  # Python ignores SIGXFSZ, so every larger write fails with EFBIG, as on a full disk
-    "import os, resource, sys; "
-    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({DISK_FULL_BYTES}, {DISK_FULL_BYTES})); "
-    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+DISK_FULL_TRAMPOLINE = (  # Python ignores SIGXFSZ: a write past the limit is cut short, the next fails (EFBIG)
+    "import os, resource, sys; limit = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
 )
 CORRUPTIBLE = {"rebalance": ("state/positions.json", "state/targets.json", "state/orders.jsonl"),
                "report": ("state/equity.csv", "state/runs.jsonl"), "compute_signals": ("data",)}
@@ -80,7 +79,7 @@ class _Started:  # a run in flight, and what to compare with when it ends
     started_s: float
     alerts_before: int
     records_offset: int
-    disk_full: bool
+    disk_limit: int | None
     context: Any
 
 
@@ -136,16 +135,16 @@ class Driver:
     def after_run(self, run: Run, context: Any) -> None:
         pass
 
-    def start(self, script: str, args: Sequence[str], *, disk_full: bool = False) -> _Started:
+    def start(self, script: str, args: Sequence[str], *, disk_limit: int | None = None) -> _Started:
         runs_path = self.state / "runs.jsonl"
         context = self.before_run(script)
         command = ["-m", f"scripts.{script}", "--config", str(self.root / "config.toml"), *args]
-        if disk_full:  # a trampoline (not preexec_fn, unsafe with threads) lowers the limit, then execs: same pid
-            command = ["-c", DISK_FULL_TRAMPOLINE, *command]
+        if disk_limit is not None:  # a trampoline (preexec_fn is unsafe with threads) sets the limit, execs: same pid
+            command = ["-c", DISK_FULL_TRAMPOLINE, str(disk_limit), *command]
         process = subprocess.Popen([sys.executable, *command], cwd=self.root, env=script_env(None),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return _Started(script, process, time.monotonic(), len(self.telegram.messages),
-                        runs_path.stat().st_size if runs_path.exists() else 0, disk_full, context)
+                        runs_path.stat().st_size if runs_path.exists() else 0, disk_limit, context)
 
     def finish(self, started: _Started, *, kill_after_s: float | None = None,
                kill_when: Callable[[], bool] | None = None) -> Run:
@@ -171,8 +170,8 @@ class Driver:
                 self.recovered[kind] += 1
         return run
 
-    def run(self, script: str, args: Sequence[str], *, disk_full: bool = False, **kill: Any) -> Run:
-        return self.finish(self.start(script, args, disk_full=disk_full), **kill)
+    def run(self, script: str, args: Sequence[str], *, disk_limit: int | None = None, **kill: Any) -> Run:
+        return self.finish(self.start(script, args, disk_limit=disk_limit), **kill)
 
     def _check_alerts_and_records(self, run: Run, started: _Started) -> None:
         alerts = [m.text or "" for m in self.telegram.messages[started.alerts_before:]
@@ -187,7 +186,7 @@ class Driver:
                                           f"stderr ends: {run.stderr.strip().splitlines()[-1:]}")
         if run.exit_code == EXIT_LOCKED:
             self.expect(not records, f"{run.name}: a run refused by the lock wrote run records")
-        elif run.exit_code is not None and not started.disk_full:
+        elif run.exit_code is not None and started.disk_limit is None:
             finished = [record.get("exit_code") for record in records if record.get("event") == "finish"]
             self.expect(finished == [run.exit_code], f"{run.name}: its runs.jsonl finish records say {finished}")
 
@@ -199,18 +198,9 @@ class Driver:
 
     def snapshot(self) -> dict[str, bytes]:
         """Every file under state/ and data/ except the lock files (flock rewrites the pid in them)."""
-        files = {}
-        for top in ("state", "data"):
-            for path in sorted((self.root / top).rglob("*")):
-                relative = path.relative_to(self.root)
-                if path.is_file() and "locks" not in relative.parts:
-                    files[str(relative)] = path.read_bytes()
-        return files
-
-    def expect_unchanged(self, before: dict[str, bytes], who: str) -> None:
-        after = self.snapshot()
-        changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
-        self.expect(not changed, f"{who} changed {changed[:5]}")
+        paths = [path.relative_to(self.root) for top in ("state", "data")
+                 for path in sorted((self.root / top).rglob("*")) if path.is_file()]
+        return {str(path): (self.root / path).read_bytes() for path in paths if "locks" not in path.parts}
 
     def killed(self, script: str, args: Sequence[str], *, kill_when: Callable[[], bool] | None = None) -> Run:
         """SIGKILL when ``kill_when()`` holds, else at a random point up to a typical run's length."""
@@ -236,7 +226,9 @@ class Driver:
             before = self.snapshot()
             second = self.run(script, args)
             self.expect(second.exit_code == EXIT_LOCKED, f"the overlapping {second.name} was not refused")
-            self.expect_unchanged(before, f"the overlapping {second.name}")
+            after = self.snapshot()
+            changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+            self.expect(not changed, f"the overlapping {second.name} changed {changed[:5]}")
         self.fake.clear_faults()
         run = self.finish(first)
         if stalled:
@@ -244,13 +236,21 @@ class Driver:
         return run
 
     def disk_full(self, script: str, args: Sequence[str]) -> Run:
-        """Every write fails (EFBIG): the run must fail, alert once and leave every file as it was."""
+        """The disk fills up a few bytes into the run's first append to runs.jsonl (RLIMIT_FSIZE: the write that
+        crosses it is cut short, later ones fail). The run must fail and alert once; no complete line of an
+        append-only file may change; every file must still read back, now and after the next run."""
+        runs_path = self.state / "runs.jsonl"
+        limit = (runs_path.stat().st_size if runs_path.exists() else 0) + int(self.rng.integers(1, 150))
         before = self.snapshot()
-        run = self.run(script, args, disk_full=True)
+        run = self.run(script, args, disk_limit=limit)
         self.injected["disk_full"] += 1
         self.pending_recovery[script].add("disk_full")
         self.expect(run.exit_code not in (0, EXIT_LOCKED, None), f"{run.name} succeeded on a full disk")
-        self.expect_unchanged(before, f"{run.name} on a full disk")
+        after = self.snapshot()
+        complete = {name: data[: data.rfind(b"\n") + 1] for name, data in before.items()}  # a torn tail may go
+        rewritten = [name for name in before if name.endswith((".jsonl", ".csv"))
+                     and not after.get(name, b"").startswith(complete[name])]
+        self.expect(not rewritten, f"{run.name} on a full disk rewrote lines of append-only files {rewritten}")
         return run
 
     def corrupted(self, script: str, args: Sequence[str]) -> Run | None:

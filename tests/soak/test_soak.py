@@ -1,12 +1,12 @@
-"""Soak under faults: the real scripts run as cron would, for many simulated days, while a seeded schedule
-injects exchange errors, bad candles, kills, overlaps, a full disk, corrupted state, the kill switch and a
-market crash; every step is followed by the invariant checks of tests/soak/harness.py.
+"""Soak under faults: the real scripts run as cron would for many simulated days while a seeded schedule injects
+exchange errors, bad candles, kills, overlaps, a full disk, corrupted state, the kill switch and market crashes;
+every step is followed by the invariant checks of tests/soak/harness.py.
 
 Two variants run side by side (one per core):
 - paper: mode ``paper``, ``exchange.id = "binance"``, ``rest_base_url`` on FakeBinance: candles and prices
   come from the fake (real ccxt over HTTP), its clock moved one day at a time and every script given the same
   ``--as-of``; orders go to the paper account in positions.json. The fake serves candles generated here, so
-  the test knows the truth: a stale episode, and a crash that must end in a drawdown halt a person clears.
+  the test knows the truth: stale episodes, and crashes that must end in drawdown halts a person clears.
 - testnet: mode ``testnet`` against FakeBinance, which executes the orders. ``--as-of`` is refused outside
   paper mode, so the fake follows the wall clock and cycles are seconds apart: the operator deposits funds
   before each cycle so that it trades, and the faults are those of a real order endpoint (lost replies,
@@ -45,6 +45,7 @@ from lib.symbols import to_slug
 from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
 from tests.fakes.exchange_server import LOST_RESPONSE_MODES, FakeBinance, exchange_id
 from tests.fakes.telegram_server import FakeTelegram
+from tests.integration.conftest import Project
 from tests.soak import harness
 
 SEED = int(os.environ.get("COINBOT_SOAK_SEED", "20250601"))
@@ -54,8 +55,9 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
 START_PRICES = (25_000.0, 1_600.0, 40.0, 250.0)
 FIRST_DAY_MS = 1_748_736_000_000 + 10 * 60_000  # 2025-06-01T00:10Z: cron runs ten minutes after the close
 HISTORY_DAYS = 300  # backfill before the first simulated day
-TELEGRAM_SECRETS = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:soak-token", "COINBOT_TELEGRAM_CHAT_ID": "42"}
-EXCHANGE_KEYS = {"COINBOT_EXCHANGE_API_KEY": "soak-key", "COINBOT_EXCHANGE_API_SECRET": "soak-secret"}
+FIRST_CRASH_DAY, CRASH_EVERY_DAYS, CALM_DAYS = 11, 60, 30  # a crash, then every 60 days, after 30 calm days
+ENV = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:soak-token", "COINBOT_TELEGRAM_CHAT_ID": "42",
+       "COINBOT_EXCHANGE_API_KEY": "soak-key", "COINBOT_EXCHANGE_API_SECRET": "soak-secret"}
 MAX_TARGET_AGE_MS = 26 * MS_PER_HOUR
 PAPER_TIMEOUT_MS = 1500  # a spurious timeout on a loaded machine is retried: reads only, orders are paper
 TESTNET_TIMEOUT_MS = 5000  # an order that times out fails its run: keep loopback replies well inside it
@@ -81,7 +83,7 @@ SMALL_WINDOWS = {
                 "obv_flow_length": 10, "norm_window_bars": 60, "norm_min_bars": 15},
     "ensemble": {"ic_window_bars": 60, "ic_min_bars": 20},
     "universe": {"min_history_bars": 60, "dollar_volume_window_bars": 10, "min_dollar_volume_quote": 0},
-    "spot": {"regime_filter": False, "top_n": 3},
+    "spot": {"regime_filter": False, "top_n": 3}, "orders": {"no_trade_band_frac": 0.01},  # trade often
 }
 """Short windows, so that 300 daily bars warm every signal up and targets are non-trivial from day one."""
 
@@ -104,15 +106,19 @@ def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfil
                    for name, values in sections.items())
 
 
-def build_truth(rng: np.random.Generator, *, start_ms: int, days: int, crash_ms: int) -> dict[str, np.ndarray]:
+def build_truth(rng: np.random.Generator, *, start_ms: int, days: int,
+                crash_ms: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Daily candles per symbol: a steady rise (so the strategy is invested), then every price halves in the
-    candle opening at ``crash_ms`` (even a book 25 % invested breaches the 12 % drawdown), then a wild walk."""
+    candle opening at each ``crash_ms`` (even a book 25 % invested breaches the 12 % drawdown), then a wild
+    walk until the rise that precedes the next crash."""
     times = np.arange(start_ms, start_ms + days * MS_PER_DAY, MS_PER_DAY, dtype=np.int64)
+    calm = times < crash_ms[0]
+    for crash in crash_ms[1:]:
+        calm |= (times >= crash - CALM_DAYS * MS_PER_DAY) & (times < crash)
     truth = {}
     for symbol, first_price in zip(SYMBOLS, START_PRICES, strict=True):
-        before = times < crash_ms
-        log_returns = rng.normal(np.where(before, 0.008, 0.0), np.where(before, 0.012, 0.03))
-        log_returns[times == crash_ms] = math.log(0.5)
+        log_returns = rng.normal(np.where(calm, 0.008, 0.0), np.where(calm, 0.012, 0.03))
+        log_returns[np.isin(times, crash_ms)] = math.log(0.5)
         close = np.round(first_price * np.exp(np.cumsum(log_returns)), 4)
         open_ = np.concatenate([[first_price], close[:-1]])
         high = np.round(np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.01, len(times)))), 4)
@@ -124,13 +130,8 @@ def build_truth(rng: np.random.Generator, *, start_ms: int, days: int, crash_ms:
 
 def write_project(root: Path, config: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.toml").write_text(config)
-    env_file = root / ".env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**TELEGRAM_SECRETS, **EXCHANGE_KEYS}.items()))
-    env_file.chmod(0o600)
-
-
-# --- paper: simulated days --------------------------------------------------------------------------------
+    Project(root).write_config(config)
+    Project(root).write_env(**ENV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +147,16 @@ class PaperSoak(harness.Driver):
     label, kinds = "paper", PAPER_FAULTS
 
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, days: int,
-                 rules: harness.PaperRules, crash_day: int, backfill_start_ms: int) -> None:
+                 rules: harness.PaperRules, crash_days: tuple[int, ...], backfill_start_ms: int) -> None:
         super().__init__(root, fake, telegram, seed=seed, timeout_ms=PAPER_TIMEOUT_MS)
-        self.days, self.rules, self.crash_day, self.backfill_start_ms = days, rules, crash_day, backfill_start_ms
+        self.days, self.rules, self.crash_days, self.backfill_start_ms = days, rules, crash_days, backfill_start_ms
         self.span = f"{days} simulated days"
-        stale_start = int(self.rng.integers(2, crash_day - 3))
-        self.stale_days = (stale_start, stale_start + 1)  # the benchmark's feed is broken: signals go stale
+        starts = [int(self.rng.integers(max(2, crash - 9), crash - 2)) for crash in crash_days]
+        self.stale_days = {day for start in starts for day in (start, start + 1)}  # the benchmark's feed is broken
         self.now_ms, self.reset_pending, self.events = FIRST_DAY_MS, False, []
 
     @property
-    def last_closed_ms(self) -> int:
+    def last_closed_ms(self) -> int:  # the open time of the newest closed daily candle
         return self.now_ms - self.now_ms % MS_PER_DAY - MS_PER_DAY
 
     def run_all(self) -> None:
@@ -181,11 +182,11 @@ class PaperSoak(harness.Driver):
 
     def plan(self, day: int) -> dict[str, str]:
         """Stage -> fault: first the kinds never injected (spread so all fit before the two quiet final days),
-        sometimes one more at random. The crash day and the day before it stay quiet."""
-        if day in (self.crash_day - 1, self.crash_day) or day >= self.days - 2:
+        sometimes one more at random. Crash days and the days before them stay quiet."""
+        if day in {d for crash in self.crash_days for d in (crash - 1, crash)} or day >= self.days - 2:
             return {}
         wanted = [kind for kind in FAULT_STAGES if not self.injected[kind]]
-        days_left = max(1, self.days - 2 - day - (2 if day < self.crash_day else 0))
+        days_left = max(1, self.days - 2 - day - (2 if day < self.crash_days[0] else 0))
         count = math.ceil(len(wanted) / days_left) + int(self.rng.random() < EXTRA_FAULT_PROB)
         plan: dict[str, str] = {}
         busy = {"fetch_prices"} if day in self.stale_days else set()
@@ -265,10 +266,10 @@ class PaperSoak(harness.Driver):
         if events is not None:
             self.events = events
             harness.check_journal(expect, events)
-            snapshot = self.load(state / "positions.json", lambda p: PaperSnapshot.from_dict(
-                Positions.from_dict(read_json(p)).paper)) if positions is not None else None
-            if positions is not None and snapshot is not None:
-                harness.check_paper_book(expect, events, positions, snapshot, self.rules)
+            if positions is not None:
+                snapshot = self.load(state / "positions.json", lambda _: PaperSnapshot.from_dict(positions.paper))
+                if snapshot is not None:
+                    harness.check_paper_book(expect, events, positions, snapshot, self.rules)
             elif not (state / "positions.json").exists():
                 expect(not any(e.event == "filled" for e in events), "fills journaled but no positions.json")
         if run.script == "rebalance":
@@ -322,11 +323,12 @@ class PaperSoak(harness.Driver):
 
 
 def run_paper_soak(root: Path, *, days: int, seed: int) -> PaperSoak:
-    rng = np.random.default_rng(seed)
-    crash_day = days // 2 + 1
-    history_start_ms = FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY - HISTORY_DAYS * MS_PER_DAY
+    rng, first_open_ms = np.random.default_rng(seed), FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY
+    crash_days = tuple(range(FIRST_CRASH_DAY, days - 3, CRASH_EVERY_DAYS))
+    assert crash_days, f"a paper soak needs at least {FIRST_CRASH_DAY + 4} days"
+    history_start_ms = first_open_ms - HISTORY_DAYS * MS_PER_DAY
     truth = build_truth(rng, start_ms=history_start_ms, days=HISTORY_DAYS + days + 1,
-                        crash_ms=FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY + crash_day * MS_PER_DAY)
+                        crash_ms=tuple(first_open_ms + day * MS_PER_DAY for day in crash_days))
     rules = harness.PaperRules(truth=truth, starting_cash_quote=Decimal(1000), fee_bps=10.0, slippage_bps=5.0,
                                max_target_age_ms=MAX_TARGET_AGE_MS)
     with FakeBinance(now_ms=FIRST_DAY_MS, candles={(s, "1d"): rows for s, rows in truth.items()}) as fake, \
@@ -334,7 +336,7 @@ def run_paper_soak(root: Path, *, days: int, seed: int) -> PaperSoak:
         backfill = datetime.fromtimestamp(history_start_ms / 1000, UTC).date().isoformat()
         write_project(root, config_text(fake, telegram, mode="paper", backfill_start=backfill,
                                         max_target_age_ms=MAX_TARGET_AGE_MS, timeout_ms=PAPER_TIMEOUT_MS))
-        soak = PaperSoak(root, fake, telegram, seed=seed, days=days, rules=rules, crash_day=crash_day,
+        soak = PaperSoak(root, fake, telegram, seed=seed, days=days, rules=rules, crash_days=crash_days,
                          backfill_start_ms=history_start_ms)
         soak.run_all()
     soak.span += f", {sum(e.event == 'filled' for e in soak.events)} paper fills"
@@ -373,14 +375,12 @@ class TestnetSoak(harness.Driver):
         targets = Targets.from_dict(read_json(self.state / "targets.json"))
         held = [symbol for symbol, weight in targets.weights.items() if weight > 0]
         unheld = [symbol for symbol in SYMBOLS if symbol not in held]
-        balances = self.fake.spot_balances
-        if held and self.rng.random() < 0.5:
-            balances["USDT"] += Decimal(str(round(float(self.rng.uniform(150, 400)), 2)))
-            return
-        symbol = str(self.rng.choice(unheld or held))
-        step = self.fake.rules(symbol).amount_step
-        amount = (Decimal(str(self.rng.uniform(100, 200))) / self.fake.last_price(symbol)).quantize(step, ROUND_DOWN)
-        balances[symbol.split("/")[0]] = balances.get(symbol.split("/")[0], Decimal(0)) + amount
+        symbol = "USDT/USDT" if held and self.rng.random() < 0.5 else str(self.rng.choice(unheld or held))
+        price, step = (Decimal(1), Decimal("0.01")) if symbol == "USDT/USDT" else (
+            self.fake.last_price(symbol), self.fake.rules(symbol).amount_step)
+        amount = (Decimal(str(self.rng.uniform(150, 300))) / price).quantize(step, ROUND_DOWN)
+        base, balances = symbol.split("/")[0], self.fake.spot_balances
+        balances[base] = balances.get(base, Decimal(0)) + amount
 
     def cycle(self, kind: str) -> None:
         posts = lambda: self.fake.request_count(ORDER_PATH, method="POST")  # noqa: E731 - a tiny probe
