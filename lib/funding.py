@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lib.errors import ConfigError, DataError
-from lib.ohlcv import check_columns, format_ms
+from lib.ohlcv import check_columns, format_ms, union_by_timestamp
 
 FUNDING_COLUMNS = ("timestamp", "rate")
 """Funding frame columns: settlement time (int64 ms UTC) and rate (float64 fraction per settlement)."""
@@ -82,11 +82,7 @@ def merge_funding(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """Union by timestamp, sorted and unique; where both have a settlement the stored rate wins."""
     check_columns(stored, FUNDING_DTYPES, what="stored funding")
     check_columns(new, FUNDING_DTYPES, what="new funding")
-    parts = [frame for frame in (stored, new) if not frame.empty]  # concat warns on empty parts
-    if not parts:
-        return empty_funding_frame()
-    combined = pd.concat(parts, ignore_index=True).drop_duplicates(subset="timestamp", keep="first")
-    return combined.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return union_by_timestamp(stored, new, empty=empty_funding_frame())
 
 
 def next_funding_since_ms(stored: pd.DataFrame | None, *, backfill_start_ms: int) -> int:

@@ -307,9 +307,14 @@ def merge(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """
     check_columns(stored, OHLCV_DTYPES, what="stored candle")
     check_columns(new, OHLCV_DTYPES, what="new candle")
+    return union_by_timestamp(stored, new, empty=empty_frame())
+
+
+def union_by_timestamp(stored: pd.DataFrame, new: pd.DataFrame, *, empty: pd.DataFrame) -> pd.DataFrame:
+    """Rows of both frames, sorted by a unique ``timestamp``; on a shared timestamp the stored row wins."""
     parts = [frame for frame in (stored, new) if not frame.empty]  # concat warns on empty parts
     if not parts:
-        return empty_frame()
+        return empty
     combined = pd.concat(parts, ignore_index=True).drop_duplicates(subset="timestamp", keep="first")
     return combined.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
