@@ -8,6 +8,8 @@ one. Appends (JSONL, CSV) are one `write()` of complete lines followed by fsync.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import io
 import json
@@ -21,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from loguru import logger
 
 from lib.errors import DataError, StateError
 
@@ -116,16 +119,51 @@ def read_parquet(path: Path, *, columns: Sequence[str], dtypes: Mapping[str, str
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one complete line and fsync (journal, run records, CSV rows)."""
+    """Append one complete line and fsync (journal, run records, CSV rows).
+
+    Never leaves a partial line behind: a failed or short write (e.g. a full disk) is cut back off, and a
+    torn tail left by an earlier crash is removed before appending, so a later line can never be glued
+    onto a fragment.
+    """
     if "\n" in line:
         raise ValueError("append_line takes exactly one line")
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    payload = (line + "\n").encode("utf-8")
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(descriptor, (line + "\n").encode("utf-8"))
-        os.fsync(descriptor)
+        size = _drop_torn_tail(descriptor, path)
+        try:
+            written = os.write(descriptor, payload)
+            if written != len(payload):
+                raise OSError(errno.EIO, f"short write to {path} ({written} of {len(payload)} bytes)")
+            os.fsync(descriptor)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, size)
+            raise
     finally:
         os.close(descriptor)
+
+
+def _drop_torn_tail(descriptor: int, path: Path) -> int:
+    """Truncate a final line without its newline (an interrupted append); return the file's size."""
+    size = os.lseek(descriptor, 0, os.SEEK_END)
+    if size == 0 or os.pread(descriptor, 1, size - 1) == b"\n":
+        return size
+    keep = 0
+    chunk = 4096
+    position = size
+    while position > 0:
+        start = max(0, position - chunk)
+        block = os.pread(descriptor, position - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        position = start
+    logger.warning("{}: dropping a torn final line ({} bytes) left by an interrupted write", path, size - keep)
+    os.ftruncate(descriptor, keep)
+    return keep
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -123,3 +125,33 @@ def test_lock_is_exclusive_across_processes(tmp_path: Path) -> None:
     child.start()
     child.join(30)
     assert queue.get(timeout=5) == "acquired"
+
+
+def test_append_drops_a_torn_tail_first(tmp_path: Path) -> None:
+    journal = tmp_path / "orders.jsonl"
+    append_jsonl(journal, {"n": 1})
+    with open(journal, "ab") as handle:
+        handle.write(b'{"n": 2, "torn')
+    append_jsonl(journal, {"n": 3})
+    records, torn = read_jsonl(journal)
+    assert [r["n"] for r in records] == [1, 3] and not torn
+
+
+def test_a_failed_append_leaves_no_fragment(tmp_path: Path) -> None:
+    journal = tmp_path / "runs.jsonl"
+    append_jsonl(journal, {"n": 1})
+    before = journal.read_bytes()
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from lib.storage import append_jsonl\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 5}, {len(before) + 5}))\n"
+        "try:\n"
+        f"    append_jsonl(Path({str(journal)!r}), {{'n': 2, 'padding': 'x' * 100}})\n"
+        "except OSError as error:\n"
+        "    print('failed', error.errno)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.startswith("failed"), result.stderr
+    assert journal.read_bytes() == before  # a full disk cut the write short: the fragment was removed
