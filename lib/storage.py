@@ -146,21 +146,30 @@ def append_line(path: Path, line: str) -> None:
 
 
 def _drop_torn_tail(descriptor: int, path: Path) -> int:
-    """Truncate a final line without its newline (an interrupted append); return the file's size."""
+    """Mend a final line that has no newline (an interrupted append) and return the file's size.
+
+    A tail that is a complete JSON object only lost its newline: it is kept and terminated. Anything else
+    is a fragment and is cut off, so the next line is never glued onto it.
+    """
     size = os.lseek(descriptor, 0, os.SEEK_END)
     if size == 0 or os.pread(descriptor, 1, size - 1) == b"\n":
         return size
-    keep = 0
-    chunk = 4096
-    position = size
+    keep, position = 0, size
     while position > 0:
-        start = max(0, position - chunk)
-        block = os.pread(descriptor, position - start, start)
-        newline = block.rfind(b"\n")
+        start = max(0, position - 4096)
+        newline = os.pread(descriptor, position - start, start).rfind(b"\n")
         if newline >= 0:
             keep = start + newline + 1
             break
         position = start
+    tail = os.pread(descriptor, size - keep, keep)
+    try:
+        complete = isinstance(json.loads(tail, parse_constant=_reject_constant), dict)
+    except (ValueError, UnicodeDecodeError):
+        complete = False
+    if complete:
+        os.write(descriptor, b"\n")
+        return size + 1
     logger.warning("{}: dropping a torn final line ({} bytes) left by an interrupted write", path, size - keep)
     os.ftruncate(descriptor, keep)
     return keep

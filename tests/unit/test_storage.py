@@ -155,3 +155,11 @@ def test_a_failed_append_leaves_no_fragment(tmp_path: Path) -> None:
                             cwd=Path(__file__).resolve().parents[2])
     assert result.stdout.startswith("failed"), result.stderr
     assert journal.read_bytes() == before  # a full disk cut the write short: the fragment was removed
+
+
+def test_append_keeps_a_complete_record_that_only_lost_its_newline(tmp_path: Path) -> None:
+    journal = tmp_path / "orders.jsonl"
+    journal.write_bytes(b'{"n": 1}\n{"n": 2}')
+    append_jsonl(journal, {"n": 3})
+    records, torn = read_jsonl(journal)
+    assert [r["n"] for r in records] == [1, 2, 3] and not torn
