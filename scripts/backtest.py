@@ -1,7 +1,7 @@
 """Backtest the strategy over stored history into state/backtests/<run_id>/ (metrics, equity, trades, chart).
 
-Story: candles (+ funding for perps) from data/ or --data-dir, cut at --end -> the SAME lib.strategy
-composition over all of it, once (causal) -> lib.backtester from the first tradeable bar >= --start (close
+Story: candles (+ funding for perps) from data/ or --data-dir, cut at --end -> the SAME lib.research.strategy
+composition over all of it, once (causal) -> lib.research.backtester from the first tradeable bar >= --start (close
 of t -> open of t+1; fees, slippage, funding) -> metrics vs buy-and-hold BTC and equal-weight baskets ->
 optional walk-forward and fee sensitivity -> every file written atomically at the end -> summary on stdout.
 """
@@ -19,15 +19,17 @@ import pandas as pd
 from loguru import logger
 from tqdm import tqdm
 
-from lib import backtest_study as study
-from lib import charts, ohlcv, storage
-from lib.errors import DataError
-from lib.funding import FUNDING_COLUMNS
-from lib.paths import ProjectPaths, venue_dir_name
-from lib.runner import RunContext, base_parser, run_script
-from lib.strategy import PERP_STRATEGY, SPOT_STRATEGY, data_fingerprint
-from lib.symbols import from_slug, to_perpetual, to_slug
-from lib.walkforward import cost_sensitivity
+from lib.core import storage
+from lib.core.errors import DataError
+from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.symbols import from_slug, to_perpetual, to_slug
+from lib.data import ohlcv
+from lib.data.funding import FUNDING_COLUMNS
+from lib.ops import charts
+from lib.ops.runner import RunContext, base_parser, run_script
+from lib.research import backtest_study as study
+from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY, data_fingerprint
+from lib.research.walkforward import cost_sensitivity
 
 
 def main(argv: list[str] | None = None) -> int:

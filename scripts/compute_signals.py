@@ -1,7 +1,7 @@
 """Compute target weights from the stored candles into state/targets.json (fails closed on stale data).
 
 Story: load the strategy timeframe's candles of every configured symbol -> cut them at the last
-closed candle -> staleness gate -> the strategy over the whole history (lib.strategy) -> the weights
+closed candle -> staleness gate -> the strategy over the whole history (lib.research.strategy) -> the weights
 decided at the close of the last usable bar, with the per-asset breakdown -> targets.json, atomically.
 A failure leaves targets.json as it was.
 """
@@ -13,11 +13,13 @@ import sys
 import pandas as pd
 from loguru import logger
 
-from lib import ohlcv, storage
-from lib.errors import ConfigError, DataError
-from lib.runner import RunContext, base_parser, run_script
-from lib.state import Targets
-from lib.strategy import (
+from lib.core import storage
+from lib.core.errors import ConfigError, DataError
+from lib.core.state import Targets
+from lib.core.symbols import to_traded_symbols
+from lib.data import ohlcv
+from lib.ops.runner import RunContext, base_parser, run_script
+from lib.research.strategy import (
     benchmark_column,
     compute_strategy,
     data_fingerprint,
@@ -25,7 +27,6 @@ from lib.strategy import (
     no_data_breakdown,
     select_fresh_candles,
 )
-from lib.symbols import to_traded_symbols
 
 
 def main(argv: list[str] | None = None) -> int:

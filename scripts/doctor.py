@@ -16,15 +16,17 @@ from pathlib import Path
 
 from loguru import logger
 
-from lib import doctor, errors, exchange, storage
-from lib.alerts import redactor
-from lib.config import Config, Secrets, load_config, load_secrets
-from lib.doctor import FileFacts, Finding, SeriesFacts
-from lib.health import newest_closed_open_ms, to_run_records
-from lib.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
-from lib.paths import ProjectPaths, venue_dir_name
-from lib.runner import CONFIG_ENV, DEFAULT_CONFIG
-from lib.symbols import to_perpetual
+from lib.core import errors, storage
+from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.symbols import to_perpetual
+from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
+from lib.execution import exchange
+from lib.ops import doctor
+from lib.ops.alerts import redactor
+from lib.ops.config import Config, Secrets, load_config, load_secrets
+from lib.ops.doctor import FileFacts, Finding, SeriesFacts
+from lib.ops.health import newest_closed_open_ms, to_run_records
+from lib.ops.runner import CONFIG_ENV, DEFAULT_CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +69,7 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
     paths = ProjectPaths(config.data_dir, config.state_dir, venue_dir_name(section.id, section.market_type))
     findings = doctor.check_keys(mode=section.mode, has_exchange_keys=secrets.has_exchange_keys,
                                  live_opt_in=section.live_confirmed or live_flag or "--live" in crontab)
-    to_traded = to_perpetual if section.market_type == "swap" else str  # as lib.symbols.to_traded_symbols
+    to_traded = to_perpetual if section.market_type == "swap" else str  # as lib.core.symbols.to_traded_symbols
     symbols = [to_traded(symbol) for symbol in [*config.data.symbols, config.strategy.benchmark_symbol]]
     findings += _check_exchange(config, secrets, now_ms=now_ms, wanted=symbols[:-1])
     findings.append(doctor.check_alerts(has_telegram=secrets.has_telegram))

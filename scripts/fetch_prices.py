@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from loguru import logger
 from tqdm import tqdm
 
-from lib import exchange, funding, ohlcv, storage
-from lib.errors import CoinbotError, DataError
-from lib.fetcher import fetch_candle_update, fetch_funding_update
-from lib.runner import RunContext, base_parser, run_script
-from lib.symbols import to_traded_symbols
+from lib.core import storage
+from lib.core.errors import CoinbotError, DataError
+from lib.core.symbols import to_traded_symbols
+from lib.data import funding, ohlcv
+from lib.data.fetcher import fetch_candle_update, fetch_funding_update
+from lib.execution import exchange
+from lib.ops.runner import RunContext, base_parser, run_script
 
 
 @dataclass

@@ -14,13 +14,13 @@ import sys
 
 from loguru import logger
 
-from lib import exchange, rebalancing
-from lib.config import check_mode_allowed
-from lib.journal import RunInfo
-from lib.orders import OrderPlan
-from lib.risk import RiskVerdict, check_all
-from lib.runner import RunContext, base_parser, run_script
-from lib.timeframes import timeframe_ms
+from lib.core.timeframes import timeframe_ms
+from lib.execution import exchange, rebalancing
+from lib.execution.journal import RunInfo
+from lib.execution.orders import OrderPlan
+from lib.execution.risk import RiskVerdict, check_all
+from lib.ops.config import check_mode_allowed
+from lib.ops.runner import RunContext, base_parser, run_script
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,14 @@ from pathlib import Path
 import pandas as pd
 from loguru import logger
 
-from lib import charts, ohlcv, reporting, storage
-from lib.errors import CoinbotError, DataError, StateError
-from lib.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
-from lib.runner import RunContext, base_parser, run_script
-from lib.state import Positions
-from lib.symbols import quote_of, to_traded_symbols
+from lib.core import storage
+from lib.core.errors import CoinbotError, DataError, StateError
+from lib.core.state import Positions
+from lib.core.symbols import quote_of, to_traded_symbols
+from lib.data import ohlcv
+from lib.ops import charts, reporting
+from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
+from lib.ops.runner import RunContext, base_parser, run_script
 
 
 def main(argv: list[str] | None = None) -> int:

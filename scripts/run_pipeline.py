@@ -12,8 +12,8 @@ import os
 import subprocess
 import sys
 
-from lib.errors import EXIT_CONFIG
-from lib.runner import CONFIG_ENV, DEFAULT_CONFIG
+from lib.core.errors import EXIT_CONFIG
+from lib.ops.runner import CONFIG_ENV, DEFAULT_CONFIG
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
 

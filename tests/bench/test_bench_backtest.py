@@ -1,6 +1,6 @@
 """Benchmarks of the backtest on real Binance data (../shared/data; skipped without it):
 (1) one full long-only backtest, 25 coins x 1h bars 2020-2023, costs and signals included, as a process;
-(2) a parameter sweep on 25 coins x daily bars: simulations per second of lib.backtester.run_backtest.
+(2) a parameter sweep on 25 coins x daily bars: simulations per second of lib.research.backtester.run_backtest.
 
 Figures are printed and stored in pytest-benchmark's extra_info; nothing asserts on time (machines vary).
 Targets: (1) < 10 s and < 500 MB peak RSS; (2) >= 100 simulations/s.
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from lib import backtest_study as study
-from lib import ohlcv, storage
-from lib.backtester import run_backtest
-from lib.config import Config
-from lib.symbols import from_slug
+from lib.core import storage
+from lib.core.symbols import from_slug
+from lib.data import ohlcv
+from lib.ops.config import Config
+from lib.research import backtest_study as study
+from lib.research.backtester import run_backtest
 from tests.bench.conftest import Measured
 
 pytestmark = pytest.mark.bench

@@ -1,7 +1,7 @@
 """Fake Binance REST server for tests: spot ``/api/v3``, USD-M ``/fapi`` and a little ``/sapi``, as ccxt
 4.5.90's ``binance`` and ``binanceusdm`` call them, on a stdlib ThreadingHTTPServer at 127.0.0.1.
 
-Data comes from lib/simulated.py at the server's clock (``now_ms``; the forming candle is served), or
+Data comes from lib/execution/simulated.py at the server's clock (``now_ms``; the forming candle is served), or
 from injected candles (e.g. real parquet data). Accounts live in memory: spot balances, a futures USDT
 wallet with one-way positions (funding is settled as the clock passes 00/08/16 UTC). Faults are queued
 per path and consumed by matching requests. Signatures are not checked; private endpoints need the
@@ -25,11 +25,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from lib.errors import ConfigError
-from lib.simulated import FUNDING_INTERVAL_MS, SimulatedMarket, SimulatedParams, aggregate_candles
-from lib.symbols import to_perpetual, to_spot
-from lib.timeframes import MS_PER_DAY, MS_PER_HOUR, timeframe_ms
-from lib.venue import MarketRules
+from lib.core.errors import ConfigError
+from lib.core.symbols import to_perpetual, to_spot
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, timeframe_ms
+from lib.core.venue import MarketRules
+from lib.execution.simulated import FUNDING_INTERVAL_MS, SimulatedMarket, SimulatedParams, aggregate_candles
 
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
 BAD_CANDLE_KINDS = ("negative_price", "high_below_low", "nan_string", "duplicate_row", "out_of_order",

@@ -1,4 +1,4 @@
-"""The one alert path (lib.alerts) against a fake Bot API on loopback, and the runner's failure handling."""
+"""The one alert path (lib.ops.alerts) against a fake Bot API on loopback, and the runner's failure handling."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from loguru import logger
 
-from lib import alerts
-from lib.config import AlertsSection, Secrets
-from lib.errors import DataError
-from lib.runner import RunContext, run_script
+from lib.core.errors import DataError
+from lib.ops import alerts
+from lib.ops.config import AlertsSection, Secrets
+from lib.ops.runner import RunContext, run_script
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.backtester import TRADE_COLUMNS
-from lib.charts import PNG_SIGNATURE
+from lib.ops.charts import PNG_SIGNATURE
+from lib.research.backtester import TRADE_COLUMNS
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.signals import SIGNAL_NAMES
-from lib.state import Targets
-from lib.timeframes import MS_PER_DAY
+from lib.core.state import Targets
+from lib.core.timeframes import MS_PER_DAY
+from lib.research.signals import SIGNAL_NAMES
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 

@@ -14,10 +14,10 @@ from typing import Literal
 import ccxt
 import pytest
 
-from lib import exchange
-from lib.config import ExchangeSection, Secrets
-from lib.state import RunRecord
-from lib.venue import KeyPermissions
+from lib.core.state import RunRecord
+from lib.core.venue import KeyPermissions
+from lib.execution import exchange
+from lib.ops.config import ExchangeSection, Secrets
 from tests.fakes.exchange_server import FakeBinance
 from tests.integration.conftest import Project
 

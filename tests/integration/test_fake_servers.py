@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import requests
 
-from lib.simulated import SimulatedParams
-from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.execution.simulated import SimulatedParams
 from tests.fakes.exchange_server import BAD_CANDLE_KINDS, FakeBinance, point_ccxt_at
 from tests.fakes.telegram_server import FakeTelegram
 

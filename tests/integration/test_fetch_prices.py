@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.ohlcv import KNOWN_GAP_COLUMNS, OHLCV_COLUMNS
-from lib.storage import exclusive_lock, read_parquet
-from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.core.storage import exclusive_lock, read_parquet
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.data.ohlcv import KNOWN_GAP_COLUMNS, OHLCV_COLUMNS
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project

@@ -3,9 +3,9 @@ fetch_prices → compute_signals → rebalance → report, twice; the second run
 
 from __future__ import annotations
 
-from lib.journal import parse_journal
-from lib.state import Positions, Targets
-from lib.storage import read_json, read_jsonl
+from lib.core.state import Positions, Targets
+from lib.core.storage import read_json, read_jsonl
+from lib.execution.journal import parse_journal
 from tests.integration.conftest import Project
 
 AS_OF = "2025-09-01T00:30:00Z"  # a day on which the simulated market is in a bullish regime

@@ -1,7 +1,7 @@
 """rebalance as a subprocess: paper mode on the simulated exchange, and testnet/live through real ccxt against
 FakeBinance (spot and USD-M perps). Every risk check tripping, faults on the order endpoint, SIGKILL mid-order
 then a re-run, refusals of live mode, bad inputs. Invariants checked throughout: one accepted order per client
-id on the exchange, a consistent journal (lib.journal.find_problems), targets reached, nothing written on a
+id on the exchange, a consistent journal (lib.execution.journal.find_problems), targets reached, nothing written on a
 refusal.
 """
 
@@ -18,11 +18,11 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from lib.journal import JournalEvent, compute_fill_positions, find_open_orders, find_problems, parse_journal
-from lib.paper import PaperSnapshot
-from lib.state import HaltRecord, Positions, Targets
-from lib.storage import read_json, read_jsonl, write_json_atomic
-from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.core.state import HaltRecord, Positions, Targets
+from lib.core.storage import read_json, read_jsonl, write_json_atomic
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.execution.journal import JournalEvent, compute_fill_positions, find_open_orders, find_problems, parse_journal
+from lib.execution.paper import PaperSnapshot
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.charts import PNG_SIGNATURE
-from lib.paths import ProjectPaths
-from lib.reporting import to_equity_csv_header
-from lib.state import Positions, RunRecord
-from lib.storage import append_jsonl, write_json_atomic, write_parquet_atomic
-from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.core.paths import ProjectPaths
+from lib.core.state import Positions, RunRecord
+from lib.core.storage import append_jsonl, write_json_atomic, write_parquet_atomic
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.ops.charts import PNG_SIGNATURE
+from lib.ops.reporting import to_equity_csv_header
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lib.errors import EXIT_LOCKED
-from lib.journal import JournalEvent, find_open_orders, find_problems, parse_journal
-from lib.ohlcv import format_ms
-from lib.paper import PaperSnapshot
-from lib.state import Positions, RunRecord
-from lib.storage import read_jsonl
-from lib.timeframes import MS_PER_DAY
-from lib.venue import OrderResult
+from lib.core.errors import EXIT_LOCKED
+from lib.core.state import Positions, RunRecord
+from lib.core.storage import read_jsonl
+from lib.core.timeframes import MS_PER_DAY
+from lib.core.venue import OrderResult
+from lib.data.ohlcv import format_ms
+from lib.execution.journal import JournalEvent, find_open_orders, find_problems, parse_journal
+from lib.execution.paper import PaperSnapshot
 from tests.fakes.exchange_server import BAD_CANDLE_KINDS, FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import SCRIPT_TIMEOUT_S, script_env

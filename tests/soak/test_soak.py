@@ -33,16 +33,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lib.errors import EXIT_HALTED
-from lib.exchange import MAX_NETWORK_RETRIES
-from lib.journal import JournalEvent
-from lib.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES, format_ms
-from lib.paper import PaperSnapshot
-from lib.reporting import parse_equity_csv
-from lib.state import HaltRecord, Positions, Targets
-from lib.storage import read_json, read_parquet
-from lib.symbols import to_slug
-from lib.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.core.errors import EXIT_HALTED
+from lib.core.state import HaltRecord, Positions, Targets
+from lib.core.storage import read_json, read_parquet
+from lib.core.symbols import to_slug
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES, format_ms
+from lib.execution.exchange import MAX_NETWORK_RETRIES
+from lib.execution.journal import JournalEvent
+from lib.execution.paper import PaperSnapshot
+from lib.ops.reporting import parse_equity_csv
 from tests.fakes.exchange_server import LOST_RESPONSE_MODES, FakeBinance, exchange_id
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project

@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.ensemble import EnsembleParams, compute_ensemble
-from lib.errors import IndicatorError
-from lib.indicators import INDICATORS
-from lib.signals import (
+from lib.core.errors import IndicatorError
+from lib.research.ensemble import EnsembleParams, compute_ensemble
+from lib.research.indicators import INDICATORS
+from lib.research.signals import (
     SIGNAL_NAMES,
     SignalParams,
     compute_base_signals,
     compute_signal_panel,
     realized_volatility,
 )
-from lib.universe import UniverseParams, eligible_mask
+from lib.research.universe import UniverseParams, eligible_mask
 from tests.helpers import SMALL, synthetic_candles
 
 TOTAL_BARS = 600

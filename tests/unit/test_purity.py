@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 LIB = Path(__file__).resolve().parents[2] / "lib"
-FORBIDDEN_IMPORTS = {"ccxt", "requests", "dotenv", "lib.storage", "lib.exchange", "lib.alerts", "lib.runner",
-                     "lib.config", "lib.fetcher", "lib.charts", "lib.retry", "os", "time", "socket", "subprocess",
-                     "shutil", "urllib", "http", "random", "loguru", "matplotlib"}
+FORBIDDEN_IMPORTS = {"ccxt", "requests", "dotenv", "lib.core.storage", "lib.execution.exchange", "lib.ops.alerts",
+                     "lib.ops.runner", "lib.ops.config", "lib.data.fetcher", "lib.ops.charts", "lib.core.retry",
+                     "os", "time", "socket", "subprocess", "shutil", "urllib", "http", "random", "loguru", "matplotlib"}
 FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval"}
 FORBIDDEN_ATTRIBUTES = {("time", "time"), ("datetime", "now"), ("datetime", "utcnow"), ("date", "today"),
                         ("os", "environ"), ("Path", "read_text"), ("Path", "write_text")}
 
 
 def lib_modules() -> list[Path]:
-    return sorted(path for path in LIB.glob("*.py") if path.name != "__init__.py")
+    return sorted(path for path in LIB.rglob("*.py") if path.name != "__init__.py")
 
 
 def first_docstring_line(path: Path) -> str:

@@ -7,7 +7,7 @@ import re
 import typing
 from pathlib import Path
 
-from lib.config import Config
+from lib.ops.config import Config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")

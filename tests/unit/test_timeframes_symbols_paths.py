@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from lib.errors import ConfigError
-from lib.paths import ProjectPaths, venue_dir_name
-from lib.symbols import from_slug, is_perpetual, is_stablecoin, split_symbol, to_perpetual, to_slug, to_spot
-from lib.timeframes import floor_ms, is_on_grid, last_closed_open_ms, periods_per_year, timeframe_ms
+from lib.core.errors import ConfigError
+from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.symbols import from_slug, is_perpetual, is_stablecoin, split_symbol, to_perpetual, to_slug, to_spot
+from lib.core.timeframes import floor_ms, is_on_grid, last_closed_open_ms, periods_per_year, timeframe_ms
 
 
 @pytest.mark.parametrize(

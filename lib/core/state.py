@@ -1,0 +1,300 @@
+"""Pure: the records kept in state/ (targets, positions, journal events, run records), their schema
+versions, and strict from_dict validation.
+
+A state file that fails validation is a StateError: it is never silently reset, because a silently
+reset position file is how a trading system buys everything twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lib.core.errors import StateError
+from lib.core.symbols import split_symbol
+
+TARGETS_SCHEMA_VERSION = 1
+POSITIONS_SCHEMA_VERSION = 1
+JOURNAL_SCHEMA_VERSION = 1
+RUN_RECORD_SCHEMA_VERSION = 1
+
+STRATEGIES = ("spot_long_only", "perp_market_neutral")
+"""The strategy names accepted in config and targets.json."""
+
+JOURNAL_EVENTS = ("planned", "sent", "filled", "rejected", "failed", "skipped", "risk_rejected")
+"""Journal event kinds, one JSON line each in state/orders.jsonl."""
+
+RunEvent = Literal["start", "finish"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One line of state/runs.jsonl: a script's start or finish, for the health check."""
+
+    script: str
+    run_id: str
+    event: RunEvent
+    now_ms: int
+    wall_ms: int
+    host: str
+    status: str
+    exit_code: int | None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": RUN_RECORD_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunRecord:
+        _require_version(raw, RUN_RECORD_SCHEMA_VERSION, "run record")
+        try:
+            return cls(
+                script=_str(raw, "script"), run_id=_str(raw, "run_id"), event=raw["event"],
+                now_ms=_int(raw, "now_ms"), wall_ms=_int(raw, "wall_ms"), host=_str(raw, "host"),
+                status=_str(raw, "status"), exit_code=raw.get("exit_code"), error=str(raw.get("error", "")),
+            )
+        except KeyError as error:
+            raise StateError(f"run record is missing {error}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Targets:
+    """state/targets.json: what compute_signals wants held, and why.
+
+    ``weights`` are signed fractions of equity (negative = short); ``breakdown`` maps each symbol to its
+    per-signal contributions, score and sizing inputs, so a person can see why a weight is what it is.
+    """
+
+    as_of_ms: int  # open time of the last closed candle the targets were computed from
+    created_ms: int
+    strategy: str
+    exchange: str
+    market_type: str
+    timeframe: str
+    weights: dict[str, float]
+    breakdown: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["notes"] = list(self.notes)
+        return {"schema_version": TARGETS_SCHEMA_VERSION, **document}
+
+    def signal_closes(self) -> dict[str, float]:
+        """The close of each symbol's signal candle (from the breakdown), for the price sanity check."""
+        closes: dict[str, float] = {}
+        for symbol, entry in self.breakdown.items():
+            close = entry.get("close") if isinstance(entry, dict) else None
+            if _is_finite(close) and float(close) > 0:  # type: ignore[arg-type]  # _is_finite: a real number
+                closes[symbol] = float(close)  # type: ignore[arg-type]
+        return closes
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Targets:
+        if not isinstance(raw, dict):
+            raise StateError("targets.json must hold a JSON object")
+        _require_version(raw, TARGETS_SCHEMA_VERSION, "targets.json")
+        strategy = _str(raw, "strategy")
+        if strategy not in STRATEGIES:
+            raise StateError(f"targets.json: unknown strategy {strategy!r}")
+        weights = raw.get("weights")
+        if not isinstance(weights, dict):
+            raise StateError("targets.json: weights must be an object")
+        for symbol, weight in weights.items():
+            _check_symbol(symbol, "targets.json weights")
+            if not _is_finite(weight):
+                raise StateError(f"targets.json: weight of {symbol} is not a finite number: {weight!r}")
+        breakdown = raw.get("breakdown", {})
+        if not isinstance(breakdown, dict):
+            raise StateError("targets.json: breakdown must be an object")
+        return cls(
+            as_of_ms=_int(raw, "as_of_ms"), created_ms=_int(raw, "created_ms"), strategy=strategy,
+            exchange=_str(raw, "exchange"), market_type=_str(raw, "market_type"), timeframe=_str(raw, "timeframe"),
+            weights={symbol: float(weight) for symbol, weight in weights.items()}, breakdown=breakdown,
+            data_fingerprint=str(raw.get("data_fingerprint", "")), notes=tuple(raw.get("notes", ())),
+        )
+
+
+def _require_version(raw: dict[str, Any], expected: int, what: str) -> None:
+    version = raw.get("schema_version")
+    if version != expected:
+        raise StateError(f"{what}: schema_version {version!r} is not supported (expected {expected})")
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(raw: dict[str, Any], key: str) -> int:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StateError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+def _float(raw: dict[str, Any], key: str, *, minimum: float | None = None) -> float:
+    value = raw.get(key)
+    if not _is_finite(value):
+        raise StateError(f"{key} must be a finite number, got {value!r}")
+    number = float(value)  # type: ignore[arg-type]  # _is_finite checked it is an int/float
+    if minimum is not None and number < minimum:
+        raise StateError(f"{key} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def _str(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise StateError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_symbol(symbol: Any, where: str) -> None:
+    try:
+        split_symbol(symbol)
+    except Exception:
+        raise StateError(f"{where}: invalid symbol {symbol!r}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Positions:
+    """state/positions.json, written only by rebalance: what the account holds after the last run.
+
+    ``amounts_base`` are signed (negative = short perp). ``paper`` holds the paper broker's snapshot
+    (lib.execution.paper.PaperSnapshot.to_dict()) in paper mode and is None otherwise (the exchange is the truth).
+    High-water mark and start-of-day equity feed the drawdown and daily-loss checks.
+    """
+
+    mode: str
+    venue: str
+    updated_ms: int
+    cash_quote: float
+    amounts_base: dict[str, float]
+    marks: dict[str, float]  # prices the book was valued at in the last run
+    equity_quote: float
+    high_water_mark_quote: float
+    day_start_ms: int
+    day_start_equity_quote: float
+    inception_ms: int
+    inception_equity_quote: float
+    fees_paid_quote: float = 0.0
+    last_rebalance_id: str = ""
+    paper: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": POSITIONS_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Positions:
+        if not isinstance(raw, dict):
+            raise StateError("positions.json must hold a JSON object")
+        _require_version(raw, POSITIONS_SCHEMA_VERSION, "positions.json")
+        amounts, marks = raw.get("amounts_base"), raw.get("marks")
+        if not isinstance(amounts, dict) or not isinstance(marks, dict):
+            raise StateError("positions.json: amounts_base and marks must be objects")
+        for where, mapping in (("amounts_base", amounts), ("marks", marks)):
+            for symbol, value in mapping.items():
+                _check_symbol(symbol, f"positions.json {where}")
+                if not _is_finite(value):
+                    raise StateError(f"positions.json: {where}[{symbol}] is not a finite number: {value!r}")
+        for symbol, price in marks.items():
+            if price <= 0:
+                raise StateError(f"positions.json: marks[{symbol}] must be > 0, got {price!r}")
+        paper = raw.get("paper")
+        if paper is not None and not isinstance(paper, dict):
+            raise StateError("positions.json: paper must be an object or null")
+        return cls(
+            mode=_str(raw, "mode"), venue=_str(raw, "venue"), updated_ms=_int(raw, "updated_ms"),
+            cash_quote=_float(raw, "cash_quote"), amounts_base={k: float(v) for k, v in amounts.items()},
+            marks={k: float(v) for k, v in marks.items()}, equity_quote=_float(raw, "equity_quote"),
+            high_water_mark_quote=_float(raw, "high_water_mark_quote", minimum=0.0),
+            day_start_ms=_int(raw, "day_start_ms"),
+            day_start_equity_quote=_float(raw, "day_start_equity_quote", minimum=0.0),
+            inception_ms=_int(raw, "inception_ms"),
+            inception_equity_quote=_float(raw, "inception_equity_quote", minimum=0.0),
+            fees_paid_quote=_float(raw, "fees_paid_quote", minimum=0.0),
+            last_rebalance_id=str(raw.get("last_rebalance_id", "")), paper=paper,
+        )
+
+
+HALT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaltRecord:
+    """state/halt.json, written by rebalance on a drawdown breach BEFORE it flattens; removed only by a person.
+
+    ``flattened`` turns true once the flatten orders all went through, so a run that died mid-flatten
+    finishes the flatten on the next run (and sends nothing else) instead of leaving the book half open.
+    """
+
+    created_ms: int
+    run_id: str
+    reason: str
+    detail: str
+    equity_quote: float
+    high_water_mark_quote: float
+    flattened: bool = False
+    flattened_ms: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": HALT_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> HaltRecord:
+        if not isinstance(raw, dict):
+            raise StateError("halt.json must hold a JSON object")
+        _require_version(raw, HALT_SCHEMA_VERSION, "halt.json")
+        flattened, flattened_ms = raw.get("flattened", False), raw.get("flattened_ms")
+        if not isinstance(flattened, bool):
+            raise StateError(f"halt.json: flattened must be true/false, got {flattened!r}")
+        if flattened_ms is not None and (isinstance(flattened_ms, bool) or not isinstance(flattened_ms, int)):
+            raise StateError(f"halt.json: flattened_ms must be an integer or null, got {flattened_ms!r}")
+        return cls(
+            created_ms=_int(raw, "created_ms"), run_id=_str(raw, "run_id"), reason=_str(raw, "reason"),
+            detail=str(raw.get("detail", "")), equity_quote=_float(raw, "equity_quote"),
+            high_water_mark_quote=_float(raw, "high_water_mark_quote"), flattened=flattened,
+            flattened_ms=flattened_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskBaselines:
+    """What the daily-loss and drawdown checks compare today's equity with, carried in positions.json."""
+
+    high_water_mark_quote: float
+    day_start_ms: int
+    day_start_equity_quote: float
+    inception_ms: int
+    inception_equity_quote: float
+    fees_paid_quote: float
+
+
+def roll_baselines(previous: Positions | None, *, equity_quote: float, now_ms: int,
+                   reset: bool = False) -> RiskBaselines:
+    """The baselines for a run at ``now_ms`` valued at ``equity_quote``.
+
+    The peak only rises. The day rolls at 00:00 UTC and starts from the last equity recorded before it
+    (``previous.equity_quote``: the close of the day as this system last saw it). The first run starts
+    everything from ``equity_quote``; so does ``reset`` (a person cleared a drawdown halt and accepts
+    today's book as the new baseline), which keeps inception and fees.
+    """
+    from lib.core.timeframes import MS_PER_DAY  # appended to this module: imports stay local to the addition
+
+    day_ms = now_ms - now_ms % MS_PER_DAY
+    if previous is None:
+        return RiskBaselines(high_water_mark_quote=equity_quote, day_start_ms=day_ms,
+                             day_start_equity_quote=equity_quote, inception_ms=now_ms,
+                             inception_equity_quote=equity_quote, fees_paid_quote=0.0)
+    if reset:
+        high_water, day_start_equity = equity_quote, equity_quote
+    else:
+        high_water = max(previous.high_water_mark_quote, equity_quote)
+        day_start_equity = previous.day_start_equity_quote if previous.day_start_ms == day_ms \
+            else previous.equity_quote
+    return RiskBaselines(high_water_mark_quote=high_water, day_start_ms=day_ms,
+                         day_start_equity_quote=day_start_equity, inception_ms=previous.inception_ms,
+                         inception_equity_quote=previous.inception_equity_quote,
+                         fees_paid_quote=previous.fees_paid_quote)

@@ -1,0 +1,107 @@
+"""Pure: the interfaces every venue implements, and the records that cross them.
+
+A *venue* is where market data comes from (`MarketData`) and where orders go (`Broker`):
+- `lib.execution.exchange.CcxtVenue` implements both over any ccxt exchange (testnet/live, or a fake server);
+- `lib.execution.simulated.SimulatedMarket` implements `MarketData` with deterministic synthetic markets;
+- `lib.execution.paper.PaperBroker` implements `Broker` as an in-memory account (paper mode).
+
+Amounts that reach a broker are `Decimal`, already rounded to the market's rules by lib/execution/orders.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+Side = Literal["buy", "sell"]
+OrderStatus = Literal["open", "closed", "canceled", "rejected", "expired"]
+
+OHLCV_ROW_LENGTH = 6
+"""A raw candle row is ``[open_time_ms, open, high, low, close, volume]`` (ccxt's layout)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketRules:
+    """What an exchange allows for one market, from ccxt's market structure.
+
+    ``amount_step`` is the lot size in base units (or contracts for perps); ``contract_size`` is
+    the base amount per contract (1 for spot and Binance linear perps).
+    """
+
+    symbol: str
+    base: str
+    quote: str
+    is_perpetual: bool
+    amount_step: Decimal
+    price_step: Decimal
+    min_amount_base: Decimal
+    max_amount_base: Decimal | None
+    min_notional_quote: Decimal
+    contract_size: Decimal = Decimal(1)
+    taker_fee_frac: float = 0.001
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderResult:
+    """What the venue says about one order (facts, not intent)."""
+
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    side: Side
+    status: OrderStatus
+    requested_amount_base: Decimal
+    filled_amount_base: Decimal
+    average_price: float | None
+    fee_quote: float
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holdings:
+    """Account snapshot: free quote cash and signed base amounts per symbol (negative = short)."""
+
+    cash_quote: float
+    amounts_base: dict[str, float]
+
+
+class MarketData(Protocol):
+    def load_markets(self) -> dict[str, MarketRules]: ...
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str, *, since_ms: int, limit: int) -> list[list[float]]:
+        """Candles with open time >= since_ms, oldest first, at most ``limit``; may include the forming one."""
+        ...
+
+    def fetch_funding_history(self, symbol: str, *, since_ms: int, limit: int) -> list[tuple[int, float]]:
+        """``(settlement_time_ms, rate)`` pairs with time >= since_ms, oldest first."""
+        ...
+
+    def fetch_last_prices(self, symbols: list[str]) -> dict[str, float]: ...
+
+
+class Broker(Protocol):
+    def fetch_holdings(self) -> Holdings: ...
+
+    def create_market_order(
+        self, symbol: str, side: Side, amount_base: Decimal, *, client_order_id: str, reduce_only: bool = False
+    ) -> OrderResult: ...
+
+    def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
+        """The order placed with this client id, or None if the venue never received it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyPermissions:
+    """What the exchange says the configured API key may do (facts read from the exchange, never assumed).
+
+    A key that can withdraw turns a leaked .env into lost funds, so live trading refuses one
+    (lib.ops.doctor.check_key_permissions). ``ip_restricted`` is None when the exchange does not say;
+    ``raw_source`` names where the facts came from, e.g. "binance GET /sapi/v1/account/apiRestrictions".
+    """
+
+    can_trade: bool
+    can_withdraw: bool
+    ip_restricted: bool | None
+    raw_source: str

@@ -1,0 +1,149 @@
+"""Edge: talks to a MarketData venue. Downloads the candles/funding a series is missing: explicit-`since`
+paging, forming candle dropped, validation with one re-fetch, gap re-requests. Writes nothing.
+
+The script decides what to do with the result (write it, or keep the stored file when it is bad):
+bad data never reaches the disk because `fetch_candle_update` raises DataError instead of returning it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from loguru import logger
+
+from lib.core.errors import DataError
+from lib.core.timeframes import last_closed_open_ms, timeframe_ms
+from lib.core.venue import MarketData
+from lib.data import funding, ohlcv
+
+MAX_PAGES_PER_SERIES = 100_000  # a bound on paging loops, in case a venue keeps returning the same page
+CLOSE_GRACE_MS = 30_000  # a candle counts as closed only this long after its close: our clock may run ahead
+
+
+@dataclass(frozen=True, slots=True)
+class CandleUpdate:
+    candles: pd.DataFrame  # merged: stored + new, validated
+    new_rows: int
+    known_gaps: pd.DataFrame  # merged known gaps (confirmed missing on the exchange)
+    new_gaps: list[tuple[int, int]]
+    jumps_kept: list[ohlcv.CandleProblem]
+    requests: int
+
+
+def fetch_candle_update(
+    venue: MarketData, symbol: str, timeframe: str, *, stored: pd.DataFrame | None, stored_gaps: pd.DataFrame | None,
+    backfill_start_ms: int, now_ms: int, limit: int, max_jump_frac: float,
+    on_page: Callable[[int], None] = lambda rows: None,
+) -> CandleUpdate:
+    """Everything new for one series, merged with what is stored.
+
+    Raises:
+        DataError: the venue's candles fail validation twice (nothing is returned, so nothing is written).
+    """
+    now_ms -= CLOSE_GRACE_MS
+    since_ms = ohlcv.next_since_ms(stored, timeframe, backfill_start_ms=backfill_start_ms)
+    last_closed_ms = last_closed_open_ms(now_ms, timeframe)
+    previous_close = float(stored["close"].iloc[-1]) if stored is not None and len(stored) else None
+    requests = 0
+
+    def download(start_ms: int, end_ms: int) -> pd.DataFrame:
+        nonlocal requests
+        frame, count = _download_range(venue, symbol, timeframe, start_ms=start_ms, end_ms=end_ms, limit=limit,
+                                       now_ms=now_ms, on_page=on_page)
+        requests += count
+        return frame
+
+    new = download(since_ms, last_closed_ms)
+    problems = ohlcv.validate(new, timeframe, max_jump_frac=max_jump_frac, previous_close=previous_close)
+    if problems:
+        logger.warning("{} {}: {} problem(s) in new candles ({}); re-fetching once", symbol, timeframe,
+                       len(problems), ohlcv.describe_problems(problems))
+        new = download(since_ms, last_closed_ms)
+        problems = ohlcv.validate(new, timeframe, max_jump_frac=max_jump_frac, previous_close=previous_close)
+        fatal = [problem for problem in problems if ohlcv.is_fatal(problem)]
+        if fatal:
+            raise DataError(f"{symbol} {timeframe}: exchange candles invalid after a re-fetch: "
+                            f"{ohlcv.describe_problems(fatal)}")
+    jumps_kept = list(problems)
+    for jump in jumps_kept:
+        logger.warning("{} {}: price jump kept after re-fetch: {}", symbol, timeframe, jump.detail)
+
+    base = stored if stored is not None else ohlcv.empty_frame()
+    merged = ohlcv.merge(base, new)
+    gaps = ohlcv.find_gaps(merged, timeframe, known_gaps=stored_gaps) if len(merged) else []
+    new_gaps: list[tuple[int, int]] = []
+    for gap_start, gap_end in gaps:
+        refill = download(gap_start, gap_end)
+        refill = refill[(refill["timestamp"] >= gap_start) & (refill["timestamp"] <= gap_end)]
+        fatal = [p for p in ohlcv.validate(refill, timeframe, max_jump_frac=max_jump_frac) if ohlcv.is_fatal(p)]
+        if fatal:
+            raise DataError(f"{symbol} {timeframe}: invalid candles while re-requesting a gap: "
+                            f"{ohlcv.describe_problems(fatal)}")
+        if len(refill):
+            logger.warning("{} {}: gap {}..{} re-fetched ({} candles)", symbol, timeframe, gap_start, gap_end,
+                           len(refill))
+            merged = ohlcv.merge(merged, refill)
+        for remaining in ohlcv.find_gaps(merged, timeframe, start_ms=gap_start, end_ms=gap_end,
+                                         known_gaps=stored_gaps):
+            logger.warning("{} {}: exchange has no candles {}..{}; recorded as a known gap", symbol, timeframe,
+                           *remaining)
+            new_gaps.append(remaining)
+    known_gaps = ohlcv.merge_gaps(stored_gaps, new_gaps, timeframe=timeframe)
+    return CandleUpdate(candles=merged, new_rows=len(merged) - len(base), known_gaps=known_gaps,
+                        new_gaps=new_gaps, jumps_kept=jumps_kept, requests=requests)
+
+
+def _download_range(
+    venue: MarketData, symbol: str, timeframe: str, *, start_ms: int, end_ms: int, limit: int, now_ms: int,
+    on_page: Callable[[int], None],
+) -> tuple[pd.DataFrame, int]:
+    """Closed candles with open time in [start_ms, end_ms], paging forward with an explicit since.
+
+    Always makes at least one request (so a no-op run still confirms the venue has nothing new).
+    """
+    step_ms = timeframe_ms(timeframe)
+    pages: list[pd.DataFrame] = []
+    cursor, requests = start_ms, 0
+    while requests == 0 or cursor <= end_ms:
+        if requests >= MAX_PAGES_PER_SERIES:
+            raise DataError(f"{symbol} {timeframe}: paging did not advance after {requests} requests")
+        page = ohlcv.to_frame(venue.fetch_ohlcv(symbol, timeframe, since_ms=cursor, limit=limit))
+        requests += 1
+        page = ohlcv.drop_forming(page[page["timestamp"] >= cursor], timeframe, now_ms=now_ms)
+        page = page[page["timestamp"] <= end_ms]
+        if page.empty:
+            break
+        pages.append(page)
+        on_page(len(page))
+        cursor = int(page["timestamp"].max()) + step_ms
+    frame = pd.concat(pages, ignore_index=True) if pages else ohlcv.empty_frame()
+    return frame, requests
+
+
+def fetch_funding_update(
+    venue: MarketData, symbol: str, *, stored: pd.DataFrame | None, backfill_start_ms: int, now_ms: int,
+    limit: int, max_abs_rate: float,
+) -> tuple[pd.DataFrame, int]:
+    """Stored funding history plus every settlement since the last stored one; (merged, new rows).
+
+    Raises:
+        DataError: the venue's funding rates fail validation (nothing is returned).
+    """
+    cursor = funding.next_funding_since_ms(stored, backfill_start_ms=backfill_start_ms)
+    pages: list[pd.DataFrame] = []
+    for _ in range(MAX_PAGES_PER_SERIES):
+        page = funding.to_funding_frame(venue.fetch_funding_history(symbol, since_ms=cursor, limit=limit))
+        page = page[(page["timestamp"] >= cursor) & (page["timestamp"] <= now_ms)]
+        if page.empty:
+            break
+        pages.append(page)
+        cursor = int(page["timestamp"].max()) + 1
+    new = pd.concat(pages, ignore_index=True) if pages else funding.to_funding_frame([])
+    problems = funding.validate_funding(new, max_abs_rate=max_abs_rate)
+    if problems:
+        raise DataError(f"{symbol} funding: invalid rates from the exchange: {'; '.join(problems[:5])}")
+    base = stored if stored is not None else funding.to_funding_frame([])
+    merged = funding.merge_funding(base, new)
+    return merged, len(merged) - len(base)

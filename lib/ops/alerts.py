@@ -1,0 +1,115 @@
+"""Edge: talks to the Telegram Bot API. The one alert path: `send(text, image=...)`.
+
+An alert that cannot be delivered is logged and reported as False; it never raises, so it can never
+crash a script or mask the script's real exit code. Without Telegram settings alerts go to the log only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import requests
+from loguru import logger
+
+from lib.core.retry import call_with_retry
+from lib.ops.config import AlertsSection, Secrets
+
+MESSAGE_LIMIT = 4096  # Telegram's maximum text length
+CAPTION_LIMIT = 1024  # Telegram's maximum photo caption length
+DELIVERY_ATTEMPTS = 3
+
+
+class TelegramRetryable(Exception):
+    def __init__(self, message: str, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def redactor(secrets: Secrets) -> Callable[[str], str]:
+    """A function that replaces every secret value in a text by ***."""
+    values = sorted(secrets.values(), key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for value in values:
+            text = text.replace(value, "***")
+        return text
+
+    return redact
+
+
+def send(
+    text: str,
+    *,
+    section: AlertsSection,
+    secrets: Secrets,
+    image: bytes | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> bool:
+    """Send ``text`` (and ``image`` as a PNG photo) to the configured chat; True when delivered."""
+    redact = redactor(secrets)
+    safe_text = redact(text)
+    if not secrets.has_telegram:
+        logger.warning("alert (Telegram not configured, log only): {}", safe_text)
+        return False
+    base = f"{section.telegram_base_url.rstrip('/')}/bot{secrets.telegram_bot_token}"
+    timeout_s = section.timeout_ms / 1000
+    try:
+        if image is None:
+            _post(base + "/sendMessage", timeout_s, sleep,
+                  json={"chat_id": secrets.telegram_chat_id, "text": safe_text[:MESSAGE_LIMIT]})
+        else:
+            caption = _cut_at_line(safe_text, CAPTION_LIMIT)
+            _post(base + "/sendPhoto", timeout_s, sleep, data={"chat_id": secrets.telegram_chat_id, "caption": caption},
+                  files={"photo": ("chart.png", image, "image/png")})
+            if len(safe_text) > CAPTION_LIMIT:
+                _post(base + "/sendMessage", timeout_s, sleep,
+                      json={"chat_id": secrets.telegram_chat_id, "text": safe_text[:MESSAGE_LIMIT]})
+    except Exception as error:  # never let an alert failure escape
+        logger.error("alert could not be delivered: {}", redact(f"{type(error).__name__}: {error}"))
+        return False
+    return True
+
+
+def _cut_at_line(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at the last line break when the text is longer."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return head[: head.rfind("\n")] if "\n" in head else head
+
+
+def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **payload: object) -> None:
+    def attempt() -> None:
+        try:
+            response = requests.post(url, timeout=timeout_s, **payload)  # type: ignore[arg-type]
+        except requests.RequestException as error:
+            # the URL holds the bot token: report the exception class only
+            raise TelegramRetryable(f"network error {type(error).__name__}", None) from None
+        if response.status_code == 429 or response.status_code >= 500:
+            retry_after = _retry_after(response)
+            raise TelegramRetryable(f"HTTP {response.status_code}", retry_after)
+        if response.status_code != 200:
+            raise RuntimeError(f"Telegram answered HTTP {response.status_code}: {response.text[:200]}")
+
+    options = {"sleep": sleep} if sleep is not None else {}
+    call_with_retry(
+        attempt,
+        what="telegram",
+        is_transient=lambda error: isinstance(error, TelegramRetryable),
+        retry_after_s=lambda error: getattr(error, "retry_after_s", None),
+        attempts=DELIVERY_ATTEMPTS,
+        max_delay_s=10.0,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        body = response.json()
+        return float(body["parameters"]["retry_after"])
+    except (ValueError, KeyError, TypeError):
+        header = response.headers.get("Retry-After")
+        try:
+            return float(header) if header else None
+        except ValueError:
+            return None

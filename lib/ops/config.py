@@ -1,0 +1,429 @@
+"""Edge: reads config.toml (+ COINBOT__ environment overrides) into one frozen, validated Config, and
+secrets from .env into a redacting Secrets.
+
+The one config loader. Each section is a frozen dataclass whose field defaults are the single source of
+tunables; sections of pure modules (signals, portfolio, risk, ...) are defined next to the code that
+uses them and composed here. Unknown keys, wrong types and out-of-range values raise ConfigError
+naming the dotted key. Secrets are never part of Config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from loguru import logger
+
+from lib.core.errors import ConfigError
+from lib.core.symbols import split_symbol
+from lib.core.timeframes import parse_time_ms, timeframe_ms
+from lib.execution.orders import OrderParams
+from lib.execution.paper import PaperParams
+from lib.execution.risk import RiskLimits
+from lib.execution.simulated import SimulatedParams
+from lib.ops.doctor import DoctorParams
+from lib.ops.health import HealthParams
+from lib.research.backtester import BacktestParams
+from lib.research.ensemble import EnsembleParams
+from lib.research.portfolio import PerpParams, SpotParams
+from lib.research.signals import SignalParams
+from lib.research.universe import UniverseParams
+from lib.research.walkforward import WalkForwardParams
+
+ENV_PREFIX = "COINBOT__"
+"""``COINBOT__SECTION__KEY=value`` overrides ``[section] key`` (values parsed as TOML, bare strings allowed)."""
+
+Mode = Literal["paper", "testnet", "live"]
+MarketType = Literal["spot", "swap"]
+
+DEFAULT_SYMBOLS = (
+    "BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "TRX/USDT",
+    "DOT/USDT", "LINK/USDT", "MATIC/USDT", "LTC/USDT", "BCH/USDT", "AVAX/USDT", "ATOM/USDT", "ETC/USDT",
+    "XLM/USDT", "UNI/USDT", "NEAR/USDT", "FIL/USDT", "AAVE/USDT", "ALGO/USDT", "EOS/USDT", "XMR/USDT",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExchangeSection:
+    """Where prices come from and orders go. ``id`` is any ccxt exchange id, or "simulated"."""
+
+    id: str = "simulated"
+    market_type: MarketType = "spot"
+    mode: Mode = "paper"
+    live_confirmed: bool = False
+    rest_base_url: str = ""  # replaces scheme+host of every ccxt API URL (tests, testnets, proxies)
+    timeout_ms: int = 10_000
+    enable_rate_limit: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.id or not self.id.replace("_", "").isalnum():
+            raise ConfigError(f"exchange.id must be a ccxt exchange id or 'simulated', got {self.id!r}")
+        if self.rest_base_url and not self.rest_base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"exchange.rest_base_url must start with http:// or https://, got {self.rest_base_url!r}")
+        if not 100 <= self.timeout_ms <= 120_000:
+            raise ConfigError(f"exchange.timeout_ms must be in [100, 120000], got {self.timeout_ms}")
+        if self.id == "simulated" and self.mode != "paper":
+            raise ConfigError("exchange.mode must be 'paper' with the simulated exchange")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataSection:
+    """What fetch_prices keeps under data/ and how strictly it checks it."""
+
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    timeframes: tuple[str, ...] = ("1d", "1h")
+    backfill_start: str = "2024-01-01"  # ISO date (UTC) of the first candle of a first run
+    fetch_limit: int = 1000  # candles per request (the exchange may cap it lower)
+    max_jump_frac: float = 0.5  # |close/prev_close - 1| beyond this is re-fetched once, then kept but reported
+    max_funding_abs_rate: float = 0.05
+    fetch_funding: bool = True  # for swap markets only
+    max_staleness_bars: int = 2  # compute_signals refuses data whose last closed candle is older than this
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ConfigError("data.symbols must not be empty")
+        for symbol in self.symbols:
+            try:
+                split_symbol(symbol)
+            except ConfigError as error:
+                raise ConfigError(f"data.symbols: {error}") from None
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ConfigError("data.symbols has duplicates")
+        if not self.timeframes:
+            raise ConfigError("data.timeframes must not be empty")
+        for timeframe in self.timeframes:
+            try:
+                timeframe_ms(timeframe)
+            except ConfigError as error:
+                raise ConfigError(f"data.timeframes: {error}") from None
+        to_backfill_start_ms(self.backfill_start)
+        if not 1 <= self.fetch_limit <= 5000:
+            raise ConfigError(f"data.fetch_limit must be in [1, 5000], got {self.fetch_limit}")
+        if not 0 < self.max_jump_frac <= 10:
+            raise ConfigError(f"data.max_jump_frac must be in (0, 10], got {self.max_jump_frac}")
+        if not 0 < self.max_funding_abs_rate <= 1:
+            raise ConfigError(f"data.max_funding_abs_rate must be in (0, 1], got {self.max_funding_abs_rate}")
+        if not 1 <= self.max_staleness_bars <= 1000:
+            raise ConfigError(f"data.max_staleness_bars must be in [1, 1000], got {self.max_staleness_bars}")
+
+    @property
+    def backfill_start_ms(self) -> int:
+        return to_backfill_start_ms(self.backfill_start)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PathsSection:
+    """Directories, relative to the config file's directory unless absolute."""
+
+    data_dir: str = "data"
+    state_dir: str = "state"
+    log_file: str = ""  # optional rotating log file (besides stderr); empty = stderr only
+
+    def __post_init__(self) -> None:
+        if not self.data_dir or not self.state_dir:
+            raise ConfigError("paths.data_dir and paths.state_dir must not be empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertsSection:
+    """Telegram delivery. Token and chat id are secrets (.env), not config."""
+
+    telegram_base_url: str = "https://api.telegram.org"
+    timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not self.telegram_base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"alerts.telegram_base_url must start with http(s)://, got {self.telegram_base_url!r}")
+        if not 100 <= self.timeout_ms <= 60_000:
+            raise ConfigError(f"alerts.timeout_ms must be in [100, 60000], got {self.timeout_ms}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSection:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rotation_mb: int = 10
+    retention_files: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rotation_mb <= 1000:
+            raise ConfigError(f"logging.rotation_mb must be in [1, 1000], got {self.rotation_mb}")
+        if not 1 <= self.retention_files <= 100:
+            raise ConfigError(f"logging.retention_files must be in [1, 100], got {self.retention_files}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategySection:
+    """Which strategy turns signals into targets, on which candles, how often."""
+
+    name: Literal["spot_long_only", "perp_market_neutral"] = "spot_long_only"
+    timeframe: str = "1d"  # candles the signals are computed on (must be one of data.timeframes)
+    rebalance_every_bars: int = 1  # backtest schedule; live cadence is the crontab's
+    benchmark_symbol: str = "BTC/USDT"  # regime filter, beta and the buy-and-hold benchmark
+    volatility_window_bars: int = 30  # realized volatility used for sizing
+
+    def __post_init__(self) -> None:
+        try:
+            timeframe_ms(self.timeframe)
+            split_symbol(self.benchmark_symbol)
+        except ConfigError as error:
+            raise ConfigError(f"strategy: {error}") from None
+        if not 1 <= self.rebalance_every_bars <= 10_000:
+            raise ConfigError(f"strategy.rebalance_every_bars must be in [1, 10000], got {self.rebalance_every_bars}")
+        if not 2 <= self.volatility_window_bars <= 10_000:
+            raise ConfigError(
+                f"strategy.volatility_window_bars must be in [2, 10000], got {self.volatility_window_bars}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    exchange: ExchangeSection = field(default_factory=ExchangeSection)
+    data: DataSection = field(default_factory=DataSection)
+    paths: PathsSection = field(default_factory=PathsSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+    simulated: SimulatedParams = field(default_factory=SimulatedParams)
+    strategy: StrategySection = field(default_factory=StrategySection)
+    signals: SignalParams = field(default_factory=SignalParams)
+    ensemble: EnsembleParams = field(default_factory=EnsembleParams)
+    universe: UniverseParams = field(default_factory=UniverseParams)
+    spot: SpotParams = field(default_factory=SpotParams)
+    perp: PerpParams = field(default_factory=PerpParams)
+    orders: OrderParams = field(default_factory=OrderParams)
+    risk: RiskLimits = field(default_factory=RiskLimits)
+    paper: PaperParams = field(default_factory=PaperParams)
+    backtest: BacktestParams = field(default_factory=BacktestParams)
+    walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
+    health: HealthParams = field(default_factory=HealthParams)
+    doctor: DoctorParams = field(default_factory=DoctorParams)
+    base_dir: Path = Path(".")  # the config file's directory (set by the loader, not a TOML key)
+
+    def __post_init__(self) -> None:
+        if self.strategy.timeframe not in self.data.timeframes:
+            raise ConfigError(f"strategy.timeframe {self.strategy.timeframe!r} must be one of data.timeframes")
+        wants_swap = self.strategy.name == "perp_market_neutral"
+        if wants_swap != (self.exchange.market_type == "swap"):
+            raise ConfigError(
+                f"strategy.name {self.strategy.name!r} needs exchange.market_type = "
+                f"{'swap' if wants_swap else 'spot'}"
+            )
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / self.paths.data_dir
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base_dir / self.paths.state_dir
+
+
+_NOT_FROM_TOML = frozenset({"base_dir"})
+
+
+def to_backfill_start_ms(iso_date: str) -> int:
+    return parse_time_ms(iso_date, what="data.backfill_start")
+
+
+def load_config(path: Path | str, *, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (TOML), apply ``COINBOT__SECTION__KEY`` overrides from ``environ``, validate.
+
+    Raises:
+        ConfigError: missing/unreadable file, bad TOML, unknown key, wrong type or out-of-range value.
+    """
+    config_path = Path(path)
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {config_path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {config_path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {config_path} is not valid TOML: {error}") from None
+    _apply_env_overrides(raw, os.environ if environ is None else environ)
+    config = _build(Config, raw, prefix="")
+    return dataclasses.replace(config, base_dir=config_path.resolve().parent)
+
+
+def load_alerts_section_best_effort(
+    path: Path | str, *, environ: typing.Mapping[str, str] | None = None
+) -> AlertsSection:
+    """The [alerts] section even when the rest of the config is invalid, so a config error can still alert."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        _apply_env_overrides(raw, os.environ if environ is None else environ)
+        return typing.cast(AlertsSection, _build(AlertsSection, raw.get("alerts", {}), prefix="alerts."))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        return AlertsSection()
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"environment override {name} must look like {ENV_PREFIX}SECTION__KEY")
+        section, key = parts
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare string such as paper or http://127.0.0.1:8080
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"environment override {name}: [{section}] is not a section")
+        target[key] = value
+
+
+def _build(cls: type, raw: Any, *, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _NOT_FROM_TOML}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
+    values = {name: _coerce(hints[name], raw[name], key=f"{prefix}{name}") for name in raw}
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid value in [{prefix.rstrip('.')}]: {error}") from None
+
+
+def _coerce(hint: Any, value: Any, *, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.")
+    if origin in (types.UnionType, typing.Union):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _coerce(options[0], value, key=key)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__}")
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_coerce(item_hint, item, key=f"{key}[{index}]") for index, item in enumerate(value))
+    return _coerce_scalar(hint, value, key=key)
+
+
+def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (
+            float("inf"),
+            float("-inf"),
+        ):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return float(value)
+    if hint is Decimal:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if not number.is_finite():
+            raise ConfigError(f"{key} must be finite, got {value!r}")
+        return number
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {hint!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Values from .env (or the process environment). repr never shows them."""
+
+    exchange_api_key: str = ""
+    exchange_api_secret: str = ""
+    exchange_api_password: str = ""
+    telegram_bot_token: str = ""
+    telegram_chat_id: str = ""
+
+    def __repr__(self) -> str:
+        return "Secrets(***)"
+
+    __str__ = __repr__
+
+    def values(self) -> list[str]:
+        """Every non-empty credential (for log/alert redaction). The chat id is an address, not a credential."""
+        credentials = (self.exchange_api_key, self.exchange_api_secret, self.exchange_api_password,
+                       self.telegram_bot_token)
+        return [value for value in credentials if value]
+
+    @property
+    def has_exchange_keys(self) -> bool:
+        return bool(self.exchange_api_key and self.exchange_api_secret)
+
+    @property
+    def has_telegram(self) -> bool:
+        return bool(self.telegram_bot_token and self.telegram_chat_id)
+
+
+SECRET_ENV_NAMES = {
+    "exchange_api_key": "COINBOT_EXCHANGE_API_KEY",
+    "exchange_api_secret": "COINBOT_EXCHANGE_API_SECRET",
+    "exchange_api_password": "COINBOT_EXCHANGE_API_PASSWORD",
+    "telegram_bot_token": "COINBOT_TELEGRAM_BOT_TOKEN",
+    "telegram_chat_id": "COINBOT_TELEGRAM_CHAT_ID",
+}
+
+
+def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = None) -> Secrets:
+    """Secrets from ``env_file`` (if present), overridden by the process environment.
+
+    Warns when the file is readable by group/others. Never logs a value.
+    """
+    file_values: dict[str, str | None] = {}
+    if env_file.is_file():
+        mode = env_file.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            logger.warning("{} is readable by other users; run: chmod 600 {}", env_file.name, env_file.name)
+        file_values = dotenv_values(env_file)
+    source = os.environ if environ is None else environ
+    values = {
+        attribute: (source.get(env_name) or file_values.get(env_name) or "").strip()
+        for attribute, env_name in SECRET_ENV_NAMES.items()
+    }
+    return Secrets(**values)
+
+
+def check_mode_allowed(exchange: ExchangeSection, secrets: Secrets, *, live_flag: bool) -> None:
+    """Refuse testnet/live without keys, and live without an explicit opt-in.
+
+    Raises:
+        ConfigError: with the reason and what to do.
+    """
+    if exchange.mode == "paper":
+        return
+    if not secrets.has_exchange_keys:
+        raise ConfigError(
+            f"exchange.mode={exchange.mode} needs COINBOT_EXCHANGE_API_KEY and COINBOT_EXCHANGE_API_SECRET in .env"
+        )
+    if exchange.mode == "live" and not (live_flag or exchange.live_confirmed):
+        raise ConfigError(
+            "exchange.mode=live trades real money: pass --live or set exchange.live_confirmed = true to confirm"
+        )

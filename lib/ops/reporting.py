@@ -1,0 +1,355 @@
+"""Pure: the daily report's numbers: the book marked to market, the equity.csv row layout, buy-and-hold
+benchmarks since inception, PnL for the day and since inception, metrics vs the benchmarks, the chart's
+frames and the summary text.
+
+The metrics are lib.research.metrics' (the backtest's), computed on the last equity.csv row of each UTC day, so the
+live numbers and the backtest's mean the same thing whatever the report's cron cadence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lib.core.errors import DataError, StateError
+from lib.core.state import Positions
+from lib.core.symbols import is_perpetual
+from lib.core.timeframes import MS_PER_DAY, floor_ms, last_closed_open_ms
+from lib.data.ohlcv import format_ms
+from lib.ops.health import HealthReport, to_health_table
+from lib.research.metrics import buy_and_hold_equity, drawdown_series, equal_weight_equity, summary_metrics
+
+EQUITY_COLUMNS = ("time_ms", "time_iso", "equity_quote", "btc_benchmark_quote", "basket_benchmark_quote",
+                  "fees_paid_quote", "exposure_gross_frac")
+"""state/equity.csv columns: report time (epoch ms UTC and ISO), marked equity, what the inception equity
+would be worth held in BTC / in an equal-weight basket of the universe, fees paid since inception, gross
+exposure as a fraction of equity. An unknown value (no benchmark prices) is an empty field."""
+METRICS_TIMEFRAME = "1d"  # metrics run on the last row of each UTC day
+METRIC_ROWS = (("total_return_frac", "total return", "pct"), ("max_drawdown_frac", "max drawdown", "pct"),
+               ("volatility_annual_frac", "volatility (ann.)", "pct"), ("sharpe", "sharpe", "num"),
+               ("sortino", "sortino", "num"))
+CURVE_NAMES = {"equity_quote": "strategy", "btc_benchmark_quote": "BTC buy & hold",
+               "basket_benchmark_quote": "equal-weight basket"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookMark:
+    """The book at report prices. ``values_quote`` are signed notionals (amount x price)."""
+
+    equity_quote: float
+    gross_exposure_quote: float
+    exposure_gross_frac: float  # NaN when equity <= 0
+    prices: dict[str, float]
+    values_quote: dict[str, float]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EquityRow:
+    time_ms: int
+    equity_quote: float
+    btc_benchmark_quote: float
+    basket_benchmark_quote: float
+    fees_paid_quote: float
+    exposure_gross_frac: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Performance:
+    equity_quote: float
+    day_pnl_quote: float
+    day_pnl_frac: float
+    day_reference: str  # what the day's PnL is measured against
+    inception_ms: int
+    inception_pnl_quote: float
+    inception_pnl_frac: float
+    btc_benchmark_quote: float
+    basket_benchmark_quote: float
+    fees_paid_quote: float
+    exposure_gross_frac: float
+    metrics: dict[str, dict[str, float]]  # curve name -> summary_metrics; {} with < 2 days of history
+    days: int  # UTC days with a report row
+    history_start_ms: int  # time of the first equity.csv row (the metrics' period starts there)
+
+
+@dataclass(frozen=True, slots=True)
+class ChartFrames:
+    """Columns = curve names, tz-aware UTC DatetimeIndex; drawdowns are fractions <= 0."""
+
+    curves_quote: pd.DataFrame
+    drawdowns_frac: pd.DataFrame
+
+
+def to_close_frame(candles_by_symbol: Mapping[str, pd.DataFrame], *, now_ms: int,
+                   timeframe: str) -> pd.DataFrame:
+    """Wide closes (index: candle open ms, one column per symbol) of the candles CLOSED at ``now_ms``."""
+    cutoff_ms = last_closed_open_ms(now_ms, timeframe)
+    columns = {symbol: frame.loc[frame["timestamp"] <= cutoff_ms].set_index("timestamp")["close"]
+               for symbol, frame in candles_by_symbol.items()}
+    wide = pd.DataFrame(columns, dtype="float64").sort_index()
+    wide.index = wide.index.astype("int64")
+    wide.index.name = "timestamp"
+    return wide
+
+
+def latest_prices(close_wide: pd.DataFrame) -> dict[str, float]:
+    """Each symbol's newest close (symbols without any close are left out)."""
+    return {str(symbol): float(column.dropna().iloc[-1]) for symbol, column in close_wide.items()
+            if column.notna().any()}
+
+
+def compute_mark_to_market(positions: Positions, prices: Mapping[str, float]) -> BookMark:
+    """equity = cash + sum(amount x price) for spot; + sum(amount x (price - mark)) for perps, whose
+    ``cash_quote`` already holds the unrealized PnL at the rebalance marks. A held symbol without a price
+    is valued at its rebalance mark (and noted).
+
+    Raises:
+        DataError: a held symbol has neither a price nor a mark.
+    """
+    equity, gross_quote = positions.cash_quote, 0.0
+    used: dict[str, float] = {}
+    values: dict[str, float] = {}
+    notes: list[str] = []
+    for symbol, amount in sorted(positions.amounts_base.items()):
+        if amount == 0:
+            continue
+        mark = positions.marks.get(symbol)
+        price = prices.get(symbol)
+        if price is None:
+            if mark is None:
+                raise DataError(f"cannot value {symbol}: no stored candle and no mark in positions.json; "
+                                "run fetch_prices")
+            price = mark
+            notes.append(f"{symbol} valued at the rebalance mark {mark:g} (no stored candle)")
+        if is_perpetual(symbol):
+            if mark is None:
+                raise StateError(f"positions.json holds the perp {symbol} without a mark: cannot value it")
+            equity += amount * (price - mark)
+        else:
+            equity += amount * price
+        used[symbol], values[symbol] = float(price), amount * float(price)
+        gross_quote += abs(values[symbol])
+    return BookMark(equity_quote=float(equity), gross_exposure_quote=gross_quote,
+                    exposure_gross_frac=gross_quote / equity if equity > 0 else math.nan,
+                    prices=used, values_quote=values, notes=tuple(notes))
+
+
+def compute_benchmark_curves(close_wide: pd.DataFrame, *, inception_ms: int, inception_equity_quote: float,
+                             timeframe: str, btc_symbol: str) -> pd.DataFrame:
+    """Buy-and-hold value of the inception equity, bought at the last close known at ``inception_ms``
+    (or the first stored one if later), in BTC and in an equal-weight basket of the symbols priced then.
+
+    Columns ``btc_benchmark_quote``, ``basket_benchmark_quote`` (NaN when there are no prices).
+    """
+    start_ms = last_closed_open_ms(inception_ms, timeframe)
+    before = close_wide.index[close_wide.index <= start_ms]
+    window = close_wide.loc[before[-1]:] if len(before) else close_wide
+    nan_curve = pd.Series(np.nan, index=window.index)
+    btc = window.get(btc_symbol)
+    btc_curve = (buy_and_hold_equity(btc, starting_capital_quote=inception_equity_quote)
+                 if btc is not None and btc.notna().any() else nan_curve)
+    basket_curve = (equal_weight_equity(window, starting_capital_quote=inception_equity_quote)
+                    if len(window) and window.iloc[0].notna().any() else nan_curve)
+    return pd.DataFrame({"btc_benchmark_quote": btc_curve, "basket_benchmark_quote": basket_curve})
+
+
+def to_equity_row(*, now_ms: int, mark: BookMark, benchmarks: pd.DataFrame,
+                  fees_paid_quote: float) -> EquityRow:
+    last = benchmarks.iloc[-1] if len(benchmarks) else pd.Series(dtype="float64")
+    return EquityRow(time_ms=now_ms, equity_quote=mark.equity_quote,
+                     btc_benchmark_quote=float(last.get("btc_benchmark_quote", math.nan)),
+                     basket_benchmark_quote=float(last.get("basket_benchmark_quote", math.nan)),
+                     fees_paid_quote=fees_paid_quote, exposure_gross_frac=mark.exposure_gross_frac)
+
+
+def to_equity_csv_header() -> str:
+    return ",".join(EQUITY_COLUMNS)
+
+
+def to_equity_csv_line(row: EquityRow) -> str:
+    """One CSV line (no newline); floats in repr (exact round trip), NaN as an empty field."""
+    def number(value: float) -> str:
+        return repr(float(value)) if math.isfinite(value) else ""
+
+    iso = pd.Timestamp(row.time_ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    numbers = (row.equity_quote, row.btc_benchmark_quote, row.basket_benchmark_quote, row.fees_paid_quote,
+               row.exposure_gross_frac)
+    return ",".join([str(row.time_ms), iso, *(number(value) for value in numbers)])
+
+
+def parse_equity_csv(text: str) -> tuple[pd.DataFrame, bool]:
+    """equity.csv text -> (frame with EQUITY_COLUMNS, whether the final line was torn and left out).
+
+    Raises:
+        StateError: wrong header, a malformed row, or times that do not increase.
+    """
+    lines = text.split("\n")
+    torn = lines[-1] != ""
+    body = lines[:-1]
+    if not body:
+        return empty_history(), torn
+    if body[0] != to_equity_csv_header():
+        raise StateError(f"equity.csv header is {body[0]!r}, expected {to_equity_csv_header()!r}")
+    rows = []
+    for number, line in enumerate(body[1:], start=2):
+        fields = line.split(",")
+        try:
+            if len(fields) != len(EQUITY_COLUMNS):
+                raise ValueError(f"{len(fields)} fields")
+            rows.append((int(fields[0]), fields[1], *(float(f) if f else math.nan for f in fields[2:])))
+        except ValueError as error:
+            raise StateError(f"equity.csv line {number} is malformed ({error}): {line[:120]!r}") from None
+    history = _history_frame(rows)
+    if not history["time_ms"].is_monotonic_increasing or history["time_ms"].duplicated().any():
+        raise StateError("equity.csv times are not strictly increasing; fix or move the file aside")
+    return history, torn
+
+
+def empty_history() -> pd.DataFrame:
+    return _history_frame([])
+
+
+def _history_frame(rows: Sequence[tuple[object, ...]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(EQUITY_COLUMNS))
+    return frame.astype({column: "float64" for column in EQUITY_COLUMNS[2:]} | {"time_ms": "int64",
+                                                                                "time_iso": "object"})
+
+
+def is_new_row(history: pd.DataFrame, time_ms: int) -> bool:
+    """False when the history already reaches ``time_ms`` (a re-run at the same or an earlier time)."""
+    return history.empty or int(history["time_ms"].iloc[-1]) < time_ms
+
+
+def append_row(history: pd.DataFrame, row: EquityRow) -> pd.DataFrame:
+    """The history as it reads after appending ``row`` (unchanged when ``row`` is not new)."""
+    if not is_new_row(history, row.time_ms):
+        return history
+    added, _ = parse_equity_csv(f"{to_equity_csv_header()}\n{to_equity_csv_line(row)}\n")
+    rows = [*history.itertuples(index=False, name=None), *added.itertuples(index=False, name=None)]
+    return _history_frame(rows)
+
+
+def to_daily_history(history: pd.DataFrame) -> pd.DataFrame:
+    """The last row of each UTC day, indexed by that day's start (ms)."""
+    days_ms = (history["time_ms"] - history["time_ms"] % MS_PER_DAY).rename("day_ms")
+    last_rows = history.groupby(days_ms, sort=True).tail(1)
+    return last_rows.set_index(days_ms.loc[last_rows.index])
+
+
+def compute_day_reference(history: pd.DataFrame, *, now_ms: int, day_start_equity_quote: float,
+                          day_start_ms: int) -> tuple[float, str]:
+    """The equity the day's PnL is measured from: the last report row of the previous UTC day, else the
+    rebalance's start-of-day equity."""
+    today_ms = floor_ms(now_ms, "1d")
+    earlier = history[(history["time_ms"] < today_ms) & (history["time_ms"] >= today_ms - MS_PER_DAY)]
+    if len(earlier) and math.isfinite(earlier["equity_quote"].iloc[-1]):
+        return float(earlier["equity_quote"].iloc[-1]), f"report {earlier['time_iso'].iloc[-1]}"
+    return day_start_equity_quote, f"day start {format_ms(day_start_ms)}"
+
+
+def compute_curve_metrics(history: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """summary_metrics of the strategy and each benchmark over the same days ({} with < 2 days)."""
+    daily = to_daily_history(history)
+    out: dict[str, dict[str, float]] = {}
+    for column, name in CURVE_NAMES.items():
+        curve = daily[column].astype("float64")
+        if len(curve) >= 2 and curve.notna().all():
+            out[name] = summary_metrics(curve, timeframe=METRICS_TIMEFRAME)
+    return out
+
+
+def compute_performance(history: pd.DataFrame, positions: Positions, row: EquityRow, *,
+                        now_ms: int) -> Performance:
+    """PnL for the day and since inception, and the metrics of ``history`` (which holds ``row``)."""
+    reference, label = compute_day_reference(history, now_ms=now_ms, day_start_ms=positions.day_start_ms,
+                                             day_start_equity_quote=positions.day_start_equity_quote)
+    inception = positions.inception_equity_quote
+    return Performance(
+        equity_quote=row.equity_quote, day_pnl_quote=row.equity_quote - reference,
+        day_pnl_frac=row.equity_quote / reference - 1 if reference > 0 else math.nan, day_reference=label,
+        inception_ms=positions.inception_ms, inception_pnl_quote=row.equity_quote - inception,
+        inception_pnl_frac=row.equity_quote / inception - 1 if inception > 0 else math.nan,
+        btc_benchmark_quote=row.btc_benchmark_quote, basket_benchmark_quote=row.basket_benchmark_quote,
+        fees_paid_quote=row.fees_paid_quote, exposure_gross_frac=row.exposure_gross_frac,
+        metrics=compute_curve_metrics(history), days=len(to_daily_history(history)),
+        history_start_ms=int(history["time_ms"].iloc[0]) if len(history) else row.time_ms,
+    )
+
+
+def build_chart_frames(history: pd.DataFrame) -> ChartFrames:
+    """Equity and benchmark curves of the history, and each one's drawdown (curves without data dropped)."""
+    index = pd.DatetimeIndex(pd.to_datetime(history["time_ms"].to_numpy(), unit="ms", utc=True), name="time")
+    shown = {column: name for column, name in CURVE_NAMES.items() if history[column].notna().any()}
+    curves = pd.DataFrame({name: history[column].to_numpy(dtype="float64") for column, name in shown.items()},
+                          index=index)
+    drawdowns = pd.DataFrame({name: drawdown_series(curve.ffill()) for name, curve in curves.items()},
+                             index=index)
+    return ChartFrames(curves, drawdowns)
+
+
+def build_summary_text(*, now_ms: int, title: str, health: HealthReport, quote: str,
+                       performance: Performance | None = None, mark: BookMark | None = None,
+                       notes: Sequence[str] = (), max_positions: int = 10) -> str:
+    """The Telegram summary (plain text). Without a performance (no positions.json yet) it says so."""
+    lines = [f"coinbot report {format_ms(now_ms)} ({title})"]
+    if performance is None or mark is None:
+        lines.append("no positions yet: state/positions.json does not exist (rebalance has not run)")
+    else:
+        lines += _performance_lines(performance, mark, quote=quote, max_positions=max_positions)
+    lines += [f"note: {note}" for note in notes]
+    return "\n".join([*lines, "", to_health_table(health)])
+
+
+def _performance_lines(perf: Performance, mark: BookMark, *, quote: str, max_positions: int) -> list[str]:
+    inception = format_ms(perf.inception_ms)[:10]
+    day_frac = _pct(perf.day_pnl_frac, signed=True)
+    inception_frac = _pct(perf.inception_pnl_frac, signed=True)
+    lines = [
+        f"equity {_money(perf.equity_quote)} {quote}",
+        f"day {_signed(perf.day_pnl_quote)} {quote} ({day_frac}) vs {perf.day_reference}",
+        f"since {inception}: {_signed(perf.inception_pnl_quote)} {quote} ({inception_frac})",
+        f"buy & hold since {inception}: BTC {_money(perf.btc_benchmark_quote)}, "
+        f"basket {_money(perf.basket_benchmark_quote)}",
+        f"exposure gross {_pct(perf.exposure_gross_frac)}, fees paid {_money(perf.fees_paid_quote)} {quote}",
+    ]
+    held = sorted(mark.values_quote.items(), key=lambda item: -abs(item[1]))
+    for symbol, value in held[:max_positions]:
+        share = value / perf.equity_quote if perf.equity_quote > 0 else math.nan
+        lines.append(f"  {symbol} {_money(value)} ({_pct(share)}) @ {mark.prices[symbol]:g}")
+    if len(held) > max_positions:
+        lines.append(f"  ... and {len(held) - max_positions} more")
+    lines += [f"note: {note}" for note in mark.notes]
+    if perf.metrics:
+        names = list(perf.metrics)
+        lines.append(f"metrics since {format_ms(perf.history_start_ms)[:10]} ({perf.days} daily closes): "
+                     + " | ".join(names))
+        for key, label, kind in METRIC_ROWS:
+            cells = [_pct(perf.metrics[name][key]) if kind == "pct" else _num(perf.metrics[name][key])
+                     for name in names]
+            lines.append(f"  {label}: " + " | ".join(cells))
+    else:
+        lines.append("metrics: need 2+ days of equity history")
+    return lines
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}" if math.isfinite(value) else "n/a"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+,.2f}" if math.isfinite(value) else "n/a"
+
+
+def _pct(value: float, *, signed: bool = False) -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    value += 0.0  # -0.0 -> 0.0, so a zero is never shown as "-0.0%"
+    return f"{value:+.2%}" if signed else f"{value:.1%}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "n/a"
