@@ -73,6 +73,10 @@ class ProjectPaths:
     def backtest_dir(self, run_id: str) -> Path:
         return self.state_dir / "backtests" / _checked(run_id)
 
+    def research_dir(self, run_id: str) -> Path:
+        """One research-protocol run (scripts/research.py): report.json, report.md, charts."""
+        return self.state_dir / "research" / _checked(run_id)
+
 
 def _checked(name: str) -> str:
     if not _SAFE_NAME.match(name) or name in {".", ".."}:

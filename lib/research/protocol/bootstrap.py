@@ -60,10 +60,11 @@ def sharpe_difference_interval(strategy: pd.Series, benchmark: pd.Series, params
     difference = sharpe[:, 0] - sharpe[:, 1]
     difference = difference[np.isfinite(difference)]
     tail = (1.0 - params.confidence) / 2.0
-    low, high = np.quantile(difference, [tail, 1.0 - tail])
+    low, high = np.quantile(difference, [tail, 1.0 - tail]) if len(difference) else (np.nan, np.nan)
     point = float(sharpe_per_period(both, axis=0)[0] - sharpe_per_period(both, axis=0)[1]) * ANNUALIZE
     return {
         "difference": point, "low": float(low), "high": float(high), "confidence": params.confidence,
-        "share_not_better": float((difference <= 0).mean()), "resamples": float(len(difference)),
+        "share_not_better": float((difference <= 0).mean()) if len(difference) else float("nan"),
+        "resamples": float(len(difference)),
         "mean_block_days": params.mean_block_days, "seed": float(params.seed),
     }  # fmt: skip

@@ -2,7 +2,8 @@
 
 Sharpe here is PER PERIOD (mean / sample std of daily returns, risk-free 0) unless a name says
 ``annual``; annualizing multiplies by sqrt(365) (``lib.core.timeframes.periods_per_year("1d")``), the
-project's crypto calendar. Undefined values (fewer than 2 returns, zero volatility) are NaN, never inf.
+project's crypto calendar. Undefined values (fewer than 2 returns, a constant non-zero return) are NaN,
+never inf; an all-cash (all-zero) series has Sharpe 0.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def check_returns_matrix(returns: pd.DataFrame, benchmark: pd.Series | None = No
 
 
 def sharpe_per_period(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """mean / std (ddof=1) along ``axis``; NaN where undefined."""
+    """mean / std (ddof=1) along ``axis``; 0 for a flat (all-zero) series, NaN for fewer than 2 values."""
     values = np.asarray(values, dtype=float)
     count = values.shape[axis]
     if count < 2:
@@ -55,8 +56,16 @@ def sharpe_per_period(values: np.ndarray, axis: int = 0) -> np.ndarray:
         del shape[axis]
         return np.full(shape, np.nan)
     mean, std = values.mean(axis=axis), values.std(axis=axis, ddof=1)
+    return ratio_or_flat(mean, std)
+
+
+def ratio_or_flat(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """mean / std where std > 0; a flat series (all cash: mean 0, std 0) has Sharpe 0, so that staying out
+    of the market competes (it beats a loser); a constant non-zero return is NaN (not a tradeable result)."""
+    flat = 1e-15
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(std > 0, mean / np.where(std > 0, std, 1.0), np.nan)
+        ratio = mean / np.where(std > flat, std, 1.0)
+    return np.where(std > flat, ratio, np.where(np.abs(mean) <= flat, 0.0, np.nan))
 
 
 def sharpe_annual(returns: pd.Series | pd.DataFrame) -> float | pd.Series:
@@ -75,7 +84,7 @@ def max_drawdown_frac(returns: pd.Series) -> float:
     """Largest fall from a running peak of the compounded returns, as a positive fraction; the peak
     includes the starting capital (a loss on day one is a drawdown)."""
     equity = np.concatenate([[1.0], equity_from_returns(returns).to_numpy()])
-    return float(-(equity / np.maximum.accumulate(equity) - 1.0).min())
+    return float(max(0.0, -(equity / np.maximum.accumulate(equity) - 1.0).min()))
 
 
 def cagr_frac(returns: pd.Series) -> float:

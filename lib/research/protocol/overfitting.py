@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from lib.core.errors import ConfigError, DataError
-from lib.research.protocol.frame import ANNUALIZE, check_returns_matrix, sharpe_per_period
+from lib.research.protocol.frame import ANNUALIZE, check_returns_matrix, ratio_or_flat, sharpe_per_period
 
 EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()
@@ -99,9 +99,7 @@ def _pooled_sharpe(member: np.ndarray, count: np.ndarray, total: np.ndarray, squ
     n = member @ count
     mean = (member @ total) / n[:, None]
     variance = ((member @ squares) - n[:, None] * mean**2) / (n[:, None] - 1)
-    std = np.sqrt(np.clip(variance, 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(std > 1e-15, mean / np.where(std > 1e-15, std, 1.0), np.nan)
+    return ratio_or_flat(mean, np.sqrt(np.clip(variance, 0.0, None)))
 
 
 def expected_max_sharpe(n_trials: int, trial_sharpe_variance: float) -> float:
