@@ -95,3 +95,11 @@ def test_too_short_or_gappy_data_is_refused() -> None:
     gappy = noise(100, 2, seed=1).drop(index=days(100)[50])
     with pytest.raises(DataError, match="consecutive"):
         walk_forward(gappy, CalendarLayout(train="20D", test="10D"))
+
+
+def test_an_all_cash_configuration_has_sharpe_zero_and_beats_a_loser() -> None:
+    returns = noise(200, 2, seed=9)
+    returns["c0"] = 0.0
+    returns["c1"] = np.tile([-0.01, 0.005], 100)  # loses 0.25 % a day on average
+    outcome = walk_forward(returns, CalendarLayout(train="60D", test="30D"))
+    assert set(outcome.table["chosen"]) == {"c0"} and set(outcome.table["train_score"]) == {0.0}
