@@ -104,7 +104,7 @@ def _run(ctx: RunContext) -> None:
     oos = result.walk_forward_oos
     outputs: dict[str, Any] = {
         "returns.parquet": matrix.assign(btc_buy_and_hold=btc).reset_index(names="date"),
-        "oos_equity.png": charts.render_equity_chart(*oos_curves(result, matrix, btc), title=(
+        "oos_equity.png": charts.render_equity_chart(*oos_curves(result, matrix, btc), quote="growth of 1", title=(
             f"walk-forward OOS {oos.index[0]:%Y-%m-%d} → {oos.index[-1]:%Y-%m-%d}, net of costs")),
         "distributions.png": charts.render_distribution_chart(
             distribution_panels(result, report), title=f"{report['protocol']['trial_count']} trials"),
