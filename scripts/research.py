@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from lib.core import storage
-from lib.core.errors import ConfigError, DataError
+from lib.core.errors import ConfigError
 from lib.ops import charts
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research import backtest_study as study
@@ -29,8 +29,8 @@ from lib.research import candidates as registry
 from lib.research.protocol.bootstrap import BootstrapParams
 from lib.research.protocol.cpcv import CpcvParams
 from lib.research.protocol.markdown import render_markdown
-from lib.research.protocol.report import build_report, distribution_panels, oos_curves
-from lib.research.protocol.run import ProtocolParams, holdout_section, run_protocol
+from lib.research.protocol.report import build_report, distribution_panels, final_holdout, oos_curves
+from lib.research.protocol.run import ProtocolParams, run_protocol
 from lib.research.protocol.walkforward import CalendarLayout
 from scripts.backtest import _read_candles, _read_funding, _sources
 
@@ -99,8 +99,9 @@ def _run(ctx: RunContext) -> None:
                           families=pd.Series({trial.name: trial.family for trial in trials}))
     digest = hashlib.sha256(repr((sorted(runs), matrix.shape, float(matrix.to_numpy().sum()))).encode()).hexdigest()
     run_id = args.run_id or f"research-{datetime.fromtimestamp(ctx.now_ms / 1000, UTC):%Y%m%dT%H%M%SZ}-{digest[:8]}"
+    earlier = {name for record in storage.read_jsonl(ctx.paths.research_ledger)[0] for name in record["candidates"]}
     report = build_report(result, data, trials, run_id=run_id, research_end=args.research_end,
-                          source=str(args.data_dir or ctx.config.data_dir))
+                          source=str(args.data_dir or ctx.config.data_dir), tried_in_all_runs=len(earlier | set(runs)))
     oos = result.walk_forward_oos
     outputs: dict[str, Any] = {
         "returns.parquet": matrix.assign(btc_buy_and_hold=btc).reset_index(names="date"),
@@ -111,6 +112,7 @@ def _run(ctx: RunContext) -> None:
         "report.json": report, "report.md": render_markdown(report).encode(),
     }  # fmt: skip
     _write(ctx.paths.research_dir(run_id), outputs)
+    storage.append_jsonl(ctx.paths.research_ledger, {"run_id": run_id, "candidates": sorted(runs)})
     protocol = report["protocol"]
     print(f"research {run_id}: {matrix.shape[1]} trials over {len(matrix)} days; chosen {result.chosen}; PBO "
           f"{(protocol['pbo'] or {}).get('pbo')}; DSR {protocol['selection']['deflated_sharpe']['dsr']}")
@@ -119,21 +121,11 @@ def _run(ctx: RunContext) -> None:
 def _final_holdout(ctx: RunContext, report_path: Path) -> None:
     """The ONE evaluation of the already chosen configuration after the research end; appended, never re-selected."""
     report = storage.read_json(report_path)
-    if report.get("final_holdout"):
-        raise ConfigError(f"{report_path} already has its final hold-out; it is evaluated exactly once")
-    chosen, end_ms = report["protocol"]["selection"]["chosen"], study.parse_time_ms(report["research_end"], is_end=True)
-    holdout_end_ms = study.parse_time_ms(ctx.args.holdout_end, is_end=True)
-    data = _load(ctx, holdout_end_ms)
-    recorded = next(c for c in report["candidates"] if c["name"] == chosen)
-    candidate = registry.Candidate(chosen, recorded["family"], recorded["settings"])
-    run = registry.evaluate_candidate(candidate, data, start_ms=end_ms + 1, end_ms=holdout_end_ms)
-    btc = registry.benchmark_returns(data).reindex(run.returns.index)
-    if btc.isna().any():
-        raise DataError("BTC has no candle on some hold-out day of the chosen configuration")
-    report["final_holdout"] = study.json_safe(holdout_section(chosen, run.returns, btc, BootstrapParams(
-        resamples=ctx.args.resamples, seed=ctx.args.seed)))
+    data = _load(ctx, holdout_end_ms := study.parse_time_ms(ctx.args.holdout_end, is_end=True))
+    report["final_holdout"] = final_holdout(report, data, holdout_end_ms=holdout_end_ms, bootstrap=BootstrapParams(
+        resamples=ctx.args.resamples, seed=ctx.args.seed))
     _write(report_path.parent, {"report.json": report, "report.md": render_markdown(report).encode()})
-    print(f"final hold-out of {chosen}: {report['final_holdout']['strategy']} vs BTC "
+    print(f"final hold-out of {report['final_holdout']['chosen']}: {report['final_holdout']['strategy']} vs BTC "
           f"{report['final_holdout']['btc_buy_and_hold']}")
 
 

@@ -95,8 +95,17 @@ def test_research_report_trials_and_the_hold_out(ready: Project, tmp_path: Path)
     pd.testing.assert_frame_equal(pd.read_parquet(other / "returns.parquet"), returns)
     assert json.loads((other / "report.json").read_text())["protocol"] == protocol
 
+    assert json.loads((other / "report.json").read_text())["tried_in_all_runs"] == TRIALS  # same 12 names again
+    assert len((ready.state / "research" / "trials.jsonl").read_text().splitlines()) == 2
+
     refused = ready.run("research", "--data-dir", str(data), "--research-end", "2023-06-30", "--run-id", "c")
     assert refused.returncode == EXIT_CONFIG and not (ready.state / "research" / "c").exists()
+
+    # the hold-out refuses to test settings the research did not run with
+    ready.write_config(CONFIG.replace("regime_filter = false", "regime_filter = true"))
+    changed = ready.run("research", "--data-dir", str(data), "--final-holdout", str(out / "report.json"))
+    assert changed.returncode == EXIT_CONFIG and "final_holdout" not in json.loads((out / "report.json").read_text())
+    ready.write_config(CONFIG)
 
     # the hold-out: the chosen configuration only, appended once, the selection untouched
     held = ready.run("research", "--data-dir", str(data), "--final-holdout", str(out / "report.json"))

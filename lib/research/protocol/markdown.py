@@ -43,7 +43,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"# Research report {report['run_id']}", "",
         f"Research period {proto['period']['start']} → {proto['period']['end']} ({proto['period']['days']} days; "
         f"nothing after {report['research_end']} was read). Data: {report['source']}. Families: "
-        f"{', '.join(report['families'])}. **Trials: {proto['trial_count']}** (every configuration evaluated).", "",
+        f"{', '.join(report['families'])}. **Trials: {proto['trial_count']}** (every configuration evaluated; "
+        f"{report.get('tried_in_all_runs', '–')} distinct configurations across all research runs so far).", "",
         f"Selection rule (stated before the run): {proto['rule']}.", "",
         "## Verdict", "",
         f"- **Chosen: `{selection['chosen']}`** — {selection['reason']}.",
