@@ -123,7 +123,7 @@ def test_research_report_trials_and_the_hold_out(ready: Project, tmp_path: Path)
 
 @pytest.mark.realdata
 def test_research_on_real_binance_data(ready: Project, shared_data_dir: Path) -> None:
-    coins = ("BTC-USDT", "ETH-USDT", "ADA-USDT", "LTC-USDT", "XRP-USDT", "BNB-USDT")
+    coins = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "LTC/USDT", "XRP/USDT", "BNB/USDT")
     out = research(ready, shared_data_dir, "--symbols", *coins, "--run-id", "real")
     report = json.loads((out / "report.json").read_text())
     assert report["protocol"]["trial_count"] == TRIALS
