@@ -106,7 +106,7 @@ def run_protocol(
         "done_when": _done_when(oos_summary, btc_oos_summary, chosen_summary, btc_summary),
         "trials": {name: {key: _plain(value) for key, value in row.items()}
                    for name, row in trials.to_dict("index").items()},
-        "caveats": list(CAVEATS),
+        "caveats": [*CAVEATS, *_data_caveats(returns, walk.table)],
     }  # fmt: skip
     return ProtocolResult(document=document, chosen=selection.chosen, walk_forward_oos=oos,
                           cpcv_path_sharpe_annual=cpcv.path_sharpe_annual, trial_sharpe_annual=trial_sharpe,
@@ -124,6 +124,18 @@ def holdout_section(chosen: str, returns: pd.Series, benchmark: pd.Series, param
         "sharpe_above_btc": bool(mine["sharpe"] > btc["sharpe"]),
         "max_drawdown_at_most_half_btc": bool(mine["max_drawdown_frac"] <= 0.5 * btc["max_drawdown_frac"]),
     }  # fmt: skip
+
+
+def _data_caveats(returns: pd.DataFrame, windows: pd.DataFrame) -> list[str]:
+    """Warnings that depend on this run's data: too few walk-forward windows, duplicate trial columns."""
+    notes = []
+    if len(windows) < 4:
+        notes.append(f"Only {len(windows)} walk-forward windows: the stitched OOS series is too short to judge on "
+                     "its own; weigh the CPCV paths and PBO more.")
+    if duplicates := int(returns.T.duplicated().sum()):
+        notes.append(f"{duplicates} configuration(s) produced returns identical to an earlier one (a setting "
+                     "without effect on this data); they are still counted as trials.")
+    return notes
 
 
 def _done_when(oos: dict[str, float], btc_oos: dict[str, float], chosen: dict[str, float],
