@@ -64,8 +64,8 @@ def run_protocol(
     check_returns_matrix(returns, benchmark)
     trial_sharpe = sharpe_annual(returns)
     assert isinstance(trial_sharpe, pd.Series)
-    walk = walk_forward(returns, params.walk_forward, tie_break=cost)
-    cpcv = run_cpcv(returns, params.cpcv, tie_break=cost)
+    walk = walk_forward(returns, params.walk_forward)  # no cost tie-break: turnover spans the test days too
+    cpcv = run_cpcv(returns, params.cpcv)
     median_test = cpcv.config_test_sharpe_annual.median(axis=0)
     pbo = probability_of_backtest_overfitting(returns, blocks=params.pbo_blocks) if returns.shape[1] > 1 else None
     selection = select(returns, benchmark, median_test, params.rule, cost=cost)
