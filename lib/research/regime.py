@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import multivariate_normal
 
 from lib.core.errors import ConfigError
 from lib.core.timeframes import periods_per_year
@@ -117,13 +116,30 @@ def fit_hmm(
     return params if finite else None
 
 
+def gaussian_logpdf(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Multivariate normal log density of each row of ``x`` (numpy only: no scipy import at run time)."""
+    diff = x - mean
+    _, logdet = np.linalg.slogdet(cov)
+    mahalanobis = np.einsum("ij,ij->i", diff @ np.linalg.inv(cov), diff)
+    return -0.5 * (x.shape[1] * np.log(2.0 * np.pi) + logdet + mahalanobis)
+
+
+def params_to_dict(params: HmmParams) -> dict[str, object]:
+    """JSON-ready form of a fit, for a research step to store and compute_signals to read."""
+    return {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in vars(params).items()}
+
+
+def params_from_dict(document: dict[str, object]) -> HmmParams:
+    arrays = {"feature_mean", "feature_std", "startprob", "transmat", "means", "covars"}
+    values = {key: np.asarray(value, dtype=float) if key in arrays else value for key, value in document.items()}
+    return HmmParams(**values)  # type: ignore[arg-type]
+
+
 def filtered_probabilities(features: np.ndarray, params: HmmParams) -> np.ndarray:
     """Forward-algorithm P(state | rows 0..t) for each row t of raw ``features`` (no NaN) under ``params``."""
     scaled = (features - params.feature_mean) / params.feature_std
-    log_emission = np.column_stack([
-        multivariate_normal.logpdf(scaled, mean=params.means[k], cov=params.covars[k], allow_singular=True)
-        for k in range(len(params.means))
-    ]).reshape(len(scaled), -1)
+    log_emission = np.column_stack([gaussian_logpdf(scaled, params.means[k], params.covars[k])
+                                    for k in range(len(params.means))])
     emission = np.exp(log_emission - log_emission.max(axis=1, keepdims=True))  # per-row constant cancels
     out = np.empty_like(emission)
     prior = params.startprob

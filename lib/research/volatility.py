@@ -113,12 +113,14 @@ class GarchForecast:
 
 
 def fit_garch(
-    returns: np.ndarray, *, end_position: int, mean: Literal["Zero", "Constant"] = "Zero"
+    returns: np.ndarray, *, end_position: int, mean: Literal["Zero", "Constant"] = "Zero",
+    dist: Literal["normal", "t"] = "normal",
 ) -> GarchParams | None:
-    """Fit GARCH(1,1) (normal errors) on fraction ``returns`` (no NaN); None when the fit is unusable."""
-    from arch import arch_model  # heavy import, only for callers that fit
+    """Fit GARCH(1,1) (normal or Student-t errors; the variance recursion is the same) on fraction
+    ``returns`` (no NaN); None when the fit is unusable."""
+    from arch import arch_model  # heavy import (seconds): only for callers that fit
 
-    model = arch_model(returns * PERCENT, mean=mean, vol="GARCH", p=1, q=1, dist="normal", rescale=False)
+    model = arch_model(returns * PERCENT, mean=mean, vol="GARCH", p=1, q=1, dist=dist, rescale=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -150,6 +152,7 @@ def garch_forecast(
     refit_every: int = 20,
     window: int | None = None,
     mean: Literal["Zero", "Constant"] = "Zero",
+    dist: Literal["normal", "t"] = "normal",
     fallback: pd.Series | None = None,
 ) -> GarchForecast:
     """Causal one-step-ahead GARCH(1,1) volatility (see the module docstring).
@@ -173,7 +176,7 @@ def garch_forecast(
         t = first + offset
         if offset in refits:
             start = first if window is None else max(first, t + 1 - window)
-            fitted = fit_garch(clean[start:t + 1], end_position=t, mean=mean)
+            fitted = fit_garch(clean[start:t + 1], end_position=t, mean=mean, dist=dist)
             if fitted is None:
                 failed.append(t)
             else:

@@ -112,3 +112,26 @@ def test_regime_scale_modes() -> None:
     assert linear.iloc[3] == 0.0
     step = regime_scale(p, mode="step", threshold=0.5, floor=0.1, missing=1.0)
     assert step.tolist() == [0.1, 0.1, 1.0, 1.0]
+
+
+def test_gaussian_logpdf_by_hand() -> None:
+    from lib.research.regime import gaussian_logpdf
+
+    cov = np.array([[4.0, 0.0], [0.0, 1.0]])
+    out = gaussian_logpdf(np.array([[0.0, 0.0], [2.0, 1.0]]), np.zeros(2), cov)
+    assert out[0] == pytest.approx(-math.log(2 * math.pi) - 0.5 * math.log(4.0))
+    assert out[1] == pytest.approx(-math.log(2 * math.pi) - 0.5 * math.log(4.0) - 0.5 * (1.0 + 1.0))
+
+
+def test_stored_params_reproduce_the_probabilities(data, result) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from lib.research.regime import params_from_dict, params_to_dict, regime_features
+
+    fit = result.fits[-1]
+    restored = params_from_dict(json.loads(json.dumps(params_to_dict(fit))))
+    rows = regime_features(data[0], lam=LAM).dropna().to_numpy()
+    np.testing.assert_allclose(filtered_probabilities(rows, restored), filtered_probabilities(rows, fit))
+    start = fit.end_position - 20  # first feature row is bar 20: rows[i] is bar i + 20
+    np.testing.assert_allclose(filtered_probabilities(rows, restored)[start:, 0],
+                               result.bull_probability.iloc[fit.end_position:].to_numpy())
