@@ -158,14 +158,16 @@ def hmm_regime(
 ) -> RegimeResult:
     """Causal filtered regime probabilities of a return series (see the module docstring).
 
-    Bars before the first complete feature row, and the first ``min_train - 1`` feature rows, are NaN.
+    Bars before the first complete feature row, and the first ``min_train - 1`` feature rows, are NaN; a
+    missing return after that counts as 0. Fit positions (``end_position``, ``start_position``) are
+    positions in ``returns``: a stored fit is replayed with ``filtered_probabilities`` on the feature
+    rows from ``start_position`` on.
     """
     features = regime_features(returns, lam=lam)
     complete = features.notna().all(axis=1).to_numpy()
     first = int(np.argmax(complete)) if complete.any() else len(complete)
     rows = features.to_numpy(dtype=float)[first:]
-    if not np.all(np.isfinite(rows)):
-        raise ConfigError("regime features have a gap after their start; fill or drop missing bars first")
+    rows[:, 0] = np.nan_to_num(rows[:, 0], nan=0.0)  # a missing bar: no news (its EWMA vol carries over)
     probs = np.full((len(features), n_states), np.nan)
     fits: list[HmmParams] = []
     failed: list[int] = []

@@ -31,9 +31,10 @@ LN2 = float(np.log(2.0))
 
 
 def log_returns(close: pd.Series) -> pd.Series:
-    """``ln(close[t] / close[t-1])``; NaN at the first bar and next to a missing or non-positive close."""
-    values = close.astype(float)
-    return np.log(values.where(values > 0)).diff()
+    """``ln(close[t] / last valid close before t)``: NaN at the first bar and where the close is missing
+    (or not positive); the bar after a gap carries the whole move across it, so no move is lost."""
+    log_close = np.log(close.astype(float).where(close > 0))
+    return (log_close - log_close.ffill().shift(1)).where(log_close.notna())
 
 
 def ewma_volatility(returns: pd.Series, *, lam: float = RISKMETRICS_LAMBDA, min_periods: int = 20) -> pd.Series:
@@ -99,6 +100,14 @@ class GarchParams:
         """One recursion step: the variance of the next bar given this bar's return and variance."""
         eps = return_pct - self.mu
         return self.omega + self.alpha * eps * eps + self.beta * sigma2_pct
+
+    def forecast_after(self, returns_from_end: np.ndarray) -> float:
+        """Volatility (fraction) of the bar after the last of ``returns_from_end`` = the fraction returns
+        at positions ``end_position``, ``end_position + 1``, ... (what a daily cron runs from a stored fit)."""
+        sigma2 = self.sigma2_end
+        for value in np.nan_to_num(np.asarray(returns_from_end, dtype=float), nan=0.0):
+            sigma2 = self.next_variance(float(value) * PERCENT, sigma2)
+        return float(np.sqrt(sigma2)) / PERCENT
 
 
 @dataclass(frozen=True)

@@ -135,3 +135,11 @@ def test_stored_params_reproduce_the_probabilities(data, result) -> None:  # typ
     start = fit.end_position - 20  # first feature row is bar 20: rows[i] is bar i + 20
     np.testing.assert_allclose(filtered_probabilities(rows, restored)[start:, 0],
                                result.bull_probability.iloc[fit.end_position:].to_numpy())
+
+
+def test_a_missing_return_inside_the_series_does_not_break_the_filter(data, result) -> None:  # type: ignore[no-untyped-def]
+    gappy = data[0].copy()
+    gappy.iloc[300] = np.nan  # the return feature counts it as 0, the EWMA vol feature carries over it
+    out = hmm_regime(gappy, min_train=250, refit_every=120, lam=LAM).probabilities
+    pd.testing.assert_frame_equal(out.iloc[:300], result.probabilities.iloc[:300])
+    assert out.iloc[300:].notna().all().all()

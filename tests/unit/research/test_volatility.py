@@ -38,6 +38,9 @@ def test_log_returns_by_hand() -> None:
     assert math.isnan(out.iloc[0])
     assert out.iloc[1] == pytest.approx(math.log(1.1))
     assert out.iloc[2] == pytest.approx(math.log(0.9))
+    gap = log_returns(pd.Series([100.0, np.nan, 121.0]))
+    assert math.isnan(gap.iloc[1])
+    assert gap.iloc[2] == pytest.approx(math.log(1.21))  # the move across the gap is kept
 
 
 def test_ewma_volatility_by_hand() -> None:
@@ -152,3 +155,16 @@ def test_failed_later_fit_keeps_running_the_previous_one(returns: pd.Series) -> 
     for t in (400, 401, 499):
         expected = fit.omega + fit.alpha * (series.iloc[t] * 100) ** 2 + fit.beta * sigma2.iloc[t - 1]
         assert sigma2.iloc[t] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_stored_fit_run_forward_matches_the_walk(returns: pd.Series, forecast) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+    import json
+
+    from lib.research.volatility import GarchParams
+
+    fit = forecast.fits[1]  # end_position 400
+    stored = GarchParams(**json.loads(json.dumps(dataclasses.asdict(fit))))
+    for t in (400, 450, 499):
+        assert stored.forecast_after(returns.iloc[400:t + 1].to_numpy()) == pytest.approx(forecast.sigma.iloc[t],
+                                                                                           rel=1e-12)
