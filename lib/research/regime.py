@@ -166,7 +166,7 @@ def hmm_regime(
     features = regime_features(returns, lam=lam)
     complete = features.notna().all(axis=1).to_numpy()
     first = int(np.argmax(complete)) if complete.any() else len(complete)
-    rows = features.to_numpy(dtype=float)[first:]
+    rows = features.to_numpy(dtype=float)[first:].copy()  # writable under copy-on-write (pandas-ta turns it on)
     rows[:, 0] = np.nan_to_num(rows[:, 0], nan=0.0)  # a missing bar: no news (its EWMA vol carries over)
     probs = np.full((len(features), n_states), np.nan)
     fits: list[HmmParams] = []

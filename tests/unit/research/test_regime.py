@@ -143,3 +143,16 @@ def test_a_missing_return_inside_the_series_does_not_break_the_filter(data, resu
     out = hmm_regime(gappy, min_train=250, refit_every=120, lam=LAM).probabilities
     pd.testing.assert_frame_equal(out.iloc[:300], result.probabilities.iloc[:300])
     assert out.iloc[300:].notna().all().all()
+
+
+def test_works_under_copy_on_write(data, result) -> None:  # type: ignore[no-untyped-def]
+    # importing pandas-ta (as the strategy does) switches pandas to copy-on-write: read-only numpy views
+    from lib.research.volatility import garch_forecast
+    from lib.research.xsection import momentum_weights
+
+    with pd.option_context("mode.copy_on_write", True):
+        out = hmm_regime(data[0], min_train=250, refit_every=120, lam=LAM)
+        pd.testing.assert_frame_equal(out.probabilities, result.probabilities)
+        assert garch_forecast(data[0], min_train=300, refit_every=400).sigma.iloc[-1] > 0
+        closes = pd.DataFrame({"A": np.exp(data[0].fillna(0).cumsum()), "B": np.exp(-data[0].fillna(0).cumsum())})
+        assert momentum_weights(closes, lookback=5, top_n=1).sum(axis=1).max() == 1.0
