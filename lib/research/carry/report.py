@@ -27,8 +27,11 @@ def _by_day(series: pd.Series) -> pd.Series:
 
 
 def daily_equity(result: CarryBookResult) -> pd.Series:
-    """Equity at the end of each UTC day (index: tz-aware midnight of that day)."""
-    return _by_day(result.ledger["equity"]).rename("equity")
+    """Equity at the end of each UTC day (index: tz-aware midnight of that day), preceded by the starting
+    equity on the day before the first, so that the first day's P&L is a return too."""
+    days = _by_day(result.ledger["equity"])
+    start = pd.Series([float(result.ledger["equity"].iloc[0])], index=[days.index[0] - pd.Timedelta(days=1)])
+    return pd.concat([start, days]).rename("equity")
 
 
 def daily_net_returns(result: CarryBookResult) -> pd.Series:

@@ -66,4 +66,5 @@ def test_truncating_the_future_leaves_the_past_unchanged() -> None:
     pd.testing.assert_frame_equal(early, short.book.trades)
     assert len(full.book.trades) > len(short.book.trades) > 4
     daily = full.daily_net_returns
-    assert daily.index.is_monotonic_increasing and daily.notna().all() and len(daily) == 79
+    assert daily.index.is_monotonic_increasing and daily.notna().all() and len(daily) == 80  # days 20..99
+    assert (1 + daily).prod() * 1000.0 == pytest.approx(full.book.ledger["equity"].iloc[-1])
