@@ -225,11 +225,12 @@ def _decide(t: int, coins: list[str], target: np.ndarray, equity: float, units: 
         else:
             pending.pop(i, None)
     # a coin kept inside its band must not starve a new one: if the book would commit more than the
-    # equity can fund, every coin above its target is cut back to it too
-    committed = sum(pending[i] * (1.0 + 1.0 / params.leverage) if i in pending
-                    else units[i] * s_mark[i] + margin[i] for i in range(len(coins)) if units[i] > 0 or i in pending)
+    # equity can fund, every coin holding more capital (spot leg + margin) than its target needs is re-sized
+    per_unit = 1.0 + 1.0 / params.leverage
+    capital = [units[i] * s_mark[i] + margin[i] if units[i] > 0 else margin[i] for i in range(len(coins))]
+    committed = sum(pending[i] * per_unit if i in pending else capital[i] for i in range(len(coins)))
     if committed > equity * (1.0 - params.cash_buffer / 2.0):
         for i in range(len(coins)):
-            if i not in pending and units[i] * s_mark[i] > wants[i]:
+            if i not in pending and capital[i] > wants[i] * per_unit:
                 pending[i] = float(wants[i])
     return worst

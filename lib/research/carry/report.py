@@ -57,6 +57,26 @@ def yearly_returns(equity: pd.Series) -> dict[str, float]:
     return out
 
 
+def yearly_breakdown(result: CarryBookResult) -> dict[str, dict[str, float]]:
+    """Per calendar year: funding earned, price (basis) P&L, fees + slippage, liquidation losses (quote)."""
+    money = result.ledger[["funding", "price_pnl", "fees", "slippage", "liquidation_loss"]]
+    years = pd.to_datetime(money.index.to_numpy(dtype=np.int64), unit="ms", utc=True).year
+    ends = money.groupby(years).last()
+    flows = ends.diff().fillna(ends)
+    return {str(year): {"funding_quote": float(row["funding"]), "price_pnl_quote": float(row["price_pnl"]),
+                        "costs_quote": float(row["fees"] + row["slippage"]),
+                        "liquidation_loss_quote": float(row["liquidation_loss"])} for year, row in flows.iterrows()}
+
+
+def mean_holding_days(spot_weights: pd.DataFrame) -> float:
+    """Mean length in days of the spells in which a coin's spot leg is held (NaN when never held)."""
+    held = spot_weights > 0
+    starts = (held & ~held.shift(1, fill_value=False)).to_numpy().sum()
+    if not starts:
+        return float("nan")
+    return float(held.to_numpy().sum()) / float(starts) / 24.0  # hourly bars
+
+
 def carry_metrics(result: CarryBookResult, benchmark_close: pd.Series) -> dict[str, Any]:
     """Every headline number of one run (fractions; money in quote)."""
     equity = daily_equity(result)
@@ -86,8 +106,10 @@ def carry_metrics(result: CarryBookResult, benchmark_close: pd.Series) -> dict[s
         "idle_cash_frac_mean": float(idle.mean()),
         "spot_leg_weight_mean": float(weights.sum(axis=1).mean()),
         "time_in_market_frac": metrics.time_in_market_frac(weights),
+        "mean_holding_days": mean_holding_days(weights),
         "final_equity_quote": float(last["equity"]),
         "yearly_returns": yearly_returns(equity),
+        "yearly_breakdown": yearly_breakdown(result),
     })  # fmt: skip
     if len(returns.dropna()) >= tail_risk.MIN_OBSERVATIONS:
         for level in tail_risk.LEVELS:

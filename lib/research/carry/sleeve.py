@@ -13,8 +13,9 @@ when it falls below ``exit_cost_multiple`` x that cost; in between, keep the pre
 Size: each held coin's spot leg gets ``risk_budget_daily`` / (its hedged daily volatility: std of spot
 minus perp hourly returns x sqrt 24), capped at ``max_coin_weight``; the sleeve's total is capped by the
 capital the book can fund (spot leg + 1/leverage collateral, minus a cash buffer) and by
-``kelly_fraction`` x the Kelly leverage mu / sigma^2 of the held coins (mu = forecast funding yield minus
-amortized round-trip cost, sigma = weighted hedged volatility, i.e. correlation 1: conservative).
+``kelly_fraction`` x the Kelly leverage mu / sigma^2 of the held coins (mu = forecast funding yield, gross:
+the round trip is already the entry/exit rule's, and netting it here again would force exits inside the
+hysteresis band; sigma = weighted hedged volatility, i.e. correlation 1: conservative).
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def carry_weights(market: CarryMarket, params: CarryParams) -> tuple[pd.DataFram
     sized = (params.risk_budget_daily / vol.where(vol > 0)).clip(upper=params.max_coin_weight)
     raw = (state * sized).fillna(0.0)
     total = raw.sum(axis=1)
-    amortized_cost = params.round_trip_cost * DAYS_PER_YEAR / params.holding_days
-    mu = forecast * params.settlements_per_day * DAYS_PER_YEAR - amortized_cost
+    mu = forecast * params.settlements_per_day * DAYS_PER_YEAR  # gross: costs are the entry/exit rule's job
     sigma = vol * np.sqrt(DAYS_PER_YEAR)
     weighted_mu = (raw * mu.fillna(0.0)).sum(axis=1) / total.where(total > 0)
     weighted_sigma = (raw * sigma.fillna(0.0)).sum(axis=1) / total.where(total > 0)

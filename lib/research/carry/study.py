@@ -81,8 +81,10 @@ def run_grid(market: CarryMarket, configs: list[CarryParams], names: list[str], 
     for config in configs:
         label = config_label(config, names)
         run = run_carry(market, config, start_ms=start_ms, end_ms=end_ms)
-        flat = {key: value for key, value in run.metrics.items() if key != "yearly_returns"}
+        flat = {key: value for key, value in run.metrics.items() if not key.startswith("yearly_")}
         flat.update({f"return_{year}": value for year, value in run.metrics["yearly_returns"].items()})
+        for year, parts in run.metrics["yearly_breakdown"].items():
+            flat.update({f"{name.removesuffix('_quote')}_{year}": value for name, value in parts.items()})
         rows.append({"config": label, **{name: getattr(config, name) for name in names}, **flat})
         columns[label] = run.daily_net_returns
         if progress is not None:
