@@ -8,13 +8,19 @@ Timeline of one bar opening at t (fills of the weight decided at the previous cl
    spot to N / spot open units, short to N / perp open units (equal notional), price moved against us by
    the slippage rate, fee on the fill notional; then the coin's margin balance is set to N / leverage by
    a transfer from/to the spot wallet's cash (an exit sends it all back);
-4. the short's worst intrabar point (perp high) gives the bar's margin ratio (maintenance / margin balance,
+4. the short's worst intrabar point gives the bar's margin ratio (maintenance / margin balance,
    Binance tiers, ``lib.core.perp_margin``); at >= 1 the short is liquidated at its liquidation price and
    the remaining isolated margin is lost;
 5. both legs are marked to their close; equity = spot cash + spot units x spot close + margin balances;
 6. orders for the next open: a coin whose target changed from/to zero, drifted beyond the rebalance band,
    lost its hedge, or whose collateral fell below ``min_collateral_frac`` x initial margin or whose 24 h
    liquidation probability exceeds the limit, is re-sized to target notional = weight x equity.
+
+The worst intrabar point is the perp's last-price high (``liquidation_price = "last"``, the default:
+conservative, last-price wicks included) or a mark-price proxy (``"mark_proxy"``: the spot high times the
+bar-open perp/spot ratio, i.e. index high plus basis, within [perp close, perp high]; Binance liquidates on
+the mark price, which follows the index and does not follow last-price wicks; a missing spot bar falls
+back to the perp high).
 
 Identity (tested): equity change = price P&L (both legs at mid) + funding - fees - slippage - liquidation losses.
 Simplifications: the perp's last price stands in for its mark price (funding and margin); transfers are
@@ -65,6 +71,10 @@ def simulate_book(market: CarryMarket, weights: pd.DataFrame, params: CarryParam
     s_open, s_close = market.spot_open.to_numpy(float), market.spot_close.to_numpy(float)
     p_open, p_high = market.perp_open.to_numpy(float), market.perp_high.to_numpy(float)
     p_close, rates = market.perp_close.to_numpy(float), funding_at_bar(market).to_numpy(float)
+    if params.liquidation_price == "mark_proxy":
+        basis = market.perp_open.to_numpy(float) / s_open
+        proxy = np.maximum(market.spot_high.to_numpy(float) * basis, p_close)
+        p_high = np.where(np.isfinite(proxy), np.minimum(proxy, p_high), p_high)
     target = weights.to_numpy(float)
     vol = (perp_volatility.to_numpy(float) if perp_volatility is not None
            else np.full(target.shape, np.nan))

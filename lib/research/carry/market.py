@@ -30,6 +30,7 @@ class CarryMarket:
     perp_close: pd.DataFrame
     funding: Mapping[str, pd.Series]
     benchmark_close: pd.Series  # spot close of the beta benchmark (BTC) on the same index
+    spot_high: pd.DataFrame  # for the mark-price proxy of the short's worst intrabar point
 
     @property
     def coins(self) -> list[str]:
@@ -68,7 +69,7 @@ def build_market(spot: Mapping[str, pd.DataFrame], perp: Mapping[str, pd.DataFra
         raise DataError(f"no spot candles for the beta benchmark {benchmark}")
     bench_close = bench.set_index("timestamp")["close"].astype(float).reindex(index)
     return CarryMarket(wide(spot, "open"), wide(spot, "close"), wide(perp, "open"), wide(perp, "high"),
-                       wide(perp, "close"), prints, bench_close)
+                       wide(perp, "close"), prints, bench_close, wide(spot, "high"))
 
 
 def funding_at_bar(market: CarryMarket) -> pd.DataFrame:
@@ -83,4 +84,4 @@ def slice_market(market: CarryMarket, *, start_ms: int | None = None, end_ms: in
         return frame.loc[start_ms:end_ms]
     return CarryMarket(cut(market.spot_open), cut(market.spot_close), cut(market.perp_open), cut(market.perp_high),
                        cut(market.perp_close), {coin: cut(series) for coin, series in market.funding.items()},
-                       cut(market.benchmark_close))
+                       cut(market.benchmark_close), cut(market.spot_high))

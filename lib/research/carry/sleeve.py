@@ -21,6 +21,7 @@ hysteresis band; sigma = weighted hedged volatility, i.e. correlation 1: conserv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ class CarryParams:
     rebalance_band: float = 0.25  # re-size a held coin when its spot leg is this far (fraction) from target
     min_collateral_frac: float = 0.5  # top up when margin balance < this x (notional / leverage)
     liquidation_probability_limit: float = 0.005  # 24 h; above it the coin's collateral is reset at once
+    liquidation_price: Literal["last", "mark_proxy"] = "last"  # the short's worst intrabar price, see book
 
     def __post_init__(self) -> None:
         checks = {

@@ -102,3 +102,16 @@ def test_weights_and_index_must_match() -> None:
     book = market()
     with pytest.raises(Exception, match="index and coins"):
         simulate_book(book, pd.DataFrame({"ETH": np.zeros(3)}, index=book.index), PARAMS)
+
+
+def test_the_mark_price_proxy_ignores_a_last_price_wick() -> None:
+    """Binance liquidates on the mark price (index + basis); a perp-only wick to 160 with spot at 102 does not."""
+    book = market(perp_high_bar_1=160.0)
+    weights = pd.DataFrame({"BTC": [0.5, 0.5, 0.5]}, index=book.index)
+    params = CarryParams(fee_rate=0.001, slippage_rate=0.0005, leverage=2.0, liquidation_price="mark_proxy")
+    result = simulate_book(book, weights, params, capital_quote=1000.0)
+    assert result.liquidations == 0
+    short = 500 / 100.1
+    # bar 1: spot high 102 x (100.1 / 100) = 102.102 < perp close 102.3, so the proxy is 102.3
+    ratio_1 = 0.004 * short * 102.3 / (250 - short * (102.3 - 100.1))
+    assert result.ledger["worst_margin_ratio"].iloc[1] == pytest.approx(ratio_1)
