@@ -56,7 +56,7 @@ def test_truncating_the_future_leaves_the_past_unchanged() -> None:
     """Look-ahead check: weights, fills and equity up to a cut are the same with or without the later data."""
     spot, perp, funding = synthetic_frames(days=100)
     market = build_market(spot, perp, funding)
-    params = CarryParams(holding_days=30.0)
+    params = CarryParams(forecast_settlements=21, holding_days=30.0, leverage=2.0, max_coin_weight=0.3)
     cut = START_MS + 70 * 24 * H - H
     full = run_carry(market, params, start_ms=START_MS + 20 * 24 * H)
     short = run_carry(slice_market(market, end_ms=cut), params, start_ms=START_MS + 20 * 24 * H)
