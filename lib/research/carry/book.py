@@ -12,9 +12,10 @@ Timeline of one bar opening at t (fills of the weight decided at the previous cl
    Binance tiers, ``lib.core.perp_margin``); at >= 1 the short is liquidated at its liquidation price and
    the remaining isolated margin is lost;
 5. both legs are marked to their close; equity = spot cash + spot units x spot close + margin balances;
-6. orders for the next open: a coin whose target changed from/to zero, drifted beyond the rebalance band,
-   lost its hedge, or whose collateral fell below ``min_collateral_frac`` x initial margin or whose 24 h
-   liquidation probability exceeds the limit, is re-sized to target notional = weight x equity.
+6. orders for the next open: a coin whose target changed from/to zero, drifted beyond the rebalance band
+   (and by at least ``min_trade_quote``), lost its hedge, or whose collateral fell below
+   ``min_collateral_frac`` x initial margin, or whose 24 h liquidation probability exceeds the limit while
+   its margin is below the initial margin, is re-sized to target notional = weight x equity.
 
 The worst intrabar point is the perp's last-price high (``liquidation_price = "last"``, the default:
 conservative, last-price wicks included) or a mark-price proxy (``"mark_proxy"``: the spot high times the
@@ -227,10 +228,12 @@ def _decide(t: int, coins: list[str], target: np.ndarray, equity: float, units: 
             pending[i] = want
             continue
         spot_value, short_value = units[i] * s_mark[i], short[i] * p_mark[i]
-        drifted = abs(spot_value - want) > params.rebalance_band * want
+        drifted = abs(spot_value - want) > max(params.rebalance_band * want, params.min_trade_quote)
         unhedged = abs(spot_value - short_value) > params.rebalance_band * want
         thin = margin[i] < params.min_collateral_frac * short_value / params.leverage
-        if drifted or unhedged or thin or probability > params.liquidation_probability_limit:
+        # a reset only helps when it ADDS collateral; otherwise the risk is reported, not churned on every bar
+        risky = probability > params.liquidation_probability_limit and margin[i] < short_value / params.leverage
+        if drifted or unhedged or thin or risky:
             pending[i] = want
         else:
             pending.pop(i, None)

@@ -52,6 +52,7 @@ class CarryParams:
     cash_buffer: float = 0.02  # equity share never committed (fees, gaps)
     settlements_per_day: float = 3.0
     rebalance_band: float = 0.25  # re-size a held coin when its spot leg is this far (fraction) from target
+    min_trade_quote: float = 10.0  # ... and at least this far (quote): no dust re-sizes
     min_collateral_frac: float = 0.5  # top up when margin balance < this x (notional / leverage)
     liquidation_probability_limit: float = 0.005  # 24 h; above it the coin's collateral is reset at once
     liquidation_price: Literal["last", "mark_proxy"] = "last"  # the short's worst intrabar price, see book
@@ -65,7 +66,8 @@ class CarryParams:
             "leverage": 0 < self.leverage <= 20, "max_coin_weight": 0 < self.max_coin_weight <= 1,
             "risk_budget_daily": self.risk_budget_daily > 0, "vol_window_hours": self.vol_window_hours >= 24,
             "kelly_fraction": 0 < self.kelly_fraction <= 1, "cash_buffer": 0 <= self.cash_buffer < 1,
-            "rebalance_band": 0 < self.rebalance_band < 1, "min_collateral_frac": 0 < self.min_collateral_frac < 1,
+            "rebalance_band": 0 < self.rebalance_band < 1, "min_trade_quote": self.min_trade_quote >= 0,
+            "min_collateral_frac": 0 < self.min_collateral_frac < 1,
             "liquidation_probability_limit": 0 < self.liquidation_probability_limit < 1,
         }
         if bad := [name for name, ok in checks.items() if not ok]:
