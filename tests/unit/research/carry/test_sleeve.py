@@ -52,12 +52,14 @@ def test_bad_params_are_refused() -> None:
     assert [(c.enter_cost_multiple, c.exit_cost_multiple) for c in configs] == [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0)]
 
 
-def test_truncating_the_future_leaves_the_past_unchanged() -> None:
-    """Look-ahead check: weights, fills and equity up to a cut are the same with or without the later data."""
+@pytest.mark.parametrize("cut_hours", [70 * 24 - 1, 52 * 24 + 7, 61 * 24 + 16])
+def test_truncating_the_future_leaves_the_past_unchanged(cut_hours: int) -> None:
+    """Look-ahead check: weights, fills and equity up to a cut are the same with or without the later data
+    (cuts at a day's last bar, mid-day and exactly at a funding settlement)."""
     spot, perp, funding = synthetic_frames(days=100)
     market = build_market(spot, perp, funding)
     params = CarryParams(forecast_settlements=21, holding_days=30.0, leverage=2.0, max_coin_weight=0.3)
-    cut = START_MS + 70 * 24 * H - H
+    cut = START_MS + cut_hours * H
     full = run_carry(market, params, start_ms=START_MS + 20 * 24 * H)
     short = run_carry(slice_market(market, end_ms=cut), params, start_ms=START_MS + 20 * 24 * H)
     pd.testing.assert_frame_equal(full.weights.loc[:cut], short.weights)
