@@ -23,7 +23,10 @@ bar-open perp/spot ratio, i.e. index high plus basis, within [perp close, perp h
 the mark price, which follows the index and does not follow last-price wicks; a missing spot bar falls
 back to the perp high).
 
-Identity (tested): equity change = price P&L (both legs at mid) + funding - fees - slippage - liquidation losses.
+Identity (tested): equity change = price P&L (both legs at mid) + funding - fees - slippage - liquidation losses,
+where a liquidation's loss is the whole isolated margin of that short (its move from the last mark to the
+liquidation price included), so that price P&L is the basis P&L of the hedged book (plus any spot move
+while a liquidated leg waits for its re-hedge at the next open).
 Simplifications: the perp's last price stands in for its mark price (funding and margin); transfers are
 free and instant; unrealized profit counts as transferable; no interest on cash.
 """
@@ -126,9 +129,7 @@ def simulate_book(market: CarryMarket, weights: pd.DataFrame, params: CarryParam
             ratio = perp_margin.margin_ratio(coins[i], short[i] * high, at_high)
             if ratio >= 1.0:
                 liq_price = perp_margin.short_liquidation_price(coins[i], short[i], p_mark[i], margin[i])
-                move = short[i] * (p_mark[i] - liq_price)
-                totals["price_pnl"] += move
-                totals["liquidation_loss"] += margin[i] + move
+                totals["liquidation_loss"] += margin[i]  # the whole isolated margin: the move to liq_price + the rest
                 trades.append((stamp, coins[i], "perp", "buy", short[i], liq_price, short[i] * liq_price, 0.0, 0.0))
                 short[i], margin[i], liquidations, ratio = 0.0, 0.0, liquidations + 1, 1.0
             worst_ratio = max(worst_ratio, ratio)

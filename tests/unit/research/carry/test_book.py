@@ -88,9 +88,10 @@ def test_a_wick_through_the_liquidation_price_loses_the_isolated_margin() -> Non
     # the spot leg is left alone; the close re-hedges it at the next open (the weight is still 0.5)
     rehedge = result.trades[result.trades["timestamp"] == 8 * H]
     assert set(zip(rehedge["leg"], rehedge["side"], strict=True)) == {("perp", "sell"), ("spot", "sell")}
-    left_at_liquidation = margin + short * (100.1 - liquidation)  # = maintenance margin, lost
-    assert result.ledger["liquidation_loss"].iloc[-1] == pytest.approx(left_at_liquidation)
+    left_at_liquidation = margin + short * (100.1 - liquidation)  # = the maintenance margin there
     assert left_at_liquidation == pytest.approx(0.004 * short * liquidation)
+    assert result.ledger["liquidation_loss"].iloc[-1] == pytest.approx(margin)  # the move + what was left
+    assert result.ledger["price_pnl"].iloc[1] == pytest.approx(5 * (102 - 100))  # only the spot leg's move
     assert result.ledger["worst_margin_ratio"].iloc[-1] == 1.0
     last = result.ledger.iloc[-1]
     moved = last["equity"] - 1000.0
