@@ -15,7 +15,9 @@ Timeline of one bar opening at t (fills of the weight decided at the previous cl
 6. orders for the next open: a coin whose target changed from/to zero, drifted beyond the rebalance band
    (and by at least ``min_trade_quote``), lost its hedge, or whose collateral fell below
    ``min_collateral_frac`` x initial margin, or whose 24 h liquidation probability exceeds the limit while
-   its margin is below the initial margin, is re-sized to target notional = weight x equity.
+   a reset can add collateral, is re-sized to target notional = weight x equity. The collateral set at a fill
+   is notional / leverage, raised (up to 1x) so that the 24 h liquidation probability of the short
+   (``lib.core.tail_risk``, perp volatility forecast at the decision) is at most the limit.
 
 The worst intrabar point is the perp's last-price high (``liquidation_price = "last"``, the default:
 conservative, last-price wicks included) or a mark-price proxy (``"mark_proxy"``: the spot high times the
@@ -93,7 +95,7 @@ def simulate_book(market: CarryMarket, weights: pd.DataFrame, params: CarryParam
     trades: list[tuple[object, ...]] = []
     transfers: list[tuple[int, str, float]] = []
     spot_weights = np.zeros(target.shape)
-    fee, slip, lev = params.fee_rate, params.slippage_rate, params.leverage
+    fee, slip = params.fee_rate, params.slippage_rate
 
     for t, stamp in enumerate(index):
         stamp = int(stamp)
@@ -118,8 +120,9 @@ def simulate_book(market: CarryMarket, weights: pd.DataFrame, params: CarryParam
         ready = [i for i in pending if math.isfinite(s_open[t, i]) and math.isfinite(p_open[t, i])]
         for i in sorted(ready, key=lambda j: pending[j] - units[j] * s_open[t, j]):
             notional = pending.pop(i)
+            collateral = _collateral_target(coins[i], notional, p_open[t, i], vol[t - 1, i] if t else math.nan, params)
             cash = _fill_coin(i, coins[i], stamp, notional, s_open[t, i], p_open[t, i], units, short, margin,
-                              cash, fee, slip, lev, totals, trades, transfers)
+                              cash, fee, slip, collateral, totals, trades, transfers)
         # 4. the short's worst intrabar point
         for i in range(k):
             if not short[i] or not math.isfinite(p_high[t, i]):
@@ -167,13 +170,31 @@ def simulate_book(market: CarryMarket, weights: pd.DataFrame, params: CarryParam
     )
 
 
+def _collateral_needed(coin: str, quantity: float, price: float, volatility: float, params: CarryParams) -> float:
+    """Margin balance that puts a short's 24 h liquidation probability at the limit (0 without a vol forecast)."""
+    if not (quantity > 0 and math.isfinite(volatility) and volatility > 0):
+        return 0.0
+    buffer = tail_risk.buffer_for_probability(params.liquidation_probability_limit, volatility)
+    tier = perp_margin.tier_for(coin, quantity * price)
+    liquidation = price * math.exp(buffer)
+    return liquidation * quantity * (1.0 + tier.maintenance_rate) - quantity * price - tier.maintenance_amount_quote
+
+
+def _collateral_target(coin: str, notional: float, perp_price: float, volatility: float, params: CarryParams) -> float:
+    """Initial margin (notional / leverage), raised to keep the liquidation probability at the limit, at most 1x."""
+    if notional <= 0:
+        return 0.0
+    perp_margin.check_leverage(coin, notional, params.leverage)
+    needed = _collateral_needed(coin, notional / perp_price, perp_price, volatility, params)
+    return min(max(notional / params.leverage, needed), notional)
+
+
 def _fill_coin(i: int, coin: str, stamp: int, notional: float, spot_open: float, perp_open: float,
                units: np.ndarray, short: np.ndarray, margin: np.ndarray, cash: float, fee: float, slip: float,
-               lev: float, totals: dict[str, float], trades: list[tuple[object, ...]],
+               collateral: float, totals: dict[str, float], trades: list[tuple[object, ...]],
                transfers: list[tuple[int, str, float]]) -> float:
-    """Trade both legs of one coin to ``notional`` at their opens and reset its collateral; returns the cash."""
-    if notional > 0:
-        perp_margin.check_leverage(coin, notional, lev)
+    """Trade both legs of one coin to ``notional`` at their opens and set its margin balance to ``collateral``
+    (a top-up never takes the spot wallet's cash below 0); returns the cash."""
     delta = notional / spot_open - units[i]
     if abs(delta) * spot_open > DUST_QUOTE:
         side = 1.0 if delta > 0 else -1.0
@@ -196,7 +217,8 @@ def _fill_coin(i: int, coin: str, stamp: int, notional: float, spot_open: float,
         trades.append((stamp, coin, "perp", "sell" if delta > 0 else "buy", abs(delta), price,
                        abs(delta) * price, cost, abs(delta) * perp_open * slip))
     short[i] = notional / perp_open
-    moved = notional / lev - margin[i] if notional > 0 else -margin[i]
+    moved = collateral - margin[i] if notional > 0 else -margin[i]
+    moved = min(moved, max(cash, 0.0)) if moved > 0 else moved
     if abs(moved) > DUST_QUOTE:
         cash -= moved
         margin[i] += moved
@@ -233,7 +255,8 @@ def _decide(t: int, coins: list[str], target: np.ndarray, equity: float, units: 
         unhedged = abs(spot_value - short_value) > params.rebalance_band * want
         thin = margin[i] < params.min_collateral_frac * short_value / params.leverage
         # a reset only helps when it ADDS collateral; otherwise the risk is reported, not churned on every bar
-        risky = probability > params.liquidation_probability_limit and margin[i] < short_value / params.leverage
+        needed = min(_collateral_needed(coin, short[i], p_mark[i], vol[t, i], params), short_value)
+        risky = probability > params.liquidation_probability_limit and margin[i] < needed
         if drifted or unhedged or thin or risky:
             pending[i] = want
         else:

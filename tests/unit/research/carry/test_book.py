@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,3 +118,18 @@ def test_the_mark_price_proxy_ignores_a_last_price_wick() -> None:
     # bar 1: spot high 102 x (100.1 / 100) = 102.102 < perp close 102.3, so the proxy is 102.3
     ratio_1 = 0.004 * short * 102.3 / (250 - short * (102.3 - 100.1))
     assert result.ledger["worst_margin_ratio"].iloc[1] == pytest.approx(ratio_1)
+
+
+def test_collateral_is_raised_to_keep_the_liquidation_probability_at_the_limit() -> None:
+    from lib.research.carry.book import _collateral_target
+
+    params = CarryParams(leverage=3.0, liquidation_probability_limit=0.005)
+    # calm (5 %/day): buffer 0.05 x 2.807034 = 0.14035 -> liquidation 115.07; 3 units need 46.6 < 300 / 3 = 100
+    assert _collateral_target("BTC", 300.0, 100.0, 0.05, params) == pytest.approx(100.0)
+    # stormy (15 %/day): buffer 0.42105 -> liquidation 100 e^0.42105 = 152.36; margin = 3 x 152.36 x 1.004 - 300
+    needed = 3 * 100 * math.exp(0.15 * 2.807034) * 1.004 - 300
+    assert _collateral_target("BTC", 300.0, 100.0, 0.15, params) == pytest.approx(needed, rel=1e-5)
+    assert 100 < needed < 300
+    # never more than the notional (1x); no forecast: the initial margin
+    assert _collateral_target("BTC", 300.0, 100.0, 0.6, params) == pytest.approx(300.0)
+    assert _collateral_target("BTC", 300.0, 100.0, float("nan"), params) == pytest.approx(100.0)
