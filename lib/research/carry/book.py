@@ -194,7 +194,10 @@ def _fill_coin(i: int, coin: str, stamp: int, notional: float, spot_open: float,
                collateral: float, totals: dict[str, float], trades: list[tuple[object, ...]],
                transfers: list[tuple[int, str, float]]) -> float:
     """Trade both legs of one coin to ``notional`` at their opens and set its margin balance to ``collateral``
-    (a top-up never takes the spot wallet's cash below 0); returns the cash."""
+    (a top-up never takes the spot wallet's cash below 0, and a buy is cut to the cash there is: raised
+    collateral elsewhere may have used the buffer); returns the cash."""
+    affordable = units[i] * spot_open + max(cash, 0.0) / ((1.0 + slip) * (1.0 + fee))
+    notional = min(notional, affordable)
     delta = notional / spot_open - units[i]
     if abs(delta) * spot_open > DUST_QUOTE:
         side = 1.0 if delta > 0 else -1.0
