@@ -4,6 +4,8 @@
 named in ``combiner.sleeves`` with their budgets. ``lib.research.strategy.compute_strategy`` calls
 ``compute_book`` for both, so compute_signals and the backtest run this same code. Every row is causal:
 sleeves, the risk model (window ending at t) and the turnover control (raw targets <= t) use bars <= t.
+The risk model is re-estimated at rows whose position is a multiple of ``sizing.refresh_every_bars`` (and
+whenever the eligible set changes), then reused: positions on the panel do not move when the future is cut.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from lib.research.sleeves.combiner import CombinerParams, combine_row, normalized_budgets
-from lib.research.sleeves.risk import effective_bets, log_returns, row_risk
-from lib.research.sleeves.sizing import SizingParams, size_row
+from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_risk
+from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
 from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
 from lib.research.sleeves.turnover import REASONS, TurnoverParams, control_turnover
 
@@ -98,16 +100,26 @@ def compute_book(
     stats = np.full((shape[0], len(ROW_STAT_COLUMNS)), np.nan)
     stats_binding: list[str | None] = [None] * shape[0]
     sizing = settings.sizing
+    risk: RowRisk | None = None
+    sized: SizedRow | None = None
+    risk_candidates: np.ndarray = np.empty(0, dtype=int)
+    sized_conviction: np.ndarray = np.empty(0)
     for row in np.flatnonzero(wants).tolist():
-        risk = row_risk(returns, row, np.flatnonzero(eligible_arr[row]), window_bars=sizing.window_bars,
-                        cluster_correlation=sizing.cluster_correlation, periods_per_year=periods_per_year)
+        candidates = np.flatnonzero(eligible_arr[row])
+        stale = risk is None or row % sizing.refresh_every_bars == 0
+        if stale or not np.array_equal(candidates, risk_candidates):
+            risk_candidates, sized = candidates, None
+            risk = row_risk(returns, row, candidates, window_bars=sizing.window_bars,
+                            cluster_correlation=sizing.cluster_correlation, periods_per_year=periods_per_year)
         if risk is None:
             continue
         members = risk.members
         clusters[row, members] = risk.clusters
         sleeve_row: dict[str, np.ndarray] = {}
         if TREND_CORE in budgets:
-            sized = size_row(conviction[row, members], risk, sizing)
+            row_conviction = conviction[row, members]
+            if sized is None or not np.array_equal(row_conviction, sized_conviction, equal_nan=True):
+                sized, sized_conviction = size_row(row_conviction, risk, sizing), row_conviction
             sleeve_row[TREND_CORE] = sized.weights
             trend_budgets[row, members] = sized.budgets
             stats_binding[row] = sized.binding

@@ -1,9 +1,13 @@
 """Pure: the per-bar risk model of the sleeves: a shrunk covariance, correlation clusters, effective bets.
 
 Why shrinkage: a 25-asset sample covariance from ~90 daily returns is noisy enough to make risk parity
-chase estimation error; Ledoit-Wolf (sklearn's kept implementation) pulls it toward a scaled identity by
-the optimal amount. Why clusters: twenty alts that move as one are one bet, not twenty; assets whose
-correlation is high are grouped (average linkage) so a risk budget can be split per cluster first.
+chase estimation error; Ledoit-Wolf pulls it toward a scaled identity by the optimal amount. Why
+clusters: twenty alts that move as one are one bet, not twenty; assets whose correlation is high are
+grouped (average linkage) so a risk budget can be split per cluster first.
+
+Both are small numpy re-implementations of kept ones, because compute_signals is a cron script: importing
+sklearn and scipy.cluster costs ~1.5 s and ~160 MB at each cold start. Unit tests pin them to
+``sklearn.covariance.ledoit_wolf`` and ``scipy.cluster.hierarchy`` (average linkage + fcluster distance).
 
 Causal: the model at bar t uses the log returns of the ``window_bars`` bars ending at t only.
 """
@@ -15,9 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
-from sklearn.covariance import ledoit_wolf
 
 MIN_VALID_FRAC = 0.9  # an asset enters the risk model once this share of its window has returns
 
@@ -64,25 +65,58 @@ def row_risk(
     if not members_mask.any():
         return None
     sample = np.where(valid[:, members_mask], window[:, members_mask], 0.0)
-    covariance, _ = ledoit_wolf(sample)
-    covariance = np.atleast_2d(covariance) * periods_per_year
+    covariance = ledoit_wolf_covariance(sample) * periods_per_year
     members = candidates[members_mask]
     clusters = correlation_clusters(covariance, cluster_correlation)
     return RowRisk(members=members, covariance=covariance, clusters=clusters)
 
 
+def ledoit_wolf_covariance(sample: np.ndarray) -> np.ndarray:
+    """Ledoit-Wolf shrunk covariance of ``sample`` (observations x assets, demeaned here), as
+    ``sklearn.covariance.ledoit_wolf`` computes it: (1 - delta) S + delta mu I, S the biased sample
+    covariance, mu = trace(S) / p, delta the estimated optimal shrinkage."""
+    centered = sample - sample.mean(axis=0)
+    n, p = centered.shape
+    if p == 1:
+        return np.atleast_2d(np.mean(centered**2))
+    squared = centered**2
+    trace_terms = squared.sum(axis=0) / n
+    mu = trace_terms.sum() / p
+    delta_raw = float(np.sum((centered.T @ centered) ** 2)) / n**2
+    beta = (float(np.sum(squared.T @ squared)) / n - delta_raw) / (p * n)
+    delta = (delta_raw - 2.0 * mu * trace_terms.sum() + p * mu**2) / p
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    shrunk = (1.0 - shrinkage) * (centered.T @ centered / n)
+    shrunk.flat[:: p + 1] += shrinkage * mu
+    return shrunk
+
+
 def correlation_clusters(covariance: np.ndarray, cluster_correlation: float) -> np.ndarray:
-    """Cluster labels 1..K: average linkage on the distance sqrt((1 - rho) / 2), cut where the linked
-    correlation falls below ``cluster_correlation``. One asset -> one cluster."""
+    """Cluster labels 1..K (numbered by their first member): average linkage (UPGMA) on the distance
+    sqrt((1 - rho) / 2), merging while the closest pair of clusters is within the distance of
+    ``cluster_correlation``, i.e. scipy's ``fcluster(linkage(d, "average"), t, "distance")``."""
     n = covariance.shape[0]
-    if n == 1:
-        return np.ones(1, dtype=int)
-    correlation = to_correlation(covariance)
-    distance = np.sqrt(np.clip((1.0 - correlation) / 2.0, 0.0, 1.0))
-    np.fill_diagonal(distance, 0.0)
-    tree = linkage(squareform(distance, checks=False), method="average")
+    distance = np.sqrt(np.clip((1.0 - to_correlation(covariance)) / 2.0, 0.0, 1.0))
+    np.fill_diagonal(distance, np.inf)
     cut = math.sqrt((1.0 - cluster_correlation) / 2.0)
-    return np.asarray(fcluster(tree, t=cut, criterion="distance"), dtype=int)
+    labels, sizes = np.arange(n), np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    while alive.sum() > 1:
+        masked = np.where(np.outer(alive, alive), distance, np.inf)
+        flat = int(np.argmin(masked))
+        i, j = divmod(flat, n)
+        if not masked[i, j] <= cut:
+            break
+        merged = (sizes[i] * distance[i] + sizes[j] * distance[j]) / (sizes[i] + sizes[j])  # Lance-Williams
+        distance[i], distance[:, i] = merged, merged
+        distance[i, i] = np.inf
+        sizes[i] += sizes[j]
+        alive[j] = False
+        labels[labels == j] = i
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    return np.asarray(order[inverse] + 1, dtype=int)
 
 
 def to_correlation(covariance: np.ndarray) -> np.ndarray:

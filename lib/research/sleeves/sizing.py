@@ -40,6 +40,7 @@ class SizingParams:
     assumed_sharpe: float = 1.0  # prior Sharpe of a full-conviction holding (Kelly cap only)
     max_asset_weight_frac: float = 0.35
     window_bars: int = 90  # covariance window
+    refresh_every_bars: int = 7  # re-estimate covariance and clusters this often (and when the universe changes)
     cluster_correlation: float = 0.7  # average-linkage correlation above which assets are one bet
 
     def __post_init__(self) -> None:
@@ -55,6 +56,8 @@ class SizingParams:
             raise ConfigError(f"sizing.max_asset_weight_frac must be in (0, 1], got {self.max_asset_weight_frac}")
         if self.window_bars < 10:
             raise ConfigError(f"sizing.window_bars must be >= 10, got {self.window_bars}")
+        if not 1 <= self.refresh_every_bars <= 1000:
+            raise ConfigError(f"sizing.refresh_every_bars must be in [1, 1000], got {self.refresh_every_bars}")
         if not -1 < self.cluster_correlation < 1:
             raise ConfigError(f"sizing.cluster_correlation must be in (-1, 1), got {self.cluster_correlation}")
 

@@ -5,6 +5,10 @@ included) is the best documented edge a long-only spot book can use, and it is d
 coin's OWN trend decides whether it is held, so a BTC-only gate never holds alts (or drops them) for BTC's
 sake. Several horizons (e.g. 20/60/120 bars) average away the choice of one lookback.
 
+The SMA is a plain rolling mean over the asset's own bars (pinned to pandas-ta's ``sma`` by a unit test):
+pandas-ta's numba-compiled ``sma`` costs ~1 s of JIT cache loading at every cold start of the
+compute_signals cron script, and the trend core does not need the rest of pandas-ta.
+
 Each horizon is a Schmitt trigger on the gap close / SMA_n - 1: "up" once the gap exceeds
 ``+entry_buffer_frac``, "down" once it falls below ``-entry_buffer_frac``, unchanged inside the band
 (hysteresis: fewer flip-flops, less turnover). Before the first crossing a horizon is "down" (cash when
@@ -20,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lib.core.errors import ConfigError, IndicatorError
-from lib.research.indicators import compute_sma_gap
+from lib.core.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,19 +58,17 @@ def schmitt_state(gap: pd.Series, buffer_frac: float) -> pd.Series:
 def trend_states(candles: pd.DataFrame, params: TrendParams) -> pd.DataFrame:
     """One asset's per-horizon states (columns ``up_<n>``, 1/0, NaN in warm-up) on its timestamps.
 
-    An asset with fewer bars than the longest horizon is all NaN (not tradeable yet).
+    Bars before a horizon's first full window are NaN (not tradeable yet).
     """
     index = pd.Index(candles["timestamp"].astype("int64").to_numpy(), name="timestamp")
-    columns = [f"up_{n}" for n in params.horizons_bars]
-    try:
-        gaps = compute_sma_gap(candles, lengths=params.horizons_bars)
-    except IndicatorError:
-        return pd.DataFrame(np.nan, index=index, columns=columns)
-    states = {
-        f"up_{n}": schmitt_state(gaps[f"sma_gap_{n}_frac"], params.entry_buffer_frac)
-        for n in params.horizons_bars
-    }
-    return pd.DataFrame(states).set_axis(index)
+    close = pd.Series(candles["close"].to_numpy(dtype="float64"), index=index)
+    states = {f"up_{n}": schmitt_state(sma_gap(close, n), params.entry_buffer_frac) for n in params.horizons_bars}
+    return pd.DataFrame(states, index=index)
+
+
+def sma_gap(close: pd.Series, length: int) -> pd.Series:
+    """close_t / SMA_length(close)_t - 1; NaN for the first ``length - 1`` bars."""
+    return close / close.rolling(length, min_periods=length).mean() - 1.0
 
 
 @dataclass(frozen=True, slots=True)
