@@ -53,6 +53,7 @@ GRID_SECTIONS = ("strategy", "signals", "ensemble", "universe", "spot", "perp", 
 PARAM_SECTIONS = tuple(name for name in GRID_SECTIONS if name != "strategy")  # config sections = StudySettings fields
 MARKET_BY_STRATEGY: Mapping[str, Literal["spot", "perp"]] = {
     SPOT_STRATEGY: "spot", PERP_STRATEGY: "perp", **dict.fromkeys(BOOK_STRATEGIES, "spot")}
+BOOK_TARGET_VOL_GRID = (0.3, 0.4, 0.6)  # the sleeve books' built-in walk-forward axis
 SCHEMA_VERSION = 1  # of metrics.json / walkforward.json / cost_sensitivity.json
 MAX_CHART_POINTS = 3000  # more points than pixels only slows the PNG down (hourly runs have ~35k bars)
 SUMMARY_COLUMNS = (
@@ -245,11 +246,14 @@ def _strategy_key(settings: StudySettings) -> tuple[Any, ...]:
 
 
 def default_grid(settings: StudySettings, study: StudyParams) -> Grid:
-    """The small built-in grid: how many names to hold x how often to rebalance (days -> bars)."""
+    """The small built-in grid: how many names to hold (sleeve books: volatility target) x how often to
+    rebalance (days -> bars)."""
     bar_ms = timeframe_ms(settings.strategy.timeframe)
     every_bars = tuple(dict.fromkeys(max(1, day * MS_PER_DAY // bar_ms) for day in study.rebalance_days_grid))
     if settings.strategy.name == PERP_STRATEGY:
         return {"perp.top_k": study.perp_top_k_grid, "strategy.rebalance_every_bars": every_bars}
+    if settings.strategy.name in BOOK_STRATEGIES:  # spot.top_n means nothing to a sleeve book
+        return {"sizing.target_vol_annual_frac": BOOK_TARGET_VOL_GRID, "strategy.rebalance_every_bars": every_bars}
     return {"spot.top_n": study.spot_top_n_grid, "strategy.rebalance_every_bars": every_bars}
 
 

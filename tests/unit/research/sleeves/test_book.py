@@ -83,3 +83,17 @@ def test_trend_core_skips_the_ensemble_signals():
     assert trend.signals == {} and trend.regime_is_bullish is None
     combined = _run("combined")
     assert combined.signals and combined.regime_is_bullish is not None
+
+
+def test_each_coin_follows_its_own_trend_not_btc():
+    """BTC falls while ETH rises: the trend core holds ETH and not BTC (no BTC gate on alts)."""
+    falling = synthetic_candles(300, seed=11, drift=-0.004, vol=0.002)
+    rising = synthetic_candles(300, seed=12, drift=0.004, vol=0.002)
+    output = compute_strategy(
+        {"BTC/USDT": falling, "ETH/USDT": rising},
+        strategy=StrategySection(name="trend_core", timeframe="1h", volatility_window_bars=20), signals=SMALL,
+        ensemble=EnsembleParams(), universe=UniverseParams(min_history_bars=60, min_dollar_volume_quote=0.0),
+        spot=SpotParams(), perp=PerpParams(), book=BOOK,
+    )  # fmt: skip
+    late = output.target_weights.iloc[-100:]
+    assert (late["ETH/USDT"] > 0).all() and (late["BTC/USDT"] == 0).all()
