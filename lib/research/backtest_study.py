@@ -59,6 +59,7 @@ MAX_CHART_POINTS = 3000  # more points than pixels only slows the PNG down (hour
 SUMMARY_COLUMNS = (
     ("cagr_frac", "CAGR", True), ("volatility_annual_frac", "vol", True), ("sharpe", "Sharpe", False),
     ("sortino", "Sortino", False), ("max_drawdown_frac", "maxDD", True), ("calmar", "Calmar", False),
+    ("turnover_annual", "turn/yr", False), ("cost_drag_annual_frac", "costs/yr", True),
 )  # fmt: skip
 """(metric, header, shown as percent) of the stdout summary table."""
 
