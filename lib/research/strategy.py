@@ -263,7 +263,7 @@ def _book_strategy(
         regime = _regime(panel.close, benchmark, strategy.benchmark_symbol, spot)
         ensemble_weights = spot_target_weight_frame(result.scores, volatility, regime, spot)
     output = compute_book(candles_by_symbol, panel.close, eligible, strategy_name=strategy.name, settings=book,
-                          periods_per_year=periods_per_year(strategy.timeframe), ensemble_weights=ensemble_weights)
+                          timeframe=strategy.timeframe, ensemble_weights=ensemble_weights)
     return StrategyOutput(
         strategy=strategy.name, benchmark=benchmark, panel=panel, signals=signal_panel,
         scores=output.raw_weights, contributions=contributions, signal_weights=signal_weights,

@@ -198,7 +198,7 @@ def _book_run(candles_by_symbol: dict[str, pd.DataFrame], name: str) -> pd.DataF
                       **{f"sleeve_{k}": v for k, v in output.book.sleeve_weights.items()}}, axis=1)
 
 
-BOOK_CUT_BARS = (90, 259, 336, 480, 483, 599)  # 259, 336, 483: risk-model refresh rows (multiples of 7)
+BOOK_CUT_BARS = (90, 259, 336, 480, 483, 599)  # 259, 336, 483: first bars of a 7-bar risk-refresh period
 
 
 @pytest.mark.parametrize("name", ["trend_core", "combined"])

@@ -4,8 +4,10 @@
 named in ``combiner.sleeves`` with their budgets. ``lib.research.strategy.compute_strategy`` calls
 ``compute_book`` for both, so compute_signals and the backtest run this same code. Every row is causal:
 sleeves, the risk model (window ending at t) and the turnover control (raw targets <= t) use bars <= t.
-The risk model is re-estimated at rows whose position is a multiple of ``sizing.refresh_every_bars`` (and
-whenever the eligible set changes), then reused: positions on the panel do not move when the future is cut.
+The risk model is re-estimated once per period of ``sizing.refresh_every_bars`` bars counted from the
+epoch (open time // (k x bar length)), and whenever the eligible set changes, then reused. Anchoring on
+the clock, not on row positions, makes the refresh days the same in a backtest from 2017 and in a live
+run whose stored history starts later, and a missing bar cannot skip a refresh.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.core.timeframes import periods_per_year, timeframe_ms
 from lib.research.sleeves.combiner import CombinerParams, combine_row, normalized_budgets
 from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_risk
 from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
@@ -75,7 +78,7 @@ def compute_book(
     *,
     strategy_name: str,
     settings: BookSettings,
-    periods_per_year: float,
+    timeframe: str,
     ensemble_weights: pd.DataFrame | None = None,
 ) -> BookOutput:
     """The book over the whole history. ``eligible``: the point-in-time universe (close's shape);
@@ -94,6 +97,7 @@ def compute_book(
         ensemble = np.nan_to_num(ensemble_weights.reindex_like(close).to_numpy(dtype=float)) * eligible.to_numpy()
         wants |= (ensemble > 0).any(axis=1)
     returns, eligible_arr = log_returns(close), eligible.to_numpy(dtype=bool)
+    periods = close.index.to_numpy(dtype="int64") // (settings.sizing.refresh_every_bars * timeframe_ms(timeframe))
     sleeve_arrays = {name: np.zeros(shape) for name in budgets}
     contribution_arrays = {name: np.zeros(shape) for name in budgets}
     raw, trend_budgets, clusters = np.zeros(shape), np.full(shape, np.nan), np.full(shape, np.nan)
@@ -103,14 +107,15 @@ def compute_book(
     risk: RowRisk | None = None
     sized: SizedRow | None = None
     risk_candidates: np.ndarray = np.empty(0, dtype=int)
+    risk_period = -1
     sized_conviction: np.ndarray = np.empty(0)
     for row in np.flatnonzero(wants).tolist():
         candidates = np.flatnonzero(eligible_arr[row])
-        stale = risk is None or row % sizing.refresh_every_bars == 0
-        if stale or not np.array_equal(candidates, risk_candidates):
-            risk_candidates, sized = candidates, None
+        if risk is None or periods[row] != risk_period or not np.array_equal(candidates, risk_candidates):
+            risk_candidates, risk_period, sized = candidates, int(periods[row]), None
             risk = row_risk(returns, row, candidates, window_bars=sizing.window_bars,
-                            cluster_correlation=sizing.cluster_correlation, periods_per_year=periods_per_year)
+                            cluster_correlation=sizing.cluster_correlation,
+                            periods_per_year=periods_per_year(timeframe))
         if risk is None:
             continue
         members = risk.members
