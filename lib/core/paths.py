@@ -73,6 +73,15 @@ class ProjectPaths:
     def backtest_dir(self, run_id: str) -> Path:
         return self.state_dir / "backtests" / _checked(run_id)
 
+    def research_dir(self, run_id: str) -> Path:
+        """One research-protocol run (scripts/research.py): report.json, report.md, charts."""
+        return self.state_dir / "research" / _checked(run_id)
+
+    @property
+    def research_ledger(self) -> Path:
+        """Every research run's candidate names (JSONL): the count of configurations tried across runs."""
+        return self.state_dir / "research" / "trials.jsonl"
+
 
 def _checked(name: str) -> str:
     if not _SAFE_NAME.match(name) or name in {".", ".."}:

@@ -9,6 +9,8 @@ so the same frames give the same bytes.
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -99,6 +101,34 @@ def render_backtest_chart(curves_quote: pd.DataFrame, drawdowns_frac: pd.DataFra
     if len(exposure_frac.columns):
         bottom.legend(loc="upper left", fontsize="small")
     figure.autofmt_xdate()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Research-protocol chart (scripts/research.py): histograms of Sharpe ratios / PBO logits, with reference lines.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def render_distribution_chart(panels: Mapping[str, tuple[Sequence[float], Mapping[str, float]]], *,
+                              title: str) -> bytes:
+    """One histogram panel per entry of ``panels`` (panel title -> (values, {line label: x})), stacked;
+    each reference line is a dashed vertical line with its label in the legend. NaN values are skipped."""
+    figure = Figure(figsize=BACKTEST_FIGURE_SIZE_IN, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(max(1, len(panels)), 1, squeeze=False)[:, 0]
+    for axis, (name, (values, lines)) in zip(axes, panels.items(), strict=False):
+        finite = [float(value) for value in values if math.isfinite(float(value))]
+        axis.hist(finite, bins=min(40, max(5, len(finite) // 3)), color="tab:blue", alpha=0.7)
+        for (label, x), color in zip(lines.items(), ("tab:red", "tab:green", "tab:orange", "black"), strict=False):
+            if math.isfinite(x):
+                axis.axvline(x, color=color, linestyle="--", linewidth=1.2, label=f"{label} ({x:.2f})")
+        axis.set_title(f"{name} (n = {len(finite)})", fontsize="medium")
+        axis.grid(alpha=0.3)
+        if lines:
+            axis.legend(loc="upper left", fontsize="small")
+    figure.suptitle(title)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()

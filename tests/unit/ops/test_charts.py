@@ -71,3 +71,12 @@ def test_importing_every_other_lib_module_loads_no_matplotlib() -> None:
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_distribution_chart_is_a_deterministic_png_and_skips_nan() -> None:
+    from lib.ops.charts import render_distribution_chart
+
+    panels = {"trial Sharpe": ([0.1, 0.5, float("nan"), 1.2, 0.7], {"BTC": 0.6}), "logits": ([-1.0, 0.5, 2.0], {})}
+    first = render_distribution_chart(panels, title="three trials")
+    assert first.startswith(PNG_SIGNATURE)
+    assert render_distribution_chart(panels, title="three trials") == first

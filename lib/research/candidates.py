@@ -1,0 +1,195 @@
+"""Pure: the registry of candidate configurations the research protocol (scripts/research.py) evaluates.
+
+One list per FAMILY (a strategy or sleeve); each entry is a settings override ``{"section.field": value}``
+on the config's settings. ``candidates()`` turns them into (name, family, settings) Candidates — every
+one of them is a trial the protocol counts — and ``evaluate_candidate()`` runs one through the existing
+backtester (close of t -> open of t+1, fees, slippage, funding) into NET daily simple returns.
+
+To add a family (e.g. a sleeve): write ``grid(base) -> list of overrides`` and ``evaluate(candidate,
+data, start_ms, end_ms) -> BacktestResult`` and add a ``Family`` to ``FAMILIES``. List the simplest
+settings first: the selection rule breaks exact ties by registry order after turnover.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lib.core.errors import ConfigError, DataError
+from lib.research import backtest_study as study
+from lib.research.backtester import BacktestResult
+from lib.research.metrics import annualized_turnover, buy_and_hold_equity, returns_from_equity
+from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY
+from lib.research.walkforward import expand_grid
+
+type Frame = pd.DataFrame
+Overrides = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One configuration tried: a stable ``name`` (family + settings), its ``family`` and the overrides."""
+
+    name: str
+    family: str
+    settings: Overrides
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResearchData:
+    """Everything a family may read, already cut at the research end (or the hold-out end) by the caller.
+
+    ``spot_candles``: spot symbols -> daily candles; ``perp_candles``: perpetual symbols that have a
+    funding history -> daily candles; ``funding_wide``: settlement x perpetual rates; ``first_funding_ms``:
+    the first settlement at which every funded perpetual has one; ``base``: the config's settings.
+    """
+
+    spot_candles: Mapping[str, Frame]
+    perp_candles: Mapping[str, Frame]
+    funding_wide: Frame | None
+    first_funding_ms: int
+    base: study.StudySettings
+    study_params: study.StudyParams = dataclasses.field(default_factory=study.StudyParams)
+    cache: dict[Any, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # per data set
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRun:
+    """``returns``: net daily simple returns on a UTC DatetimeIndex; ``turnover_annual``: traded notional
+    / mean equity per year (the selection rule's tie-break)."""
+
+    returns: pd.Series
+    turnover_annual: float
+
+
+Evaluate = Callable[[Candidate, ResearchData, int, int | None], BacktestResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    grid: Callable[[ResearchData], list[dict[str, Any]]]
+    evaluate: Evaluate
+
+
+def _settings(data: ResearchData, strategy_name: str, overrides: Overrides) -> study.StudySettings:
+    base = dataclasses.replace(data.base, strategy=dataclasses.replace(data.base.strategy, name=strategy_name))
+    return study.with_overrides(base, overrides)
+
+
+def _existing_grid(strategy_name: str) -> Callable[[ResearchData], list[dict[str, Any]]]:
+    """The walk-forward grid backtest_study already defines (top_n / top_k x rebalance days)."""
+    return lambda data: expand_grid(study.default_grid(_settings(data, strategy_name, {}), data.study_params))
+
+
+def _existing_evaluate(strategy_name: str) -> Evaluate:
+    """Strategy composition once per distinct strategy-side setting (cached in ``data.cache``), then the
+    backtester from the first tradeable bar >= start_ms (perps: also >= the first funding settlement) to end_ms."""
+
+    def evaluate(candidate: Candidate, data: ResearchData, start_ms: int, end_ms: int | None) -> BacktestResult:
+        settings = _settings(data, strategy_name, candidate.settings)
+        is_perp = strategy_name == PERP_STRATEGY
+        candles, funding = (data.perp_candles, data.funding_wide) if is_perp else (data.spot_candles, None)
+        if not candles:
+            raise DataError(f"{candidate.name}: no {'perpetual (with funding)' if is_perp else 'spot'} candles")
+        key = (strategy_name, *study._strategy_key(settings))
+        if key not in data.cache:
+            data.cache[key] = study.build_simulation_inputs(candles, settings, funding_wide=funding)
+        inputs = data.cache[key]
+        floor = max(start_ms, data.first_funding_ms) if is_perp else start_ms
+        start = study.default_start_ms(inputs, not_before_ms=floor)
+        return study.simulate(inputs, study.to_backtest_params(settings), start_ms=start, end_ms=end_ms)
+
+    return evaluate
+
+
+FAMILIES: dict[str, Family] = {
+    SPOT_STRATEGY: Family(_existing_grid(SPOT_STRATEGY), _existing_evaluate(SPOT_STRATEGY)),
+    PERP_STRATEGY: Family(_existing_grid(PERP_STRATEGY), _existing_evaluate(PERP_STRATEGY)),
+}
+"""family name -> (grid, evaluate). Sleeves add their entries here."""
+
+
+def research_data(
+    spot: Mapping[str, Frame], perp: Mapping[str, Frame], funding: Mapping[str, Frame | None], *, end_ms: int,
+    base: study.StudySettings, study_params: study.StudyParams,
+) -> ResearchData:  # fmt: skip
+    """Loaded candles/funding -> ResearchData: every series cut at ``end_ms`` (inclusive), perpetuals without a
+    funding history dropped (study.missing_funding = drop), and a refusal if any candle is still after end_ms."""
+    spot_cut = study.cut_candles(spot, end_ms=end_ms)
+    perp_cut = study.cut_candles(perp, end_ms=end_ms) if perp else {}
+    rates = {symbol: None if (frame := funding.get(symbol)) is None else frame[frame["timestamp"] <= end_ms]
+             for symbol in perp_cut}
+    funding_wide, dropped = study.build_funding_wide(rates, policy=study_params.missing_funding)
+    kept = {symbol: frame for symbol, frame in perp_cut.items() if symbol not in dropped}
+    data = ResearchData(spot_candles=spot_cut, perp_candles=kept, funding_wide=funding_wide,
+                        first_funding_ms=study.first_funding_ms({s: rates[s] for s in kept}), base=base,
+                        study_params=study_params)
+    if last_candle_ms(data) > end_ms:  # cut_candles guarantees it: the hold-out must never leak into research
+        raise DataError(f"a candle at {last_candle_ms(data)} is after the end {end_ms}")
+    return data
+
+
+def last_candle_ms(data: ResearchData) -> int:
+    """Open time of the latest candle the research can see (the report records it)."""
+    return max(int(frame["timestamp"].max()) for frame in [*data.spot_candles.values(), *data.perp_candles.values()])
+
+
+def candidate_name(family: str, overrides: Overrides) -> str:
+    return family + "[" + ",".join(f"{key}={value}" for key, value in overrides.items()) + "]"
+
+
+def candidates(data: ResearchData, families: tuple[str, ...] | None = None) -> list[Candidate]:
+    """Every configuration of ``families`` (default: all registered), in registry order.
+
+    Raises:
+        ConfigError: an unknown family, or two candidates with the same name.
+    """
+    chosen = families or tuple(FAMILIES)
+    if unknown := [name for name in chosen if name not in FAMILIES]:
+        raise ConfigError(f"unknown candidate families {unknown}; known: {sorted(FAMILIES)}")
+    found = [Candidate(candidate_name(family, overrides), family, dict(overrides))
+             for family in chosen for overrides in FAMILIES[family].grid(data)]
+    if len({candidate.name for candidate in found}) != len(found):
+        raise ConfigError("two candidates share a name; grids must not repeat a configuration")
+    return found
+
+
+def evaluate_candidate(candidate: Candidate, data: ResearchData, *, start_ms: int, end_ms: int | None) -> CandidateRun:
+    """Net daily returns of ``candidate`` from its first tradeable day >= start_ms to end_ms (inclusive)."""
+    result = FAMILIES[candidate.family].evaluate(candidate, data, start_ms, end_ms)
+    traded = float(result.trades["notional_quote"].sum())
+    turnover = annualized_turnover(traded, result.equity, timeframe=data.base.strategy.timeframe)
+    return CandidateRun(returns=to_daily(returns_from_equity(result.equity)).rename(candidate.name),
+                        turnover_annual=turnover)
+
+
+def benchmark_returns(data: ResearchData) -> pd.Series:
+    """BTC (``strategy.benchmark_symbol``) buy-and-hold daily simple returns, no costs."""
+    symbol = data.base.strategy.benchmark_symbol
+    if symbol not in data.spot_candles:
+        raise DataError(f"benchmark {symbol} has no spot candles in the data")
+    frame = data.spot_candles[symbol]
+    close = pd.Series(frame["close"].to_numpy(dtype=float), index=frame["timestamp"].to_numpy())
+    return to_daily(returns_from_equity(buy_and_hold_equity(close))).rename("btc_buy_and_hold")
+
+
+def returns_matrix(runs: Mapping[str, CandidateRun], benchmark: pd.Series) -> tuple[Frame, pd.Series]:
+    """The protocol's inputs: every candidate's returns on the days they ALL (and BTC) have, from the
+    latest first day; DataError if the common span has holes (one candidate's data missing mid-way)."""
+    matrix = pd.concat({name: run.returns for name, run in runs.items()}, axis=1, join="inner")
+    matrix = matrix.join(benchmark.rename("__benchmark__"), how="inner")
+    if len(matrix) < 2:
+        raise DataError("the candidates share fewer than 2 days; check --start and the data")
+    return matrix.drop(columns="__benchmark__"), matrix["__benchmark__"].rename(benchmark.name)
+
+
+def to_daily(returns: pd.Series) -> pd.Series:
+    """int64-ms bar index -> UTC DatetimeIndex; refuses bars that are not at 00:00 UTC (daily only)."""
+    index = pd.DatetimeIndex(pd.to_datetime(returns.index.to_numpy(dtype="int64"), unit="ms", utc=True))
+    if (index != index.normalize()).any():
+        raise ConfigError("the research protocol runs on daily bars (strategy.timeframe = 1d)")
+    return pd.Series(returns.to_numpy(dtype=float), index=index, name=returns.name)
