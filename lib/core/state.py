@@ -20,7 +20,7 @@ POSITIONS_SCHEMA_VERSION = 1
 JOURNAL_SCHEMA_VERSION = 1
 RUN_RECORD_SCHEMA_VERSION = 1
 
-STRATEGIES = ("spot_long_only", "perp_market_neutral", "trend_core", "combined")
+STRATEGIES = ("spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined")
 """The strategy names accepted in config and targets.json."""
 
 JOURNAL_EVENTS = ("planned", "sent", "filled", "rejected", "failed", "skipped", "risk_rejected")

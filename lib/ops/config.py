@@ -168,7 +168,8 @@ class LoggingSection:
 class StrategySection:
     """Which strategy turns signals into targets, on which candles, how often."""
 
-    name: Literal["spot_long_only", "perp_market_neutral", "trend_core", "combined"] = "spot_long_only"
+    name: Literal["spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined"] = (
+        "spot_long_only")
     timeframe: str = "1d"  # candles the signals are computed on (must be one of data.timeframes)
     rebalance_every_bars: int = 1  # backtest schedule; live cadence is the crontab's
     benchmark_symbol: str = "BTC/USDT"  # regime filter, beta and the buy-and-hold benchmark

@@ -113,14 +113,15 @@ def test_a_backtest_writes_valid_outputs(ready: Project, fetched: tuple[str, Pat
     assert ready.runs()[-1]["status"] == "ok"
 
 
-@pytest.mark.parametrize("name", ["trend_core", "combined"])
+@pytest.mark.parametrize("name", ["trend_core", "xsection_momentum", "combined"])
 def test_each_sleeve_book_backtests_with_turnover_and_cost_drag(ready: Project, fetched, name: str) -> None:
     if fetched[0] == "swap":
         pytest.skip("the sleeve books are long-only spot")
     out = backtest(ready, "--strategy", name, "--run-id", name)
     assert {path.name for path in out.iterdir()} == ALWAYS
     document = json.loads((out / "metrics.json").read_text())
-    assert document["strategy"] == name and document["settings"]["combiner"]["sleeves"] == ["trend_core", "ensemble"]
+    assert document["strategy"] == name
+    assert document["settings"]["combiner"]["sleeves"] == ["trend_core", "xsection_momentum"]
     metrics = document["metrics"]
     for curve in ("strategy", "btc_buy_and_hold"):
         assert all(isinstance(metrics[curve][key], float) for key in ("sharpe", "max_drawdown_frac", "calmar"))

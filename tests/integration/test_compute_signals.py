@@ -112,7 +112,7 @@ def test_targets_are_written_with_weights_within_limits_and_a_breakdown(ready: P
     assert ready.runs()[-1]["status"] == "ok"
 
 
-@pytest.mark.parametrize("name", ["trend_core", "combined"])
+@pytest.mark.parametrize("name", ["trend_core", "combined"])  # xsection_momentum: same code path as trend_core
 def test_a_sleeve_book_writes_its_per_sleeve_breakdown(ready: Project, fetched, name: str):
     if fetched[0] == "swap":
         pytest.skip("the sleeve books are long-only spot")
@@ -124,7 +124,7 @@ def test_a_sleeve_book_writes_its_per_sleeve_breakdown(ready: Project, fetched, 
     assert targets.strategy == name and set(targets.weights) == set(SYMBOLS)
     weights = list(targets.weights.values())
     assert all(weight >= 0 for weight in weights) and sum(weights) <= 1 + TOLERANCE
-    budgets = {"trend_core": 1.0} if name == "trend_core" else {"trend_core": 0.7, "ensemble": 0.3}
+    budgets = {"trend_core": 1.0} if name == "trend_core" else {"trend_core": 0.7, "xsection_momentum": 0.3}
     assert targets.book["sleeve_budgets"] == pytest.approx(budgets)
     assert targets.book["clusters"] >= 1
     for symbol, explanation in targets.breakdown.items():

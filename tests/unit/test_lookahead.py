@@ -2,11 +2,13 @@
 
 Covers every indicator in INDICATORS, every base signal, the signal panel, realized volatility,
 every ensemble method (and both IC estimators), the universe mask, the trend sleeve and the sleeve
-books (trend_core, combined: risk model refreshes, the turnover path), on deterministic random-walk
+books (trend_core, xsection_momentum, combined: risk model refreshes, the turnover path), on deterministic random-walk
 candles for assets that start (and one that stops) at different times, with missing bars.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from lib.research.signals import (
     realized_volatility,
 )
 from lib.research.sleeves.book import BookSettings
+from lib.research.sleeves.combiner import CombinerParams
 from lib.research.sleeves.sizing import SizingParams
 from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
 from lib.research.sleeves.turnover import TurnoverParams
@@ -187,11 +190,16 @@ BOOK = BookSettings(
 )
 
 
+ALL_SLEEVES = CombinerParams(sleeves=("trend_core", "xsection_momentum", "ensemble"), budgets=(0.5, 0.25, 0.25))
+
+
 def _book_run(candles_by_symbol: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    book = dataclasses.replace(BOOK, combiner=ALL_SLEEVES) if name == "combined_all" else BOOK
     output = compute_strategy(
-        candles_by_symbol, strategy=StrategySection(name=name, timeframe="1h", volatility_window_bars=20),
+        candles_by_symbol, strategy=StrategySection(name=name.removesuffix("_all"), timeframe="1h",
+                                                    volatility_window_bars=20),
         signals=SMALL, ensemble=EnsembleParams(), universe=UNIVERSE,
-        spot=SpotParams(top_n=2, regime_sma_bars=50), perp=PerpParams(), book=BOOK,
+        spot=SpotParams(top_n=2, regime_sma_bars=50), perp=PerpParams(), book=book,
     )  # fmt: skip
     assert output.book is not None
     return pd.concat({"target": output.target_weights, "raw": output.book.raw_weights,
@@ -201,7 +209,7 @@ def _book_run(candles_by_symbol: dict[str, pd.DataFrame], name: str) -> pd.DataF
 BOOK_CUT_BARS = (90, 259, 336, 480, 483, 599)  # 259, 336, 483: first bars of a 7-bar risk-refresh period
 
 
-@pytest.mark.parametrize("name", ["trend_core", "combined"])
+@pytest.mark.parametrize("name", ["trend_core", "xsection_momentum", "combined", "combined_all"])
 def test_sleeve_book_is_causal(name, universe):
     full = _book_run(universe, name)
     assert (full["target"].to_numpy() > 0).sum() > 200, "the book never held anything: the test would be empty"

@@ -1,7 +1,10 @@
 """Pure: the sleeve book: candles -> sleeves -> sizing -> combiner -> turnover control -> target weights.
 
-``trend_core`` is the book of the trend sleeve alone (budget 1); ``combined`` is the book of the sleeves
-named in ``combiner.sleeves`` with their budgets. ``lib.research.strategy.compute_strategy`` calls
+``trend_core`` / ``xsection_momentum`` are the books of one sleeve alone (budget 1); ``combined`` is the
+book of the sleeves named in ``combiner.sleeves`` with their budgets. The momentum sleeve
+(``lib.research.xsection.momentum_weights``: 1/n on the top coins by past return) is scaled down, like
+the trend core is scaled, to ``sizing.target_vol_annual_frac`` on the shrunk covariance, so that capital
+budgets are risk budgets. ``lib.research.strategy.compute_strategy`` calls
 ``compute_book`` for both, so compute_signals and the backtest run this same code. Every row is causal:
 sleeves, the risk model (window ending at t) and the turnover control (raw targets <= t) use bars <= t.
 The risk model is re-estimated once per period of ``sizing.refresh_every_bars`` bars counted from the
@@ -25,10 +28,13 @@ from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_
 from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
 from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
 from lib.research.sleeves.turnover import REASONS, TurnoverParams, control_turnover
+from lib.research.xsection import momentum_weights
 
 TREND_CORE = "trend_core"
+XSECTION_MOMENTUM = "xsection_momentum"
 COMBINED = "combined"
-BOOK_STRATEGIES = (TREND_CORE, COMBINED)
+BOOK_STRATEGIES = (TREND_CORE, XSECTION_MOMENTUM, COMBINED)
+"""A single-sleeve book per sleeve name (budget 1), and the combined book of ``combiner.sleeves``."""
 ROW_STAT_COLUMNS = ("predicted_vol_annual_frac", "book_vol_scale", "effective_bets", "clusters", "trend_binding")
 
 
@@ -66,9 +72,9 @@ class BookOutput:
 
 def book_sleeves(strategy_name: str, combiner: CombinerParams) -> dict[str, float]:
     """Normalized budgets of the sleeves a book strategy runs."""
-    if strategy_name == TREND_CORE:
-        return {TREND_CORE: 1.0}
-    return normalized_budgets(combiner.sleeves, combiner.budgets)
+    if strategy_name == COMBINED:
+        return normalized_budgets(combiner.sleeves, combiner.budgets)
+    return {strategy_name: 1.0}
 
 
 def compute_book(
@@ -90,6 +96,10 @@ def compute_book(
     wants = np.zeros(shape[0], dtype=bool)
     if TREND_CORE in budgets:
         wants |= (np.nan_to_num(conviction) > 0).any(axis=1)
+    momentum = np.zeros(shape)
+    if XSECTION_MOMENTUM in budgets:
+        momentum = momentum_weights(close.where(eligible)).to_numpy(dtype=float)
+        wants |= (momentum > 0).any(axis=1)
     ensemble = np.zeros(shape)
     if "ensemble" in budgets:
         if ensemble_weights is None:
@@ -128,6 +138,9 @@ def compute_book(
             sleeve_row[TREND_CORE] = sized.weights
             trend_budgets[row, members] = sized.budgets
             stats_binding[row] = sized.binding
+        if XSECTION_MOMENTUM in budgets:
+            sleeve_row[XSECTION_MOMENTUM] = _vol_capped(momentum[row, members], risk.covariance,
+                                                        sizing.target_vol_annual_frac)
         if "ensemble" in budgets:
             sleeve_row["ensemble"] = ensemble[row, members]
         combined = combine_row(sleeve_row, budgets, risk.covariance, settings.combiner)
@@ -151,6 +164,12 @@ def compute_book(
         trend_conviction=trend.conviction, trend_states=trend.states, trend_budgets=frame(trend_budgets),
         clusters=frame(clusters), reasons=frame(reasons.astype(float)), row_stats=row_stats,
     )  # fmt: skip
+
+
+def _vol_capped(weights: np.ndarray, covariance: np.ndarray, target_vol: float) -> np.ndarray:
+    """``weights`` scaled down (never up) to a predicted volatility of ``target_vol``."""
+    vol = float(np.sqrt(max(float(weights @ covariance @ weights), 0.0)))
+    return weights * min(1.0, target_vol / vol) if vol > 0 else weights
 
 
 def book_asset_breakdown(book: BookOutput, as_of_ms: int, symbol: str) -> dict[str, Any]:

@@ -17,15 +17,16 @@ import numpy as np
 
 from lib.core.errors import ConfigError
 
-SLEEVE_NAMES = ("trend_core", "ensemble")
-"""Sleeves the combiner knows: the trend core, and the legacy spot ensemble's weights as a sleeve."""
+SLEEVE_NAMES = ("trend_core", "xsection_momentum", "ensemble")
+"""Sleeves the combiner knows: the trend core, cross-sectional alt momentum (lib.research.xsection), and the
+legacy spot ensemble's weights as a sleeve."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CombinerParams:
     """Sleeves of the ``combined`` strategy and their risk budgets (TOML section ``combiner``)."""
 
-    sleeves: tuple[str, ...] = ("trend_core", "ensemble")
+    sleeves: tuple[str, ...] = ("trend_core", "xsection_momentum")
     budgets: tuple[float, ...] = (0.7, 0.3)
     max_book_vol_annual_frac: float = 0.6
     max_asset_weight_frac: float = 0.35

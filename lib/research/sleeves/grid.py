@@ -33,8 +33,14 @@ TREND_CORE_GRID: tuple[dict[str, Any], ...] = (
 )
 """trend_core: the defaults, then one economically motivated change at a time."""
 
+XSECTION_MOMENTUM_GRID: tuple[dict[str, Any], ...] = ({},)
+"""xsection_momentum alone (lib.research.xsection defaults: 30-bar return skipping 3, top 5, positive only)."""
+
 COMBINED_GRID: tuple[dict[str, Any], ...] = (
     {},
     {"combiner.budgets": (0.5, 0.5)},
+    {"combiner.sleeves": ("trend_core", "ensemble")},
+    {"combiner.sleeves": ("trend_core", "ensemble"), "combiner.budgets": (0.5, 0.5)},
 )
-"""combined (trend_core + the legacy spot ensemble as a sleeve): the default 0.7/0.3 budgets and 0.5/0.5."""
+"""combined: trend_core + xsection_momentum at 0.7/0.3 and 0.5/0.5, then trend_core + the legacy spot
+ensemble as a sleeve (the first default, research-log trials 14 and 19)."""

@@ -4,6 +4,7 @@ weight, the targets.json breakdown and summary, and the trend-only book ignoring
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -32,11 +33,11 @@ def _universe() -> dict:
     }
 
 
-def _run(name: str) -> StrategyOutput:
+def _run(name: str, book: BookSettings = BOOK) -> StrategyOutput:
     return compute_strategy(
         _universe(), strategy=StrategySection(name=name, timeframe="1h", volatility_window_bars=20), signals=SMALL,
         ensemble=EnsembleParams(), universe=UniverseParams(min_history_bars=60, min_dollar_volume_quote=0.0),
-        spot=SpotParams(top_n=2, regime_sma_bars=50), perp=PerpParams(), book=BOOK,
+        spot=SpotParams(top_n=2, regime_sma_bars=50), perp=PerpParams(), book=book,
     )  # fmt: skip
 
 
@@ -57,7 +58,7 @@ def test_book_weights_are_long_only_without_leverage(output):
 def test_contributions_add_up_to_the_raw_book(output):
     total = sum(frame.to_numpy() for frame in output.book.contributions.values())
     np.testing.assert_allclose(total, output.book.raw_weights.to_numpy(), atol=1e-12)
-    expected = {"trend_core": 1.0} if output.strategy == "trend_core" else {"trend_core": 0.6, "ensemble": 0.4}
+    expected = {"trend_core": 1.0} if output.strategy == "trend_core" else {"trend_core": 0.6, "xsection_momentum": 0.4}
     assert output.book.sleeves == pytest.approx(expected)
 
 
@@ -78,11 +79,21 @@ def test_breakdown_explains_each_weight_and_is_json_safe(output):
             assert book["trend_conviction"] == pytest.approx(np.mean(states))
 
 
-def test_trend_core_skips_the_ensemble_signals():
-    trend = _run("trend_core")
-    assert trend.signals == {} and trend.regime_is_bullish is None
-    combined = _run("combined")
+def test_the_ensemble_signals_run_only_for_the_ensemble_sleeve():
+    assert _run("trend_core").signals == {} and _run("combined").regime_is_bullish is None
+    with_ensemble = replace(BOOK, combiner=CombinerParams(sleeves=("trend_core", "ensemble"), budgets=(0.7, 0.3)))
+    combined = _run("combined", with_ensemble)
     assert combined.signals and combined.regime_is_bullish is not None
+    assert combined.book.sleeves == pytest.approx({"trend_core": 0.7, "ensemble": 0.3})
+
+
+def test_momentum_sleeve_is_volatility_capped_and_alone_in_its_book():
+    momentum = _run("xsection_momentum")
+    assert momentum.book.sleeves == {"xsection_momentum": 1.0}
+    held = momentum.book.sleeve_weights["xsection_momentum"].to_numpy()
+    assert (held > 0).any() and (held <= 1 / 5 + 1e-12).all()  # 1/n of top 5, scaled down only
+    stats = momentum.book.row_stats["predicted_vol_annual_frac"].dropna().astype(float)
+    assert (stats <= BOOK.sizing.target_vol_annual_frac + 1e-9).all()
 
 
 def test_each_coin_follows_its_own_trend_not_btc():

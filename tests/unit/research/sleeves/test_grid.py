@@ -10,11 +10,12 @@ from lib.research.backtester import BacktestParams
 from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.signals import SignalParams
-from lib.research.sleeves.grid import COMBINED_GRID, TREND_CORE_GRID
+from lib.research.sleeves.grid import COMBINED_GRID, TREND_CORE_GRID, XSECTION_MOMENTUM_GRID
 from lib.research.universe import UniverseParams
 
 
-@pytest.mark.parametrize("grid", [TREND_CORE_GRID, COMBINED_GRID], ids=["trend_core", "combined"])
+@pytest.mark.parametrize("grid", [TREND_CORE_GRID, XSECTION_MOMENTUM_GRID, COMBINED_GRID],
+                         ids=["trend_core", "xsection_momentum", "combined"])
 def test_grid_entries_are_distinct_valid_overrides(grid):
     base = study.StudySettings(strategy=StrategySection(name="trend_core"), signals=SignalParams(),
                                ensemble=EnsembleParams(), universe=UniverseParams(), spot=SpotParams(),
