@@ -170,22 +170,6 @@ def compute_roc(candles: pd.DataFrame, *, lengths: tuple[int, ...] = _DEFAULTS.r
     return _finish(frame, columns, warmup_bars=longest)
 
 
-def compute_sma_gap(candles: pd.DataFrame, *, lengths: tuple[int, ...] = (20, 60, 120)) -> pd.DataFrame:
-    """``sma_gap_<n>_frac`` = close_t / SMA_n(close)_t - 1 for each n in ``lengths`` (time-series trend:
-    above its own n-bar average = up). Defined from bar ``max(lengths) - 1``."""
-    frame = to_candle_frame(candles)
-    longest = max(lengths)
-    _require_rows("sma", frame, length=longest, min_rows=longest)
-    close = frame["close"]
-    columns = {
-        f"sma_gap_{n}_frac": close
-        / _checked("sma", ta.sma(close, length=n, talib=False), length=n, rows=len(frame))
-        - 1.0
-        for n in lengths
-    }
-    return _finish(frame, columns, warmup_bars=longest - 1)
-
-
 def compute_rsi(candles: pd.DataFrame, *, length: int = _DEFAULTS.rsi_length) -> pd.DataFrame:
     """``rsi`` (0..100), defined from bar ``length`` (pandas-ta 0.4 would start at bar 1)."""
     frame = to_candle_frame(candles)
@@ -272,7 +256,6 @@ INDICATORS: Mapping[str, Callable[[pd.DataFrame], pd.DataFrame]] = MappingProxyT
         "adx": compute_adx,
         "supertrend": compute_supertrend,
         "roc": compute_roc,
-        "sma_gap": compute_sma_gap,
         "rsi": compute_rsi,
         "bbands": compute_bbands,
         "atr": compute_atr,
