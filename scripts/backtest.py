@@ -29,14 +29,14 @@ from lib.ops import charts
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research import backtest_study as study
 from lib.research.carry import run as carry
-from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY, data_fingerprint
+from lib.research.strategy import PERP_STRATEGY, STRATEGY_NAMES, data_fingerprint
 from lib.research.walkforward import cost_sensitivity
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--strategy", choices=(SPOT_STRATEGY, PERP_STRATEGY, carry.STRATEGY_NAME), help="override strategy.name")
+    add("--strategy", choices=(*STRATEGY_NAMES, carry.STRATEGY_NAME), help="override strategy.name")
     add("--data-dir", type=Path, help="read DIR/market/<timeframe>/<BASE>-<QUOTE>.parquet and DIR/funding/ "
         "(the layout of ../shared/data) instead of data/")
     add("--symbols", nargs="+", help="only these (default: data.symbols; with --data-dir every file there)")
@@ -58,9 +58,7 @@ def _run(ctx: RunContext) -> None:
     if args.strategy == carry.STRATEGY_NAME:  # its own two-wallet book (spot + perp legs): lib/research/carry
         return print(carry.backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
     strategy = dataclasses.replace(config.strategy, name=args.strategy or config.strategy.name)
-    settings = study.StudySettings(strategy=strategy, signals=config.signals, ensemble=config.ensemble,
-                                   universe=config.universe, spot=config.spot, perp=config.perp,
-                                   backtest=config.backtest)
+    settings = study.StudySettings(strategy=strategy, **{key: getattr(config, key) for key in study.PARAM_SECTIONS})
     research, params = getattr(config, "study", study.StudyParams()), study.to_backtest_params(settings)
     research = dataclasses.replace(research, missing_funding=args.missing_funding or research.missing_funding)
     timeframe, is_perp, jump = strategy.timeframe, strategy.name == PERP_STRATEGY, config.data.max_jump_frac

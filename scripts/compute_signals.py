@@ -19,6 +19,7 @@ from lib.core.state import Targets
 from lib.core.symbols import to_traded_symbols
 from lib.data import ohlcv
 from lib.ops.runner import RunContext, base_parser, run_script
+from lib.research.sleeves.book import BookSettings, book_summary
 from lib.research.strategy import (
     benchmark_column,
     compute_strategy,
@@ -55,6 +56,7 @@ def _run(ctx: RunContext) -> None:
     output = compute_strategy(
         fresh.candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
         universe=config.universe, spot=config.spot, perp=config.perp,
+        book=BookSettings(trend=config.trend, sizing=config.sizing, combiner=config.combiner, turnover=config.turnover),
     )
     weights, breakdown = latest_targets(output, as_of_ms=fresh.as_of_ms)
     for symbol in symbols:  # a symbol without any candle up to as-of is still reported, at weight 0
@@ -64,7 +66,7 @@ def _run(ctx: RunContext) -> None:
         as_of_ms=fresh.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
         exchange=config.exchange.id, market_type=config.exchange.market_type, timeframe=timeframe,
         weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(fresh.candles),
-        notes=fresh.notes,
+        notes=fresh.notes, book={} if output.book is None else book_summary(output.book, fresh.as_of_ms),
     )
     storage.write_json_atomic(ctx.paths.targets, targets.to_dict())
     held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}

@@ -65,8 +65,7 @@ def _load(ctx: RunContext, end_ms: int) -> registry.ResearchData:
         raise ConfigError("the research protocol runs on daily bars: set strategy.timeframe = \"1d\"")
     spot_files, perp_files = _sources(ctx, timeframe, is_perp=False), _sources(ctx, timeframe, is_perp=True)
     read = {path: _read_candles(path, timeframe, config.data.max_jump_frac) for path, _ in spot_files.values()}
-    base = study.StudySettings(strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
-                               universe=config.universe, spot=config.spot, perp=config.perp, backtest=config.backtest)
+    base = study.StudySettings(strategy=config.strategy, **{key: getattr(config, key) for key in study.PARAM_SECTIONS})
     return registry.research_data(
         {symbol: read[files[0]] for symbol, files in spot_files.items()},
         {symbol: read[files[0]] for symbol, files in perp_files.items()},

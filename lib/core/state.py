@@ -14,12 +14,13 @@ from typing import Any, Literal
 from lib.core.errors import StateError
 from lib.core.symbols import split_symbol
 
-TARGETS_SCHEMA_VERSION = 1
+TARGETS_SCHEMA_VERSION = 2  # 2: + ``book`` (sleeve book summary); version 1 files are still read
+TARGETS_READABLE_VERSIONS = (1, 2)
 POSITIONS_SCHEMA_VERSION = 1
 JOURNAL_SCHEMA_VERSION = 1
 RUN_RECORD_SCHEMA_VERSION = 1
 
-STRATEGIES = ("spot_long_only", "perp_market_neutral")
+STRATEGIES = ("spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined")
 """The strategy names accepted in config and targets.json."""
 
 JOURNAL_EVENTS = ("planned", "sent", "filled", "rejected", "failed", "skipped", "risk_rejected")
@@ -76,6 +77,7 @@ class Targets:
     breakdown: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_fingerprint: str = ""
     notes: tuple[str, ...] = ()
+    book: dict[str, Any] = field(default_factory=dict)  # sleeve book summary (budgets, volatility, bets)
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -95,7 +97,8 @@ class Targets:
     def from_dict(cls, raw: Any) -> Targets:
         if not isinstance(raw, dict):
             raise StateError("targets.json must hold a JSON object")
-        _require_version(raw, TARGETS_SCHEMA_VERSION, "targets.json")
+        if raw.get("schema_version") not in TARGETS_READABLE_VERSIONS:
+            _require_version(raw, TARGETS_SCHEMA_VERSION, "targets.json")  # raises, naming both versions
         strategy = _str(raw, "strategy")
         if strategy not in STRATEGIES:
             raise StateError(f"targets.json: unknown strategy {strategy!r}")
@@ -114,7 +117,15 @@ class Targets:
             exchange=_str(raw, "exchange"), market_type=_str(raw, "market_type"), timeframe=_str(raw, "timeframe"),
             weights={symbol: float(weight) for symbol, weight in weights.items()}, breakdown=breakdown,
             data_fingerprint=str(raw.get("data_fingerprint", "")), notes=tuple(raw.get("notes", ())),
+            book=_book(raw),
         )
+
+
+def _book(raw: dict[str, Any]) -> dict[str, Any]:
+    book = raw.get("book", {})
+    if not isinstance(book, dict):
+        raise StateError("targets.json: book must be an object")
+    return book
 
 
 def _require_version(raw: dict[str, Any], expected: int, what: str) -> None:

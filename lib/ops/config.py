@@ -36,6 +36,10 @@ from lib.research.backtester import BacktestParams
 from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.signals import SignalParams
+from lib.research.sleeves.combiner import CombinerParams
+from lib.research.sleeves.sizing import SizingParams
+from lib.research.sleeves.trend import TrendParams
+from lib.research.sleeves.turnover import TurnoverParams
 from lib.research.universe import UniverseParams
 from lib.research.walkforward import WalkForwardParams
 
@@ -164,7 +168,8 @@ class LoggingSection:
 class StrategySection:
     """Which strategy turns signals into targets, on which candles, how often."""
 
-    name: Literal["spot_long_only", "perp_market_neutral"] = "spot_long_only"
+    name: Literal["spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined"] = (
+        "spot_long_only")
     timeframe: str = "1d"  # candles the signals are computed on (must be one of data.timeframes)
     rebalance_every_bars: int = 1  # backtest schedule; live cadence is the crontab's
     benchmark_symbol: str = "BTC/USDT"  # regime filter, beta and the buy-and-hold benchmark
@@ -203,6 +208,10 @@ class Config:
     paper: PaperParams = field(default_factory=PaperParams)
     backtest: BacktestParams = field(default_factory=BacktestParams)
     walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
+    trend: TrendParams = field(default_factory=TrendParams)  # sleeve book (trend_core, combined)
+    sizing: SizingParams = field(default_factory=SizingParams)
+    combiner: CombinerParams = field(default_factory=CombinerParams)
+    turnover: TurnoverParams = field(default_factory=TurnoverParams)
     health: HealthParams = field(default_factory=HealthParams)
     doctor: DoctorParams = field(default_factory=DoctorParams)
     base_dir: Path = Path(".")  # the config file's directory (set by the loader, not a TOML key)

@@ -26,10 +26,21 @@ from lib.core.errors import ConfigError, DataError
 from lib.core.timeframes import MS_PER_DAY, periods_per_year, timeframe_ms
 from lib.research.backtester import BacktestParams, BacktestResult, run_backtest
 from lib.research.ensemble import EnsembleParams
-from lib.research.metrics import buy_and_hold_equity, drawdown_series, equal_weight_equity, summary_metrics
+from lib.research.metrics import (
+    buy_and_hold_equity,
+    drawdown_series,
+    equal_weight_equity,
+    summary_metrics,
+    years_covered,
+)
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.signals import SignalParams
-from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY, compute_strategy
+from lib.research.sleeves.book import BOOK_STRATEGIES, BookSettings
+from lib.research.sleeves.combiner import CombinerParams
+from lib.research.sleeves.sizing import SizingParams
+from lib.research.sleeves.trend import TrendParams
+from lib.research.sleeves.turnover import TurnoverParams
+from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY, STRATEGY_NAMES, compute_strategy
 from lib.research.universe import UniverseParams
 from lib.research.walkforward import Evaluate, WalkForwardParams, build_windows, expand_grid, run_walk_forward
 
@@ -37,13 +48,18 @@ STRATEGY_COLUMN = "strategy"
 BTC_BENCHMARK = "btc_buy_and_hold"
 EQUAL_WEIGHT_BENCHMARK = "equal_weight_buy_and_hold"  # the basket priced at the first bar, never rebalanced
 EQUAL_WEIGHT_REBALANCED_BENCHMARK = "equal_weight_rebalanced"  # reset every N days; new listings join
-GRID_SECTIONS = ("strategy", "signals", "ensemble", "universe", "spot", "perp", "backtest")  # grid keys
-MARKET_BY_STRATEGY: Mapping[str, Literal["spot", "perp"]] = {SPOT_STRATEGY: "spot", PERP_STRATEGY: "perp"}
+GRID_SECTIONS = ("strategy", "signals", "ensemble", "universe", "spot", "perp", "backtest",
+                 "trend", "sizing", "combiner", "turnover")  # grid keys
+PARAM_SECTIONS = tuple(name for name in GRID_SECTIONS if name != "strategy")  # config sections = StudySettings fields
+MARKET_BY_STRATEGY: Mapping[str, Literal["spot", "perp"]] = {
+    SPOT_STRATEGY: "spot", PERP_STRATEGY: "perp", **dict.fromkeys(BOOK_STRATEGIES, "spot")}
+BOOK_TARGET_VOL_GRID = (0.3, 0.4, 0.6)  # the sleeve books' built-in walk-forward axis
 SCHEMA_VERSION = 1  # of metrics.json / walkforward.json / cost_sensitivity.json
 MAX_CHART_POINTS = 3000  # more points than pixels only slows the PNG down (hourly runs have ~35k bars)
 SUMMARY_COLUMNS = (
     ("cagr_frac", "CAGR", True), ("volatility_annual_frac", "vol", True), ("sharpe", "Sharpe", False),
     ("sortino", "Sortino", False), ("max_drawdown_frac", "maxDD", True), ("calmar", "Calmar", False),
+    ("turnover_annual", "turn/yr", False), ("cost_drag_annual_frac", "costs/yr", True),
 )  # fmt: skip
 """(metric, header, shown as percent) of the stdout summary table."""
 
@@ -89,6 +105,14 @@ class StudySettings:
     spot: SpotParams
     perp: PerpParams
     backtest: BacktestParams
+    trend: TrendParams = dataclasses.field(default_factory=TrendParams)  # the sleeve book's sections
+    sizing: SizingParams = dataclasses.field(default_factory=SizingParams)
+    combiner: CombinerParams = dataclasses.field(default_factory=CombinerParams)
+    turnover: TurnoverParams = dataclasses.field(default_factory=TurnoverParams)
+
+    @property
+    def book(self) -> BookSettings:
+        return BookSettings(trend=self.trend, sizing=self.sizing, combiner=self.combiner, turnover=self.turnover)
 
 
 def with_overrides(settings: StudySettings, overrides: Mapping[str, Any]) -> StudySettings:
@@ -121,7 +145,7 @@ def to_backtest_params(settings: StudySettings) -> BacktestParams:
     """
     name = settings.strategy.name
     if name not in MARKET_BY_STRATEGY:
-        raise ConfigError(f"strategy.name must be {SPOT_STRATEGY} or {PERP_STRATEGY}, got {name!r}")
+        raise ConfigError(f"strategy.name must be one of {', '.join(STRATEGY_NAMES)}, got {name!r}")
     in_backtest, in_strategy = settings.backtest.rebalance_every_bars, settings.strategy.rebalance_every_bars
     if 1 != in_backtest != in_strategy != 1:
         raise ConfigError(f"backtest.rebalance_every_bars ({in_backtest}) and strategy.rebalance_every_bars "
@@ -158,7 +182,7 @@ def build_simulation_inputs(
     """Run the strategy composition over the whole history once (causal: row t uses bars <= t)."""
     output = compute_strategy(
         candles_by_symbol, strategy=settings.strategy, signals=settings.signals, ensemble=settings.ensemble,
-        universe=settings.universe, spot=settings.spot, perp=settings.perp,
+        universe=settings.universe, spot=settings.spot, perp=settings.perp, book=settings.book,
     )  # fmt: skip
     scale = math.sqrt(periods_per_year(settings.strategy.timeframe))
     traded = None if funding_wide is None else funding_wide.columns.isin(output.panel.close.columns)
@@ -218,15 +242,19 @@ def make_evaluate(
 def _strategy_key(settings: StudySettings) -> tuple[Any, ...]:
     """The settings compute_strategy depends on (the rebalance schedule is the backtester's)."""
     strategy = dataclasses.replace(settings.strategy, rebalance_every_bars=1)
-    return (strategy, settings.signals, settings.ensemble, settings.universe, settings.spot, settings.perp)
+    return (strategy, settings.signals, settings.ensemble, settings.universe, settings.spot, settings.perp,
+            settings.book)
 
 
 def default_grid(settings: StudySettings, study: StudyParams) -> Grid:
-    """The small built-in grid: how many names to hold x how often to rebalance (days -> bars)."""
+    """The small built-in grid: how many names to hold (sleeve books: volatility target) x how often to
+    rebalance (days -> bars)."""
     bar_ms = timeframe_ms(settings.strategy.timeframe)
     every_bars = tuple(dict.fromkeys(max(1, day * MS_PER_DAY // bar_ms) for day in study.rebalance_days_grid))
     if settings.strategy.name == PERP_STRATEGY:
         return {"perp.top_k": study.perp_top_k_grid, "strategy.rebalance_every_bars": every_bars}
+    if settings.strategy.name in BOOK_STRATEGIES:  # spot.top_n means nothing to a sleeve book
+        return {"sizing.target_vol_annual_frac": BOOK_TARGET_VOL_GRID, "strategy.rebalance_every_bars": every_bars}
     return {"spot.top_n": study.spot_top_n_grid, "strategy.rebalance_every_bars": every_bars}
 
 
@@ -367,12 +395,15 @@ def to_equity_frame(equity: pd.Series, benchmarks: Frame) -> Frame:
 def metrics_report(result: BacktestResult, benchmarks: Frame, *, timeframe: str) -> dict[str, Any]:
     """Headline metrics of the strategy and of each benchmark (JSON-safe: undefined = None)."""
     traded_quote = float(result.trades["notional_quote"].sum())
+    years, mean_equity = years_covered(result.equity, timeframe=timeframe), float(result.equity.mean())
+    costs_quote = result.fees_paid_quote + result.slippage_paid_quote
     report = {STRATEGY_COLUMN: summary_metrics(
         result.equity, timeframe=timeframe, weights=result.weights, traded_notional_quote=traded_quote) | {
         "net_exposure_frac": float(result.weights.sum(axis=1).mean()),
         "fees_paid_quote": result.fees_paid_quote, "slippage_paid_quote": result.slippage_paid_quote,
         "funding_paid_quote": result.funding_paid_quote,
         "trade_count": len(result.trades), "final_equity_quote": float(result.equity.iloc[-1]),
+        "cost_drag_annual_frac": costs_quote / mean_equity / years if years > 0 and mean_equity > 0 else math.nan,
     }}  # fmt: skip
     for name in benchmarks.columns:
         curve = benchmarks[name].reindex(result.equity.index)

@@ -23,6 +23,8 @@ from lib.core.errors import ConfigError, DataError
 from lib.research import backtest_study as study
 from lib.research.backtester import BacktestResult
 from lib.research.metrics import annualized_turnover, buy_and_hold_equity, returns_from_equity
+from lib.research.sleeves.book import COMBINED, TREND_CORE, XSECTION_MOMENTUM
+from lib.research.sleeves.grid import COMBINED_GRID, TREND_CORE_GRID, XSECTION_MOMENTUM_GRID
 from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY
 from lib.research.walkforward import expand_grid
 
@@ -106,9 +108,17 @@ def _existing_evaluate(strategy_name: str) -> Evaluate:
     return evaluate
 
 
+def _fixed_grid(grid: tuple[dict[str, Any], ...]) -> Callable[[ResearchData], list[dict[str, Any]]]:
+    """A registered list of overrides (the sleeve books' grids live next to their code)."""
+    return lambda data: [dict(overrides) for overrides in grid]
+
+
 FAMILIES: dict[str, Family] = {
     SPOT_STRATEGY: Family(_existing_grid(SPOT_STRATEGY), _existing_evaluate(SPOT_STRATEGY)),
     PERP_STRATEGY: Family(_existing_grid(PERP_STRATEGY), _existing_evaluate(PERP_STRATEGY)),
+    TREND_CORE: Family(_fixed_grid(TREND_CORE_GRID), _existing_evaluate(TREND_CORE)),
+    XSECTION_MOMENTUM: Family(_fixed_grid(XSECTION_MOMENTUM_GRID), _existing_evaluate(XSECTION_MOMENTUM)),
+    COMBINED: Family(_fixed_grid(COMBINED_GRID), _existing_evaluate(COMBINED)),
 }
 """family name -> (grid, evaluate). Sleeves add their entries here."""
 

@@ -11,7 +11,6 @@ backtester, and live by the crontab.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,9 +21,12 @@ import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
 from lib.core.symbols import to_perpetual, to_spot
-from lib.core.timeframes import last_closed_open_ms, periods_per_year, timeframe_ms
-from lib.data.ohlcv import OHLCV_COLUMNS, format_ms
+from lib.core.timeframes import periods_per_year
+from lib.data.ohlcv import OHLCV_COLUMNS
 from lib.research.ensemble import EnsembleParams, compute_ensemble
+from lib.research.freshness import FreshCandles as FreshCandles  # re-exported: moved to freshness
+from lib.research.freshness import data_fingerprint as data_fingerprint
+from lib.research.freshness import select_fresh_candles as select_fresh_candles
 from lib.research.portfolio import (
     PerpParams,
     SpotParams,
@@ -33,10 +35,19 @@ from lib.research.portfolio import (
     spot_target_weight_frame,
 )
 from lib.research.signals import WINDOW_MIN_VALID_FRAC, SignalParams, compute_signal_panel, realized_volatility
+from lib.research.sleeves.book import (
+    BOOK_STRATEGIES,
+    BookOutput,
+    BookSettings,
+    book_asset_breakdown,
+    book_sleeves,
+    compute_book,
+)
 from lib.research.universe import UniverseParams, eligible_mask
 
 SPOT_STRATEGY = "spot_long_only"
 PERP_STRATEGY = "perp_market_neutral"
+STRATEGY_NAMES = (SPOT_STRATEGY, PERP_STRATEGY, *BOOK_STRATEGIES)
 
 
 class StrategySpec(Protocol):
@@ -71,7 +82,9 @@ class StrategyOutput:
     ``target_weights``: decided at each bar's close (finite on every row; 0 = not held).
     ``volatility_annual_frac``: annualized realized volatility used for sizing.
     ``regime_is_bullish``: spot only (None for perps). ``beta``: perps only, rolling beta of each
-    asset's returns to the benchmark's (None when the benchmark is not in the data).
+    asset's returns to the benchmark's (None when the benchmark is not in the data). ``book``: the
+    sleeve book's intermediates (``trend_core`` / ``combined`` only; their ``scores`` are the raw book
+    weights before turnover control, and signals/contributions are the ensemble's when it runs).
     """
 
     strategy: str
@@ -86,6 +99,7 @@ class StrategyOutput:
     regime_is_bullish: pd.Series | None
     beta: pd.DataFrame | None
     target_weights: pd.DataFrame
+    book: BookOutput | None = None
 
 
 def to_wide_panel(candles_by_symbol: Mapping[str, pd.DataFrame]) -> MarketPanel:
@@ -161,19 +175,24 @@ def compute_strategy(
     universe: UniverseParams,
     spot: SpotParams,
     perp: PerpParams,
+    book: BookSettings | None = None,
 ) -> StrategyOutput:
     """Run the configured strategy over the whole history of ``candles_by_symbol``.
 
     ``strategy`` is ``lib.ops.config.StrategySection`` (see ``StrategySpec``). Pipeline: wide
     panel -> base signals -> point-in-time universe -> ensemble scores (ineligible = NaN) ->
     annualized realized volatility -> spot (regime on the benchmark) or perp (beta to the benchmark)
-    weights for every bar.
+    weights for every bar. ``trend_core`` / ``combined``: the sleeve book (``book`` settings,
+    defaults when None); the ensemble signals are computed only when its sleeve runs.
 
     Raises:
         DataError: malformed candles.
         ConfigError: the benchmark is needed (spot regime filter, perp beta-neutral) but not in the data.
     """
     panel = to_wide_panel(candles_by_symbol)
+    if strategy.name in BOOK_STRATEGIES:
+        return _book_strategy(candles_by_symbol, panel, strategy=strategy, signals=signals, ensemble=ensemble,
+                              universe=universe, spot=spot, book=book or BookSettings())
     signal_panel = compute_signal_panel(candles_by_symbol, signals)
     for name, frame in signal_panel.items():  # in place: a second copy of the panel costs memory
         signal_panel[name] = _on_panel(frame, panel.close)
@@ -199,7 +218,7 @@ def compute_strategy(
             result.scores, volatility, perp, beta_wide=beta if perp.beta_neutral else None
         )
     else:
-        raise ConfigError(f"strategy.name must be {SPOT_STRATEGY} or {PERP_STRATEGY}, got {strategy.name!r}")
+        raise ConfigError(f"strategy.name must be one of {', '.join(STRATEGY_NAMES)}, got {strategy.name!r}")
     return StrategyOutput(
         strategy=strategy.name,
         benchmark=benchmark,
@@ -214,6 +233,43 @@ def compute_strategy(
         beta=beta,
         target_weights=weights,
     )
+
+
+def _book_strategy(
+    candles_by_symbol: Mapping[str, pd.DataFrame],
+    panel: MarketPanel,
+    *,
+    strategy: StrategySpec,
+    signals: SignalParams,
+    ensemble: EnsembleParams,
+    universe: UniverseParams,
+    spot: SpotParams,
+    book: BookSettings,
+) -> StrategyOutput:
+    """``trend_core`` / ``combined``: the sleeve book; the spot ensemble runs only as a sleeve of it."""
+    eligible = eligible_mask(panel.close, panel.volume, universe)
+    volatility = realized_volatility(panel.close, window=strategy.volatility_window_bars) * math.sqrt(
+        periods_per_year(strategy.timeframe)
+    )
+    benchmark = benchmark_column(panel.close.columns, strategy.benchmark_symbol)
+    signal_panel: dict[str, pd.DataFrame] = {}
+    contributions: dict[str, pd.DataFrame] = {}
+    signal_weights, regime, ensemble_weights = pd.DataFrame(), None, None
+    if "ensemble" in book_sleeves(strategy.name, book.combiner):
+        signal_panel = {name: _on_panel(frame, panel.close)
+                        for name, frame in compute_signal_panel(candles_by_symbol, signals).items()}
+        result = compute_ensemble(signal_panel, panel.close, ensemble, eligible=eligible)
+        contributions, signal_weights = result.contributions, result.signal_weights
+        regime = _regime(panel.close, benchmark, strategy.benchmark_symbol, spot)
+        ensemble_weights = spot_target_weight_frame(result.scores, volatility, regime, spot)
+    output = compute_book(candles_by_symbol, panel.close, eligible, strategy_name=strategy.name, settings=book,
+                          timeframe=strategy.timeframe, ensemble_weights=ensemble_weights)
+    return StrategyOutput(
+        strategy=strategy.name, benchmark=benchmark, panel=panel, signals=signal_panel,
+        scores=output.raw_weights, contributions=contributions, signal_weights=signal_weights,
+        eligible=eligible, volatility_annual_frac=volatility, regime_is_bullish=regime, beta=None,
+        target_weights=output.target_weights, book=output,
+    )  # fmt: skip
 
 
 def _on_panel(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
@@ -273,6 +329,7 @@ def _asset_breakdown(output: StrategyOutput, as_of_ms: int, symbol: str, weight:
         return None if frame is None else _json_float(frame.at[as_of_ms, symbol])
 
     regime = output.regime_is_bullish
+    extra = {} if output.book is None else {"book": book_asset_breakdown(output.book, as_of_ms, symbol)}
     return {
         "weight": weight,
         "score": at(output.scores),
@@ -283,6 +340,7 @@ def _asset_breakdown(output: StrategyOutput, as_of_ms: int, symbol: str, weight:
         "regime_is_bullish": None if regime is None else bool(regime.loc[as_of_ms]),
         "beta": at(output.beta),
         "close": at(output.panel.close),
+        **extra,
     }
 
 
@@ -304,98 +362,3 @@ def no_data_breakdown() -> dict[str, Any]:
 def _json_float(value: Any) -> float | None:
     number = float(value)
     return number + 0.0 if math.isfinite(number) else None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FreshCandles:
-    """The candles a live run may use at ``now_ms``.
-
-    ``as_of_ms``: open time of the newest closed candle that every fresh symbol has (the bar the
-    targets are decided at). ``candles``: every symbol's candles cut at ``as_of_ms`` (symbols left
-    with none are dropped); a stale symbol keeps its history, so it is simply not eligible at
-    ``as_of_ms`` (weight 0). ``stale``: symbol -> open time of its last closed candle (None =
-    none). ``notes`` explain stale symbols and a lagging ``as_of_ms`` for targets.json.
-    """
-
-    as_of_ms: int
-    candles: dict[str, pd.DataFrame]
-    stale: dict[str, int | None]
-    notes: tuple[str, ...]
-
-
-def select_fresh_candles(
-    candles_by_symbol: Mapping[str, pd.DataFrame],
-    *,
-    now_ms: int,
-    timeframe: str,
-    max_staleness_bars: int,
-    benchmark: str,
-) -> FreshCandles:
-    """Fail closed on stale data. Candles after ``last_closed_open_ms(now_ms, timeframe)`` are
-    dropped (the forming candle, or the future of an ``--as-of`` run); a series is fresh when its
-    last closed candle opens at most ``max_staleness_bars`` bars before that one.
-
-    Raises:
-        DataError: the benchmark is stale or absent, or most symbols are stale.
-    """
-    step_ms = timeframe_ms(timeframe)
-    expected_ms = last_closed_open_ms(now_ms, timeframe)
-    oldest_ok_ms = expected_ms - max_staleness_bars * step_ms
-    closed = {symbol: frame[frame["timestamp"] <= expected_ms] for symbol, frame in candles_by_symbol.items()}
-    last_open_ms = {
-        symbol: int(frame["timestamp"].iloc[-1]) if len(frame) else None for symbol, frame in closed.items()
-    }
-    fresh_last = {
-        symbol: last for symbol, last in last_open_ms.items() if last is not None and last >= oldest_ok_ms
-    }
-    stale = {symbol: last for symbol, last in last_open_ms.items() if symbol not in fresh_last}
-
-    def describe(symbol: str) -> str:
-        last = stale[symbol]
-        return f"{symbol} last candle {'none' if last is None else format_ms(last)}"
-
-    limit = f"expected {timeframe} candle {format_ms(expected_ms)}, at most {max_staleness_bars} bar(s) older"
-    if benchmark not in closed or benchmark in stale:
-        found = describe(benchmark) if benchmark in stale else f"{benchmark} not loaded"
-        raise DataError(f"stale benchmark: {found} ({limit}); run fetch_prices or check the exchange")
-    if 2 * len(stale) > len(closed):
-        listed = "; ".join(describe(symbol) for symbol in stale)
-        raise DataError(
-            f"stale prices: {len(stale)} of {len(closed)} symbols ({listed}) ({limit}); "
-            "run fetch_prices or check the exchange"
-        )
-    as_of_ms = min(fresh_last.values())
-    notes = [f"stale, weight 0: {describe(symbol)} ({limit})" for symbol in stale]
-    if as_of_ms < expected_ms:
-        lagging = [symbol for symbol, last in fresh_last.items() if last == as_of_ms]
-        lagging_text = "all fresh symbols" if len(lagging) == len(fresh_last) else ", ".join(lagging)
-        notes.append(
-            f"as of {format_ms(as_of_ms)}, {(expected_ms - as_of_ms) // step_ms} bar(s) before the last "
-            f"closed candle: the newest candle common to all fresh symbols (lagging: {lagging_text})"
-        )
-    used = {
-        symbol: frame[frame["timestamp"] <= as_of_ms].reset_index(drop=True)
-        for symbol, frame in closed.items()
-    }
-    return FreshCandles(
-        as_of_ms=as_of_ms,
-        candles={symbol: frame for symbol, frame in used.items() if len(frame)},
-        stale=stale,
-        notes=tuple(notes),
-    )
-
-
-def data_fingerprint(candles_by_symbol: Mapping[str, pd.DataFrame]) -> str:
-    """sha256 hex over (symbol, last timestamp, row count, last close) of each series, symbols sorted.
-
-    Deterministic, so a person (or rebalance) can tell which data produced a targets file.
-    """
-    digest = hashlib.sha256()
-    for symbol in sorted(candles_by_symbol):
-        candles = candles_by_symbol[symbol]
-        if len(candles):
-            last_ms, last_close = int(candles["timestamp"].iloc[-1]), repr(float(candles["close"].iloc[-1]))
-        else:
-            last_ms, last_close = -1, "none"
-        digest.update(f"{symbol}|{last_ms}|{len(candles)}|{last_close}\n".encode())
-    return digest.hexdigest()

@@ -113,6 +113,27 @@ def test_a_backtest_writes_valid_outputs(ready: Project, fetched: tuple[str, Pat
     assert ready.runs()[-1]["status"] == "ok"
 
 
+@pytest.mark.parametrize("name", ["trend_core", "xsection_momentum", "combined"])
+def test_each_sleeve_book_backtests_with_turnover_and_cost_drag(ready: Project, fetched, name: str) -> None:
+    if fetched[0] == "swap":
+        pytest.skip("the sleeve books are long-only spot")
+    out = backtest(ready, "--strategy", name, "--run-id", name)
+    assert {path.name for path in out.iterdir()} == ALWAYS
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["strategy"] == name
+    assert document["settings"]["combiner"]["sleeves"] == ["trend_core", "xsection_momentum"]
+    metrics = document["metrics"]
+    for curve in ("strategy", "btc_buy_and_hold"):
+        assert all(isinstance(metrics[curve][key], float) for key in ("sharpe", "max_drawdown_frac", "calmar"))
+    strategy = metrics["strategy"]
+    assert strategy["trade_count"] > 0 and strategy["turnover_annual"] > 0
+    costs = strategy["fees_paid_quote"] + strategy["slippage_paid_quote"]
+    years, mean_equity = (document["bars"] - 1) / 365, pd.read_parquet(out / "equity.parquet")["strategy"].mean()
+    assert strategy["cost_drag_annual_frac"] == pytest.approx(costs / mean_equity / years)
+    weights = pd.read_parquet(out / "weights.parquet").set_index("timestamp")
+    assert (weights >= -TOLERANCE).all().all() and weights.sum(axis=1).max() <= 1 + 1e-6
+
+
 def test_walk_forward_and_cost_sensitivity(ready: Project, fetched: tuple[str, Path]) -> None:
     out = backtest(ready, "--run-id", "research", "--walk-forward", "--costs", "--progress")
     assert {path.name for path in out.iterdir()} == ALWAYS | {

@@ -112,6 +112,29 @@ def test_targets_are_written_with_weights_within_limits_and_a_breakdown(ready: P
     assert ready.runs()[-1]["status"] == "ok"
 
 
+@pytest.mark.parametrize("name", ["trend_core", "combined"])  # xsection_momentum: same code path as trend_core
+def test_a_sleeve_book_writes_its_per_sleeve_breakdown(ready: Project, fetched, name: str):
+    if fetched[0] == "swap":
+        pytest.skip("the sleeve books are long-only spot")
+    result = ready.run("compute_signals", "--as-of", AS_OF, env={"COINBOT__STRATEGY__NAME": name})
+    assert result.returncode == 0, result.stderr
+    document = json.loads((ready.state / "targets.json").read_text())
+    assert document["schema_version"] == 2
+    targets = read_targets(ready)
+    assert targets.strategy == name and set(targets.weights) == set(SYMBOLS)
+    weights = list(targets.weights.values())
+    assert all(weight >= 0 for weight in weights) and sum(weights) <= 1 + TOLERANCE
+    budgets = {"trend_core": 1.0} if name == "trend_core" else {"trend_core": 0.7, "xsection_momentum": 0.3}
+    assert targets.book["sleeve_budgets"] == pytest.approx(budgets)
+    assert targets.book["clusters"] >= 1
+    for symbol, explanation in targets.breakdown.items():
+        book = explanation["book"]
+        assert explanation["weight"] == targets.weights[symbol] and explanation["close"] > 0
+        assert set(book["sleeves"]) == set(budgets) and book["trend_conviction"] in (0.0, 1 / 3, 2 / 3, 1.0)
+        assert sum(value for value in book["sleeves"].values()) == pytest.approx(book["raw_weight"], abs=1e-12)
+        assert book["turnover_reason"] in ("unchanged", "entry", "exit", "resized", "kept_by_band")
+
+
 def test_a_rerun_on_the_same_data_writes_the_same_file(ready: Project):
     assert ready.run("compute_signals", "--as-of", AS_OF).returncode == 0
     first = (ready.state / "targets.json").read_bytes()

@@ -17,8 +17,9 @@ from tests.integration.conftest import Project
 
 COINS = {"BTC": 0.0010, "ETH": 0.0008, "SOL": 0.0012, "ADA": 0.0002}  # daily drift of the synthetic walks
 FUNDED = ("BTC", "ETH", "ADA")
-TRIALS = 12  # the registry today: spot top_n (3, 5, 8) x rebalance (1, 7 days) + perp top_k (1, 2, 3) x (1, 7)
-FAST = ("--train", "365D", "--test", "90D", "--resamples", "200", "--pbo-blocks", "8")
+TRIALS = 12  # the legacy families: spot top_n (3, 5, 8) x rebalance (1, 7 days) + perp top_k (1, 2, 3) x (1, 7)
+FAMILIES = ("--family", "spot_long_only", "--family", "perp_market_neutral")  # sleeve books: test_candidates.py
+FAST = ("--train", "365D", "--test", "90D", "--resamples", "200", "--pbo-blocks", "8", *FAMILIES)
 CONFIG = """
 [exchange]
 id = "simulated"

@@ -353,10 +353,12 @@ def test_chart_frames_thin_long_runs_but_keep_the_worst_drawdown() -> None:
 
 
 def test_summary_table_shows_percentages_ratios_and_dashes() -> None:
-    text = study.summary_table("title", {"strategy": {"cagr_frac": 0.1234, "sharpe": 1.5, "calmar": None}})
+    text = study.summary_table("title", {"strategy": {"cagr_frac": 0.1234, "sharpe": 1.5, "calmar": None,
+                                                      "turnover_annual": 7.25, "cost_drag_annual_frac": 0.011}})
     lines = text.splitlines()
-    assert lines[0] == "title" and "CAGR" in lines[1] and "Sharpe" in lines[1]
+    assert lines[0] == "title" and "CAGR" in lines[1] and "Sharpe" in lines[1] and "turn/yr" in lines[1]
     assert lines[2].startswith("strategy") and "12.3%" in lines[2] and "1.50" in lines[2] and " -" in lines[2]
+    assert lines[2].endswith("     7.25     1.1%")  # turnover a year, then cost drag a year
 
 
 @pytest.mark.parametrize(

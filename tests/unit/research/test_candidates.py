@@ -44,13 +44,23 @@ def data(end_ms: int = (DAYS - 1) * MS_PER_DAY) -> registry.ResearchData:
 
 
 def test_registry_lists_the_existing_grids_as_trials() -> None:
-    found = registry.candidates(data())
+    found = registry.candidates(data(), ("spot_long_only", "perp_market_neutral"))
     assert len(found) == 12 and [c.family for c in found].count("spot_long_only") == 6
     assert found[0].name == "spot_long_only[spot.top_n=3,strategy.rebalance_every_bars=1]"
     assert found[-1].settings == {"perp.top_k": 3, "strategy.rebalance_every_bars": 7}
     assert len(registry.candidates(data(), ("perp_market_neutral",))) == 6
     with pytest.raises(ConfigError):
         registry.candidates(data(), ("no_such_family",))
+
+
+def test_the_sleeve_books_are_registered_with_their_grids_and_evaluate() -> None:
+    found = registry.candidates(data(), ("trend_core", "xsection_momentum", "combined"))
+    families = [candidate.family for candidate in found]
+    assert (families.count("trend_core"), families.count("xsection_momentum"), families.count("combined")) == (15, 1, 4)
+    assert found[0].name == "trend_core[]" and found[0].settings == {}
+    assert len(registry.candidates(data())) == 12 + 15 + 1 + 4
+    run = registry.evaluate_candidate(found[0], data(), start_ms=0, end_ms=None)
+    assert run.returns.notna().all() and run.returns.ne(0).any() and run.turnover_annual > 0
 
 
 def test_research_data_cuts_at_the_end_and_drops_unfunded_perps() -> None:
@@ -62,7 +72,7 @@ def test_research_data_cuts_at_the_end_and_drops_unfunded_perps() -> None:
 
 def test_evaluated_returns_are_the_backtest_equity_returns_and_form_a_matrix() -> None:
     research = data()
-    found = registry.candidates(research)
+    found = registry.candidates(research, ("spot_long_only", "perp_market_neutral"))
     runs = {c.name: registry.evaluate_candidate(c, research, start_ms=0, end_ms=None) for c in found}
     spot = found[0]
     settings = study.with_overrides(research.base, spot.settings)

@@ -1,0 +1,205 @@
+"""Pure: the sleeve book: candles -> sleeves -> sizing -> combiner -> turnover control -> target weights.
+
+``trend_core`` / ``xsection_momentum`` are the books of one sleeve alone (budget 1); ``combined`` is the
+book of the sleeves named in ``combiner.sleeves`` with their budgets. The momentum sleeve
+(``lib.research.xsection.momentum_weights``: 1/n on the top coins by past return) is scaled down, like
+the trend core is scaled, to ``sizing.target_vol_annual_frac`` on the shrunk covariance, so that capital
+budgets are risk budgets. ``lib.research.strategy.compute_strategy`` calls
+``compute_book`` for both, so compute_signals and the backtest run this same code. Every row is causal:
+sleeves, the risk model (window ending at t) and the turnover control (raw targets <= t) use bars <= t.
+The risk model is re-estimated once per period of ``sizing.refresh_every_bars`` bars counted from the
+epoch (open time // (k x bar length)), and whenever the eligible set changes, then reused. Anchoring on
+the clock, not on row positions, makes the refresh days the same in a backtest from 2017 and in a live
+run whose stored history starts later, and a missing bar cannot skip a refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lib.core.timeframes import periods_per_year, timeframe_ms
+from lib.research.sleeves.combiner import CombinerParams, combine_row, normalized_budgets
+from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_risk
+from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
+from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
+from lib.research.sleeves.turnover import REASONS, TurnoverParams, control_turnover
+from lib.research.xsection import momentum_weights
+
+TREND_CORE = "trend_core"
+XSECTION_MOMENTUM = "xsection_momentum"
+COMBINED = "combined"
+BOOK_STRATEGIES = (TREND_CORE, XSECTION_MOMENTUM, COMBINED)
+"""A single-sleeve book per sleeve name (budget 1), and the combined book of ``combiner.sleeves``."""
+ROW_STAT_COLUMNS = ("predicted_vol_annual_frac", "book_vol_scale", "effective_bets", "clusters", "trend_binding")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookSettings:
+    """Every parameter section of the sleeve book (TOML ``trend``, ``sizing``, ``combiner``, ``turnover``)."""
+
+    trend: TrendParams = field(default_factory=TrendParams)
+    sizing: SizingParams = field(default_factory=SizingParams)
+    combiner: CombinerParams = field(default_factory=CombinerParams)
+    turnover: TurnoverParams = field(default_factory=TurnoverParams)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BookOutput:
+    """time x symbol frames on the panel. ``raw_weights``: the combined book before turnover control;
+    ``target_weights``: after it; ``contributions``: sleeve -> its part of ``raw_weights``;
+    ``sleeve_weights``: sleeve -> its own sized weights (before its budget); ``trend_conviction`` and
+    ``trend_states`` (horizon -> 1/0); ``trend_budgets``: risk budgets of the trend sizing;
+    ``clusters``: correlation cluster label (NaN outside the risk model); ``reasons``: turnover codes;
+    ``row_stats``: one row per bar, ``ROW_STAT_COLUMNS``."""
+
+    sleeves: dict[str, float]  # name -> normalized budget
+    target_weights: pd.DataFrame
+    raw_weights: pd.DataFrame
+    contributions: dict[str, pd.DataFrame]
+    sleeve_weights: dict[str, pd.DataFrame]
+    trend_conviction: pd.DataFrame
+    trend_states: dict[str, pd.DataFrame]
+    trend_budgets: pd.DataFrame
+    clusters: pd.DataFrame
+    reasons: pd.DataFrame
+    row_stats: pd.DataFrame
+
+
+def book_sleeves(strategy_name: str, combiner: CombinerParams) -> dict[str, float]:
+    """Normalized budgets of the sleeves a book strategy runs."""
+    if strategy_name == COMBINED:
+        return normalized_budgets(combiner.sleeves, combiner.budgets)
+    return {strategy_name: 1.0}
+
+
+def compute_book(
+    candles_by_symbol: Mapping[str, pd.DataFrame],
+    close: pd.DataFrame,
+    eligible: pd.DataFrame,
+    *,
+    strategy_name: str,
+    settings: BookSettings,
+    timeframe: str,
+    ensemble_weights: pd.DataFrame | None = None,
+) -> BookOutput:
+    """The book over the whole history. ``eligible``: the point-in-time universe (close's shape);
+    ``ensemble_weights``: the spot ensemble's weights, needed when the ``ensemble`` sleeve runs."""
+    budgets = book_sleeves(strategy_name, settings.combiner)
+    shape = close.shape
+    trend = compute_trend_sleeve(candles_by_symbol, close, settings.trend)
+    conviction = trend.conviction.where(eligible).to_numpy(dtype=float)
+    wants = np.zeros(shape[0], dtype=bool)
+    if TREND_CORE in budgets:
+        wants |= (np.nan_to_num(conviction) > 0).any(axis=1)
+    momentum = np.zeros(shape)
+    if XSECTION_MOMENTUM in budgets:
+        momentum = momentum_weights(close.where(eligible)).to_numpy(dtype=float)
+        wants |= (momentum > 0).any(axis=1)
+    ensemble = np.zeros(shape)
+    if "ensemble" in budgets:
+        if ensemble_weights is None:
+            raise ValueError("the ensemble sleeve needs ensemble_weights")
+        ensemble = np.nan_to_num(ensemble_weights.reindex_like(close).to_numpy(dtype=float)) * eligible.to_numpy()
+        wants |= (ensemble > 0).any(axis=1)
+    returns, eligible_arr = log_returns(close), eligible.to_numpy(dtype=bool)
+    periods = close.index.to_numpy(dtype="int64") // (settings.sizing.refresh_every_bars * timeframe_ms(timeframe))
+    sleeve_arrays = {name: np.zeros(shape) for name in budgets}
+    contribution_arrays = {name: np.zeros(shape) for name in budgets}
+    raw, trend_budgets, clusters = np.zeros(shape), np.full(shape, np.nan), np.full(shape, np.nan)
+    stats = np.full((shape[0], len(ROW_STAT_COLUMNS)), np.nan)
+    stats_binding: list[str | None] = [None] * shape[0]
+    sizing = settings.sizing
+    risk: RowRisk | None = None
+    sized: SizedRow | None = None
+    risk_candidates: np.ndarray = np.empty(0, dtype=int)
+    risk_period = -1
+    sized_conviction: np.ndarray = np.empty(0)
+    for row in np.flatnonzero(wants).tolist():
+        candidates = np.flatnonzero(eligible_arr[row])
+        if risk is None or periods[row] != risk_period or not np.array_equal(candidates, risk_candidates):
+            risk_candidates, risk_period, sized = candidates, int(periods[row]), None
+            risk = row_risk(returns, row, candidates, window_bars=sizing.window_bars,
+                            cluster_correlation=sizing.cluster_correlation,
+                            periods_per_year=periods_per_year(timeframe))
+        if risk is None:
+            continue
+        members = risk.members
+        clusters[row, members] = risk.clusters
+        sleeve_row: dict[str, np.ndarray] = {}
+        if TREND_CORE in budgets:
+            row_conviction = conviction[row, members]
+            if sized is None or not np.array_equal(row_conviction, sized_conviction, equal_nan=True):
+                sized, sized_conviction = size_row(row_conviction, risk, sizing), row_conviction
+            sleeve_row[TREND_CORE] = sized.weights
+            trend_budgets[row, members] = sized.budgets
+            stats_binding[row] = sized.binding
+        if XSECTION_MOMENTUM in budgets:
+            sleeve_row[XSECTION_MOMENTUM] = _vol_capped(momentum[row, members], risk.covariance,
+                                                        sizing.target_vol_annual_frac)
+        if "ensemble" in budgets:
+            sleeve_row["ensemble"] = ensemble[row, members]
+        combined = combine_row(sleeve_row, budgets, risk.covariance, settings.combiner)
+        raw[row, members] = combined.weights
+        for name, weights in sleeve_row.items():
+            sleeve_arrays[name][row, members] = weights
+            contribution_arrays[name][row, members] = combined.contributions[name]
+        stats[row, :4] = (combined.predicted_vol_annual_frac, combined.vol_scale,
+                          effective_bets(combined.weights, risk.covariance), float(np.unique(risk.clusters).size))
+    targets, reasons = control_turnover(raw, settings.turnover)
+
+    def frame(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=close.index, columns=close.columns)
+
+    row_stats = pd.DataFrame(stats, index=close.index, columns=list(ROW_STAT_COLUMNS)).astype(object)
+    row_stats["trend_binding"] = stats_binding
+    return BookOutput(
+        sleeves=budgets, target_weights=frame(targets), raw_weights=frame(raw),
+        contributions={name: frame(values) for name, values in contribution_arrays.items()},
+        sleeve_weights={name: frame(values) for name, values in sleeve_arrays.items()},
+        trend_conviction=trend.conviction, trend_states=trend.states, trend_budgets=frame(trend_budgets),
+        clusters=frame(clusters), reasons=frame(reasons.astype(float)), row_stats=row_stats,
+    )  # fmt: skip
+
+
+def _vol_capped(weights: np.ndarray, covariance: np.ndarray, target_vol: float) -> np.ndarray:
+    """``weights`` scaled down (never up) to a predicted volatility of ``target_vol``."""
+    vol = float(np.sqrt(max(float(weights @ covariance @ weights), 0.0)))
+    return weights * min(1.0, target_vol / vol) if vol > 0 else weights
+
+
+def book_asset_breakdown(book: BookOutput, as_of_ms: int, symbol: str) -> dict[str, Any]:
+    """Why ``symbol``'s weight is what it is at ``as_of_ms`` (JSON-safe; NaN -> None)."""
+
+    def at(frame: pd.DataFrame) -> float | None:
+        return _json_float(frame.at[as_of_ms, symbol])
+
+    reason = at(book.reasons)
+    return {
+        "raw_weight": at(book.raw_weights),
+        "turnover_reason": REASONS[int(reason)] if reason is not None else None,
+        "sleeves": {name: at(frame) for name, frame in book.contributions.items()},
+        "sleeve_weights": {name: at(frame) for name, frame in book.sleeve_weights.items()},
+        "trend_conviction": at(book.trend_conviction),
+        "trend_states": {name: at(frame) for name, frame in book.trend_states.items()},
+        "trend_risk_budget": at(book.trend_budgets),
+        "cluster": at(book.clusters),
+    }
+
+
+def book_summary(book: BookOutput, as_of_ms: int) -> dict[str, Any]:
+    """Book-level facts at ``as_of_ms``: sleeve budgets, predicted volatility, effective bets, ..."""
+    stats = book.row_stats.loc[as_of_ms]
+    values = {name: _json_float(stats[name]) for name in ROW_STAT_COLUMNS if name != "trend_binding"}
+    return {"sleeve_budgets": dict(book.sleeves), **values, "trend_binding": stats["trend_binding"]}
+
+
+def _json_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number + 0.0 if np.isfinite(number) else None

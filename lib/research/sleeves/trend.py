@@ -1,0 +1,95 @@
+"""Pure: the trend core sleeve: per-asset, multi-horizon time-series trend -> conviction in [0, 1].
+
+Why: time-series momentum (an asset above its own n-day average tends to keep drifting up, crypto
+included) is the best documented edge a long-only spot book can use, and it is decided per asset: each
+coin's OWN trend decides whether it is held, so a BTC-only gate never holds alts (or drops them) for BTC's
+sake. Several horizons (e.g. 20/60/120 bars) average away the choice of one lookback.
+
+The SMA is a plain rolling mean over the asset's own bars (pinned to pandas-ta's ``sma`` by a unit test):
+pandas-ta's numba-compiled ``sma`` costs ~1 s of JIT cache loading at every cold start of the
+compute_signals cron script, and the trend core does not need the rest of pandas-ta.
+
+Each horizon is a Schmitt trigger on the gap close / SMA_n - 1: "up" once the gap exceeds
+``+entry_buffer_frac``, "down" once it falls below ``-entry_buffer_frac``, unchanged inside the band
+(hysteresis: fewer flip-flops, less turnover). Before the first crossing a horizon is "down" (cash when
+unsure). Conviction = the share of horizons that are up. Causal: a value at bar t uses bars <= t of that
+asset only (the trigger state is a forward fill of past decisions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lib.core.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrendParams:
+    """Trend core sleeve (TOML section ``trend``)."""
+
+    horizons_bars: tuple[int, ...] = (20, 60, 120)  # SMA lookbacks, in bars of the strategy timeframe
+    entry_buffer_frac: float = 0.02  # hysteresis half-width around the SMA (0.02 = +-2 %)
+
+    def __post_init__(self) -> None:
+        if not self.horizons_bars or any(h < 2 for h in self.horizons_bars):
+            raise ConfigError(f"trend.horizons_bars must be a non-empty list of ints >= 2, got {self.horizons_bars}")
+        if len(set(self.horizons_bars)) != len(self.horizons_bars):
+            raise ConfigError(f"trend.horizons_bars has duplicates: {self.horizons_bars}")
+        if not (np.isfinite(self.entry_buffer_frac) and 0 <= self.entry_buffer_frac < 1):
+            raise ConfigError(f"trend.entry_buffer_frac must be in [0, 1), got {self.entry_buffer_frac}")
+
+
+def schmitt_state(gap: pd.Series, buffer_frac: float) -> pd.Series:
+    """1.0 (up) / 0.0 (down) per bar with hysteresis; NaN where ``gap`` is NaN (warm-up).
+
+    Up when gap > buffer, down when gap < -buffer, else the previous state (initially down).
+    """
+    decided = pd.Series(np.nan, index=gap.index, dtype="float64")
+    decided[gap > buffer_frac] = 1.0
+    decided[gap < -buffer_frac] = 0.0
+    state = decided.ffill().fillna(0.0)
+    return state.where(gap.notna())
+
+
+def trend_states(candles: pd.DataFrame, params: TrendParams) -> pd.DataFrame:
+    """One asset's per-horizon states (columns ``up_<n>``, 1/0, NaN in warm-up) on its timestamps.
+
+    Bars before a horizon's first full window are NaN (not tradeable yet).
+    """
+    index = pd.Index(candles["timestamp"].astype("int64").to_numpy(), name="timestamp")
+    close = pd.Series(candles["close"].to_numpy(dtype="float64"), index=index)
+    states = {f"up_{n}": schmitt_state(sma_gap(close, n), params.entry_buffer_frac) for n in params.horizons_bars}
+    return pd.DataFrame(states, index=index)
+
+
+def sma_gap(close: pd.Series, length: int) -> pd.Series:
+    """close_t / SMA_length(close)_t - 1; NaN for the first ``length - 1`` bars."""
+    return close / close.rolling(length, min_periods=length).mean() - 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrendSleeve:
+    """``conviction``: time x symbol in [0, 1] (NaN = warm-up or no candle). ``states``: horizon
+    column name -> time x symbol 1/0 frame (the why of each conviction)."""
+
+    conviction: pd.DataFrame
+    states: dict[str, pd.DataFrame]
+
+
+def compute_trend_sleeve(
+    candles_by_symbol: Mapping[str, pd.DataFrame], like: pd.DataFrame, params: TrendParams
+) -> TrendSleeve:
+    """Conviction of every symbol on ``like``'s index/columns (the market panel's close)."""
+    per_symbol = {symbol: trend_states(candles_by_symbol[symbol], params) for symbol in like.columns}
+    states: dict[str, pd.DataFrame] = {}
+    for n in params.horizons_bars:
+        key = f"up_{n}"
+        frame = pd.DataFrame({symbol: per_symbol[symbol][key] for symbol in like.columns})
+        states[key] = frame.reindex(index=like.index, columns=like.columns)
+    stacked = np.stack([frame.to_numpy() for frame in states.values()])
+    conviction = pd.DataFrame(stacked.mean(axis=0), index=like.index, columns=like.columns)
+    return TrendSleeve(conviction=conviction.where(like.notna()), states=states)
