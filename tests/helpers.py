@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib.research.signals import SignalParams
+from lib.research.signal_params import SignalParams
 
 HOUR_MS = 3_600_000
 

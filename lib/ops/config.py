@@ -32,10 +32,11 @@ from lib.execution.risk import RiskLimits
 from lib.execution.simulated import SimulatedParams
 from lib.ops.doctor import DoctorParams
 from lib.ops.health import HealthParams
-from lib.research.backtester import BacktestParams
+from lib.research.backtest_params import BacktestParams
 from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
-from lib.research.signals import SignalParams
+from lib.research.signal_params import SignalParams
+from lib.research.strategy_params import StrategySection
 from lib.research.universe import UniverseParams
 from lib.research.walkforward import WalkForwardParams
 
@@ -158,30 +159,6 @@ class LoggingSection:
             raise ConfigError(f"logging.rotation_mb must be in [1, 1000], got {self.rotation_mb}")
         if not 1 <= self.retention_files <= 100:
             raise ConfigError(f"logging.retention_files must be in [1, 100], got {self.retention_files}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StrategySection:
-    """Which strategy turns signals into targets, on which candles, how often."""
-
-    name: Literal["spot_long_only", "perp_market_neutral"] = "spot_long_only"
-    timeframe: str = "1d"  # candles the signals are computed on (must be one of data.timeframes)
-    rebalance_every_bars: int = 1  # backtest schedule; live cadence is the crontab's
-    benchmark_symbol: str = "BTC/USDT"  # regime filter, beta and the buy-and-hold benchmark
-    volatility_window_bars: int = 30  # realized volatility used for sizing
-
-    def __post_init__(self) -> None:
-        try:
-            timeframe_ms(self.timeframe)
-            split_symbol(self.benchmark_symbol)
-        except ConfigError as error:
-            raise ConfigError(f"strategy: {error}") from None
-        if not 1 <= self.rebalance_every_bars <= 10_000:
-            raise ConfigError(f"strategy.rebalance_every_bars must be in [1, 10000], got {self.rebalance_every_bars}")
-        if not 2 <= self.volatility_window_bars <= 10_000:
-            raise ConfigError(
-                f"strategy.volatility_window_bars must be in [2, 10000], got {self.volatility_window_bars}"
-            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
-from lib.research.signals import SIGNAL_NAMES
+from lib.research.signal_params import SIGNAL_NAMES
 
 EnsembleMethod = Literal["equal_weight", "rank_average", "adaptive_ic"]
 IcMethod = Literal["spearman_cross_section", "pearson_time_series"]

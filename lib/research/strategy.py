@@ -15,7 +15,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,24 +32,10 @@ from lib.research.portfolio import (
     perp_target_weight_frame,
     spot_target_weight_frame,
 )
-from lib.research.signals import WINDOW_MIN_VALID_FRAC, SignalParams, compute_signal_panel, realized_volatility
+from lib.research.signal_params import SignalParams
+from lib.research.signals import WINDOW_MIN_VALID_FRAC, compute_signal_panel, realized_volatility
+from lib.research.strategy_params import PERP_STRATEGY, SPOT_STRATEGY, StrategySection
 from lib.research.universe import UniverseParams, eligible_mask
-
-SPOT_STRATEGY = "spot_long_only"
-PERP_STRATEGY = "perp_market_neutral"
-
-
-class StrategySpec(Protocol):
-    """What the composition reads of ``lib.ops.config.StrategySection`` (a pure module cannot import config)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def timeframe(self) -> str: ...
-    @property
-    def benchmark_symbol(self) -> str: ...
-    @property
-    def volatility_window_bars(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +141,7 @@ def compute_beta(close_wide: pd.DataFrame, benchmark: str, *, window_bars: int) 
 def compute_strategy(
     candles_by_symbol: Mapping[str, pd.DataFrame],
     *,
-    strategy: StrategySpec,
+    strategy: StrategySection,
     signals: SignalParams,
     ensemble: EnsembleParams,
     universe: UniverseParams,
@@ -164,8 +150,7 @@ def compute_strategy(
 ) -> StrategyOutput:
     """Run the configured strategy over the whole history of ``candles_by_symbol``.
 
-    ``strategy`` is ``lib.ops.config.StrategySection`` (see ``StrategySpec``). Pipeline: wide
-    panel -> base signals -> point-in-time universe -> ensemble scores (ineligible = NaN) ->
+    Pipeline: wide panel -> base signals -> point-in-time universe -> ensemble scores (ineligible = NaN) ->
     annualized realized volatility -> spot (regime on the benchmark) or perp (beta to the benchmark)
     weights for every bar.
 

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
-from lib.research.backtester import BacktestParams, BacktestResult
+from lib.research.backtest_params import BacktestParams
+from lib.research.backtester import BacktestResult
 from lib.research.metrics import summary_metrics
 
 Evaluate = Callable[[Mapping[str, Any], Any, Any], pd.Series]

@@ -14,9 +14,8 @@ import pytest
 from lib.core.errors import IndicatorError
 from lib.research.ensemble import EnsembleParams, compute_ensemble
 from lib.research.indicators import INDICATORS
+from lib.research.signal_params import SIGNAL_NAMES, SignalParams
 from lib.research.signals import (
-    SIGNAL_NAMES,
-    SignalParams,
     compute_base_signals,
     compute_signal_panel,
     realized_volatility,
