@@ -24,8 +24,10 @@ from dotenv import dotenv_values
 from loguru import logger
 
 from lib.core.errors import ConfigError
+from lib.core.secrets import SECRET_ENV_NAMES, Secrets
 from lib.core.symbols import split_symbol
 from lib.core.timeframes import parse_time_ms, timeframe_ms
+from lib.execution.exchange_section import ExchangeSection
 from lib.execution.orders import OrderParams
 from lib.execution.paper import PaperParams
 from lib.execution.risk import RiskLimits
@@ -43,37 +45,12 @@ from lib.research.walkforward import WalkForwardParams
 ENV_PREFIX = "COINBOT__"
 """``COINBOT__SECTION__KEY=value`` overrides ``[section] key`` (values parsed as TOML, bare strings allowed)."""
 
-Mode = Literal["paper", "testnet", "live"]
-MarketType = Literal["spot", "swap"]
 
 DEFAULT_SYMBOLS = (
     "BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "TRX/USDT",
     "DOT/USDT", "LINK/USDT", "MATIC/USDT", "LTC/USDT", "BCH/USDT", "AVAX/USDT", "ATOM/USDT", "ETC/USDT",
     "XLM/USDT", "UNI/USDT", "NEAR/USDT", "FIL/USDT", "AAVE/USDT", "ALGO/USDT", "EOS/USDT", "XMR/USDT",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExchangeSection:
-    """Where prices come from and orders go. ``id`` is any ccxt exchange id, or "simulated"."""
-
-    id: str = "simulated"
-    market_type: MarketType = "spot"
-    mode: Mode = "paper"
-    live_confirmed: bool = False
-    rest_base_url: str = ""  # replaces scheme+host of every ccxt API URL (tests, testnets, proxies)
-    timeout_ms: int = 10_000
-    enable_rate_limit: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.id or not self.id.replace("_", "").isalnum():
-            raise ConfigError(f"exchange.id must be a ccxt exchange id or 'simulated', got {self.id!r}")
-        if self.rest_base_url and not self.rest_base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"exchange.rest_base_url must start with http:// or https://, got {self.rest_base_url!r}")
-        if not 100 <= self.timeout_ms <= 120_000:
-            raise ConfigError(f"exchange.timeout_ms must be in [100, 120000], got {self.timeout_ms}")
-        if self.id == "simulated" and self.mode != "paper":
-            raise ConfigError("exchange.mode must be 'paper' with the simulated exchange")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,45 +307,6 @@ def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported config type {hint!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Secrets:
-    """Values from .env (or the process environment). repr never shows them."""
-
-    exchange_api_key: str = ""
-    exchange_api_secret: str = ""
-    exchange_api_password: str = ""
-    telegram_bot_token: str = ""
-    telegram_chat_id: str = ""
-
-    def __repr__(self) -> str:
-        return "Secrets(***)"
-
-    __str__ = __repr__
-
-    def values(self) -> list[str]:
-        """Every non-empty credential (for log/alert redaction). The chat id is an address, not a credential."""
-        credentials = (self.exchange_api_key, self.exchange_api_secret, self.exchange_api_password,
-                       self.telegram_bot_token)
-        return [value for value in credentials if value]
-
-    @property
-    def has_exchange_keys(self) -> bool:
-        return bool(self.exchange_api_key and self.exchange_api_secret)
-
-    @property
-    def has_telegram(self) -> bool:
-        return bool(self.telegram_bot_token and self.telegram_chat_id)
-
-
-SECRET_ENV_NAMES = {
-    "exchange_api_key": "COINBOT_EXCHANGE_API_KEY",
-    "exchange_api_secret": "COINBOT_EXCHANGE_API_SECRET",
-    "exchange_api_password": "COINBOT_EXCHANGE_API_PASSWORD",
-    "telegram_bot_token": "COINBOT_TELEGRAM_BOT_TOKEN",
-    "telegram_chat_id": "COINBOT_TELEGRAM_CHAT_ID",
-}
-
-
 def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = None) -> Secrets:
     """Secrets from ``env_file`` (if present), overridden by the process environment.
 
@@ -388,19 +326,3 @@ def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = N
     return Secrets(**values)
 
 
-def check_mode_allowed(exchange: ExchangeSection, secrets: Secrets, *, live_flag: bool) -> None:
-    """Refuse testnet/live without keys, and live without an explicit opt-in.
-
-    Raises:
-        ConfigError: with the reason and what to do.
-    """
-    if exchange.mode == "paper":
-        return
-    if not secrets.has_exchange_keys:
-        raise ConfigError(
-            f"exchange.mode={exchange.mode} needs COINBOT_EXCHANGE_API_KEY and COINBOT_EXCHANGE_API_SECRET in .env"
-        )
-    if exchange.mode == "live" and not (live_flag or exchange.live_confirmed):
-        raise ConfigError(
-            "exchange.mode=live trades real money: pass --live or set exchange.live_confirmed = true to confirm"
-        )

@@ -1,4 +1,4 @@
-"""lib.execution.exchange.CcxtVenue through the real ccxt HTTP path against the fake Binance server: domain errors,
+"""lib.execution.ccxt_venue.CcxtVenue through the real ccxt HTTP path against the fake Binance server: domain errors,
 retries, and order lookup by client id."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from lib.core.errors import DataError, ExchangeError, ExchangeUnavailable, OrderRejected
-from lib.execution.exchange import CcxtVenue, create_client
+from lib.execution.ccxt_client import create_client
+from lib.execution.ccxt_venue import CcxtVenue
 from lib.ops.config import ExchangeSection, Secrets
 from tests.fakes.exchange_server import FakeBinance
 
@@ -46,7 +47,7 @@ def test_reads_are_retried_on_5xx_and_rate_limits(fake: FakeBinance) -> None:
 
 
 def test_persistent_outage_is_exchange_unavailable(fake: FakeBinance, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lib.execution.exchange.RETRY_BASE_DELAY_S", 0.01)
+    monkeypatch.setattr("lib.execution.ccxt_client.RETRY_BASE_DELAY_S", 0.01)
     fake.fail_next("/api/v3/klines", status=503, times=None)
     with pytest.raises(ExchangeUnavailable, match="after 4 retries"):
         venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 3_600_000, limit=10)
@@ -106,7 +107,7 @@ def test_unparseable_reply_is_retried_not_taken_for_no_data(fake: FakeBinance, h
 
 def test_persistently_unparseable_replies_are_exchange_unavailable(fake: FakeBinance,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lib.execution.exchange.RETRY_BASE_DELAY_S", 0.01)
+    monkeypatch.setattr("lib.execution.ccxt_client.RETRY_BASE_DELAY_S", 0.01)
     fake.malform_next("/api/v3/klines", how="invalid_json", times=None)
     with pytest.raises(ExchangeUnavailable, match="unparseable"):
         venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 3_600_000, limit=10)

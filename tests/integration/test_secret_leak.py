@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 
-from lib.execution.exchange import MAX_NETWORK_RETRIES
+from lib.execution.ccxt_client import MAX_NETWORK_RETRIES
 from tests.fakes.exchange_server import FakeBinance, RecordedRequest
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.integration.conftest import Project

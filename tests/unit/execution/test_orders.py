@@ -11,9 +11,8 @@ import pytest
 
 from lib.core.errors import ConfigError, DataError
 from lib.core.venue import Holdings, MarketRules
+from lib.execution.ccxt_markets import PRECISION_DECIMAL_PLACES, PRECISION_SIGNIFICANT_DIGITS, to_market_rules
 from lib.execution.orders import (
-    PRECISION_DECIMAL_PLACES,
-    PRECISION_SIGNIFICANT_DIGITS,
     SKIP_BAND,
     SKIP_MAX_AMOUNT,
     SKIP_MIN_AMOUNT,
@@ -28,7 +27,6 @@ from lib.execution.orders import (
     plan_orders,
     round_down_to_step,
     to_decimal,
-    to_market_rules,
 )
 
 D = Decimal
