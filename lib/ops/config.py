@@ -31,16 +31,16 @@ from lib.execution.exchange_section import ExchangeSection
 from lib.execution.orders import OrderParams
 from lib.execution.paper import PaperParams
 from lib.execution.risk import RiskLimits
-from lib.execution.simulated import SimulatedParams
+from lib.execution.simulated_params import SimulatedParams
 from lib.ops.doctor import DoctorParams
 from lib.ops.health import HealthParams
 from lib.research.backtest_params import BacktestParams
-from lib.research.ensemble import EnsembleParams
-from lib.research.portfolio import PerpParams, SpotParams
+from lib.research.ensemble_params import EnsembleParams
+from lib.research.portfolio_params import PerpParams, SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.strategy_params import StrategySection
-from lib.research.universe import UniverseParams
-from lib.research.walkforward import WalkForwardParams
+from lib.research.universe_params import UniverseParams
+from lib.research.walkforward_params import WalkForwardParams
 
 ENV_PREFIX = "COINBOT__"
 """``COINBOT__SECTION__KEY=value`` overrides ``[section] key`` (values parsed as TOML, bare strings allowed)."""
