@@ -23,6 +23,7 @@ from lib.core import storage
 from lib.core.errors import DataError
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.symbols import from_slug, to_perpetual, to_slug
+from lib.core.timeframes import format_ms
 from lib.data import stored
 from lib.ops import charts
 from lib.ops.runner import RunContext, base_parser, run_script
@@ -105,7 +106,7 @@ def _run(ctx: RunContext) -> None:
         fees_bps = config.walkforward.cost_levels_bps
         table = cost_sensitivity(run_at, params, timeframe=timeframe, fee_levels_bps=fees_bps)
         outputs["cost_sensitivity.json"] = reports.cost_report(table)
-    span = f"{json_values.to_iso(int(result.equity.index[0]))} → {json_values.to_iso(int(result.equity.index[-1]))}"
+    span = f"{format_ms(int(result.equity.index[0]))} → {format_ms(int(result.equity.index[-1]))}"
     outputs["chart.png"] = charts.render_backtest_chart(*chart_data.chart_frames(equity_frame, result.weights),
                                                         title=f"{strategy.name} {timeframe} {span}, net of costs")
     metrics = reports.metrics_report(result, benchmarks, timeframe=timeframe)

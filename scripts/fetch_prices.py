@@ -15,6 +15,7 @@ from tqdm import tqdm
 from lib.core import storage
 from lib.core.errors import CoinbotError, DataError
 from lib.core.symbols import to_traded_symbols
+from lib.core.timeframes import format_ms
 from lib.core.venue import MarketData
 from lib.data import funding, ohlcv
 from lib.data.fetcher import fetch_candle_update, fetch_funding_update
@@ -81,7 +82,7 @@ def _update_series(ctx: RunContext, venue: MarketData, symbol: str, timeframe: s
     summary.updated += 1
     first, last = update.candles["timestamp"].iloc[-update.new_rows], update.candles["timestamp"].iloc[-1]
     logger.info("fetched {} candles {} {} ({} → {}), {} request(s)", update.new_rows, symbol, timeframe,
-                ohlcv.format_ms(int(first)), ohlcv.format_ms(int(last)), update.requests)
+                format_ms(int(first)), format_ms(int(last)), update.requests)
 
 
 def _update_funding(ctx: RunContext, venue: MarketData, symbol: str, summary: Summary) -> None:

@@ -17,9 +17,8 @@ from typing import Any
 from lib.core.errors import ConfigError, StateError
 from lib.core.findings import STATUSES, Finding
 from lib.core.state import HaltRecord, Positions, RunRecord, Targets
-from lib.core.timeframes import MS_PER_HOUR, parse_time_ms
+from lib.core.timeframes import MS_PER_HOUR, format_ms, parse_time_ms
 from lib.core.venue import KeyPermissions
-from lib.data.ohlcv import format_ms
 from lib.execution.risk_live_key import check_key_permissions
 from lib.ops.health import STAGES, HealthParams, check_series, format_age
 

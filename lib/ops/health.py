@@ -15,8 +15,7 @@ from typing import Any
 
 from lib.core.errors import ConfigError
 from lib.core.state import RunRecord
-from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, last_closed_open_ms, timeframe_ms
-from lib.data.ohlcv import format_ms
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, format_ms, last_closed_open_ms, timeframe_ms
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance")
 """The cron stages whose last success the report checks, in pipeline order."""

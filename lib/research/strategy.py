@@ -22,8 +22,8 @@ import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
 from lib.core.symbols import to_perpetual, to_spot
-from lib.core.timeframes import last_closed_open_ms, periods_per_year, timeframe_ms
-from lib.data.ohlcv import OHLCV_COLUMNS, format_ms
+from lib.core.timeframes import format_ms, last_closed_open_ms, periods_per_year, timeframe_ms
+from lib.data.ohlcv import OHLCV_COLUMNS
 from lib.research.ensemble import EnsembleParams, compute_ensemble
 from lib.research.portfolio import (
     PerpParams,

@@ -37,8 +37,8 @@ from lib.core.errors import EXIT_HALTED
 from lib.core.state import HaltRecord, Positions, Targets
 from lib.core.storage import read_json, read_parquet
 from lib.core.symbols import to_slug
-from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
-from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES, format_ms
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, format_ms
+from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
 from lib.execution.ccxt_client import MAX_NETWORK_RETRIES
 from lib.execution.journal import JournalEvent
 from lib.execution.paper import PaperSnapshot

@@ -1,17 +1,13 @@
-"""Pure: plain JSON values from study results (numpy scalars, NaN/inf -> None) and their time stamps."""
+"""Pure: plain JSON values from study results (numpy scalars, NaN/inf -> None)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-
-def to_iso(time_ms: int) -> str:
-    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 def json_safe(value: Any) -> Any:
     """Nested dicts/lists/tuples with numpy scalars -> plain JSON values; NaN/inf -> None."""

@@ -10,10 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from lib.core.timeframes import format_ms
 from lib.research.metrics import summary_metrics
 from lib.research.study.benchmark_curves import STRATEGY_COLUMN, to_equity_frame
 from lib.research.study.grids import Grid
-from lib.research.study.json_values import json_safe, to_iso
+from lib.research.study.json_values import json_safe
 from lib.research.study.reports import SCHEMA_VERSION
 from lib.research.study.sections import StudySettings
 from lib.research.study.simulation import Frame, SimulationInputs, make_evaluate
@@ -47,7 +48,7 @@ def walk_forward_study(
     oos = oos / oos.iloc[0] * float(equity.iloc[0])
     rows = [{
         "window": int(row.window),
-        "test_start": to_iso(int(row.test_start_ts)), "test_end": to_iso(int(row.test_end_ts)),
+        "test_start": format_ms(int(row.test_start_ts)), "test_end": format_ms(int(row.test_end_ts)),
         "train_start_ms": int(row.train_start_ts), "train_end_ms": int(row.train_end_ts),
         "test_start_ms": int(row.test_start_ts), "test_end_ms": int(row.test_end_ts),
         "params": dict(row.params), "train_metric": row.train_metric, "test_metric": row.test_metric,
@@ -58,7 +59,7 @@ def walk_forward_study(
     document = {
         "schema_version": SCHEMA_VERSION, "grid": grid, "layout": dataclasses.asdict(layout), "windows": rows,
         "params_chosen": dict(chosen.most_common()), "out_of_sample_metrics": metrics,
-        "out_of_sample_start": to_iso(int(equity.index[0])),
-        "out_of_sample_end": to_iso(int(equity.index[-1])),
+        "out_of_sample_start": format_ms(int(equity.index[0])),
+        "out_of_sample_end": format_ms(int(equity.index[-1])),
     }  # fmt: skip
     return json_safe(document), to_equity_frame(equity, oos)
