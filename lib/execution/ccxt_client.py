@@ -18,8 +18,9 @@ from lib.core.secrets import Secrets
 from lib.execution.exchange_section import ExchangeSection
 
 MAX_NETWORK_RETRIES = 4  # retries after the first attempt of a read (timeouts, 429/418, 5xx)
-RETRY_BASE_DELAY_S = 0.5
 RETRY_MAX_DELAY_S = 30.0
+RETRY_BASE_DELAY_ATTRIBUTE = "coinbot_retry_base_delay_s"
+"""Set on every client by ``create_client`` from ``exchange.retry_base_delay_ms``; read by ``call``."""
 
 
 def create_client(section: ExchangeSection, secrets: Secrets) -> Any:
@@ -45,6 +46,7 @@ def create_client(section: ExchangeSection, secrets: Secrets) -> Any:
         "options": options,
         "enableLastJsonResponse": True,  # lets `call` tell an unparseable body from an empty answer
     })
+    setattr(client, RETRY_BASE_DELAY_ATTRIBUTE, section.retry_base_delay_ms / 1000)
     if section.rest_base_url:
         client.urls["api"] = rebase_urls(client.urls["api"], section.rest_base_url)
         if hasattr(client, "get_exceptions_by_url"):
@@ -99,7 +101,7 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
             is_transient=lambda error: isinstance(error, ccxt.OperationFailed),
             retry_after_s=lambda error: _retry_after_s(client),
             attempts=MAX_NETWORK_RETRIES + 1 if idempotent else 1,
-            base_delay_s=RETRY_BASE_DELAY_S, max_delay_s=RETRY_MAX_DELAY_S,
+            base_delay_s=_retry_base_delay_s(client), max_delay_s=RETRY_MAX_DELAY_S,
         )
     except ccxt.OperationFailed as error:
         retried = f" after {MAX_NETWORK_RETRIES} retries" if idempotent else ""
@@ -110,6 +112,11 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
         raise ExchangeError(f"{what}: {type(error).__name__}: {_short(error)}") from None
     except (ValueError, TypeError, KeyError) as error:  # malformed payload that ccxt failed to parse
         raise DataError(f"{what}: malformed exchange response ({type(error).__name__}: {_short(error)})") from None
+
+
+def _retry_base_delay_s(client: Any) -> float:
+    """``exchange.retry_base_delay_ms`` of the client's section (the section's default for a foreign client)."""
+    return float(getattr(client, RETRY_BASE_DELAY_ATTRIBUTE, ExchangeSection().retry_base_delay_ms / 1000))
 
 
 def _retry_after_s(client: Any) -> float | None:

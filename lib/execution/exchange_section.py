@@ -22,6 +22,7 @@ class ExchangeSection:
     rest_base_url: str = ""  # replaces scheme+host of every ccxt API URL (tests, testnets, proxies)
     timeout_ms: int = 10_000
     enable_rate_limit: bool = True
+    retry_base_delay_ms: int = 500  # first backoff of a failed read; doubles per retry (tests set it near 0)
 
     def __post_init__(self) -> None:
         if not self.id or not self.id.replace("_", "").isalnum():
@@ -30,5 +31,7 @@ class ExchangeSection:
             raise ConfigError(f"exchange.rest_base_url must start with http:// or https://, got {self.rest_base_url!r}")
         if not 100 <= self.timeout_ms <= 120_000:
             raise ConfigError(f"exchange.timeout_ms must be in [100, 120000], got {self.timeout_ms}")
+        if not 0 <= self.retry_base_delay_ms <= 60_000:
+            raise ConfigError(f"exchange.retry_base_delay_ms must be in [0, 60000], got {self.retry_base_delay_ms}")
         if self.id == "simulated" and self.mode != "paper":
             raise ConfigError("exchange.mode must be 'paper' with the simulated exchange")

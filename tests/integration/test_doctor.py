@@ -45,6 +45,7 @@ mode = "live"
 live_confirmed = {str(confirmed).lower()}
 rest_base_url = "{fake.base_url}"
 enable_rate_limit = false
+retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 2000
 [data]
 symbols = ["BTC/USDT", "ETH/USDT"]

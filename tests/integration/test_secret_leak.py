@@ -55,6 +55,7 @@ id = "binance"
 mode = "{mode}"
 rest_base_url = "{fake_url}"
 enable_rate_limit = false
+retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 2000
 [data]
 symbols = ["BTC/USDT", "ETH/USDT"]

@@ -93,7 +93,7 @@ def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfil
     """A small paper book, a 12 % drawdown halt, one bar of staleness tolerated, the fakes' URLs."""
     sections: dict[str, dict[str, Any]] = {
         "exchange": {"id": "binance", "mode": mode, "rest_base_url": fake.base_url, "enable_rate_limit": False,
-                     "timeout_ms": timeout_ms},
+                     "timeout_ms": timeout_ms, "retry_base_delay_ms": 1},
         "data": {"symbols": list(SYMBOLS), "timeframes": ["1d"], "backfill_start": backfill_start,
                  "max_staleness_bars": 1},
         **SMALL_WINDOWS,
