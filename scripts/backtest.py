@@ -20,16 +20,26 @@ from loguru import logger
 from tqdm import tqdm
 
 from lib.core import storage
-from lib.core.errors import DataError
-from lib.core.paths import ProjectPaths, venue_dir_name
-from lib.core.symbols import from_slug, to_perpetual, to_slug
-from lib.data import ohlcv
-from lib.data.funding import FUNDING_COLUMNS
-from lib.ops import charts
+from lib.core.timeframes import format_ms
+from lib.data import stored
+from lib.ops import charts, datasets
 from lib.ops.runner import RunContext, base_parser, run_script
-from lib.research import backtest_study as study
 from lib.research.carry import run as carry
-from lib.research.strategy import PERP_STRATEGY, STRATEGY_NAMES, data_fingerprint
+from lib.research.strategy import data_fingerprint
+from lib.research.strategy_params import PERP_STRATEGY, STRATEGY_NAMES
+from lib.research.study import (
+    benchmark_curves,
+    chart_data,
+    funding_coverage,
+    grids,
+    history,
+    json_values,
+    reports,
+    run_ids,
+    sections,
+    simulation,
+    walk_forward,
+)
 from lib.research.walkforward import cost_sensitivity
 
 
@@ -58,51 +68,52 @@ def _run(ctx: RunContext) -> None:
     if args.strategy == carry.STRATEGY_NAME:  # its own two-wallet book (spot + perp legs): lib/research/carry
         return print(carry.backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
     strategy = dataclasses.replace(config.strategy, name=args.strategy or config.strategy.name)
-    settings = study.StudySettings(strategy=strategy, **{key: getattr(config, key) for key in study.PARAM_SECTIONS})
-    research, params = getattr(config, "study", study.StudyParams()), study.to_backtest_params(settings)
+    settings = sections.settings_from(config, strategy)
+    research, params = getattr(config, "study", sections.StudyParams()), sections.to_backtest_params(settings)
     research = dataclasses.replace(research, missing_funding=args.missing_funding or research.missing_funding)
     timeframe, is_perp, jump = strategy.timeframe, strategy.name == PERP_STRATEGY, config.data.max_jump_frac
-    end_ms = study.parse_time_ms(args.end, is_end=True) if args.end else None
-    sources = _sources(ctx, timeframe, is_perp=is_perp)
-    stored = {symbol: _read_candles(files[0], timeframe, jump) for symbol, files in sources.items()}
-    candles = study.cut_candles(stored, end_ms=end_ms)
-    funding = {symbol: _read_funding(sources[symbol][1], end_ms) for symbol in candles} if is_perp else {}
-    funding_wide, dropped = study.build_funding_wide(funding, policy=research.missing_funding)
+    end_ms = history.parse_time_ms(args.end, is_end=True) if args.end else None
+    sources = datasets.series_files(ctx, timeframe, is_perp=is_perp)
+    read = {symbol: stored.read_valid_candles(candle_file, timeframe, max_jump_frac=jump)
+            for symbol, (candle_file, _) in sources.items()}
+    candles = history.cut_candles(read, end_ms=end_ms)
+    funding = {symbol: stored.read_funding_until(sources[symbol][1], end_ms) for symbol in candles} if is_perp else {}
+    funding_wide, dropped = funding_coverage.build_funding_wide(funding, policy=research.missing_funding)
     if dropped:
         logger.warning("no funding history, so not traded (study.missing_funding = drop): {}", dropped)
         candles = {symbol: frame for symbol, frame in candles.items() if symbol not in dropped}
-    inputs = study.build_simulation_inputs(candles, settings, funding_wide=funding_wide)
-    floor_ms = max(study.parse_time_ms(args.start, is_end=False) if args.start else 0,
-                   study.first_funding_ms({symbol: funding.get(symbol) for symbol in candles}))
-    start_ms = study.default_start_ms(inputs, not_before_ms=floor_ms)
-    result = study.simulate(inputs, params, start_ms=start_ms, end_ms=end_ms)
-    benchmarks = study.benchmark_equity(inputs.close.loc[start_ms:], inputs.benchmark, timeframe=timeframe,
+    inputs = simulation.build_simulation_inputs(candles, settings, funding_wide=funding_wide)
+    floor_ms = max(history.parse_time_ms(args.start, is_end=False) if args.start else 0,
+                   funding_coverage.first_funding_ms({symbol: funding.get(symbol) for symbol in candles}))
+    start_ms = history.default_start_ms(inputs, not_before_ms=floor_ms)
+    result = simulation.simulate(inputs, params, start_ms=start_ms, end_ms=end_ms)
+    benchmarks = benchmark_curves.benchmark_equity(inputs.close.loc[start_ms:], inputs.benchmark, timeframe=timeframe,
                                         study=research, capital_quote=params.starting_capital_quote)
     run_inputs = [data_fingerprint(candles), str(start_ms), str(end_ms), str(sorted(vars(args).items()))]
-    run_id = args.run_id or study.build_run_id(settings, now_ms=ctx.now_ms, inputs=run_inputs)
-    equity_frame = study.to_equity_frame(result.equity, benchmarks)
+    run_id = args.run_id or run_ids.build_run_id(settings, now_ms=ctx.now_ms, inputs=run_inputs)
+    equity_frame = benchmark_curves.to_equity_frame(result.equity, benchmarks)
     outputs: dict[str, object] = {"equity.parquet": equity_frame, "trades.parquet": result.trades,
                                   "weights.parquet": result.weights.reset_index(names="timestamp")}
     if args.walk_forward:
-        grid = study.parse_grid(args.grid, settings) or study.default_grid(settings, research)
+        grid = grids.parse_grid(args.grid, settings) or grids.default_grid(settings, research)
         with tqdm(desc="walk-forward", unit="run", disable=not (args.progress or sys.stderr.isatty())) as bar:
-            outputs["walkforward.json"], outputs["walkforward.parquet"] = study.walk_forward_study(
+            outputs["walkforward.json"], outputs["walkforward.parquet"] = walk_forward.walk_forward_study(
                 candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, progress=bar.update)
     if args.costs:
-        run_at = functools.partial(study.simulate, inputs, start_ms=start_ms, end_ms=end_ms)
+        run_at = functools.partial(simulation.simulate, inputs, start_ms=start_ms, end_ms=end_ms)
         fees_bps = config.walkforward.cost_levels_bps
         table = cost_sensitivity(run_at, params, timeframe=timeframe, fee_levels_bps=fees_bps)
-        outputs["cost_sensitivity.json"] = study.cost_report(table)
-    span = f"{study.to_iso(int(result.equity.index[0]))} → {study.to_iso(int(result.equity.index[-1]))}"
-    outputs["chart.png"] = charts.render_backtest_chart(*study.chart_frames(equity_frame, result.weights),
+        outputs["cost_sensitivity.json"] = reports.cost_report(table)
+    span = f"{format_ms(int(result.equity.index[0]))} → {format_ms(int(result.equity.index[-1]))}"
+    outputs["chart.png"] = charts.render_backtest_chart(*chart_data.chart_frames(equity_frame, result.weights),
                                                         title=f"{strategy.name} {timeframe} {span}, net of costs")
-    metrics = study.metrics_report(result, benchmarks, timeframe=timeframe)
-    outputs["metrics.json"] = study.json_safe({
-        "schema_version": study.SCHEMA_VERSION, "run_id": run_id, "strategy": strategy.name, "span": span,
+    metrics = reports.metrics_report(result, benchmarks, timeframe=timeframe)
+    outputs["metrics.json"] = json_values.json_safe({
+        "schema_version": reports.SCHEMA_VERSION, "run_id": run_id, "strategy": strategy.name, "span": span,
         "timeframe": timeframe, "bars": len(result.equity), "symbols": sorted(candles),
         "dropped_symbols": dropped, "missing_funding": research.missing_funding,
         "source": str(args.data_dir or config.data_dir),
-        "backtest_params": dataclasses.asdict(params), "settings": study.settings_document(settings),
+        "backtest_params": dataclasses.asdict(params), "settings": sections.settings_document(settings),
         "metrics": metrics,
     })  # fmt: skip
     out = ctx.paths.backtest_dir(run_id)
@@ -112,41 +123,7 @@ def _run(ctx: RunContext) -> None:
         writers.get(type(content), storage.write_json_atomic)(out / name, content)
     logger.info("backtest {} {}: {} bars, {} trades, {} symbols -> {}", strategy.name, span,
                 len(result.equity), len(result.trades), len(candles), out)
-    print(study.summary_table(f"backtest {run_id} ({span}, net of costs)", metrics))
-
-
-def _sources(ctx: RunContext, timeframe: str, *, is_perp: bool) -> dict[str, tuple[Path, Path]]:
-    """symbol -> (candle file, funding file). The perp strategy names its symbols as perpetuals."""
-    args, config = ctx.args, ctx.config
-    if args.data_dir is not None:
-        market = args.data_dir / "market" / timeframe
-        slugs = ([to_slug(symbol) for symbol in args.symbols] if args.symbols
-                 else sorted(path.stem for path in market.glob("*.parquet") if "." not in path.stem))
-        if not slugs:
-            raise DataError(f"no candle files in {market}; expected <BASE>-<QUOTE>.parquet files")
-        rates = args.data_dir / "funding"
-        return {from_slug(slug, perpetual=is_perp): (market / f"{slug}.parquet", rates / f"{slug}.parquet")
-                for slug in slugs}
-    venue = venue_dir_name(config.exchange.id, "swap" if is_perp else "spot")
-    paths = ProjectPaths(config.data_dir, config.state_dir, venue)
-    symbols = [to_perpetual(symbol) if is_perp else symbol for symbol in args.symbols or config.data.symbols]
-    return {symbol: (paths.ohlcv(timeframe, symbol), paths.funding(symbol)) for symbol in symbols}
-
-
-def _read_candles(path: Path, timeframe: str, max_jump_frac: float) -> pd.DataFrame:
-    """Raises DataError when the file is missing, empty or holds invalid candles (jumps are only flagged)."""
-    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
-    if candles is None or candles.empty:
-        raise DataError(f"no candles in {path}; run fetch_prices (or check --data-dir / --symbols)")
-    problems = ohlcv.validate(candles, timeframe, max_jump_frac=max_jump_frac)
-    if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
-        raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}")
-    return candles
-
-
-def _read_funding(path: Path, end_ms: int | None) -> pd.DataFrame | None:
-    rates = storage.read_parquet(path, columns=FUNDING_COLUMNS)
-    return rates if rates is None or end_ms is None else rates[rates["timestamp"] <= end_ms]
+    print(reports.summary_table(f"backtest {run_id} ({span}, net of costs)", metrics))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from lib.core import storage
 from lib.core.errors import ConfigError, DataError
 from lib.core.state import Targets
 from lib.core.symbols import to_traded_symbols
+from lib.core.timeframes import format_ms
 from lib.data import ohlcv
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research.sleeves.book import BookSettings, book_summary
@@ -72,7 +73,7 @@ def _run(ctx: RunContext) -> None:
     held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}
     logger.info(
         "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale; fingerprint {}",
-        config.strategy.name, ohlcv.format_ms(fresh.as_of_ms), len(held), len(weights),
+        config.strategy.name, format_ms(fresh.as_of_ms), len(held), len(weights),
         sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0, len(fresh.stale),
         targets.data_fingerprint[:12],
     )
@@ -104,7 +105,7 @@ def _read_candles(ctx: RunContext, symbol: str) -> pd.DataFrame:
 
 def _weights_table(targets: Targets) -> str:
     """The product output of ``--print``: one line per symbol, largest |weight| first."""
-    lines = [f"targets {targets.strategy} as of {ohlcv.format_ms(targets.as_of_ms)}",
+    lines = [f"targets {targets.strategy} as of {format_ms(targets.as_of_ms)}",
              f"{'symbol':<16}{'weight':>10}{'score':>10}  eligible"]
     for symbol, weight in sorted(targets.weights.items(), key=lambda item: (-abs(item[1]), item[0])):
         score = targets.breakdown[symbol].get("score")

@@ -2,7 +2,7 @@
 # Developer entry point: installs the project from its own files (Poetry + poetry.lock) and runs it.
 #
 #   bash scripts/dev.sh pipeline [args]   fetch_prices -> compute_signals -> rebalance -> report (simulated, paper)
-#   bash scripts/dev.sh test [pytest args] the test suite (the command CI runs)
+#   bash scripts/dev.sh test [pytest args] the test suite (the command CI runs), one worker per core (-n 0: serial)
 #   bash scripts/dev.sh lint               ruff + mypy + `poetry check --lock`
 #   bash scripts/dev.sh bench              benchmarks (tests/bench)
 #   bash scripts/dev.sh install            only (re)install
@@ -58,7 +58,7 @@ shift || true
 case "$command" in
   install)  ensure_installed ;;
   pipeline) ensure_installed; exec .venv/bin/python -m scripts.run_pipeline "$@" ;;
-  test)     ensure_installed; exec .venv/bin/python -m pytest "$@" ;;
+  test)     ensure_installed; exec .venv/bin/python -m pytest -n auto --dist loadfile "$@" ;;
   lint)     ensure_installed
             .tools/bin/poetry check --lock
             .venv/bin/ruff check lib scripts tests

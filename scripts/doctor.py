@@ -18,9 +18,9 @@ from loguru import logger
 
 from lib.core import errors, storage
 from lib.core.paths import ProjectPaths, venue_dir_name
-from lib.core.symbols import to_perpetual
+from lib.core.symbols import to_traded_symbols
 from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
-from lib.execution import exchange
+from lib.execution import binance_keys, ccxt_client, venue_session
 from lib.ops import doctor
 from lib.ops.alerts import redactor
 from lib.ops.config import Config, Secrets, load_config, load_secrets
@@ -44,15 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(config_path)
     except errors.ConfigError as error:
         config_error = str(error)
-    env_file = (config.base_dir if config else config_path.resolve().parent) / ".env"
-    secrets = load_secrets(env_file)
+    dotenv = (config.base_dir if config else config_path.resolve().parent) / ".env"
+    secrets = load_secrets(dotenv)
     redact = redactor(secrets)  # findings carry no secret by construction; this also covers exchange error texts
     logger.configure(patcher=lambda record: record.update(message=redact(record["message"])))  # type: ignore
     summary = (f"{config.exchange.id} {config.exchange.market_type}, mode {config.exchange.mode}, "
                f"{config.strategy.name} on {config.strategy.timeframe}") if config else ""
-    env_mode_bits = env_file.stat().st_mode if env_file.is_file() else None
     findings = [doctor.check_config(config_error, config_path=str(config_path), summary=summary),
-                doctor.check_env_file(path=str(env_file), mode_bits=env_mode_bits)]
+                doctor.check_env_file(path=str(dotenv), mode_bits=dotenv.stat().st_mode if dotenv.is_file() else None)]
     crontab, crontab_error = _read_crontab()
     if config is not None:
         findings += _check_project(config, secrets, live_flag=args.live, now_ms=now_ms, crontab=crontab or "")
@@ -69,8 +68,8 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
     paths = ProjectPaths(config.data_dir, config.state_dir, venue_dir_name(section.id, section.market_type))
     findings = doctor.check_keys(mode=section.mode, has_exchange_keys=secrets.has_exchange_keys,
                                  live_opt_in=section.live_confirmed or live_flag or "--live" in crontab)
-    to_traded = to_perpetual if section.market_type == "swap" else str  # as lib.core.symbols.to_traded_symbols
-    symbols = [to_traded(symbol) for symbol in [*config.data.symbols, config.strategy.benchmark_symbol]]
+    symbols = to_traded_symbols([*config.data.symbols, config.strategy.benchmark_symbol],
+                                market_type=section.market_type)
     findings += _check_exchange(config, secrets, now_ms=now_ms, wanted=symbols[:-1])
     findings.append(doctor.check_alerts(has_telegram=secrets.has_telegram))
     series = [_series_facts(paths, symbol, timeframe, now_ms=now_ms)
@@ -98,21 +97,20 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
 def _check_exchange(config: Config, secrets: Secrets, *, now_ms: int, wanted: list[str]) -> list[Finding]:
     """Load markets once (no retries: a doctor reports, it does not wait out an outage), then key permissions."""
     section, has_keys, client, listed, error = config.exchange, secrets.has_exchange_keys, None, None, ""
-    params: doctor.DoctorParams = config.doctor
     try:
         if section.id == "simulated":  # built in: always reachable
-            listed = set(exchange.connect_market_data(section, secrets, now_ms=now_ms,
-                                                      simulated=config.simulated).load_markets())
+            listed = set(venue_session.connect_market_data(section, secrets, now_ms=now_ms,
+                                                           simulated=config.simulated).load_markets())
         else:
-            quick = dataclasses.replace(section, timeout_ms=min(section.timeout_ms, params.exchange_timeout_ms))
-            client = exchange.create_client(quick, secrets)
-            listed = set(exchange.call(client, f"load_markets {section.id}", client.load_markets, idempotent=False))
+            quick = dataclasses.replace(section, timeout_ms=min(section.timeout_ms, config.doctor.exchange_timeout_ms))
+            client = ccxt_client.create_client(quick, secrets)
+            listed = set(ccxt_client.call(client, f"load_markets {section.id}", client.load_markets, idempotent=False))
     except errors.CoinbotError as exchange_error:
         error = str(exchange_error)
     permissions, permissions_error, refused = None, "exchange unreachable" if listed is None else "", False
     if client is not None and listed is not None and section.mode == "live" and has_keys:
         try:
-            permissions = exchange.fetch_api_key_permissions(client)
+            permissions = binance_keys.fetch_api_key_permissions(client)
         except errors.CoinbotError as permission_error:
             permissions_error, refused = str(permission_error), isinstance(permission_error, errors.ExchangeError)
     return [doctor.check_exchange(exchange_id=section.id, listed=listed, wanted=wanted, error=error),

@@ -15,9 +15,11 @@ from tqdm import tqdm
 from lib.core import storage
 from lib.core.errors import CoinbotError, DataError
 from lib.core.symbols import to_traded_symbols
+from lib.core.timeframes import format_ms
+from lib.core.venue import MarketData
 from lib.data import funding, ohlcv
 from lib.data.fetcher import fetch_candle_update, fetch_funding_update
-from lib.execution import exchange
+from lib.execution.venue_session import connect_market_data
 from lib.ops.runner import RunContext, base_parser, run_script
 
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(ctx: RunContext) -> None:
     settings = ctx.config.data
-    venue = exchange.connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
+    venue = connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
                                          simulated=ctx.config.simulated)
     symbols = to_traded_symbols(ctx.args.symbols or settings.symbols, market_type=ctx.config.exchange.market_type)
     show_progress = ctx.args.progress or sys.stderr.isatty()
@@ -54,7 +56,7 @@ def _run(ctx: RunContext) -> None:
         raise DataError(f"{len(summary.failures)} series failed: " + "; ".join(summary.failures))
 
 
-def _update_series(ctx: RunContext, venue: exchange.MarketData, symbol: str, timeframe: str, summary: Summary,
+def _update_series(ctx: RunContext, venue: MarketData, symbol: str, timeframe: str, summary: Summary,
                    on_page: object) -> None:
     settings = ctx.config.data
     candles_path, gaps_path = ctx.paths.ohlcv(timeframe, symbol), ctx.paths.known_gaps(timeframe, symbol)
@@ -80,10 +82,10 @@ def _update_series(ctx: RunContext, venue: exchange.MarketData, symbol: str, tim
     summary.updated += 1
     first, last = update.candles["timestamp"].iloc[-update.new_rows], update.candles["timestamp"].iloc[-1]
     logger.info("fetched {} candles {} {} ({} → {}), {} request(s)", update.new_rows, symbol, timeframe,
-                ohlcv.format_ms(int(first)), ohlcv.format_ms(int(last)), update.requests)
+                format_ms(int(first)), format_ms(int(last)), update.requests)
 
 
-def _update_funding(ctx: RunContext, venue: exchange.MarketData, symbol: str, summary: Summary) -> None:
+def _update_funding(ctx: RunContext, venue: MarketData, symbol: str, summary: Summary) -> None:
     settings = ctx.config.data
     path = ctx.paths.funding(symbol)
     try:

@@ -14,12 +14,15 @@ import sys
 
 from loguru import logger
 
+from lib.core.symbols import quote_of
 from lib.core.timeframes import timeframe_ms
-from lib.execution import exchange, rebalancing
+from lib.execution import rebalance_engine as engine
+from lib.execution import state_files, venue_session
+from lib.execution.book import Book, value_book
 from lib.execution.journal import RunInfo
 from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskVerdict, check_all
-from lib.ops.config import check_mode_allowed
+from lib.execution.risk_live_key import check_mode_allowed
 from lib.ops.runner import RunContext, base_parser, run_script
 
 
@@ -39,39 +42,41 @@ def _run(ctx: RunContext) -> None:
     config, paths, dry_run = ctx.config, ctx.paths, ctx.args.dry_run
     # 1. inputs: refuse anything that cannot be trusted, before any venue is touched
     check_mode_allowed(config.exchange, ctx.secrets, live_flag=ctx.args.live or dry_run)
-    journal = rebalancing.Journal(paths.journal, write=not dry_run)
-    targets = rebalancing.read_targets(paths.targets, config)
-    previous = rebalancing.read_positions(paths.positions, config=config, venue=paths.venue, journal=journal)
-    run = RunInfo(time_ms=ctx.now_ms, run_id=ctx.run_id, rebalance_id=rebalancing.rebalance_id_of(targets),
+    journal = state_files.Journal(paths.journal, write=not dry_run)
+    targets = state_files.read_targets(paths.targets, strategy=config.strategy.name, exchange=config.exchange)
+    previous = state_files.read_positions(paths.positions, mode=config.exchange.mode, venue=paths.venue,
+                                          journal=journal)
+    run = RunInfo(time_ms=ctx.now_ms, run_id=ctx.run_id, rebalance_id=engine.rebalance_id_of(targets),
                   mode=config.exchange.mode, venue=paths.venue)
-    halt = rebalancing.read_halt(paths.halt)
-    finishing_flatten = rebalancing.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt,
+    halt = state_files.read_halt(paths.halt)
+    finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt,
                                                 journal=journal, run=run)
     target_weights = {symbol: weight for symbol, weight in targets.weights.items() if weight != 0}
 
     # 2. the venue, and what it says about orders an earlier run left without an outcome
-    session = rebalancing.connect(config, ctx.secrets, previous=previous, target_symbols=target_weights,
-                                  now_ms=ctx.now_ms)
+    session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
+                                    quote=quote_of(config.data.symbols[0]), previous=previous,
+                                    target_symbols=target_weights, now_ms=ctx.now_ms)
     if config.exchange.mode == "live" and session.client is not None:
-        exchange.require_safe_live_key(session.client)  # a key that can withdraw never trades
-    rebalancing.reconcile_open_orders(session.broker, journal, run)
+        venue_session.require_safe_live_key(session.client)  # a key that can withdraw never trades
+    engine.reconcile_open_orders(session.broker, journal, run)
 
     # 3. the book at this run's prices
-    book = rebalancing.value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
-                                  reset_baseline=ctx.args.reset_high_water_mark)
-    writer = rebalancing.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
+    book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
+                      reset_baseline=ctx.args.reset_high_water_mark)
+    writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
     logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), peak {:.2f}, start of day {:.2f}",
                 book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
                 book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote)
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if not dry_run:  # raises TradingHalted
-            rebalancing.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
+            engine.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
                                 halt=halt, params=config.orders)
         target_weights = {}  # the dry run shows the flatten plan
 
     # 4. plan, then the risk verdict decides what may be sent
-    plan = rebalancing.plan_rebalance(session, book, target_weights=target_weights, params=config.orders,
+    plan = engine.plan_rebalance(session, book, target_weights=target_weights, params=config.orders,
                                       journal=journal, run=run)
     verdict = check_all(
         plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
@@ -89,13 +94,13 @@ def _run(ctx: RunContext) -> None:
         return
 
     # 5. send what the verdict allows; positions.json is written after the orders
-    outcome = rebalancing.carry_out(verdict, session=session, book=book, journal=journal, run=run, writer=writer,
+    outcome = engine.carry_out(verdict, session=session, book=book, journal=journal, run=run, writer=writer,
                                     halt_path=paths.halt, limits=config.risk, params=config.orders)
     logger.info("rebalance {}: {} order(s) filled, {} skipped", run.rebalance_id, len(outcome.filled),
                 len(plan.skipped))
 
 
-def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: rebalancing.Book, run: RunInfo) -> str:
+def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: Book, run: RunInfo) -> str:
     """The product output of --dry-run: the orders, what was skipped and why, and the risk verdict."""
     lines = [f"rebalance {run.rebalance_id} ({run.mode}, {run.venue}): equity {book.equity_quote:.2f}, cash "
              f"{book.holdings.cash_quote:.2f}, peak {book.baselines.high_water_mark_quote:.2f}, "

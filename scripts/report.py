@@ -15,9 +15,10 @@ import pandas as pd
 from loguru import logger
 
 from lib.core import storage
-from lib.core.errors import CoinbotError, DataError, StateError
+from lib.core.errors import CoinbotError, DataError
 from lib.core.state import Positions
 from lib.core.symbols import quote_of, to_traded_symbols
+from lib.core.timeframes import format_ms
 from lib.data import ohlcv
 from lib.ops import charts, reporting
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
@@ -87,18 +88,16 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
 def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFrame:
     """Append ``row`` unless the history already reaches its time (idempotent re-runs); the new history."""
     path = ctx.paths.equity_csv
-    text = _read_text(path)
+    text = storage.read_text(path)
     history, torn = reporting.parse_equity_csv(text)
     if not reporting.is_new_row(history, row.time_ms):
-        logger.info("{} has a row at or after {}; nothing appended", path, ohlcv.format_ms(row.time_ms))
+        logger.info("{} has a row at or after {}; nothing appended", path, format_ms(row.time_ms))
         return history
     if ctx.args.dry_run:
         return reporting.append_row(history, row)
-    if torn:  # an interrupted append: drop the partial line so the new row starts on its own line
-        logger.warning("{} ended in a torn line (an interrupted append); rewriting it without it", path)
-        text = text[: text.rfind("\n") + 1]
-        storage.write_bytes_atomic(path, text.encode("utf-8"))
-    if not text:
+    if torn:  # storage.append_line cuts the partial line, so the new row starts on its own line
+        logger.warning("{} ended in a torn line (an interrupted append); the append drops it", path)
+    if "\n" not in text:  # not even a complete header line
         storage.append_line(path, reporting.to_equity_csv_header())
     storage.append_line(path, reporting.to_equity_csv_line(row))
     return reporting.append_row(history, row)
@@ -139,13 +138,6 @@ def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *,
         if problems:
             raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
     return candles
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8") if path.exists() else ""
-    except (OSError, UnicodeDecodeError) as error:
-        raise StateError(f"cannot read {path}: {error}") from None
 
 
 if __name__ == "__main__":

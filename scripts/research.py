@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from lib.core import storage
 from lib.core.errors import ConfigError
-from lib.ops import charts
+from lib.data import stored
+from lib.ops import charts, datasets
 from lib.ops.runner import RunContext, base_parser, run_script
-from lib.research import backtest_study as study
 from lib.research import candidates as registry
 from lib.research.protocol.bootstrap import BootstrapParams
 from lib.research.protocol.cpcv import CpcvParams
@@ -32,7 +32,7 @@ from lib.research.protocol.markdown import render_markdown
 from lib.research.protocol.report import build_report, distribution_panels, final_holdout, oos_curves
 from lib.research.protocol.run import ProtocolParams, run_protocol
 from lib.research.protocol.walkforward import CalendarLayout
-from scripts.backtest import _read_candles, _read_funding, _sources
+from lib.research.study import history, sections
 
 RESEARCH_END = "2022-12-31"  # 2023 is the untouched hold-out (docs: research on data <= 2022 only)
 
@@ -63,20 +63,22 @@ def _load(ctx: RunContext, end_ms: int) -> registry.ResearchData:
     config, timeframe = ctx.config, ctx.config.strategy.timeframe
     if timeframe != "1d":
         raise ConfigError("the research protocol runs on daily bars: set strategy.timeframe = \"1d\"")
-    spot_files, perp_files = _sources(ctx, timeframe, is_perp=False), _sources(ctx, timeframe, is_perp=True)
-    read = {path: _read_candles(path, timeframe, config.data.max_jump_frac) for path, _ in spot_files.values()}
-    base = study.StudySettings(strategy=config.strategy, **{key: getattr(config, key) for key in study.PARAM_SECTIONS})
+    spot_files = datasets.series_files(ctx, timeframe, is_perp=False)
+    perp_files = datasets.series_files(ctx, timeframe, is_perp=True)
+    jump = config.data.max_jump_frac
+    read = {path: stored.read_valid_candles(path, timeframe, max_jump_frac=jump) for path, _ in spot_files.values()}
+    base = sections.settings_from(config, config.strategy)
     return registry.research_data(
         {symbol: read[files[0]] for symbol, files in spot_files.items()},
         {symbol: read[files[0]] for symbol, files in perp_files.items()},
-        {symbol: _read_funding(files[1], end_ms) for symbol, files in perp_files.items()},
-        end_ms=end_ms, base=base, study_params=study.StudyParams())
+        {symbol: stored.read_funding_until(files[1], end_ms) for symbol, files in perp_files.items()},
+        end_ms=end_ms, base=base, study_params=sections.StudyParams())
 
 
 def _run(ctx: RunContext) -> None:
     args = ctx.args
-    end_ms = study.parse_time_ms(args.research_end, is_end=True)
-    if end_ms > study.parse_time_ms(RESEARCH_END, is_end=True):
+    end_ms = history.parse_time_ms(args.research_end, is_end=True)
+    if end_ms > history.parse_time_ms(RESEARCH_END, is_end=True):
         raise ConfigError(f"--research-end {args.research_end} is after {RESEARCH_END}: 2023 is the hold-out; "
                           "it is read only by --final-holdout")
     if args.final_holdout:
@@ -84,7 +86,7 @@ def _run(ctx: RunContext) -> None:
     data = _load(ctx, end_ms)
     families = tuple(args.family) if args.family else None
     trials = registry.candidates(data, families)
-    start_ms = study.parse_time_ms(args.start, is_end=False) if args.start else 0
+    start_ms = history.parse_time_ms(args.start, is_end=False) if args.start else 0
     runs = {candidate.name: registry.evaluate_candidate(candidate, data, start_ms=start_ms, end_ms=end_ms)
             for candidate in tqdm(trials, desc="candidates", unit="config", disable=not sys.stderr.isatty())}
     matrix, btc = registry.returns_matrix(runs, registry.benchmark_returns(data))
@@ -120,7 +122,7 @@ def _run(ctx: RunContext) -> None:
 def _final_holdout(ctx: RunContext, report_path: Path) -> None:
     """The ONE evaluation of the already chosen configuration after the research end; appended, never re-selected."""
     report = storage.read_json(report_path)
-    data = _load(ctx, holdout_end_ms := study.parse_time_ms(ctx.args.holdout_end, is_end=True))
+    data = _load(ctx, holdout_end_ms := history.parse_time_ms(ctx.args.holdout_end, is_end=True))
     report["final_holdout"] = final_holdout(report, data, holdout_end_ms=holdout_end_ms, bootstrap=BootstrapParams(
         resamples=ctx.args.resamples, seed=ctx.args.seed))
     _write(report_path.parent, {"report.json": report, "report.md": render_markdown(report).encode()})

@@ -18,10 +18,10 @@ import pandas as pd
 from lib.core import storage
 from lib.core.errors import ConfigError
 from lib.ops.runner import RunContext, base_parser, run_script
-from lib.research.backtest_study import parse_time_ms
 from lib.research.carry import run as carry
 from lib.research.carry.sleeve import CarryParams
 from lib.research.carry.study import grid_configurations, run_grid
+from lib.research.study.history import parse_time_ms
 
 RESEARCH_CUTOFF = "2022-12-31"
 DEFAULT_GRID = ("forecast_settlements=9,21,90", "holding_days=7,14,30", "enter_cost_multiple=1.0,2.0",

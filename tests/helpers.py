@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
-from lib.research.signals import SignalParams
+from lib.research.signal_params import SignalParams
 
 HOUR_MS = 3_600_000
 
@@ -44,3 +48,14 @@ def synthetic_candles(bars: int, *, seed: int, start_bar: int = 0, drift: float 
             "volume": rng.lognormal(3.0, 0.6, bars),
         }
     )
+
+
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+"""numpy seeds of random test books: Hypothesis picks them (derandomized, so every run checks the same ones)
+and a property counts as one test, not one per seed."""
+
+
+def random_examples(count: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``count`` Hypothesis examples, no deadline (a book can take a while), no example database."""
+    return settings(max_examples=count, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])

@@ -1,7 +1,7 @@
 """Pure: the domain error hierarchy and the exit codes scripts return.
 
 Errors are classified by what the operator must do, not by where they happened. ccxt exceptions
-are translated into these only inside lib/execution/exchange.py.
+are translated into these only inside lib/execution/ccxt_client.py (``call``).
 """
 
 from __future__ import annotations

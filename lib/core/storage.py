@@ -3,7 +3,9 @@ and the per-script file lock.
 
 Every whole-file write goes through `write_bytes_atomic` (temp file in the same directory, fsync, rename,
 fsync of the directory), so a crash at any point leaves either the old file or the new one, never a torn
-one. Appends (JSONL, CSV) are one `write()` of complete lines followed by fsync.
+one. Appends (JSONL, CSV) are one `write()` of complete lines followed by fsync, after a torn tail left by an
+interrupted append is mended or cut (`append_line`); `read_jsonl` and `read_text` are the readers, with the
+torn-line rule of lib.core.line_files.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from loguru import logger
 
 from lib.core.errors import DataError, StateError
+from lib.core.line_files import is_complete_record, reject_non_finite, split_lines
 
 
 def fsync_dir(directory: Path) -> None:
@@ -78,13 +81,21 @@ def read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise StateError(f"cannot read {path}: {error}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=reject_non_finite)
     except (ValueError, TypeError) as error:
         raise StateError(f"{path} is not valid JSON: {error}") from None
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
+def read_text(path: Path) -> str:
+    """A text file's content ("" when it does not exist), e.g. equity.csv for lib.ops.reporting.parse_equity_csv.
+
+    Raises:
+        StateError: the file exists but cannot be read or is not UTF-8.
+    """
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise StateError(f"cannot read {path}: {error}") from None
 
 
 def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -163,11 +174,7 @@ def _drop_torn_tail(descriptor: int, path: Path) -> int:
             break
         position = start
     tail = os.pread(descriptor, size - keep, keep)
-    try:
-        complete = isinstance(json.loads(tail, parse_constant=_reject_constant), dict)
-    except (ValueError, UnicodeDecodeError):
-        complete = False
-    if complete:
+    if is_complete_record(tail):
         os.write(descriptor, b"\n")
         return size + 1
     logger.warning("{}: dropping a torn final line ({} bytes) left by an interrupted write", path, size - keep)
@@ -186,8 +193,9 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
     """Records of a JSONL file and whether its final line was torn (an interrupted append).
 
-    A torn *final* line is the only thing tolerated (and reported through the flag); anything else
-    that does not parse is a StateError.
+    A torn *final* line is the only thing tolerated (and reported through the flag; it is a record only
+    when it is a whole JSON object, see lib.core.line_files); anything else that does not parse is a
+    StateError.
     """
     if not path.exists():
         return [], False
@@ -195,22 +203,21 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
         raw = path.read_bytes()
     except OSError as error:
         raise StateError(f"cannot read {path}: {error}") from None
-    lines = raw.split(b"\n")
-    torn = lines[-1] != b""
+    lines, tail = split_lines(raw)
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(lines[:-1] if not torn else lines, start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line, parse_constant=_reject_constant)
+            record = json.loads(line, parse_constant=reject_non_finite)
         except (ValueError, UnicodeDecodeError) as error:
-            if torn and number == len(lines):
-                break
             raise StateError(f"{path}:{number} is not valid JSON: {error}") from None
         if not isinstance(record, dict):
             raise StateError(f"{path}:{number} is not a JSON object")
         records.append(record)
-    return records, torn
+    if tail and is_complete_record(tail):
+        records.append(json.loads(tail))
+    return records, tail != b""
 
 
 def is_finite_number(value: Any) -> bool:

@@ -55,6 +55,18 @@ def periods_per_year(timeframe: str) -> float:
     return DAYS_PER_YEAR * MS_PER_DAY / timeframe_ms(timeframe)
 
 
+def format_ms(time_ms: int, *, seconds: bool = False) -> str:
+    """Epoch ms -> ISO UTC: ``1577836800000 -> "2020-01-01T00:00Z"`` (``seconds``: ``"2020-01-01T00:00:00Z"``).
+
+    The one ms -> ISO formatter (messages, file names, equity.csv); garbage times are shown as raw ms.
+    """
+    try:
+        moment = datetime.fromtimestamp(time_ms / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"{time_ms}ms"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if seconds else "%Y-%m-%dT%H:%MZ")
+
+
 def parse_time_ms(text: str, *, what: str) -> int:
     """Epoch ms from ``"1767225600000"`` or an ISO date/time (UTC when it names no zone).
 

@@ -1,7 +1,7 @@
 """Pure: the interfaces every venue implements, and the records that cross them.
 
 A *venue* is where market data comes from (`MarketData`) and where orders go (`Broker`):
-- `lib.execution.exchange.CcxtVenue` implements both over any ccxt exchange (testnet/live, or a fake server);
+- `lib.execution.ccxt_venue.CcxtVenue` implements both over any ccxt exchange (testnet/live, or a fake server);
 - `lib.execution.simulated.SimulatedMarket` implements `MarketData` with deterministic synthetic markets;
 - `lib.execution.paper.PaperBroker` implements `Broker` as an in-memory account (paper mode).
 
@@ -97,7 +97,7 @@ class KeyPermissions:
     """What the exchange says the configured API key may do (facts read from the exchange, never assumed).
 
     A key that can withdraw turns a leaked .env into lost funds, so live trading refuses one
-    (lib.ops.doctor.check_key_permissions). ``ip_restricted`` is None when the exchange does not say;
+    (lib.execution.risk_live_key.check_key_permissions). ``ip_restricted`` is None when the exchange does not say;
     ``raw_source`` names where the facts came from, e.g. "binance GET /sapi/v1/account/apiRestrictions".
     """
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
-from lib.data.ohlcv import check_columns, format_ms, union_by_timestamp
+from lib.core.timeframes import format_ms
+from lib.data.ohlcv import check_columns, union_by_timestamp
 
 FUNDING_COLUMNS = ("timestamp", "rate")
 """Funding frame columns: settlement time (int64 ms UTC) and rate (float64 fraction per settlement)."""

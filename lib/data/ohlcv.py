@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from numbers import Real
 from typing import Literal, get_args
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
-from lib.core.timeframes import floor_ms, timeframe_ms
+from lib.core.timeframes import floor_ms, format_ms, timeframe_ms
 
 OHLCV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 """Candle frame columns: candle OPEN time (ms UTC), prices in quote, volume in base; sorted, unique."""
@@ -49,14 +48,6 @@ class CandleProblem:
     timestamp_ms: int
     kind: ProblemKind
     detail: str
-
-
-def format_ms(time_ms: int) -> str:
-    """``1577836800000 -> "2020-01-01T00:00Z"`` for messages; garbage times are shown as raw ms."""
-    try:
-        return datetime.fromtimestamp(time_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
-    except (OverflowError, ValueError, OSError):
-        return f"{time_ms}ms"
 
 
 def check_columns(frame: pd.DataFrame, dtypes: Mapping[str, str], *, what: str) -> None:

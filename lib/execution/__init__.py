@@ -1,5 +1,6 @@
-"""Execution: from targets to orders on a venue — the order planner, risk checks, the order journal, the
-paper broker, the simulated exchange, the ccxt venue and the rebalance engine.
+"""Execution: from targets to orders on a venue — the order planner, risk (checks, baselines, the live-key
+policy), the order journal, the paper broker, the simulated exchange, the ccxt client/venue/market parsing,
+the venue session, the book, rebalance's state files and the rebalance engine.
 
-May import: ``lib.core`` (and, until the split of issue #8 lands, ``lib.ops.config`` section classes).
+May import: ``lib.core`` only (never ``lib.ops``: the config sections it needs live here, config composes them).
 """

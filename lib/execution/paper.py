@@ -8,7 +8,7 @@ The rebalance script builds a ``PaperBroker`` from the saved ``PaperSnapshot`` p
   (realized PnL and fees). ``fetch_holdings().cash_quote`` is wallet + unrealized PnL, as Binance USD-M
   reports its margin balance, so ``lib.execution.orders.compute_equity_quote`` is right for both account kinds.
 
-A refused order raises ``OrderRejected`` (as lib.execution.exchange does) and changes nothing; it is not recorded, so
+A refused order raises ``OrderRejected`` (as lib.execution.ccxt_venue does) and changes nothing; it is not recorded, so
 ``fetch_order_by_client_id`` returns None for it, like an exchange that never accepted it. An accepted order
 fills completely at once and is recorded by client order id: sending it again returns the same result.
 """

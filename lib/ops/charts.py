@@ -60,7 +60,7 @@ def render_equity_chart(curves_quote: pd.DataFrame, drawdowns_frac: pd.DataFrame
 
 # ---------------------------------------------------------------------------------------------------------
 # Backtest chart (appended by the backtest engineer; used by scripts/backtest.py). Computes nothing either:
-# the curves, drawdowns and exposures come from lib.research.backtest_study.chart_frames.
+# the curves, drawdowns and exposures come from lib.research.study.chart_data.chart_frames.
 # ---------------------------------------------------------------------------------------------------------
 
 BACKTEST_FIGURE_SIZE_IN = (10.0, 8.0)

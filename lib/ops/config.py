@@ -24,59 +24,34 @@ from dotenv import dotenv_values
 from loguru import logger
 
 from lib.core.errors import ConfigError
+from lib.core.secrets import SECRET_ENV_NAMES, Secrets
 from lib.core.symbols import split_symbol
 from lib.core.timeframes import parse_time_ms, timeframe_ms
+from lib.execution.exchange_section import ExchangeSection
 from lib.execution.orders import OrderParams
 from lib.execution.paper import PaperParams
 from lib.execution.risk import RiskLimits
-from lib.execution.simulated import SimulatedParams
+from lib.execution.simulated_params import SimulatedParams
 from lib.ops.doctor import DoctorParams
 from lib.ops.health import HealthParams
-from lib.research.backtester import BacktestParams
-from lib.research.ensemble import EnsembleParams
-from lib.research.portfolio import PerpParams, SpotParams
-from lib.research.signals import SignalParams
-from lib.research.sleeves.combiner import CombinerParams
-from lib.research.sleeves.sizing import SizingParams
-from lib.research.sleeves.trend import TrendParams
-from lib.research.sleeves.turnover import TurnoverParams
-from lib.research.universe import UniverseParams
-from lib.research.walkforward import WalkForwardParams
+from lib.research.backtest_params import BacktestParams
+from lib.research.ensemble_params import EnsembleParams
+from lib.research.portfolio_params import PerpParams, SpotParams
+from lib.research.signal_params import SignalParams
+from lib.research.sleeves.params import CombinerParams, SizingParams, TrendParams, TurnoverParams
+from lib.research.strategy_params import StrategySection
+from lib.research.universe_params import UniverseParams
+from lib.research.walkforward_params import WalkForwardParams
 
 ENV_PREFIX = "COINBOT__"
 """``COINBOT__SECTION__KEY=value`` overrides ``[section] key`` (values parsed as TOML, bare strings allowed)."""
 
-Mode = Literal["paper", "testnet", "live"]
-MarketType = Literal["spot", "swap"]
 
 DEFAULT_SYMBOLS = (
     "BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "TRX/USDT",
     "DOT/USDT", "LINK/USDT", "MATIC/USDT", "LTC/USDT", "BCH/USDT", "AVAX/USDT", "ATOM/USDT", "ETC/USDT",
     "XLM/USDT", "UNI/USDT", "NEAR/USDT", "FIL/USDT", "AAVE/USDT", "ALGO/USDT", "EOS/USDT", "XMR/USDT",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExchangeSection:
-    """Where prices come from and orders go. ``id`` is any ccxt exchange id, or "simulated"."""
-
-    id: str = "simulated"
-    market_type: MarketType = "spot"
-    mode: Mode = "paper"
-    live_confirmed: bool = False
-    rest_base_url: str = ""  # replaces scheme+host of every ccxt API URL (tests, testnets, proxies)
-    timeout_ms: int = 10_000
-    enable_rate_limit: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.id or not self.id.replace("_", "").isalnum():
-            raise ConfigError(f"exchange.id must be a ccxt exchange id or 'simulated', got {self.id!r}")
-        if self.rest_base_url and not self.rest_base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"exchange.rest_base_url must start with http:// or https://, got {self.rest_base_url!r}")
-        if not 100 <= self.timeout_ms <= 120_000:
-            raise ConfigError(f"exchange.timeout_ms must be in [100, 120000], got {self.timeout_ms}")
-        if self.id == "simulated" and self.mode != "paper":
-            raise ConfigError("exchange.mode must be 'paper' with the simulated exchange")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,31 +137,6 @@ class LoggingSection:
             raise ConfigError(f"logging.rotation_mb must be in [1, 1000], got {self.rotation_mb}")
         if not 1 <= self.retention_files <= 100:
             raise ConfigError(f"logging.retention_files must be in [1, 100], got {self.retention_files}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StrategySection:
-    """Which strategy turns signals into targets, on which candles, how often."""
-
-    name: Literal["spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined"] = (
-        "spot_long_only")
-    timeframe: str = "1d"  # candles the signals are computed on (must be one of data.timeframes)
-    rebalance_every_bars: int = 1  # backtest schedule; live cadence is the crontab's
-    benchmark_symbol: str = "BTC/USDT"  # regime filter, beta and the buy-and-hold benchmark
-    volatility_window_bars: int = 30  # realized volatility used for sizing
-
-    def __post_init__(self) -> None:
-        try:
-            timeframe_ms(self.timeframe)
-            split_symbol(self.benchmark_symbol)
-        except ConfigError as error:
-            raise ConfigError(f"strategy: {error}") from None
-        if not 1 <= self.rebalance_every_bars <= 10_000:
-            raise ConfigError(f"strategy.rebalance_every_bars must be in [1, 10000], got {self.rebalance_every_bars}")
-        if not 2 <= self.volatility_window_bars <= 10_000:
-            raise ConfigError(
-                f"strategy.volatility_window_bars must be in [2, 10000], got {self.volatility_window_bars}"
-            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,45 +312,6 @@ def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported config type {hint!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Secrets:
-    """Values from .env (or the process environment). repr never shows them."""
-
-    exchange_api_key: str = ""
-    exchange_api_secret: str = ""
-    exchange_api_password: str = ""
-    telegram_bot_token: str = ""
-    telegram_chat_id: str = ""
-
-    def __repr__(self) -> str:
-        return "Secrets(***)"
-
-    __str__ = __repr__
-
-    def values(self) -> list[str]:
-        """Every non-empty credential (for log/alert redaction). The chat id is an address, not a credential."""
-        credentials = (self.exchange_api_key, self.exchange_api_secret, self.exchange_api_password,
-                       self.telegram_bot_token)
-        return [value for value in credentials if value]
-
-    @property
-    def has_exchange_keys(self) -> bool:
-        return bool(self.exchange_api_key and self.exchange_api_secret)
-
-    @property
-    def has_telegram(self) -> bool:
-        return bool(self.telegram_bot_token and self.telegram_chat_id)
-
-
-SECRET_ENV_NAMES = {
-    "exchange_api_key": "COINBOT_EXCHANGE_API_KEY",
-    "exchange_api_secret": "COINBOT_EXCHANGE_API_SECRET",
-    "exchange_api_password": "COINBOT_EXCHANGE_API_PASSWORD",
-    "telegram_bot_token": "COINBOT_TELEGRAM_BOT_TOKEN",
-    "telegram_chat_id": "COINBOT_TELEGRAM_CHAT_ID",
-}
-
-
 def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = None) -> Secrets:
     """Secrets from ``env_file`` (if present), overridden by the process environment.
 
@@ -420,19 +331,3 @@ def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = N
     return Secrets(**values)
 
 
-def check_mode_allowed(exchange: ExchangeSection, secrets: Secrets, *, live_flag: bool) -> None:
-    """Refuse testnet/live without keys, and live without an explicit opt-in.
-
-    Raises:
-        ConfigError: with the reason and what to do.
-    """
-    if exchange.mode == "paper":
-        return
-    if not secrets.has_exchange_keys:
-        raise ConfigError(
-            f"exchange.mode={exchange.mode} needs COINBOT_EXCHANGE_API_KEY and COINBOT_EXCHANGE_API_SECRET in .env"
-        )
-    if exchange.mode == "live" and not (live_flag or exchange.live_confirmed):
-        raise ConfigError(
-            "exchange.mode=live trades real money: pass --live or set exchange.live_confirmed = true to confirm"
-        )

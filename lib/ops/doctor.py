@@ -3,7 +3,7 @@ in, one `Finding` (check, ok/warn/fail, detail, what to do) per row out, plus th
 
 A FAIL means something would stop trading (or must stop it: a key that can withdraw); a WARN needs a
 person's attention but trading goes on. No finding ever carries a secret value, only "present"/"missing".
-`check_key_permissions` is also the live-mode gate for rebalance.
+`check_key_permissions` (the live-key policy, lib.execution.risk_live_key) also gates rebalance.
 """
 
 from __future__ import annotations
@@ -11,35 +11,21 @@ from __future__ import annotations
 import stat
 import textwrap
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from lib.core.errors import ConfigError, StateError
+from lib.core.findings import STATUSES, Finding
 from lib.core.state import HaltRecord, Positions, RunRecord, Targets
-from lib.core.timeframes import MS_PER_HOUR, parse_time_ms
+from lib.core.timeframes import MS_PER_HOUR, format_ms, parse_time_ms
 from lib.core.venue import KeyPermissions
-from lib.data.ohlcv import format_ms
+from lib.execution.risk_live_key import check_key_permissions
 from lib.ops.health import STAGES, HealthParams, check_series, format_age
 
-Status = Literal["ok", "warn", "fail"]
-STATUSES: tuple[Status, ...] = ("ok", "warn", "fail")
 JOBS = ("fetch_prices", "compute_signals", "rebalance", "report")
 """The cron jobs whose last run doctor shows (crontab.txt runs the first three through run_pipeline)."""
 TRADING_JOBS = frozenset({"fetch_prices", "compute_signals", "rebalance"})  # a failed run skips a trading cycle
 _MAX_LISTED = 5  # series named in one data row before "and N more"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One row of the doctor table. ``what_to_do`` is empty for an ok row."""
-
-    check: str
-    status: Status
-    detail: str
-    what_to_do: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,37 +105,6 @@ def check_keys(*, mode: str, has_exchange_keys: bool, live_opt_in: bool) -> list
             "live opt-in", "fail", "exchange.mode = live but not confirmed: rebalance refuses to trade",
             "set exchange.live_confirmed = true, or pass --live to rebalance in crontab (and to doctor)"))
     return findings
-
-
-def check_key_permissions(perms: KeyPermissions | None, *, mode: str) -> list[Finding]:
-    """What the exchange says the key may do. Live: withdrawal or no trading permission is a FAIL (rebalance
-    must refuse to trade); testnet: the same are WARNs (play money). ``perms`` None: the exchange cannot say.
-
-    >>> [f.status for f in check_key_permissions(KeyPermissions(can_trade=True, can_withdraw=True,
-    ...     ip_restricted=True, raw_source="x"), mode="live")]
-    ['fail', 'ok', 'ok']
-    """
-    if mode == "paper":
-        return [Finding("key permissions", "ok", "not checked in paper mode (no key is used)")]
-    severe: Status = "fail" if mode == "live" else "warn"
-    if perms is None:
-        return [Finding("key permissions", "warn", "unknown: this exchange does not report key permissions",
-                        "in the exchange's API management page, check the key cannot withdraw and is "
-                        "restricted to this server's IP")]
-    source = f"(from {perms.raw_source})"
-    withdraw = (Finding("key withdrawals", severe, f"the key CAN withdraw funds {source}",
-                        "create a key without withdrawal permission and put it in .env")
-                if perms.can_withdraw else Finding("key withdrawals", "ok", f"disabled {source}"))
-    trade = (Finding("key trading", "ok", f"enabled {source}") if perms.can_trade
-             else Finding("key trading", severe, f"the key cannot trade this market {source}",
-                          "enable spot (or futures) trading for the key in the exchange's API management"))
-    if perms.ip_restricted:
-        ip = Finding("key IP restriction", "ok", f"restricted to trusted IPs {source}")
-    else:
-        state = "unknown" if perms.ip_restricted is None else "not restricted"
-        ip = Finding("key IP restriction", "warn", f"{state} {source}",
-                     "restrict the key to this server's IP address in the exchange's API management")
-    return [withdraw, trade, ip]
 
 
 def check_key_access(perms: KeyPermissions | None, *, mode: str, has_exchange_keys: bool, error: str = "",

@@ -13,12 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from lib.core.errors import ConfigError
 from lib.core.state import RunRecord
-from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, last_closed_open_ms, timeframe_ms
-from lib.data.ohlcv import format_ms
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, format_ms, last_closed_open_ms, timeframe_ms
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance")
 """The cron stages whose last success the report checks, in pipeline order."""
@@ -151,9 +148,8 @@ def newest_closed_open_ms(timestamps_ms: Sequence[int] | None, *, now_ms: int, t
     forming one or, for an ``--as-of`` run, the future."""
     if timestamps_ms is None:
         return None
-    stamps = np.asarray(timestamps_ms, dtype="int64")
-    closed = stamps[stamps <= last_closed_open_ms(now_ms, timeframe)]
-    return int(closed.max()) if closed.size else None
+    last_closed = last_closed_open_ms(now_ms, timeframe)
+    return max((int(stamp) for stamp in timestamps_ms if stamp <= last_closed), default=None)
 
 
 def check_health(records: Sequence[RunRecord], last_open_ms: Mapping[tuple[str, str], int | None], *,

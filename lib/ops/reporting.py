@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataError, StateError
+from lib.core.line_files import split_lines
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual
-from lib.core.timeframes import MS_PER_DAY, floor_ms, last_closed_open_ms
-from lib.data.ohlcv import format_ms
+from lib.core.timeframes import MS_PER_DAY, floor_ms, format_ms, last_closed_open_ms
 from lib.ops.health import HealthReport, to_health_table
 from lib.research.metrics import buy_and_hold_equity, drawdown_series, equal_weight_equity, summary_metrics
 
@@ -175,7 +175,7 @@ def to_equity_csv_line(row: EquityRow) -> str:
     def number(value: float) -> str:
         return repr(float(value)) if math.isfinite(value) else ""
 
-    iso = pd.Timestamp(row.time_ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    iso = format_ms(row.time_ms, seconds=True)
     numbers = (row.equity_quote, row.btc_benchmark_quote, row.basket_benchmark_quote, row.fees_paid_quote,
                row.exposure_gross_frac)
     return ",".join([str(row.time_ms), iso, *(number(value) for value in numbers)])
@@ -187,9 +187,8 @@ def parse_equity_csv(text: str) -> tuple[pd.DataFrame, bool]:
     Raises:
         StateError: wrong header, a malformed row, or times that do not increase.
     """
-    lines = text.split("\n")
-    torn = lines[-1] != ""
-    body = lines[:-1]
+    body, tail = split_lines(text)
+    torn = tail != ""
     if not body:
         return empty_history(), torn
     if body[0] != to_equity_csv_header():

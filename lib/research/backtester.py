@@ -24,12 +24,12 @@ Python loop runs once per rebalance tick, except ticks where a flat book meets a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from lib.core.errors import ConfigError, DataError
+from lib.core.errors import DataError
+from lib.research.backtest_params import BacktestParams
 from lib.research.portfolio import apply_no_trade_band
 
 BPS_PER_UNIT = 10_000.0  # 1 = 10,000 basis points
@@ -47,38 +47,6 @@ TRADE_DTYPES = {
 TRADE_COLUMNS = tuple(TRADE_DTYPES)
 WEIGHT_SUM_TOLERANCE = 1e-9  # spot targets may sum to 1 + this (float noise), not more
 DUST_QUOTE = 1e-9  # a trade smaller than this (quote) is float noise, never an order
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BacktestParams:
-    """Simulation costs and frictions (TOML section ``backtest``)."""
-
-    market: Literal["spot", "perp"] = "spot"
-    starting_capital_quote: float = 1000.0
-    fee_bps: float = 10.0  # taker fee on traded notional
-    slippage_bps: float = 5.0  # fixed part, applied to the fill price
-    slippage_vol_mult: float = 0.0  # extra slippage = mult x per-bar volatility fraction
-    min_notional_quote: float = 10.0  # smaller orders are skipped
-    no_trade_band_frac: float = 0.0  # keep a weight that is this close to its target
-    rebalance_every_bars: int = 1  # only rows at positions 0, k, 2k, ... are decisions
-
-    def __post_init__(self) -> None:
-        if self.market not in ("spot", "perp"):
-            raise ConfigError(f"backtest.market must be spot or perp, got {self.market!r}")
-        if not (np.isfinite(self.starting_capital_quote) and self.starting_capital_quote > 0):
-            raise ConfigError(
-                f"backtest.starting_capital_quote must be > 0, got {self.starting_capital_quote}"
-            )
-        for key in ("fee_bps", "slippage_bps"):
-            value = getattr(self, key)
-            if not (np.isfinite(value) and 0 <= value < 1000):
-                raise ConfigError(f"backtest.{key} must be in [0, 1000), got {value}")
-        for key in ("slippage_vol_mult", "min_notional_quote", "no_trade_band_frac"):
-            value = getattr(self, key)
-            if not (np.isfinite(value) and value >= 0):
-                raise ConfigError(f"backtest.{key} must be finite and >= 0, got {value}")
-        if self.rebalance_every_bars < 1:
-            raise ConfigError(f"backtest.rebalance_every_bars must be >= 1, got {self.rebalance_every_bars}")
 
 
 @dataclass(frozen=True, slots=True)

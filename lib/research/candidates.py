@@ -20,12 +20,18 @@ from typing import Any
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
-from lib.research import backtest_study as study
 from lib.research.backtester import BacktestResult
 from lib.research.metrics import annualized_turnover, buy_and_hold_equity, returns_from_equity
-from lib.research.sleeves.book import COMBINED, TREND_CORE, XSECTION_MOMENTUM
 from lib.research.sleeves.grid import COMBINED_GRID, TREND_CORE_GRID, XSECTION_MOMENTUM_GRID
-from lib.research.strategy import PERP_STRATEGY, SPOT_STRATEGY
+from lib.research.strategy_params import (
+    COMBINED,
+    PERP_STRATEGY,
+    SPOT_STRATEGY,
+    TREND_CORE,
+    XSECTION_MOMENTUM,
+    StrategyName,
+)
+from lib.research.study import funding_coverage, grids, history, sections, simulation
 from lib.research.walkforward import expand_grid
 
 type Frame = pd.DataFrame
@@ -54,8 +60,8 @@ class ResearchData:
     perp_candles: Mapping[str, Frame]
     funding_wide: Frame | None
     first_funding_ms: int
-    base: study.StudySettings
-    study_params: study.StudyParams = dataclasses.field(default_factory=study.StudyParams)
+    base: sections.StudySettings
+    study_params: sections.StudyParams = dataclasses.field(default_factory=sections.StudyParams)
     cache: dict[Any, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # per data set
 
 
@@ -77,17 +83,17 @@ class Family:
     evaluate: Evaluate
 
 
-def _settings(data: ResearchData, strategy_name: str, overrides: Overrides) -> study.StudySettings:
+def _settings(data: ResearchData, strategy_name: StrategyName, overrides: Overrides) -> sections.StudySettings:
     base = dataclasses.replace(data.base, strategy=dataclasses.replace(data.base.strategy, name=strategy_name))
-    return study.with_overrides(base, overrides)
+    return sections.with_overrides(base, overrides)
 
 
-def _existing_grid(strategy_name: str) -> Callable[[ResearchData], list[dict[str, Any]]]:
+def _existing_grid(strategy_name: StrategyName) -> Callable[[ResearchData], list[dict[str, Any]]]:
     """The walk-forward grid backtest_study already defines (top_n / top_k x rebalance days)."""
-    return lambda data: expand_grid(study.default_grid(_settings(data, strategy_name, {}), data.study_params))
+    return lambda data: expand_grid(grids.default_grid(_settings(data, strategy_name, {}), data.study_params))
 
 
-def _existing_evaluate(strategy_name: str) -> Evaluate:
+def _existing_evaluate(strategy_name: StrategyName) -> Evaluate:
     """Strategy composition once per distinct strategy-side setting (cached in ``data.cache``), then the
     backtester from the first tradeable bar >= start_ms (perps: also >= the first funding settlement) to end_ms."""
 
@@ -97,13 +103,13 @@ def _existing_evaluate(strategy_name: str) -> Evaluate:
         candles, funding = (data.perp_candles, data.funding_wide) if is_perp else (data.spot_candles, None)
         if not candles:
             raise DataError(f"{candidate.name}: no {'perpetual (with funding)' if is_perp else 'spot'} candles")
-        key = (strategy_name, *study._strategy_key(settings))
+        key = (strategy_name, *simulation.strategy_key(settings))
         if key not in data.cache:
-            data.cache[key] = study.build_simulation_inputs(candles, settings, funding_wide=funding)
+            data.cache[key] = simulation.build_simulation_inputs(candles, settings, funding_wide=funding)
         inputs = data.cache[key]
         floor = max(start_ms, data.first_funding_ms) if is_perp else start_ms
-        start = study.default_start_ms(inputs, not_before_ms=floor)
-        return study.simulate(inputs, study.to_backtest_params(settings), start_ms=start, end_ms=end_ms)
+        start = history.default_start_ms(inputs, not_before_ms=floor)
+        return simulation.simulate(inputs, sections.to_backtest_params(settings), start_ms=start, end_ms=end_ms)
 
     return evaluate
 
@@ -125,18 +131,18 @@ FAMILIES: dict[str, Family] = {
 
 def research_data(
     spot: Mapping[str, Frame], perp: Mapping[str, Frame], funding: Mapping[str, Frame | None], *, end_ms: int,
-    base: study.StudySettings, study_params: study.StudyParams,
+    base: sections.StudySettings, study_params: sections.StudyParams,
 ) -> ResearchData:  # fmt: skip
     """Loaded candles/funding -> ResearchData: every series cut at ``end_ms`` (inclusive), perpetuals without a
     funding history dropped (study.missing_funding = drop), and a refusal if any candle is still after end_ms."""
-    spot_cut = study.cut_candles(spot, end_ms=end_ms)
-    perp_cut = study.cut_candles(perp, end_ms=end_ms) if perp else {}
+    spot_cut = history.cut_candles(spot, end_ms=end_ms)
+    perp_cut = history.cut_candles(perp, end_ms=end_ms) if perp else {}
     rates = {symbol: None if (frame := funding.get(symbol)) is None else frame[frame["timestamp"] <= end_ms]
              for symbol in perp_cut}
-    funding_wide, dropped = study.build_funding_wide(rates, policy=study_params.missing_funding)
+    funding_wide, dropped = funding_coverage.build_funding_wide(rates, policy=study_params.missing_funding)
     kept = {symbol: frame for symbol, frame in perp_cut.items() if symbol not in dropped}
     data = ResearchData(spot_candles=spot_cut, perp_candles=kept, funding_wide=funding_wide,
-                        first_funding_ms=study.first_funding_ms({s: rates[s] for s in kept}), base=base,
+                        first_funding_ms=funding_coverage.first_funding_ms({s: rates[s] for s in kept}), base=base,
                         study_params=study_params)
     if last_candle_ms(data) > end_ms:  # cut_candles guarantees it: the hold-out must never leak into research
         raise DataError(f"a candle at {last_candle_ms(data)} is after the end {end_ms}")

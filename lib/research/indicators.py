@@ -21,7 +21,7 @@ import pandas as pd
 import pandas_ta as ta
 
 from lib.core.errors import DataError, IndicatorError
-from lib.research.signals import SignalParams
+from lib.research.signal_params import SignalParams
 
 OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 """Candle value columns (besides the ``timestamp`` open time, int64 ms UTC)."""

@@ -14,81 +14,25 @@ neutral point, so a persistent trend is not averaged away); volatility component
 natural zero, get a demeaned trailing z-score. Components of one signal are averaged and rescaled the
 same way; every score is clipped to ``[-score_clip, score_clip]``.
 
-Indicators are imported lazily (see ``_indicators``) so that loading this module for ``SignalParams``
-(the config loader does) never pulls pandas-ta into scripts that do not compute signals.
+The section (``SignalParams``) and the signal names live in ``lib.research.signal_params``, which loads
+neither pandas nor pandas-ta.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError, IndicatorError
-
-SIGNAL_NAMES: tuple[str, ...] = ("trend", "momentum", "mean_reversion", "volatility", "volume")
-"""Base signal names, in the column order of ``compute_base_signals``."""
+from lib.research import indicators
+from lib.research.signal_params import SIGNAL_NAMES, SignalParams
 
 WINDOW_MIN_VALID_FRAC = 0.75
 """A trailing statistic on a wide (union-index) frame needs this share of its window valid: gap rows
 (exchange outages, an asset's own missing bars) must not blank a whole window of output."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignalParams:
-    """TOML section ``[signals]``. All lengths and windows are in bars of the configured timeframe."""
-
-    ema_fast_length: int = 20
-    ema_slow_length: int = 100
-    adx_length: int = 14
-    trend_use_supertrend: bool = False  # pandas-ta loops in Python: ~0.6 s per 35k bars per asset
-    supertrend_length: int = 10
-    supertrend_multiplier: float = 3.0
-    roc_lengths: tuple[int, ...] = (10, 30, 90)
-    rsi_length: int = 14
-    bbands_length: int = 20
-    bbands_std: float = 2.0
-    atr_length: int = 14
-    realized_vol_length: int = 20
-    obv_flow_length: int = 20
-    norm_window_bars: int = 250
-    norm_min_bars: int = 60
-    score_clip: float = 3.0
-
-    def __post_init__(self) -> None:
-        for key in ("adx_length", "supertrend_length", "rsi_length", "atr_length", "obv_flow_length"):
-            _require(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
-        for key in ("ema_fast_length", "bbands_length", "realized_vol_length"):
-            _require(getattr(self, key) >= 2, key, "must be >= 2", getattr(self, key))
-        _require(
-            self.ema_fast_length < self.ema_slow_length,
-            "ema_fast_length",
-            f"must be < ema_slow_length ({self.ema_slow_length})",
-            self.ema_fast_length,
-        )
-        lengths = self.roc_lengths
-        ok_lengths = len(lengths) > 0 and all(n >= 1 for n in lengths) and len(set(lengths)) == len(lengths)
-        _require(ok_lengths, "roc_lengths", "must be a non-empty tuple of distinct ints >= 1", lengths)
-        _require(
-            self.supertrend_multiplier > 0, "supertrend_multiplier", "must be > 0", self.supertrend_multiplier
-        )
-        _require(self.bbands_std > 0, "bbands_std", "must be > 0", self.bbands_std)
-        _require(self.norm_window_bars >= 2, "norm_window_bars", "must be >= 2", self.norm_window_bars)
-        _require(
-            2 <= self.norm_min_bars <= self.norm_window_bars,
-            "norm_min_bars",
-            f"must be in [2, norm_window_bars={self.norm_window_bars}]",
-            self.norm_min_bars,
-        )
-        _require(self.score_clip > 0, "score_clip", "must be > 0", self.score_clip)
-
-
-def _require(ok: bool, key: str, rule: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"signals.{key} {rule}, got {value!r}")
 
 
 def _clip(values: np.ndarray, lower: float, upper: float | None = None) -> np.ndarray:
@@ -144,13 +88,6 @@ def realized_volatility(close_wide: pd.DataFrame, *, window: int) -> pd.DataFram
     return volatility.where(close_wide.notna())
 
 
-def _indicators() -> ModuleType:
-    """lib.research.indicators, imported on first use (it is the only pandas-ta importer; see module doc)."""
-    from lib.research import indicators
-
-    return indicators
-
-
 def _directional(values: pd.Series, params: SignalParams) -> pd.Series:
     return scale_by_rolling_rms(
         values, window_bars=params.norm_window_bars, min_bars=params.norm_min_bars, clip=params.score_clip
@@ -169,17 +106,16 @@ def _combine(components: list[pd.Series], params: SignalParams) -> pd.Series:
 
 
 def _trend(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    ind = _indicators()
-    emas = ind.compute_ema_cross(
+    emas = indicators.compute_ema_cross(
         frame, fast_length=params.ema_fast_length, slow_length=params.ema_slow_length
     )
-    adx = ind.compute_adx(frame, length=params.adx_length)
+    adx = indicators.compute_adx(frame, length=params.adx_length)
     components = [
         _directional(np.log(emas["ema_fast"] / emas["ema_slow"]), params),
         _directional((adx["dmp"] - adx["dmn"]) / (adx["dmp"] + adx["dmn"]) * adx["adx"] / 100.0, params),
     ]
     if params.trend_use_supertrend:
-        supertrend = ind.compute_supertrend(
+        supertrend = indicators.compute_supertrend(
             frame, length=params.supertrend_length, multiplier=params.supertrend_multiplier
         )
         components.append(_directional(supertrend["supertrend_direction"], params))
@@ -187,24 +123,22 @@ def _trend(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
 
 
 def _momentum(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    roc = _indicators().compute_roc(frame, lengths=params.roc_lengths)
+    roc = indicators.compute_roc(frame, lengths=params.roc_lengths)
     return _combine(
         [_directional(np.log1p(roc[f"roc_{n}_frac"]), params) for n in params.roc_lengths], params
     )
 
 
 def _mean_reversion(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    ind = _indicators()
-    rsi = ind.compute_rsi(frame, length=params.rsi_length)["rsi"]
-    bbands = ind.compute_bbands(frame, length=params.bbands_length, std=params.bbands_std)
+    rsi = indicators.compute_rsi(frame, length=params.rsi_length)["rsi"]
+    bbands = indicators.compute_bbands(frame, length=params.bbands_length, std=params.bbands_std)
     components = [_directional(50.0 - rsi, params), _directional(0.5 - bbands["bb_percent"], params)]
     return _combine(components, params)
 
 
 def _volatility(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    ind = _indicators()
-    natr = ind.compute_atr(frame, length=params.atr_length)["natr_frac"]
-    realized = ind.compute_realized_vol(frame, length=params.realized_vol_length)["realized_vol_frac"]
+    natr = indicators.compute_atr(frame, length=params.atr_length)["natr_frac"]
+    realized = indicators.compute_realized_vol(frame, length=params.realized_vol_length)["realized_vol_frac"]
     components = [
         rolling_zscore(
             -np.log(level.where(level > 0)),
@@ -218,7 +152,7 @@ def _volatility(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
 
 
 def _volume(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    flow = _indicators().compute_obv(frame, flow_length=params.obv_flow_length)["obv_flow_frac"]
+    flow = indicators.compute_obv(frame, flow_length=params.obv_flow_length)["obv_flow_frac"]
     return _directional(flow, params)
 
 
@@ -243,7 +177,7 @@ def compute_base_signals(candles: pd.DataFrame, params: SignalParams, *, strict:
         IndicatorError: (strict only) an indicator needs more bars than the candles have.
         DataError: malformed candles (see ``lib.research.indicators.to_candle_frame``).
     """
-    frame = _indicators().to_candle_frame(candles)
+    frame = indicators.to_candle_frame(candles)
     columns: dict[str, pd.Series] = {}
     for name in SIGNAL_NAMES:
         try:
@@ -265,7 +199,7 @@ def _candle_index(candles: pd.DataFrame) -> pd.Index:
             index = pd.Index(timestamps.to_numpy(), name="timestamp")
             if index.is_unique and index.is_monotonic_increasing:
                 return index
-    return _indicators().to_candle_frame(candles).index
+    return indicators.to_candle_frame(candles).index
 
 
 def compute_signal_panel(

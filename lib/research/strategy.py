@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,33 +34,17 @@ from lib.research.portfolio import (
     perp_target_weight_frame,
     spot_target_weight_frame,
 )
-from lib.research.signals import WINDOW_MIN_VALID_FRAC, SignalParams, compute_signal_panel, realized_volatility
-from lib.research.sleeves.book import (
+from lib.research.signal_params import SignalParams
+from lib.research.signals import WINDOW_MIN_VALID_FRAC, compute_signal_panel, realized_volatility
+from lib.research.sleeves.book import BookOutput, BookSettings, book_asset_breakdown, book_sleeves, compute_book
+from lib.research.strategy_params import (
     BOOK_STRATEGIES,
-    BookOutput,
-    BookSettings,
-    book_asset_breakdown,
-    book_sleeves,
-    compute_book,
+    PERP_STRATEGY,
+    SPOT_STRATEGY,
+    STRATEGY_NAMES,
+    StrategySection,
 )
 from lib.research.universe import UniverseParams, eligible_mask
-
-SPOT_STRATEGY = "spot_long_only"
-PERP_STRATEGY = "perp_market_neutral"
-STRATEGY_NAMES = (SPOT_STRATEGY, PERP_STRATEGY, *BOOK_STRATEGIES)
-
-
-class StrategySpec(Protocol):
-    """What the composition reads of ``lib.ops.config.StrategySection`` (a pure module cannot import config)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def timeframe(self) -> str: ...
-    @property
-    def benchmark_symbol(self) -> str: ...
-    @property
-    def volatility_window_bars(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +153,7 @@ def compute_beta(close_wide: pd.DataFrame, benchmark: str, *, window_bars: int) 
 def compute_strategy(
     candles_by_symbol: Mapping[str, pd.DataFrame],
     *,
-    strategy: StrategySpec,
+    strategy: StrategySection,
     signals: SignalParams,
     ensemble: EnsembleParams,
     universe: UniverseParams,
@@ -179,8 +163,7 @@ def compute_strategy(
 ) -> StrategyOutput:
     """Run the configured strategy over the whole history of ``candles_by_symbol``.
 
-    ``strategy`` is ``lib.ops.config.StrategySection`` (see ``StrategySpec``). Pipeline: wide
-    panel -> base signals -> point-in-time universe -> ensemble scores (ineligible = NaN) ->
+    Pipeline: wide panel -> base signals -> point-in-time universe -> ensemble scores (ineligible = NaN) ->
     annualized realized volatility -> spot (regime on the benchmark) or perp (beta to the benchmark)
     weights for every bar. ``trend_core`` / ``combined``: the sleeve book (``book`` settings,
     defaults when None); the ensemble signals are computed only when its sleeve runs.
@@ -239,7 +222,7 @@ def _book_strategy(
     candles_by_symbol: Mapping[str, pd.DataFrame],
     panel: MarketPanel,
     *,
-    strategy: StrategySpec,
+    strategy: StrategySection,
     signals: SignalParams,
     ensemble: EnsembleParams,
     universe: UniverseParams,

@@ -12,43 +12,15 @@ but ~10 days of hourly ones, and a median dollar volume of 1e6 per bar is 1e6 a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from lib.core.errors import ConfigError, DataError
+from lib.core.errors import DataError
 from lib.core.symbols import is_stablecoin
+from lib.research.universe_params import UniverseParams
 
 DOLLAR_VOLUME_MIN_VALID_FRAC = 0.5
 """The trailing median needs at least half its window valid (missing bars do not blank it)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UniverseParams:
-    """TOML section ``[universe]``; bar counts are in bars of the configured timeframe.
-
-    ``max_assets`` = 0 keeps every eligible asset; otherwise only the ``max_assets`` most liquid
-    (by trailing median dollar volume; ties go to the earlier column) stay eligible at each bar.
-    """
-
-    min_history_bars: int = 250  # >= the default signals' warm-up (~220 bars), so eligible implies scored
-    dollar_volume_window_bars: int = 30
-    min_dollar_volume_quote: float = 100_000.0
-    max_assets: int = 0
-
-    def __post_init__(self) -> None:
-        if self.min_history_bars < 1:
-            raise ConfigError(f"universe.min_history_bars must be >= 1, got {self.min_history_bars}")
-        if self.dollar_volume_window_bars < 1:
-            raise ConfigError(
-                f"universe.dollar_volume_window_bars must be >= 1, got {self.dollar_volume_window_bars}"
-            )
-        threshold = self.min_dollar_volume_quote
-        if not (np.isfinite(threshold) and threshold >= 0):
-            raise ConfigError(f"universe.min_dollar_volume_quote must be finite and >= 0, got {threshold}")
-        if self.max_assets < 0:
-            raise ConfigError(f"universe.max_assets must be >= 0 (0 = no cap), got {self.max_assets}")
 
 
 def trailing_dollar_volume(

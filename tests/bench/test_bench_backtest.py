@@ -20,8 +20,8 @@ from lib.core import storage
 from lib.core.symbols import from_slug
 from lib.data import ohlcv
 from lib.ops.config import Config
-from lib.research import backtest_study as study
 from lib.research.backtester import run_backtest
+from lib.research.study import sections, simulation
 from tests.bench.conftest import Measured
 
 pytestmark = pytest.mark.bench
@@ -62,23 +62,23 @@ def test_full_hourly_long_only_backtest_process(shared_data_dir: Path, tmp_path:
 
 
 @pytest.fixture(scope="module")
-def daily_inputs(shared_data_dir: Path) -> tuple[study.SimulationInputs, study.StudySettings]:
+def daily_inputs(shared_data_dir: Path) -> tuple[simulation.SimulationInputs, sections.StudySettings]:
     """The default spot strategy's targets on 25 coins x daily bars, computed once (not timed)."""
     candles = {
         from_slug(path.stem): storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS)
         for path in sorted((shared_data_dir / "market" / "1d").glob("*.parquet"))
     }
     config = Config()
-    settings = study.StudySettings(strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
+    settings = sections.StudySettings(strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
                                    universe=config.universe, spot=config.spot, perp=config.perp,
                                    backtest=config.backtest)
-    return study.build_simulation_inputs(candles, settings, funding_wide=None), settings  # type: ignore[arg-type]
+    return simulation.build_simulation_inputs(candles, settings, funding_wide=None), settings  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("every_bars", [7, 1], ids=["weekly", "daily"])
 def test_parameter_sweep_simulations_per_second(daily_inputs, every_bars: int, benchmark, report) -> None:
     inputs, settings = daily_inputs
-    base = study.to_backtest_params(settings)
+    base = sections.to_backtest_params(settings)
     grid = [replace(base, rebalance_every_bars=every_bars, fee_bps=fee, no_trade_band_frac=band)
             for fee in SWEEP_FEES_BPS for band in SWEEP_BANDS_FRAC]
     seconds: list[float] = []

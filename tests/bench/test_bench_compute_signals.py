@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib.execution.simulated import DEFAULT_SYMBOLS
+from lib.execution.simulated_params import DEFAULT_SYMBOLS
 from tests.bench.conftest import Measured
 from tests.integration.conftest import Project
 

@@ -60,6 +60,15 @@ def fetched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return request.param, template.data
 
 
+@pytest.fixture(scope="module")
+def plain(fetched: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, Path]:
+    """The default backtest of each market type, run once: its outputs are read by every test that needs them."""
+    project = Project(tmp_path_factory.mktemp(f"plain_{fetched[0]}"))
+    project.write_config(config_text(market_type=fetched[0]))
+    shutil.copytree(fetched[1], project.data)
+    return project, backtest(project, "--run-id", "plain")
+
+
 @pytest.fixture
 def telegram() -> Iterator[FakeTelegram]:
     with FakeTelegram() as server:
@@ -82,8 +91,8 @@ def backtest(project: Project, *args: str) -> Path:
     return project.state / "backtests" / run_id
 
 
-def test_a_backtest_writes_valid_outputs(ready: Project, fetched: tuple[str, Path]) -> None:
-    out = backtest(ready, "--run-id", "plain")
+def test_a_backtest_writes_valid_outputs(plain: tuple[Project, Path], fetched: tuple[str, Path]) -> None:
+    project, out = plain
     assert {path.name for path in out.iterdir()} == ALWAYS
     document = json.loads((out / "metrics.json").read_text())
     is_perp = fetched[0] == "swap"
@@ -110,7 +119,7 @@ def test_a_backtest_writes_valid_outputs(ready: Project, fetched: tuple[str, Pat
     else:
         assert (weights >= -TOLERANCE).all().all() and weights.sum(axis=1).max() <= 1 + 1e-6
     assert (out / "chart.png").read_bytes().startswith(PNG_SIGNATURE)
-    assert ready.runs()[-1]["status"] == "ok"
+    assert project.runs()[-1]["status"] == "ok"
 
 
 @pytest.mark.parametrize("name", ["trend_core", "xsection_momentum", "combined"])
@@ -160,9 +169,9 @@ def test_a_grid_from_the_command_line_is_used(ready: Project, fetched: tuple[str
     assert all(set(window["params"]) == {key} for window in walk["windows"])
 
 
-def test_history_cut_at_t_gives_the_same_equity_up_to_t(ready: Project) -> None:
+def test_history_cut_at_t_gives_the_same_equity_up_to_t(ready: Project, plain: tuple[Project, Path]) -> None:
     """End-to-end look-ahead check: nothing after --end can change the curve before it."""
-    full = backtest(ready, "--run-id", "full")
+    full = plain[1]  # the same candles as ``ready``'s, uncut
     cut = backtest(ready, "--run-id", "cut", "--end", CUT_DAY)
     full_equity, cut_equity = (pd.read_parquet(path / "equity.parquet") for path in (full, cut))
     assert cut_equity["timestamp"].iloc[-1] == CUT_MS and len(full_equity) > len(cut_equity) + 100
@@ -174,12 +183,13 @@ def test_history_cut_at_t_gives_the_same_equity_up_to_t(ready: Project) -> None:
     pd.testing.assert_frame_equal(early, cut_trades, rtol=1e-12)
 
 
-def test_a_folder_laid_out_like_shared_data_gives_the_same_result(ready: Project, fetched, tmp_path: Path) -> None:
+def test_a_folder_laid_out_like_shared_data_gives_the_same_result(ready: Project, fetched, plain,
+                                                                  tmp_path: Path) -> None:
     venue = "simulated_swap" if fetched[0] == "swap" else "simulated"
     shutil.copytree(ready.data / "ohlcv" / venue / "1d", tmp_path / "market" / "1d")
     if fetched[0] == "swap":
         shutil.copytree(ready.data / "funding" / venue, tmp_path / "funding")
-    stored = backtest(ready, "--run-id", "stored")
+    stored = plain[1]  # the same candles, read from data/
     copied = backtest(ready, "--run-id", "copied", "--data-dir", str(tmp_path))
     stored_metrics, copied_metrics = (json.loads((path / "metrics.json").read_text()) for path in (stored, copied))
     assert copied_metrics["source"] == str(tmp_path) and copied_metrics["symbols"] == stored_metrics["symbols"]

@@ -12,7 +12,7 @@ import pytest
 
 from lib.core.state import Targets
 from lib.core.timeframes import MS_PER_DAY
-from lib.research.signals import SIGNAL_NAMES
+from lib.research.signal_params import SIGNAL_NAMES
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 

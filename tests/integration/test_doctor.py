@@ -16,7 +16,8 @@ import pytest
 
 from lib.core.state import RunRecord
 from lib.core.venue import KeyPermissions
-from lib.execution import exchange
+from lib.execution.binance_keys import fetch_api_key_permissions
+from lib.execution.ccxt_client import create_client
 from lib.ops.config import ExchangeSection, Secrets
 from tests.fakes.exchange_server import FakeBinance
 from tests.integration.conftest import Project
@@ -44,6 +45,7 @@ mode = "live"
 live_confirmed = {str(confirmed).lower()}
 rest_base_url = "{fake.base_url}"
 enable_rate_limit = false
+retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 2000
 [data]
 symbols = ["BTC/USDT", "ETH/USDT"]
@@ -248,7 +250,7 @@ def test_unreachable_exchange_fails(project: Project, fake_bin: Path) -> None:
 def client_for(fake: FakeBinance, *, market_type: Literal["spot", "swap"] = "spot") -> object:
     section = ExchangeSection(id="binanceusdm" if market_type == "swap" else "binance", market_type=market_type,
                               rest_base_url=fake.base_url, enable_rate_limit=False, timeout_ms=2000)
-    return exchange.create_client(section, Secrets(exchange_api_key=API_KEY, exchange_api_secret=API_SECRET))
+    return create_client(section, Secrets(exchange_api_key=API_KEY, exchange_api_secret=API_SECRET))
 
 
 @pytest.mark.parametrize("restrictions, market_type, expected", [
@@ -262,7 +264,7 @@ def client_for(fake: FakeBinance, *, market_type: Literal["spot", "swap"] = "spo
 def test_fetch_api_key_permissions(restrictions: dict[str, bool], market_type: Literal["spot", "swap"],
                                    expected: tuple[bool, bool, bool]) -> None:
     with FakeBinance(now_ms=NOW_MS, api_restrictions=restrictions) as fake:
-        permissions = exchange.fetch_api_key_permissions(client_for(fake, market_type=market_type))
+        permissions = fetch_api_key_permissions(client_for(fake, market_type=market_type))
         assert isinstance(permissions, KeyPermissions)
         assert (permissions.can_trade, permissions.can_withdraw, permissions.ip_restricted) == expected
         assert permissions.raw_source.endswith("GET /sapi/v1/account/apiRestrictions")
@@ -270,4 +272,4 @@ def test_fetch_api_key_permissions(restrictions: dict[str, bool], market_type: L
 
 
 def test_fetch_api_key_permissions_is_unknown_where_ccxt_cannot_ask() -> None:
-    assert exchange.fetch_api_key_permissions(ccxt.okx()) is None  # no request is made
+    assert fetch_api_key_permissions(ccxt.okx()) is None  # no request is made

@@ -1,4 +1,4 @@
-"""lib.execution.exchange.CcxtVenue through the real ccxt HTTP path against the fake Binance server: domain errors,
+"""lib.execution.ccxt_venue.CcxtVenue through the real ccxt HTTP path against the fake Binance server: domain errors,
 retries, and order lookup by client id."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 
 from lib.core.errors import DataError, ExchangeError, ExchangeUnavailable, OrderRejected
-from lib.execution.exchange import CcxtVenue, create_client
+from lib.execution.ccxt_client import create_client
+from lib.execution.ccxt_venue import CcxtVenue
 from lib.ops.config import ExchangeSection, Secrets
 from tests.fakes.exchange_server import FakeBinance
 
@@ -25,7 +26,8 @@ def fake() -> Iterator[FakeBinance]:
 
 def venue(fake: FakeBinance, *, exchange_id: str = "binance", market_type: str = "spot") -> CcxtVenue:
     section = ExchangeSection(id=exchange_id, market_type=market_type, mode="testnet",  # type: ignore[arg-type]
-                              rest_base_url=fake.base_url, timeout_ms=1000, enable_rate_limit=False)
+                              rest_base_url=fake.base_url, timeout_ms=1000, enable_rate_limit=False,
+                              retry_base_delay_ms=10)
     return CcxtVenue(create_client(section, KEYS))
 
 
@@ -45,8 +47,7 @@ def test_reads_are_retried_on_5xx_and_rate_limits(fake: FakeBinance) -> None:
     assert fake.request_count("/api/v3/klines") == 3
 
 
-def test_persistent_outage_is_exchange_unavailable(fake: FakeBinance, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lib.execution.exchange.RETRY_BASE_DELAY_S", 0.01)
+def test_persistent_outage_is_exchange_unavailable(fake: FakeBinance) -> None:
     fake.fail_next("/api/v3/klines", status=503, times=None)
     with pytest.raises(ExchangeUnavailable, match="after 4 retries"):
         venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 3_600_000, limit=10)
@@ -104,9 +105,7 @@ def test_unparseable_reply_is_retried_not_taken_for_no_data(fake: FakeBinance, h
     assert fake.request_count("/api/v3/klines") == 2
 
 
-def test_persistently_unparseable_replies_are_exchange_unavailable(fake: FakeBinance,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lib.execution.exchange.RETRY_BASE_DELAY_S", 0.01)
+def test_persistently_unparseable_replies_are_exchange_unavailable(fake: FakeBinance) -> None:
     fake.malform_next("/api/v3/klines", how="invalid_json", times=None)
     with pytest.raises(ExchangeUnavailable, match="unparseable"):
         venue(fake).fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - 3_600_000, limit=10)

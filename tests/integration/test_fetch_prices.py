@@ -37,6 +37,7 @@ id = "{exchange_id}"
 market_type = "{market_type}"
 rest_base_url = "{fake_url}"
 enable_rate_limit = false
+retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 1000
 [data]
 symbols = [{symbol_list}]

@@ -59,6 +59,7 @@ market_type = "{market_type}"
 mode = "{mode}"
 rest_base_url = "{fake.base_url}"
 enable_rate_limit = false
+retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 1000
 """
     strategy = '[strategy]\nname = "perp_market_neutral"\n' if market_type == "swap" else ""

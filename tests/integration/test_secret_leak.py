@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 
-from lib.execution.exchange import MAX_NETWORK_RETRIES
+from lib.execution.ccxt_client import MAX_NETWORK_RETRIES
 from tests.fakes.exchange_server import FakeBinance, RecordedRequest
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.integration.conftest import Project
@@ -55,6 +55,7 @@ id = "binance"
 mode = "{mode}"
 rest_base_url = "{fake_url}"
 enable_rate_limit = false
+retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 2000
 [data]
 symbols = ["BTC/USDT", "ETH/USDT"]

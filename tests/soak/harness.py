@@ -28,9 +28,8 @@ import pandas as pd
 from lib.core.errors import EXIT_LOCKED
 from lib.core.state import Positions, RunRecord
 from lib.core.storage import read_jsonl
-from lib.core.timeframes import MS_PER_DAY
+from lib.core.timeframes import MS_PER_DAY, format_ms
 from lib.core.venue import OrderResult
-from lib.data.ohlcv import format_ms
 from lib.execution.journal import JournalEvent, find_open_orders, find_problems, parse_journal
 from lib.execution.paper import PaperSnapshot
 from tests.fakes.exchange_server import BAD_CANDLE_KINDS, FakeBinance

@@ -37,9 +37,9 @@ from lib.core.errors import EXIT_HALTED
 from lib.core.state import HaltRecord, Positions, Targets
 from lib.core.storage import read_json, read_parquet
 from lib.core.symbols import to_slug
-from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
-from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES, format_ms
-from lib.execution.exchange import MAX_NETWORK_RETRIES
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, format_ms
+from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
+from lib.execution.ccxt_client import MAX_NETWORK_RETRIES
 from lib.execution.journal import JournalEvent
 from lib.execution.paper import PaperSnapshot
 from lib.ops.reporting import parse_equity_csv
@@ -93,7 +93,7 @@ def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfil
     """A small paper book, a 12 % drawdown halt, one bar of staleness tolerated, the fakes' URLs."""
     sections: dict[str, dict[str, Any]] = {
         "exchange": {"id": "binance", "mode": mode, "rest_base_url": fake.base_url, "enable_rate_limit": False,
-                     "timeout_ms": timeout_ms},
+                     "timeout_ms": timeout_ms, "retry_base_delay_ms": 1},
         "data": {"symbols": list(SYMBOLS), "timeframes": ["1d"], "backfill_start": backfill_start,
                  "max_staleness_bars": 1},
         **SMALL_WINDOWS,

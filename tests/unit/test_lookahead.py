@@ -19,9 +19,8 @@ from lib.ops.config import StrategySection
 from lib.research.ensemble import EnsembleParams, compute_ensemble
 from lib.research.indicators import INDICATORS
 from lib.research.portfolio import PerpParams, SpotParams
+from lib.research.signal_params import SIGNAL_NAMES, SignalParams
 from lib.research.signals import (
-    SIGNAL_NAMES,
-    SignalParams,
     compute_base_signals,
     compute_signal_panel,
     realized_volatility,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 LIB = Path(__file__).resolve().parents[2] / "lib"
-FORBIDDEN_IMPORTS = {"ccxt", "requests", "dotenv", "lib.core.storage", "lib.execution.exchange", "lib.ops.alerts",
-                     "lib.ops.runner", "lib.ops.config", "lib.data.fetcher", "lib.ops.charts", "lib.core.retry",
+FORBIDDEN_IMPORTS = {"ccxt", "requests", "dotenv", "lib.core.storage", "lib.execution.ccxt_client",
+                     "lib.execution.ccxt_venue", "lib.execution.binance_keys", "lib.ops.alerts", "lib.ops.runner",
+                     "lib.ops.config", "lib.data.fetcher", "lib.data.stored", "lib.ops.charts", "lib.core.retry",
                      "os", "time", "socket", "subprocess", "shutil", "urllib", "http", "random", "loguru", "matplotlib"}
 FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval"}
 FORBIDDEN_ATTRIBUTES = {("time", "time"), ("datetime", "now"), ("datetime", "utcnow"), ("date", "today"),

@@ -7,7 +7,7 @@ import pytest
 from lib.core.errors import ConfigError
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.symbols import from_slug, is_perpetual, is_stablecoin, split_symbol, to_perpetual, to_slug, to_spot
-from lib.core.timeframes import floor_ms, is_on_grid, last_closed_open_ms, periods_per_year, timeframe_ms
+from lib.core.timeframes import floor_ms, format_ms, is_on_grid, last_closed_open_ms, periods_per_year, timeframe_ms
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,9 @@ def test_paths_layout() -> None:
     assert venue_dir_name("binance", "spot") == "binance"
     with pytest.raises(ValueError):
         paths.backtest_dir("../x")
+
+
+def test_format_ms_shows_utc_minutes_and_survives_garbage() -> None:
+    assert format_ms(1_577_836_800_000) == "2020-01-01T00:00Z"
+    assert format_ms(10**18) == "1000000000000000000ms"
+    assert format_ms(1_577_836_861_000, seconds=True) == "2020-01-01T00:01:01Z"

@@ -25,12 +25,14 @@ from lib.core.errors import DataError
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.perp_margin import MARGIN_TIERS
 from lib.core.symbols import base_of, from_slug, to_perpetual, to_slug
+from lib.core.timeframes import format_ms
 from lib.data import ohlcv
 from lib.data.funding import FUNDING_COLUMNS
-from lib.research.backtest_study import json_safe, parse_time_ms, to_iso
 from lib.research.carry.market import CarryMarket, build_market
 from lib.research.carry.sleeve import CarryParams
 from lib.research.carry.study import STRATEGY_NAME, run_carry
+from lib.research.study.history import parse_time_ms
+from lib.research.study.json_values import json_safe
 
 TIMEFRAME = "1h"
 BENCHMARK = "BTC"
@@ -103,7 +105,7 @@ def backtest(*, data_dir: Path | None, paths_for: tuple[ProjectPaths, ProjectPat
     params = CarryParams(fee_rate=fee_bps / 10_000, slippage_rate=slippage_bps / 10_000)
     run = run_carry(market, params, start_ms=start_ms, end_ms=end_ms, capital_quote=capital_quote)
     ledger = run.book.ledger
-    span = f"{to_iso(int(ledger.index[0]))} → {to_iso(int(ledger.index[-1]))}"
+    span = f"{format_ms(int(ledger.index[0]))} → {format_ms(int(ledger.index[-1]))}"
     digest = hashlib.sha256(repr((params, market.coins, start_ms, end_ms, str(data_dir))).encode()).hexdigest()[:8]
     stamp = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y%m%dT%H%M%SZ")
     run_id = run_id or f"{STRATEGY_NAME}-{TIMEFRAME}-{stamp}-{digest}"

@@ -9,11 +9,12 @@ from typing import Any
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
-from lib.research import backtest_study as study
+from lib.core.timeframes import format_ms
 from lib.research.candidates import Candidate, ResearchData, benchmark_returns, evaluate_candidate, last_candle_ms
 from lib.research.protocol.bootstrap import BootstrapParams
 from lib.research.protocol.frame import equity_from_returns
 from lib.research.protocol.run import ProtocolResult, holdout_section
+from lib.research.study import history, json_values, sections
 
 SCHEMA_VERSION = 1
 type Panels = dict[str, tuple[list[float], dict[str, float]]]
@@ -24,12 +25,12 @@ def build_report(result: ProtocolResult, data: ResearchData, trials: Sequence[Ca
     """The JSON document: run metadata, what was read (up to which candle), every candidate, the protocol.
     ``tried_in_all_runs``: distinct configurations evaluated on research data by every run so far (this one
     included) — the multiple-testing burden across runs; the deflated Sharpe uses this run's trial count."""
-    return study.json_safe({  # type: ignore[no-any-return]
+    return json_values.json_safe({  # type: ignore[no-any-return]
         "schema_version": SCHEMA_VERSION, "run_id": run_id, "research_end": research_end,
-        "last_candle_used": study.to_iso(last_candle_ms(data)), "source": source,
+        "last_candle_used": format_ms(last_candle_ms(data)), "source": source,
         "families": sorted({candidate.family for candidate in trials}), "tried_in_all_runs": tried_in_all_runs,
         "spot_symbols": sorted(data.spot_candles), "perp_symbols": sorted(data.perp_candles),
-        "base_settings": study.settings_document(data.base),
+        "base_settings": sections.settings_document(data.base),
         "candidates": [dataclasses.asdict(candidate) for candidate in trials], "protocol": result.document,
     })  # fmt: skip
 
@@ -46,17 +47,17 @@ def final_holdout(report: dict[str, Any], data: ResearchData, *, holdout_end_ms:
     """
     if report.get("final_holdout"):
         raise ConfigError("this report already has its final hold-out; it is evaluated exactly once")
-    if study.settings_document(data.base) != report["base_settings"]:
+    if sections.settings_document(data.base) != report["base_settings"]:
         raise ConfigError("the config's strategy settings differ from the research run's; restore them first")
     chosen = report["protocol"]["selection"]["chosen"]
     recorded = next(candidate for candidate in report["candidates"] if candidate["name"] == chosen)
     candidate = Candidate(chosen, recorded["family"], recorded["settings"])
-    start_ms = study.parse_time_ms(report["research_end"], is_end=True) + 1
+    start_ms = history.parse_time_ms(report["research_end"], is_end=True) + 1
     run = evaluate_candidate(candidate, data, start_ms=start_ms, end_ms=holdout_end_ms)
     btc = benchmark_returns(data).reindex(run.returns.index)
     if btc.isna().any():
         raise DataError("BTC has no candle on some hold-out day of the chosen configuration")
-    return study.json_safe(holdout_section(chosen, run.returns, btc, bootstrap))  # type: ignore[no-any-return]
+    return json_values.json_safe(holdout_section(chosen, run.returns, btc, bootstrap))  # type: ignore[no-any-return]
 
 
 def oos_curves(result: ProtocolResult, matrix: pd.DataFrame, benchmark: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:

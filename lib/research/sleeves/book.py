@@ -28,13 +28,9 @@ from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_
 from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
 from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
 from lib.research.sleeves.turnover import REASONS, TurnoverParams, control_turnover
+from lib.research.strategy_params import COMBINED, TREND_CORE, XSECTION_MOMENTUM
 from lib.research.xsection import momentum_weights
 
-TREND_CORE = "trend_core"
-XSECTION_MOMENTUM = "xsection_momentum"
-COMBINED = "combined"
-BOOK_STRATEGIES = (TREND_CORE, XSECTION_MOMENTUM, COMBINED)
-"""A single-sleeve book per sleeve name (budget 1), and the combined book of ``combiner.sleeves``."""
 ROW_STAT_COLUMNS = ("predicted_vol_annual_frac", "book_vol_scale", "effective_bets", "clusters", "trend_binding")
 
 

@@ -15,34 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.core.errors import ConfigError
-
-SLEEVE_NAMES = ("trend_core", "xsection_momentum", "ensemble")
-"""Sleeves the combiner knows: the trend core, cross-sectional alt momentum (lib.research.xsection), and the
-legacy spot ensemble's weights as a sleeve."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CombinerParams:
-    """Sleeves of the ``combined`` strategy and their risk budgets (TOML section ``combiner``)."""
-
-    sleeves: tuple[str, ...] = ("trend_core", "xsection_momentum")
-    budgets: tuple[float, ...] = (0.7, 0.3)
-    max_book_vol_annual_frac: float = 0.6
-    max_asset_weight_frac: float = 0.35
-
-    def __post_init__(self) -> None:
-        unknown = [name for name in self.sleeves if name not in SLEEVE_NAMES]
-        if not self.sleeves or unknown or len(set(self.sleeves)) != len(self.sleeves):
-            raise ConfigError(f"combiner.sleeves must be distinct names among {SLEEVE_NAMES}, got {self.sleeves}")
-        if len(self.budgets) != len(self.sleeves):
-            raise ConfigError(f"combiner.budgets needs one budget per sleeve, got {self.budgets} for {self.sleeves}")
-        if any(not (np.isfinite(b) and b > 0) for b in self.budgets):
-            raise ConfigError(f"combiner.budgets must be finite and > 0, got {self.budgets}")
-        if not (np.isfinite(self.max_book_vol_annual_frac) and self.max_book_vol_annual_frac > 0):
-            raise ConfigError(f"combiner.max_book_vol_annual_frac must be > 0, got {self.max_book_vol_annual_frac}")
-        if not 0 < self.max_asset_weight_frac <= 1:
-            raise ConfigError(f"combiner.max_asset_weight_frac must be in (0, 1], got {self.max_asset_weight_frac}")
+from lib.research.sleeves.params import CombinerParams
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,48 +18,14 @@ Steps (``size_row``), all on the members of a ``RowRisk`` (assets with a covaria
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from lib.core.errors import ConfigError
+from lib.research.sleeves.params import SizingParams
 from lib.research.sleeves.risk import RowRisk
 
 ERC_TOLERANCE = 1e-12
 ERC_MAX_ITERATIONS = 100
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SizingParams:
-    """Sizing of every sleeve and the risk model (TOML section ``sizing``)."""
-
-    method: Literal["inverse_vol", "risk_parity"] = "risk_parity"
-    cluster_aware: bool = True
-    target_vol_annual_frac: float = 0.4
-    kelly_fraction: float = 0.5  # 0 disables the Kelly cap
-    assumed_sharpe: float = 1.0  # prior Sharpe of a full-conviction holding (Kelly cap only)
-    max_asset_weight_frac: float = 0.35
-    window_bars: int = 90  # covariance window
-    refresh_every_bars: int = 7  # re-estimate covariance and clusters this often (and when the universe changes)
-    cluster_correlation: float = 0.7  # average-linkage correlation above which assets are one bet
-
-    def __post_init__(self) -> None:
-        if self.method not in ("inverse_vol", "risk_parity"):
-            raise ConfigError(f"sizing.method must be inverse_vol or risk_parity, got {self.method!r}")
-        for key in ("target_vol_annual_frac", "kelly_fraction", "assumed_sharpe"):
-            value = getattr(self, key)
-            if not (np.isfinite(value) and 0 <= value <= 10):
-                raise ConfigError(f"sizing.{key} must be in [0, 10], got {value}")
-        if self.target_vol_annual_frac <= 0:
-            raise ConfigError(f"sizing.target_vol_annual_frac must be > 0, got {self.target_vol_annual_frac}")
-        if not 0 < self.max_asset_weight_frac <= 1:
-            raise ConfigError(f"sizing.max_asset_weight_frac must be in (0, 1], got {self.max_asset_weight_frac}")
-        if self.window_bars < 10:
-            raise ConfigError(f"sizing.window_bars must be >= 10, got {self.window_bars}")
-        if not 1 <= self.refresh_every_bars <= 1000:
-            raise ConfigError(f"sizing.refresh_every_bars must be in [1, 1000], got {self.refresh_every_bars}")
-        if not -1 < self.cluster_correlation < 1:
-            raise ConfigError(f"sizing.cluster_correlation must be in (-1, 1), got {self.cluster_correlation}")
 
 
 @dataclass(frozen=True, slots=True)

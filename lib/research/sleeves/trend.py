@@ -24,23 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lib.core.errors import ConfigError
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrendParams:
-    """Trend core sleeve (TOML section ``trend``)."""
-
-    horizons_bars: tuple[int, ...] = (20, 60, 120)  # SMA lookbacks, in bars of the strategy timeframe
-    entry_buffer_frac: float = 0.02  # hysteresis half-width around the SMA (0.02 = +-2 %)
-
-    def __post_init__(self) -> None:
-        if not self.horizons_bars or any(h < 2 for h in self.horizons_bars):
-            raise ConfigError(f"trend.horizons_bars must be a non-empty list of ints >= 2, got {self.horizons_bars}")
-        if len(set(self.horizons_bars)) != len(self.horizons_bars):
-            raise ConfigError(f"trend.horizons_bars has duplicates: {self.horizons_bars}")
-        if not (np.isfinite(self.entry_buffer_frac) and 0 <= self.entry_buffer_frac < 1):
-            raise ConfigError(f"trend.entry_buffer_frac must be in [0, 1), got {self.entry_buffer_frac}")
+from lib.research.sleeves.params import TrendParams
 
 
 def schmitt_state(gap: pd.Series, buffer_frac: float) -> pd.Series:

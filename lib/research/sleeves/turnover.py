@@ -16,30 +16,12 @@ compute_signals (over the whole history), so the live targets are the backtested
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from lib.core.errors import ConfigError
+from lib.research.sleeves.params import TurnoverParams
 
 UNCHANGED, ENTRY, EXIT, RESIZED, KEPT_BY_BAND = 0, 1, 2, 3, 4
 REASONS = {UNCHANGED: "unchanged", ENTRY: "entry", EXIT: "exit", RESIZED: "resized", KEPT_BY_BAND: "kept_by_band"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TurnoverParams:
-    """Turnover control (TOML section ``turnover``); all zero = trade every raw change."""
-
-    min_weight_frac: float = 0.01
-    band_abs_frac: float = 0.02
-    band_rel_frac: float = 0.25
-    min_rebalance_frac: float = 0.05
-
-    def __post_init__(self) -> None:
-        for key in ("min_weight_frac", "band_abs_frac", "band_rel_frac", "min_rebalance_frac"):
-            value = getattr(self, key)
-            if not (np.isfinite(value) and 0 <= value <= 1):
-                raise ConfigError(f"turnover.{key} must be in [0, 1], got {value}")
 
 
 def control_row(raw: np.ndarray, previous: np.ndarray, params: TurnoverParams) -> tuple[np.ndarray, np.ndarray]:

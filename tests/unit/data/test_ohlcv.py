@@ -418,8 +418,3 @@ def test_btc_hourly_resampled_reproduces_the_daily_file(shared_data_dir: Path) -
         resampled[list(ohlcv.OHLCV_COLUMNS[:5])], overlap[list(ohlcv.OHLCV_COLUMNS[:5])]
     )
     np.testing.assert_allclose(resampled["volume"], overlap["volume"], rtol=1e-9)
-
-
-def test_format_ms_shows_utc_minutes_and_survives_garbage() -> None:
-    assert ohlcv.format_ms(1_577_836_800_000) == "2020-01-01T00:00Z"
-    assert ohlcv.format_ms(10**18) == "1000000000000000000ms"

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given
 
 from lib.core.errors import ConfigError, DataError
 from lib.core.venue import Holdings, MarketRules
+from lib.execution.ccxt_markets import PRECISION_DECIMAL_PLACES, PRECISION_SIGNIFICANT_DIGITS, to_market_rules
 from lib.execution.orders import (
-    PRECISION_DECIMAL_PLACES,
-    PRECISION_SIGNIFICANT_DIGITS,
     SKIP_BAND,
     SKIP_MAX_AMOUNT,
     SKIP_MIN_AMOUNT,
@@ -28,8 +28,8 @@ from lib.execution.orders import (
     plan_orders,
     round_down_to_step,
     to_decimal,
-    to_market_rules,
 )
+from tests.helpers import SEEDS, random_examples
 
 D = Decimal
 BINANCE_CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -451,7 +451,8 @@ def random_spot_case(seed: int) -> SpotCase:
     return targets, Holdings(cash_quote=float(rng.uniform(0, 5_000)), amounts_base=held), prices, markets
 
 
-@pytest.mark.parametrize("seed", range(300))
+@random_examples(300)
+@given(seed=SEEDS)
 def test_plan_invariants_on_random_spot_books(seed: int) -> None:
     targets, holdings, prices, markets = random_spot_case(seed)
     params = OrderParams(no_trade_band_frac=float(np.random.default_rng(seed).choice([0.0, 0.01, 0.05])))
@@ -477,9 +478,42 @@ def test_plan_invariants_on_random_spot_books(seed: int) -> None:
         else:
             spent += order.notional_quote * (1 + fee + allowance)
     assert spent <= budget
+    assert_progress_toward_targets(targets, holdings, prices, markets, band=params.no_trade_band_frac, plan=result)
 
 
-@pytest.mark.parametrize("seed", range(100))
+def assert_progress_toward_targets(targets: dict[str, float], holdings: Holdings, prices: dict[str, float],
+                                   markets: dict[str, MarketRules], *, band: float, plan: OrderPlan) -> None:
+    """Every spot symbol off its target by at least the band (or held and targeted to 0) is traded toward it,
+    or skipped for a reason its own numbers confirm; no order goes past its target."""
+    equity = compute_equity_quote(holdings, prices)
+    planned = {order.symbol: order for order in plan.orders}
+    skipped = {skip.symbol: skip for skip in plan.skipped}
+    for symbol in set(targets) | {s for s, amount in holdings.amounts_base.items() if amount != 0}:
+        target, held, price = targets.get(symbol, 0.0), holdings.amounts_base.get(symbol, 0.0), prices[symbol]
+        gap = target - held * price / equity
+        wanted_base = held if target == 0 else abs(gap) * equity / price  # what reaching the target takes
+        tolerance = wanted_base * 1e-9 + 1e-12
+        if symbol in planned:
+            order = planned[symbol]
+            assert order.side == ("buy" if gap > 0 else "sell"), (symbol, gap, order)
+            assert float(order.amount_base) <= wanted_base + tolerance, (symbol, wanted_base, order)
+            continue
+        if abs(gap) + 1e-9 < band and target != 0:
+            continue  # inside the no-trade band: nothing to do
+        assert symbol in skipped, f"{symbol} is {gap:+.6f} off its target, neither traded nor skipped"
+        reason, rules = skipped[symbol].reason, markets[symbol]
+        step = float(rules.amount_step)
+        tradeable_base = math.floor((wanted_base + tolerance) / step) * step
+        if reason == SKIP_ROUNDS_TO_ZERO:
+            assert wanted_base < step + tolerance, (symbol, wanted_base, step)
+        elif reason == SKIP_MIN_NOTIONAL:
+            assert tradeable_base * price < float(rules.min_notional_quote) * (1 + 1e-9), (symbol, tradeable_base)
+        else:
+            assert reason == SKIP_NO_CASH and gap > 0, (symbol, reason, gap)
+
+
+@random_examples(100)
+@given(seed=SEEDS)
 def test_flatten_plan_sells_everything_it_can(seed: int) -> None:
     _, holdings, prices, markets = random_spot_case(seed)
     result = plan_orders(target_weights={}, holdings=holdings, prices=prices, markets=markets,

@@ -9,11 +9,13 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given
 
 from lib.core.errors import ConfigError, DataError, OrderRejected, StateError
 from lib.core.venue import Broker, MarketRules, Side
 from lib.execution.orders import OrderParams, compute_equity_quote, plan_orders
 from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
+from tests.helpers import SEEDS, random_examples
 
 D = Decimal
 NOW_MS = 1_700_000_000_000
@@ -256,7 +258,8 @@ def test_snapshot_from_non_object() -> None:
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "DOGE/USDT"]
 
 
-@pytest.mark.parametrize("seed", range(200))
+@random_examples(200)
+@given(seed=SEEDS)
 def test_spot_account_never_goes_negative(seed: int) -> None:
     rng = np.random.default_rng(seed)
     prices = {s: float(10 ** rng.uniform(-2, 4)) for s in SYMBOLS}
@@ -276,7 +279,8 @@ def test_spot_account_never_goes_negative(seed: int) -> None:
         assert all(a > 0 for a in after.amounts_base.values())
 
 
-@pytest.mark.parametrize("seed", range(100))
+@random_examples(100)
+@given(seed=SEEDS)
 def test_perp_reduce_only_fills_only_shrink_positions(seed: int) -> None:
     rng = np.random.default_rng(seed)
     symbols = [f"{s}:USDT" for s in SYMBOLS]
@@ -308,7 +312,8 @@ def spot_market(symbol: str, step: str) -> MarketRules:
                        max_amount_base=None, min_notional_quote=D(5), taker_fee_frac=0.001)
 
 
-@pytest.mark.parametrize("seed", range(100))
+@random_examples(100)
+@given(seed=SEEDS)
 def test_planned_orders_always_fill_in_the_paper_account(seed: int) -> None:
     """plan_orders' cash budget (fee + 25 bps allowance) covers paper fills (fee + 5 bps slippage)."""
     rng = np.random.default_rng(seed)

@@ -1,4 +1,5 @@
-"""lib/execution/rebalancing.py over a real PaperBroker: journal-before-send, lookup after every failure, no resend of
+"""The rebalance engine (lib/execution/rebalance_engine.py, state_files.py, venue_session.py, book.py) over a
+real PaperBroker: journal-before-send, lookup after every failure, no resend of
 an id that may have executed, reconciliation, crash-at-every-step convergence, the verdict's side effects.
 
 The venue faults are scripted by ``Venue`` (a PaperBroker behind injectable failures); the journal and the
@@ -20,6 +21,7 @@ from lib.core.errors import ExchangeUnavailable, OrderRejected, RiskCheckFailed,
 from lib.core.state import HaltRecord, Positions, Targets
 from lib.core.storage import read_json, read_jsonl, write_json_atomic
 from lib.core.venue import Holdings, MarketRules, OrderResult, Side
+from lib.execution.book import Book, value_book
 from lib.execution.journal import (
     JournalEvent,
     RunInfo,
@@ -32,22 +34,10 @@ from lib.execution.journal import (
 )
 from lib.execution.orders import OrderParams, OrderPlan, PlannedOrder
 from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
-from lib.execution.rebalancing import (
-    Book,
-    Journal,
-    PositionsWriter,
-    Session,
-    carry_out,
-    check_gates,
-    plan_rebalance,
-    read_halt,
-    read_positions,
-    read_targets,
-    reconcile_open_orders,
-    send_orders,
-    value_book,
-)
+from lib.execution.rebalance_engine import carry_out, check_gates, plan_rebalance, reconcile_open_orders, send_orders
 from lib.execution.risk import RiskLimits, check_all
+from lib.execution.state_files import Journal, PositionsWriter, read_halt, read_positions, read_targets
+from lib.execution.venue_session import Session
 from lib.ops.config import Config
 
 D = Decimal
@@ -298,7 +288,7 @@ def one_run(state: Path, *, crash_at: str | None = None, crash_order: int = 0) -
     """What scripts/rebalance.py does in paper mode, with a simulated SIGKILL at ``crash_at``."""
     config = Config()
     journal = Journal(state / "orders.jsonl", write=True)
-    previous = read_positions(state / "positions.json", config=config, venue="simulated", journal=journal)
+    previous = read_positions(state / "positions.json", mode=config.exchange.mode, venue="simulated", journal=journal)
     snapshot = PaperSnapshot.initial(PAPER) if previous is None else PaperSnapshot.from_dict(previous.paper)
     account = paper(snapshot)
     calls = {"n": 0}
@@ -498,12 +488,12 @@ def test_targets_for_another_venue_or_missing_are_refused(tmp_path: Path, change
     if changes is not None:
         write_targets(tmp_path / "targets.json", **changes)
     with pytest.raises(StateError, match=message):
-        read_targets(tmp_path / "targets.json", Config())
+        read_targets(tmp_path / "targets.json", strategy=Config().strategy.name, exchange=Config().exchange)
 
 
 def test_positions_from_another_mode_or_a_lost_paper_account_are_refused(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "orders.jsonl", write=True)
-    assert read_positions(tmp_path / "positions.json", config=Config(), venue="simulated", journal=journal) is None
+    assert read_positions(tmp_path / "positions.json", mode="paper", venue="simulated", journal=journal) is None
     sent = to_sent_event(PlannedOrder(symbol="BTC/USDT", side="buy", amount_base=D("1"), reference_price=1.0,
                                       notional_quote=D("1"), reduce_only=False, client_order_id="cb-1",
                                       target_weight=0.1, current_weight=0.0), run_info())
@@ -514,7 +504,7 @@ def test_positions_from_another_mode_or_a_lost_paper_account_are_refused(tmp_pat
         requested_amount_base=D("1"), filled_amount_base=D("1"), average_price=1.0, fee_quote=0.0,
         timestamp_ms=NOW_MS), run_info()))
     with pytest.raises(StateError, match="records fills"):
-        read_positions(tmp_path / "positions.json", config=Config(), venue="simulated", journal=journal)
+        read_positions(tmp_path / "positions.json", mode="paper", venue="simulated", journal=journal)
     write_json_atomic(tmp_path / "positions.json", previous_positions(mode="testnet", paper=None).to_dict())
     with pytest.raises(StateError, match="mode=testnet"):
-        read_positions(tmp_path / "positions.json", config=Config(), venue="simulated", journal=journal)
+        read_positions(tmp_path / "positions.json", mode="paper", venue="simulated", journal=journal)

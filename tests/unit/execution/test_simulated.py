@@ -11,12 +11,12 @@ from lib.core.errors import ConfigError, DataError
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.execution.simulated import (
     BLOCK_HOURS,
-    DEFAULT_SYMBOLS,
     FUNDING_INTERVAL_MS,
     SimulatedMarket,
     SimulatedParams,
     asset_spec,
 )
+from lib.execution.simulated_params import DEFAULT_SYMBOLS
 
 PARAMS = SimulatedParams()
 NOW_MS = 1_704_067_200_000 + 13 * MS_PER_HOUR + 1_234_567  # 2024-01-01 13:20:34.567 UTC

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from lib.core.errors import ConfigError
-from lib.ops.config import Config, Secrets, check_mode_allowed, load_config, load_secrets
+from lib.execution.risk_live_key import check_mode_allowed
+from lib.ops.config import Config, Secrets, load_config, load_secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from lib.core.errors import ConfigError, DataError
-from lib.research.backtester import TRADE_COLUMNS, BacktestParams, BacktestResult, run_backtest
+from lib.research.backtest_params import BacktestParams
+from lib.research.backtester import TRADE_COLUMNS, BacktestResult, run_backtest
 
 HOUR_MS = 3_600_000
 A, B = "A/USDT", "B/USDT"

@@ -9,16 +9,16 @@ import pytest
 from lib.core.errors import ConfigError
 from lib.core.timeframes import MS_PER_DAY
 from lib.ops.config import StrategySection
-from lib.research import backtest_study as study
 from lib.research import candidates as registry
 from lib.research.backtester import BacktestParams
 from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.protocol.frame import check_returns_matrix
+from lib.research.study import history, sections, simulation
 from lib.research.universe import UniverseParams
 from tests.helpers import SMALL, synthetic_candles
 
-BASE = study.StudySettings(
+BASE = sections.StudySettings(
     strategy=StrategySection(name="spot_long_only", timeframe="1d", volatility_window_bars=20),
     signals=SMALL, ensemble=EnsembleParams(),
     universe=UniverseParams(min_history_bars=60, dollar_volume_window_bars=10, min_dollar_volume_quote=0.0),
@@ -40,7 +40,7 @@ def data(end_ms: int = (DAYS - 1) * MS_PER_DAY) -> registry.ResearchData:
     settlements = np.arange(0, DAYS * 3, dtype=np.int64) * MS_PER_DAY // 3
     rates = pd.DataFrame({"timestamp": settlements, "rate": np.full(len(settlements), 0.0001)})
     funding = {"BTC/USDT:USDT": rates, "ETH/USDT:USDT": rates, "ADA/USDT:USDT": None}  # ADA: no history -> dropped
-    return registry.research_data(spot, perp, funding, end_ms=end_ms, base=BASE, study_params=study.StudyParams())
+    return registry.research_data(spot, perp, funding, end_ms=end_ms, base=BASE, study_params=sections.StudyParams())
 
 
 def test_registry_lists_the_existing_grids_as_trials() -> None:
@@ -75,10 +75,10 @@ def test_evaluated_returns_are_the_backtest_equity_returns_and_form_a_matrix() -
     found = registry.candidates(research, ("spot_long_only", "perp_market_neutral"))
     runs = {c.name: registry.evaluate_candidate(c, research, start_ms=0, end_ms=None) for c in found}
     spot = found[0]
-    settings = study.with_overrides(research.base, spot.settings)
-    inputs = study.build_simulation_inputs(research.spot_candles, settings, funding_wide=None)
-    start = study.default_start_ms(inputs)
-    equity = study.simulate(inputs, study.to_backtest_params(settings), start_ms=start).equity
+    settings = sections.with_overrides(research.base, spot.settings)
+    inputs = simulation.build_simulation_inputs(research.spot_candles, settings, funding_wide=None)
+    start = history.default_start_ms(inputs)
+    equity = simulation.simulate(inputs, sections.to_backtest_params(settings), start_ms=start).equity
     expected = (equity / equity.shift(1) - 1.0).iloc[1:].to_numpy()
     np.testing.assert_allclose(runs[spot.name].returns.to_numpy(), expected, rtol=0, atol=1e-15)
     assert str(runs[spot.name].returns.index.tz) == "UTC" and runs[spot.name].turnover_annual > 0

@@ -14,7 +14,8 @@ from lib.research.ensemble import (
     cross_sectional_correlation,
     cross_sectional_rank,
 )
-from lib.research.signals import SIGNAL_NAMES, SignalParams, compute_signal_panel
+from lib.research.signal_params import SIGNAL_NAMES, SignalParams
+from lib.research.signals import compute_signal_panel
 from lib.research.universe import UniverseParams, eligible_mask
 
 DAY_MS = 86_400_000

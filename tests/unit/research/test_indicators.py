@@ -23,7 +23,7 @@ from lib.research.indicators import (
     compute_supertrend,
     to_candle_frame,
 )
-from lib.research.signals import SignalParams
+from lib.research.signal_params import SignalParams
 from tests.helpers import synthetic_candles
 
 DAY_MS = 86_400_000

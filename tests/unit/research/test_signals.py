@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 
 from lib.core.errors import ConfigError, DataError, IndicatorError
+from lib.research.signal_params import SIGNAL_NAMES, SignalParams
 from lib.research.signals import (
-    SIGNAL_NAMES,
-    SignalParams,
     compute_base_signals,
     compute_signal_panel,
     realized_volatility,

@@ -11,10 +11,9 @@ import pytest
 
 from lib.core.errors import ConfigError, DataError
 from lib.core.timeframes import MS_PER_DAY
-from lib.ops.config import StrategySection
 from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
-from lib.research.signals import SIGNAL_NAMES
+from lib.research.signal_params import SIGNAL_NAMES
 from lib.research.strategy import (
     MarketPanel,
     StrategyOutput,
@@ -27,6 +26,7 @@ from lib.research.strategy import (
     select_fresh_candles,
     to_wide_panel,
 )
+from lib.research.strategy_params import StrategySection
 from lib.research.universe import UniverseParams
 from tests.helpers import HOUR_MS, SMALL, synthetic_candles
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from lib.core.errors import ConfigError, DataError
-from lib.research.backtester import BacktestParams, run_backtest
+from lib.research.backtest_params import BacktestParams
+from lib.research.backtester import run_backtest
 from lib.research.walkforward import (
     TABLE_COLUMNS,
     WalkForwardParams,

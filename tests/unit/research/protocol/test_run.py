@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 
-from lib.research.backtest_study import json_safe
 from lib.research.protocol.bootstrap import BootstrapParams
 from lib.research.protocol.cpcv import CpcvParams
 from lib.research.protocol.markdown import render_markdown
 from lib.research.protocol.run import ProtocolParams, holdout_section, run_protocol
 from lib.research.protocol.walkforward import CalendarLayout
+from lib.research.study.json_values import json_safe
 from tests.unit.research.protocol.helpers import noise
 
 PARAMS = ProtocolParams(walk_forward=CalendarLayout(train="120D", test="60D"), cpcv=CpcvParams(n_folds=5),

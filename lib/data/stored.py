@@ -1,0 +1,58 @@
+"""Edge: reads stored candle and funding files (lib.core.storage's schema-checked Parquet reader) for the
+research scripts, refusing candles that fail validation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from lib.core import storage
+from lib.core.errors import DataError
+from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.symbols import from_slug, to_perpetual, to_slug
+from lib.data import ohlcv
+from lib.data.funding import FUNDING_COLUMNS
+
+
+def read_valid_candles(path: Path, timeframe: str, *, max_jump_frac: float) -> pd.DataFrame:
+    """Raises DataError when the file is missing, empty or holds invalid candles (jumps are only flagged)."""
+    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
+    if candles is None or candles.empty:
+        raise DataError(f"no candles in {path}; run fetch_prices (or check --data-dir / --symbols)")
+    problems = ohlcv.validate(candles, timeframe, max_jump_frac=max_jump_frac)
+    if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
+        raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}")
+    return candles
+
+
+def read_funding_until(path: Path, end_ms: int | None) -> pd.DataFrame | None:
+    """Funding rates settled at or before ``end_ms`` (None: all of them); None when the file does not exist."""
+    rates = storage.read_parquet(path, columns=FUNDING_COLUMNS)
+    return rates if rates is None or end_ms is None else rates[rates["timestamp"] <= end_ms]
+
+
+def series_files(
+    timeframe: str, *, is_perp: bool, data_dir: Path | None, symbols: Sequence[str] | None,
+    configured_symbols: Sequence[str], exchange_id: str, data_root: Path, state_root: Path,
+) -> dict[str, tuple[Path, Path]]:  # fmt: skip
+    """symbol -> (candle file, funding file) for a research run: ``data_dir`` in the layout of ../shared/data
+    (DIR/market/<timeframe>/, DIR/funding/; every file there unless ``symbols``), else the project's own data/.
+    Perpetual strategies name their symbols as perpetuals.
+
+    Raises:
+        DataError: ``data_dir`` holds no candle file for ``timeframe``.
+    """
+    if data_dir is not None:
+        market = data_dir / "market" / timeframe
+        slugs = ([to_slug(symbol) for symbol in symbols] if symbols
+                 else sorted(path.stem for path in market.glob("*.parquet") if "." not in path.stem))
+        if not slugs:
+            raise DataError(f"no candle files in {market}; expected <BASE>-<QUOTE>.parquet files")
+        rates = data_dir / "funding"
+        return {from_slug(slug, perpetual=is_perp): (market / f"{slug}.parquet", rates / f"{slug}.parquet")
+                for slug in slugs}
+    paths = ProjectPaths(data_root, state_root, venue_dir_name(exchange_id, "swap" if is_perp else "spot"))
+    chosen = [to_perpetual(symbol) if is_perp else symbol for symbol in symbols or configured_symbols]
+    return {symbol: (paths.ohlcv(timeframe, symbol), paths.funding(symbol)) for symbol in chosen}

@@ -1,0 +1,127 @@
+"""Edge: rebalance's state files through lib.core.storage: the order journal (state/orders.jsonl), the targets,
+positions and halt readers, the halt writer and the positions writer (the paper account lives in positions.json).
+Every reader refuses (StateError or TradingHalted) what it cannot trust; nothing is replaced silently."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from loguru import logger
+
+from lib.core import errors, storage
+from lib.core.state import HaltRecord, Positions, Targets
+from lib.core.timeframes import MS_PER_DAY
+from lib.execution import journal as records
+from lib.execution.book import Book
+from lib.execution.exchange_section import ExchangeSection
+from lib.execution.journal import JournalEvent, RunInfo
+from lib.execution.orders import compute_equity_quote
+from lib.execution.venue_session import Session
+
+PAPER_ORDER_RETENTION_MS = 7 * MS_PER_DAY
+"""Paper order records older than this leave the snapshot at the end of a run (the journal keeps them)."""
+
+
+class Journal:
+    """state/orders.jsonl: the events read at start plus this run's, and the one fsync'ing appender.
+
+    ``write=False`` (dry run) keeps new events in memory. A torn final line (a crash mid-append) is
+    repaired by lib.core.storage's appender before the next line, so that line never lands glued to it.
+    """
+
+    def __init__(self, path: Path, *, write: bool) -> None:
+        self.path, self.write = path, write
+        lines, torn = storage.read_jsonl(path)
+        if torn:
+            logger.warning("{}: the final line was torn by an interrupted write; {}", path,
+                           "the next append repairs it" if write else "ignoring it (dry run)")
+        self.history: list[JournalEvent] = records.parse_journal(lines)
+        self.appended: list[JournalEvent] = []
+
+    def append(self, event: JournalEvent) -> None:
+        if self.write:
+            storage.append_jsonl(self.path, event.to_dict())
+        self.history.append(event)
+        self.appended.append(event)
+
+
+def read_targets(path: Path, *, strategy: str, exchange: ExchangeSection) -> Targets:
+    """targets.json; refused (StateError) when missing, malformed or made for another strategy or venue."""
+    if not path.exists():
+        raise errors.StateError(f"{path} does not exist: run compute_signals first")
+    targets = Targets.from_dict(storage.read_json(path))
+    wanted = (strategy, exchange.market_type, exchange.id)
+    found = (targets.strategy, targets.market_type, targets.exchange)
+    if found != wanted:
+        raise errors.StateError(f"{path} is for strategy/market/exchange {'/'.join(found)} but the config "
+                                f"trades {'/'.join(wanted)}: run compute_signals with this config")
+    return targets
+
+
+def read_positions(path: Path, *, mode: str, venue: str, journal: Journal) -> Positions | None:
+    """The last run's positions.json, or None on a genuine first run.
+
+    Raises:
+        StateError: invalid file, a file of another mode or venue, or (paper) a missing file although the
+            journal records fills: the paper account would silently restart from cash.
+    """
+    if not path.exists():
+        if mode == "paper" and any(event.event == "filled" for event in journal.history):
+            raise errors.StateError(f"{path} is missing but {journal.path} records fills: restore it (it holds "
+                                    "the paper account) or move the journal aside to start over")
+        return None
+    previous = Positions.from_dict(storage.read_json(path))
+    if (previous.mode, previous.venue) != (mode, venue):
+        raise errors.StateError(f"{path} was written for mode={previous.mode} venue={previous.venue}, this "
+                                f"config trades mode={mode} venue={venue}: use another paths.state_dir")
+    if mode == "paper" and previous.paper is None:
+        raise errors.StateError(f"{path} has no paper account snapshot; refusing to restart the paper account")
+    return previous
+
+
+def read_halt(path: Path) -> HaltRecord | None:
+    """The drawdown halt in force, if any. An unreadable halt file halts too (fail closed)."""
+    if not path.exists():
+        return None
+    try:
+        return HaltRecord.from_dict(storage.read_json(path))
+    except errors.StateError as error:
+        raise errors.TradingHalted(f"{path} exists but cannot be read ({error}): trading stays halted until a "
+                                   "person checks and deletes it") from None
+
+
+def write_halt(path: Path, halt: HaltRecord) -> None:
+    """halt.json, atomically: written before a flatten starts, and again once it is complete."""
+    storage.write_json_atomic(path, halt.to_dict())
+
+
+class PositionsWriter:
+    """positions.json from the venue's holdings, after each paper fill (the paper account lives in it) and
+    at the end of the run. ``enabled=False`` (dry run) writes nothing."""
+
+    def __init__(self, path: Path, session: Session, book: Book, journal: Journal, run: RunInfo, *,
+                 enabled: bool) -> None:
+        self.path, self.session, self.book, self.journal, self.run = path, session, book, journal, run
+        self.enabled = enabled
+
+    def after_fill(self) -> None:
+        if self.session.paper is not None:
+            self.write(final=False)
+
+    def write(self, *, final: bool) -> None:
+        """``final`` drops paper order records older than PAPER_ORDER_RETENTION_MS (none is open then)."""
+        if not self.enabled:
+            return
+        book, run, paper = self.book, self.run, self.session.paper
+        holdings = self.session.fetch_holdings()
+        equity = compute_equity_quote(holdings, book.prices)
+        snapshot = None if paper is None else paper.to_snapshot(
+            keep_orders_since_ms=run.time_ms - PAPER_ORDER_RETENTION_MS if final else None).to_dict()
+        fees = records.compute_fees_quote(e for e in self.journal.history if (e.mode, e.venue) == (run.mode, run.venue))
+        baselines = replace(book.baselines, high_water_mark_quote=max(book.baselines.high_water_mark_quote, equity),
+                            fees_paid_quote=fees)  # from the journal, so a crash between fill and write loses none
+        positions = Positions(mode=run.mode, venue=run.venue, updated_ms=run.time_ms, cash_quote=holdings.cash_quote,
+                              amounts_base=dict(holdings.amounts_base), marks=dict(book.prices), equity_quote=equity,
+                              last_rebalance_id=run.rebalance_id, paper=snapshot, **asdict(baselines))
+        storage.write_json_atomic(self.path, positions.to_dict())

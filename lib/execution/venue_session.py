@@ -1,0 +1,116 @@
+"""Edge: where one rebalance trades: the paper account on the built-in/ccxt market data, or a ccxt venue; the
+perp settings an order needs first (``prepare_perps``) and the live-key check against the exchange."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from lib.core.secrets import Secrets
+from lib.core.state import Positions
+from lib.core.symbols import is_perpetual, quote_of
+from lib.core.venue import Broker, Holdings, MarketData, MarketRules
+from lib.execution.binance_keys import fetch_api_key_permissions
+from lib.execution.ccxt_client import call, create_client
+from lib.execution.ccxt_venue import CcxtVenue
+from lib.execution.exchange_section import ExchangeSection
+from lib.execution.orders import PlannedOrder
+from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
+from lib.execution.risk import RiskLimits
+from lib.execution.risk_live_key import check_key_permissions, refuse_unsafe_live_key
+from lib.execution.simulated import SimulatedMarket, SimulatedParams
+
+PERP_MARGIN_MODE = "cross"
+"""Set on every perp before an order that opens or grows it: one margin pool for the whole book."""
+
+
+@dataclass(slots=True)
+class Session:
+    """Where this run trades: the broker, the market data, its markets, and prices fetched so far."""
+
+    broker: Broker
+    market_data: MarketData
+    markets: dict[str, MarketRules]
+    quote: str
+    paper: PaperBroker | None = None  # the same object as ``broker`` in paper mode
+    client: Any = None  # the ccxt client (perp settings); None in paper mode
+    prices: dict[str, float] = field(default_factory=dict)
+
+    def fetch_prices(self, symbols: Iterable[str]) -> dict[str, float]:
+        """Last prices (paper: the ones its account was opened with)."""
+        missing = sorted(set(symbols) - set(self.prices))
+        if missing and self.paper is None:
+            self.prices.update(self.market_data.fetch_last_prices(missing))
+        return {symbol: self.prices[symbol] for symbol in sorted(set(symbols)) if symbol in self.prices}
+
+    def fetch_holdings(self) -> Holdings:
+        """Holdings in the book's quote only: other pairs a ccxt account holds are not ours to trade."""
+        holdings = self.broker.fetch_holdings()
+        amounts = {s: a for s, a in holdings.amounts_base.items() if a != 0 and quote_of(s) == self.quote}
+        return Holdings(cash_quote=holdings.cash_quote, amounts_base=amounts)
+
+
+def connect_market_data(section: ExchangeSection, secrets: Secrets, *, now_ms: int,
+                        simulated: SimulatedParams) -> MarketData:
+    """The market-data source the config names: the built-in simulated market or a ccxt exchange."""
+    if section.id == "simulated":
+        return SimulatedMarket(simulated, now_ms=now_ms, market_type=section.market_type)
+    return CcxtVenue(create_client(section, secrets))
+
+
+def connect(exchange: ExchangeSection, secrets: Secrets, *, simulated: SimulatedParams, paper: PaperParams,
+            quote: str, previous: Positions | None, target_symbols: Iterable[str], now_ms: int) -> Session:
+    """Paper: a PaperBroker on the saved account at this run's prices; otherwise the ccxt venue.
+
+    The caller has checked that the mode is allowed (keys, live opt-in).
+    """
+    if exchange.mode == "paper":
+        market_data = connect_market_data(exchange, secrets, now_ms=now_ms, simulated=simulated)
+        snapshot = PaperSnapshot.initial(paper) if previous is None else PaperSnapshot.from_dict(previous.paper)
+        markets = market_data.load_markets()
+        prices = market_data.fetch_last_prices(sorted(set(target_symbols) | set(snapshot.amounts_base)))
+        account = PaperBroker(snapshot, prices=prices, now_ms=now_ms, params=paper)
+        return Session(broker=account, market_data=market_data, markets=markets, quote=quote, paper=account,
+                       prices=dict(prices))
+    venue = CcxtVenue(create_client(exchange, secrets), quote=quote)
+    markets = venue.load_markets()
+    return Session(broker=venue, market_data=venue, markets=markets, quote=quote, client=venue.client)
+
+
+def prepare_perps(session: Session, orders: Iterable[PlannedOrder], *, limits: RiskLimits) -> None:
+    """Cross margin, and leverage enough for the book's ``max_gross_leverage``, on every perp an order opens
+    or grows (ccxt venues; idempotent).
+
+    "Already cross" is fine (ccxt's documented option ``throwMarginModeAlreadySet`` is turned off). An
+    isolated position cannot be switched: that error stops the run before any order, for a person to see.
+    """
+    client = session.client
+    symbols = sorted({o.symbol for o in orders if is_perpetual(o.symbol) and not o.reduce_only})
+    if client is None or not symbols:
+        return
+    leverage = max(1, math.ceil(limits.max_gross_leverage))
+    client.options["setMarginMode"] = {**client.options.get("setMarginMode", {}), "throwMarginModeAlreadySet": False}
+    for symbol in symbols:
+        call(client, f"set_margin_mode {PERP_MARGIN_MODE} {symbol}",
+                      lambda s=symbol: client.set_margin_mode(PERP_MARGIN_MODE, s))
+        call(client, f"set_leverage {leverage} {symbol}",
+                      lambda s=symbol: client.set_leverage(leverage, s))
+
+
+def require_safe_live_key(client: Any) -> None:
+    """Before trading real money: ask the exchange what the key may do and refuse an unsafe key
+    (lib.execution.risk_live_key); warnings (e.g. no IP restriction) are logged.
+
+    Raises:
+        ConfigError: the key's permissions are unsafe (create a trade-only key).
+        ExchangeError / ExchangeUnavailable: the permissions could not be read.
+    """
+    findings = check_key_permissions(fetch_api_key_permissions(client), mode="live")
+    for finding in findings:
+        if finding.status == "warn":
+            logger.warning("API key: {} ({})", finding.detail, finding.what_to_do)
+    refuse_unsafe_live_key(findings)

@@ -1,0 +1,58 @@
+"""Pure: a study's result documents: metrics.json and cost_sensitivity.json contents and the stdout table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from lib.research.backtester import BacktestResult
+from lib.research.metrics import summary_metrics, years_covered
+from lib.research.study.benchmark_curves import STRATEGY_COLUMN
+from lib.research.study.json_values import json_safe
+from lib.research.study.simulation import Frame
+
+SCHEMA_VERSION = 1  # of metrics.json / walkforward.json / cost_sensitivity.json
+SUMMARY_COLUMNS = (
+    ("cagr_frac", "CAGR", True), ("volatility_annual_frac", "vol", True), ("sharpe", "Sharpe", False),
+    ("sortino", "Sortino", False), ("max_drawdown_frac", "maxDD", True), ("calmar", "Calmar", False),
+    ("turnover_annual", "turn/yr", False), ("cost_drag_annual_frac", "costs/yr", True),
+)  # fmt: skip
+"""(metric, header, shown as percent) of the stdout summary table."""
+
+
+def metrics_report(result: BacktestResult, benchmarks: Frame, *, timeframe: str) -> dict[str, Any]:
+    """Headline metrics of the strategy and of each benchmark (JSON-safe: undefined = None)."""
+    traded_quote = float(result.trades["notional_quote"].sum())
+    years, mean_equity = years_covered(result.equity, timeframe=timeframe), float(result.equity.mean())
+    costs_quote = result.fees_paid_quote + result.slippage_paid_quote
+    report = {STRATEGY_COLUMN: summary_metrics(
+        result.equity, timeframe=timeframe, weights=result.weights, traded_notional_quote=traded_quote) | {
+        "net_exposure_frac": float(result.weights.sum(axis=1).mean()),
+        "fees_paid_quote": result.fees_paid_quote, "slippage_paid_quote": result.slippage_paid_quote,
+        "funding_paid_quote": result.funding_paid_quote,
+        "trade_count": len(result.trades), "final_equity_quote": float(result.equity.iloc[-1]),
+        "cost_drag_annual_frac": costs_quote / mean_equity / years if years > 0 and mean_equity > 0 else math.nan,
+    }}  # fmt: skip
+    for name in benchmarks.columns:
+        curve = benchmarks[name].reindex(result.equity.index)
+        final = {"final_equity_quote": float(curve.iloc[-1])}
+        report[name] = summary_metrics(curve, timeframe=timeframe) | final
+    return json_safe(report)  # type: ignore[no-any-return]
+
+def cost_report(table: Frame) -> dict[str, Any]:
+    """lib.research.walkforward.cost_sensitivity's table (one row per fee_bps) as JSON."""
+    rows = {f"{float(fee_bps):g}": row.to_dict() for fee_bps, row in table.iterrows()}
+    varied = "backtest.fee_bps (slippage unchanged)"
+    return json_safe({"schema_version": SCHEMA_VERSION, "varied": varied, "by_fee_bps": rows})  # type: ignore[no-any-return]
+
+def summary_table(title: str, metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """The script's stdout: one line per curve (strategy first), SUMMARY_COLUMNS; '-' = undefined."""
+    lines = [title, f"{'':<28}" + "".join(f"{header:>9}" for _, header, _ in SUMMARY_COLUMNS)]
+    for name, values in metrics.items():
+        cells = [_cell(values.get(key), as_percent=as_percent) for key, _, as_percent in SUMMARY_COLUMNS]
+        lines.append(f"{name:<28}" + "".join(cells))
+    return "\n".join(lines)
+
+def _cell(value: float | None, *, as_percent: bool) -> str:
+    return f"{'-':>9}" if value is None else f"{value:>9.1%}" if as_percent else f"{value:>9.2f}"
