@@ -211,8 +211,10 @@ def check_positions(facts: FileFacts) -> Finding:
         return Finding("positions.json", "fail", f"invalid: {error}",
                        "rebalance refuses to run; repair it by hand from state/orders.jsonl and the exchange "
                        "(never delete it: see README)")
+    held = [f"{symbol} {amount:g}" for symbol, amount in sorted(positions.ignored_base.items())]
+    ignored = f"; ignored (not the bot's, never traded): {_listed(held)}" if held else ""
     return Finding("positions.json", "ok", f"valid: {positions.mode}, equity {positions.equity_quote:.2f}, "
-                   f"{len(positions.amounts_base)} position(s), updated {format_ms(positions.updated_ms)}")
+                   f"{len(positions.amounts_base)} position(s), updated {format_ms(positions.updated_ms)}{ignored}")
 
 
 def check_journal(*, exists: bool, event_count: int, torn: bool, read_error: str = "") -> Finding:

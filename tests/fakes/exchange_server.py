@@ -399,6 +399,19 @@ class FakeBinance:
         with self._lock:
             self._order_log.append(entry)
 
+    def add_resting_spot_order(self, symbol: str, side: str, quantity: Decimal, client_order_id: str) -> None:
+        """A spot order still working on the book (status NEW, nothing filled): a lookup by client id finds it
+        open. (This fake fills market orders at once; a resting one stands for one a person or a stuck venue
+        left open.)"""
+        now = self.now_ms
+        with self._lock:
+            self._orders["spot"][client_order_id] = {
+                "symbol": exchange_id(symbol), "orderId": self.new_order_id(), "clientOrderId": client_order_id,
+                "price": "0", "origQty": num(quantity), "executedQty": "0", "cummulativeQuoteQty": "0",
+                "status": "NEW", "timeInForce": "GTC", "type": "MARKET", "side": side.upper(), "updateTime": now,
+                "time": now, "orderListId": -1, "isWorking": True, "workingTime": now,
+                "origQuoteOrderQty": "0", "selfTradePreventionMode": "EXPIRE_MAKER"}
+
 
 # == endpoints ===========================================================================================
 _D8 = Decimal("1e-8")
