@@ -70,7 +70,7 @@ def _run(ctx: RunContext) -> None:
     settings = sections.StudySettings(strategy=strategy, signals=config.signals, ensemble=config.ensemble,
                                    universe=config.universe, spot=config.spot, perp=config.perp,
                                    backtest=config.backtest)
-    research, params = getattr(config, "study", sections.StudyParams()), sections.to_backtest_params(settings)
+    research, params = config.study, sections.to_backtest_params(settings)
     research = dataclasses.replace(research, missing_funding=args.missing_funding or research.missing_funding)
     timeframe, is_perp, jump = strategy.timeframe, strategy.name == PERP_STRATEGY, config.data.max_jump_frac
     end_ms = history.parse_time_ms(args.end, is_end=True) if args.end else None

@@ -102,6 +102,9 @@ def _run(ctx: RunContext) -> None:
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
     if dry_run:
         print(_plan_table(plan, verdict, book, run))
+        failure = engine.dry_run_failure(verdict)
+        if failure is not None:  # exit as the real run would, so a check before going live sees it
+            raise failure
         return
 
     # 5. send what the verdict allows; positions.json is written after the orders

@@ -206,6 +206,17 @@ def _found_before_resend(order: PlannedOrder, broker: Broker, journal: Journal, 
     return True
 
 
+def dry_run_failure(verdict: RiskVerdict) -> errors.CoinbotError | None:
+    """The error the real run would end with (same exit code), or None when it would trade."""
+    described = records.describe_rejections(verdict.rejections)
+    if verdict.decision == "trade":
+        return None
+    halted = verdict.decision == "flatten_and_halt" or any(r.check in ("kill_switch", "halt")
+                                                          for r in verdict.rejections)
+    error = errors.TradingHalted if halted else errors.RiskCheckFailed
+    return error(f"dry run: the risk verdict is {verdict.decision}: {described}")
+
+
 def carry_out(verdict: RiskVerdict, *, session: Session, book: Book, journal: Journal, run: RunInfo,
               writer: PositionsWriter, halt_path: Path, limits: RiskLimits, params: OrderParams) -> records.SendOutcome:
     """Journal every rejection, then: halt -> raise; flatten_and_halt -> halt.json FIRST, flatten, raise;

@@ -10,6 +10,7 @@ naming the dotted key. Secrets are never part of Config.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import stat
 import tomllib
@@ -40,6 +41,7 @@ from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.strategy_params import StrategySection
+from lib.research.study.sections import StudyParams
 from lib.research.universe import UniverseParams
 from lib.research.walkforward import WalkForwardParams
 
@@ -158,6 +160,7 @@ class Config:
     risk: RiskLimits = field(default_factory=RiskLimits)
     paper: PaperParams = field(default_factory=PaperParams)
     backtest: BacktestParams = field(default_factory=BacktestParams)
+    study: StudyParams = field(default_factory=StudyParams)  # backtest's research defaults (backtest --help)
     walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
     health: HealthParams = field(default_factory=HealthParams)
     doctor: DoctorParams = field(default_factory=DoctorParams)
@@ -253,6 +256,8 @@ def _apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str])
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text  # a bare string such as paper or http://127.0.0.1:8080
+        if isinstance(value, datetime.date | datetime.time):  # 2024-01-01 is a TOML date: keep it a string
+            value = text
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"environment override {name}: [{section}] is not a section")

@@ -308,6 +308,12 @@ def check_crontab(*, listing: str | None, error: str = "") -> Finding:
     if "CHANGE_ME" in listing:
         return Finding("crontab", "warn", "COINBOT_HOME is still CHANGE_ME_TO_THE_CLONE_DIRECTORY",
                        "set COINBOT_HOME in crontab.txt to the clone directory, then: crontab crontab.txt")
+    schedules = [line.split() for line in lines if "=" not in line.split()[0] and len(line.split()) > 5]
+    local_hours = [fields for fields in schedules if fields[1] != "*" and "date -u" not in " ".join(fields)]
+    if local_hours:
+        return Finding("crontab", "warn", f"{len(local_hours)} job(s) at a fixed hour of the host's local time "
+                       "(Debian/Ubuntu cron ignores CRON_TZ)", "install the current crontab.txt (UTC whatever "
+                       "the host's time zone): crontab crontab.txt")
     return Finding("crontab", "ok", f"{len(lines)} coinbot line(s) installed")
 
 

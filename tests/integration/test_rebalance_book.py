@@ -268,3 +268,16 @@ def test_only_the_bots_capital_and_coins_are_traded(project: Project, telegram: 
         assert book.equity_quote < 1001  # the bag is not the bot's equity
         doctor = project.run("doctor", "--json")  # the table cuts long details
         assert "ignored (not the bot's, never traded): BNB/USDT 2, XRP/USDT 500" in doctor.stdout
+
+
+# --- item 11: smaller ones ----------------------------------------------------------------------------------
+
+
+def test_a_dry_run_whose_verdict_is_halt_exits_non_zero(project: Project, telegram: FakeTelegram) -> None:
+    setup(project, telegram, risk={"max_order_notional_quote": 100})  # 300-USDT buys: fat finger
+    write_targets(project, SPOT, as_of_ms=PAPER_AS_OF_MS)
+    dry = paper_run(project, "--dry-run")
+    assert dry.returncode == 1 and "risk verdict: halt" in dry.stdout and "fat_finger" in dry.stderr
+    assert not (project.state / "positions.json").exists() and not (project.state / "orders.jsonl").exists()
+    setup(project, telegram)
+    assert_ok(paper_run(project, "--dry-run"))  # a verdict that trades: exit 0

@@ -156,3 +156,16 @@ def test_an_ignored_asset_in_the_universe_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="book.ignored_assets names BNB/USDT of data.symbols"):
         load_config(write(tmp_path, '[data]\nsymbols = ["BTC/USDT", "BNB/USDT"]\n[book]\nignored_assets = ["BNB"]'),
                     environ={})
+
+
+def test_a_date_from_the_environment_is_the_string_the_readme_promises(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), environ={"COINBOT__DATA__BACKFILL_START": "2024-01-01"})
+    assert config.data.backfill_start == "2024-01-01"
+
+
+def test_the_study_section_backtest_help_advertises_is_loaded(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[study]\nmissing_funding = \"proxy\"\nrebalance_days_grid = [1]"),
+                         environ={})
+    assert config.study.missing_funding == "proxy" and config.study.rebalance_days_grid == (1,)
+    with pytest.raises(ConfigError, match="study.missing_funding"):
+        load_config(write(tmp_path, "[study]\nmissing_funding = \"maybe\""), environ={})
