@@ -17,6 +17,7 @@ from lib.core.storage import append_jsonl, exclusive_lock, write_json_atomic
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.execution.journal import RunInfo, find_open_orders, to_sent_event
 from lib.execution.orders import PlannedOrder
+from lib.execution.simulated import SimulatedMarket, SimulatedParams
 from tests.fakes.exchange_server import FakeBinance, RecordedOrder
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
@@ -281,3 +282,28 @@ def test_a_dry_run_whose_verdict_is_halt_exits_non_zero(project: Project, telegr
     assert not (project.state / "positions.json").exists() and not (project.state / "orders.jsonl").exists()
     setup(project, telegram)
     assert_ok(paper_run(project, "--dry-run"))  # a verdict that trades: exit 0
+
+
+def test_paper_perps_accrue_funding_between_runs(project: Project, telegram: FakeTelegram) -> None:
+    def configure(band: float) -> None:
+        project.write_config('[exchange]\nmarket_type = "swap"\n' + config_text(
+            telegram, market_type="swap", extra=with_risk(f"[orders]\nno_trade_band_frac = {band}\n")))
+
+    configure(0.02)
+    project.write_env(**TELEGRAM)
+    book = {"BTC/USDT:USDT": 0.3, "ETH/USDT:USDT": -0.3}
+    write_targets(project, book, as_of_ms=PAPER_AS_OF_MS, market_type="swap")
+    assert_ok(paper_run(project))
+    before = positions(project)
+    configure(0.9)  # the next day trades nothing: the cash moves by funding only
+    write_targets(project, book, as_of_ms=PAPER_AS_OF_MS + MS_PER_DAY, market_type="swap")
+    assert_ok(project.run("rebalance", "--as-of", str(PAPER_NOW_MS + MS_PER_DAY)))
+    after = positions(project)
+    assert after.amounts_base == before.amounts_base and not [e for e in journal(project) if e.event == "sent"][2:]
+    market = SimulatedMarket(SimulatedParams(), now_ms=PAPER_NOW_MS + MS_PER_DAY)
+    expected = sum(Decimal(repr(amount)) * Decimal(repr(after.marks[symbol])) * Decimal(repr(float(rate)))
+                   for symbol, amount in after.amounts_base.items()
+                   for _, rate in market.funding_rates(symbol, PAPER_NOW_MS + 1, PAPER_NOW_MS + MS_PER_DAY + 1))
+    assert len(market.funding_rates("BTC/USDT:USDT", PAPER_NOW_MS + 1, PAPER_NOW_MS + MS_PER_DAY + 1)) == 3
+    cash = {p.updated_ms: Decimal(p.paper["cash_quote"]) for p in (before, after) if p.paper}
+    assert cash[after.updated_ms] == cash[before.updated_ms] - expected and expected != 0
