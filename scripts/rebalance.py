@@ -20,6 +20,7 @@ from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution import state_files, venue_session
 from lib.execution.book import Book, value_book
+from lib.execution.ccxt_cashflows import fetch_exchange_cashflows
 from lib.execution.journal import RunInfo
 from lib.execution.managed_book import managed_symbols
 from lib.execution.orders import OrderPlan
@@ -68,10 +69,14 @@ def _run(ctx: RunContext) -> None:
         venue_session.require_safe_live_key(session.client)  # a key that can withdraw never trades
     engine.reconcile_open_orders(session.broker, journal, run)
 
-    # 3. the book at this run's prices
+    # 3. the book at this run's prices, its baselines shifted by deposits/withdrawals since the last run
+    cashflows = state_files.read_cashflows(paths.cashflows)
+    if config.book.exchange_cashflows and session.client is not None and previous is not None:
+        cashflows += fetch_exchange_cashflows(session.client, quote=session.quote, since_ms=previous.updated_ms,
+                                              until_ms=ctx.now_ms)
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
                       reset_baseline=ctx.args.reset_high_water_mark,
-                      cashflows=state_files.read_cashflows(paths.cashflows), book_params=config.book,
+                      cashflows=cashflows, book_params=config.book,
                       managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
                                               [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
                                               config.book))

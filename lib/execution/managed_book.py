@@ -27,6 +27,7 @@ class BookParams:
     capital_quote: Decimal = Decimal(0)  # targets are sized on at most this much; 0 = no cap
     capital_frac: float = 1.0  # share of the managed book (quote cash + managed coins) the targets are sized on
     ignored_assets: tuple[str, ...] = ()  # base assets never traded, even in the universe (e.g. "BNB" for fees)
+    exchange_cashflows: bool = False  # also read deposits/withdrawals from the exchange (lib.execution.ccxt_cashflows)
 
     def __post_init__(self) -> None:
         if not self.capital_quote.is_finite() or self.capital_quote < 0:

@@ -307,3 +307,20 @@ def test_paper_perps_accrue_funding_between_runs(project: Project, telegram: Fak
     assert len(market.funding_rates("BTC/USDT:USDT", PAPER_NOW_MS + 1, PAPER_NOW_MS + MS_PER_DAY + 1)) == 3
     cash = {p.updated_ms: Decimal(p.paper["cash_quote"]) for p in (before, after) if p.paper}
     assert cash[after.updated_ms] == cash[before.updated_ms] - expected and expected != 0
+
+
+def test_flows_in_the_exchange_history_shift_the_baselines(project: Project, telegram: FakeTelegram) -> None:
+    with FakeBinance(spot_balances={"USDT": 1000}) as fake:  # the wall clock: its history and the runs agree
+        project.write_config(config_text(telegram, fake=fake, extra=with_risk("[book]\nexchange_cashflows = true\n")))
+        project.write_env(**TELEGRAM, **KEYS)
+        write_targets(project, {"BTC/USDT": 0.3}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        before = positions(project)
+        time.sleep(1.1)  # Binance reports a withdrawal's time to the second
+        fake.move_capital("USDT", Decimal(-300), fee=Decimal(1))  # 301 leave the account
+        fake.move_capital("USDT", Decimal(50))
+        assert_ok(project.run("rebalance"))  # without them: a 25 % drawdown, flatten and halt
+        after = positions(project)
+    assert not (project.state / "halt.json").exists()
+    assert after.high_water_mark_quote == pytest.approx(before.high_water_mark_quote - 251, abs=2)
+    assert after.inception_equity_quote == pytest.approx(before.inception_equity_quote - 251)
