@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(ctx: RunContext) -> None:
+    if ctx.config.exchange.mode == "paper":  # no money moves in paper: a record would only hide a real loss
+        raise errors.ConfigError("cashflow records money moved in or out of a testnet/live account, not paper")
     try:
         amount = Decimal(ctx.args.amount)
     except InvalidOperation:

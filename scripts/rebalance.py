@@ -83,7 +83,7 @@ def _run(ctx: RunContext) -> None:
     writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
     logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), sized on {:.2f}, peak {:.2f}, start of day "
                 "{:.2f}", book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
-                book.capital_quote, book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote)
+                book.sizing_quote, book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote)
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if not dry_run:  # raises TradingHalted

@@ -31,7 +31,7 @@ class Book:
     ignored: dict[str, float] = field(default_factory=dict)  # holdings outside it: never valued or traded
 
     @property
-    def capital_quote(self) -> float:
+    def sizing_quote(self) -> float:
         return self.equity_quote if self.sizing_equity_quote is None else self.sizing_equity_quote
 
     def managed_holdings(self, holdings: Holdings) -> Holdings:

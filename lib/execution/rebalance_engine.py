@@ -90,7 +90,7 @@ def plan_rebalance(session: Session, book: Book, *, target_weights: Mapping[str,
     """lib.execution.orders.plan_orders, risk-reducing orders split under the fat-finger cap
     (lib.execution.order_split), minus orders whose client id already filled; journals planned and skipped."""
     plan = plan_orders(target_weights=target_weights, holdings=book.holdings, prices=book.prices,
-                       markets=session.markets, equity_quote=book.capital_quote, params=params,
+                       markets=session.markets, equity_quote=book.sizing_quote, params=params,
                        rebalance_id=run.rebalance_id)
     plan = split_reducing_orders(plan, holdings=book.holdings, markets=session.markets,
                                  max_order_notional_quote=limits.max_order_notional_quote,
