@@ -69,7 +69,7 @@ def _run(ctx: RunContext) -> None:
         return print(carry.backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
     strategy = dataclasses.replace(config.strategy, name=args.strategy or config.strategy.name)
     settings = sections.settings_from(config, strategy)
-    research, params = getattr(config, "study", sections.StudyParams()), sections.to_backtest_params(settings)
+    research, params = config.study, sections.to_backtest_params(settings)
     research = dataclasses.replace(research, missing_funding=args.missing_funding or research.missing_funding)
     timeframe, is_perp, jump = strategy.timeframe, strategy.name == PERP_STRATEGY, config.data.max_jump_frac
     end_ms = history.parse_time_ms(args.end, is_end=True) if args.end else None

@@ -16,13 +16,17 @@ from loguru import logger
 
 from lib.core.symbols import quote_of
 from lib.core.timeframes import timeframe_ms
+from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution import state_files, venue_session
 from lib.execution.book import Book, value_book
+from lib.execution.ccxt_cashflows import fetch_exchange_cashflows
 from lib.execution.journal import RunInfo
+from lib.execution.managed_book import managed_symbols
 from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskVerdict, check_all
 from lib.execution.risk_live_key import check_mode_allowed
+from lib.execution.risk_targets import clip_target_weights
 from lib.ops.runner import RunContext, base_parser, run_script
 
 
@@ -45,13 +49,17 @@ def _run(ctx: RunContext) -> None:
     journal = state_files.Journal(paths.journal, write=not dry_run)
     targets = state_files.read_targets(paths.targets, strategy=config.strategy.name, exchange=config.exchange)
     previous = state_files.read_positions(paths.positions, mode=config.exchange.mode, venue=paths.venue,
-                                          journal=journal)
+                                          journal=journal, reset_baselines=ctx.args.reset_high_water_mark)
     run = RunInfo(time_ms=ctx.now_ms, run_id=ctx.run_id, rebalance_id=engine.rebalance_id_of(targets),
                   mode=config.exchange.mode, venue=paths.venue)
     halt = state_files.read_halt(paths.halt)
     finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt,
                                                 journal=journal, run=run)
-    target_weights = {symbol: weight for symbol, weight in targets.weights.items() if weight != 0}
+    target_weights, clipped = clip_target_weights(
+        {symbol: weight for symbol, weight in targets.weights.items() if weight != 0}, config.risk)
+    for clip in clipped:  # over risk.max_asset_weight_frac: that asset gets the cap, the rest trades
+        logger.warning("{}: {}", clip.symbol, clip.detail)
+        journal.append(records.to_risk_rejected_event(clip, run))
 
     # 2. the venue, and what it says about orders an earlier run left without an outcome
     session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
@@ -61,23 +69,31 @@ def _run(ctx: RunContext) -> None:
         venue_session.require_safe_live_key(session.client)  # a key that can withdraw never trades
     engine.reconcile_open_orders(session.broker, journal, run)
 
-    # 3. the book at this run's prices
+    # 3. the book at this run's prices, its baselines shifted by deposits/withdrawals since the last run
+    cashflows = state_files.read_cashflows(paths.cashflows)
+    if config.book.exchange_cashflows and session.client is not None and previous is not None:
+        cashflows += fetch_exchange_cashflows(session.client, quote=session.quote, since_ms=previous.updated_ms,
+                                              until_ms=ctx.now_ms)
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
-                      reset_baseline=ctx.args.reset_high_water_mark)
+                      reset_baseline=ctx.args.reset_high_water_mark,
+                      cashflows=cashflows, book_params=config.book,
+                      managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
+                                              [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
+                                              config.book))
     writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
-    logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), peak {:.2f}, start of day {:.2f}",
-                book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
-                book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote)
+    logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), sized on {:.2f}, peak {:.2f}, start of day "
+                "{:.2f}", book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
+                book.sizing_quote, book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote)
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if not dry_run:  # raises TradingHalted
             engine.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
-                                halt=halt, params=config.orders)
+                                halt=halt, params=config.orders, limits=config.risk)
         target_weights = {}  # the dry run shows the flatten plan
 
     # 4. plan, then the risk verdict decides what may be sent
     plan = engine.plan_rebalance(session, book, target_weights=target_weights, params=config.orders,
-                                      journal=journal, run=run)
+                                 limits=config.risk, journal=journal, run=run)
     verdict = check_all(
         plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
@@ -91,6 +107,9 @@ def _run(ctx: RunContext) -> None:
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
     if dry_run:
         print(_plan_table(plan, verdict, book, run))
+        failure = engine.dry_run_failure(verdict)
+        if failure is not None:  # exit as the real run would, so a check before going live sees it
+            raise failure
         return
 
     # 5. send what the verdict allows; positions.json is written after the orders

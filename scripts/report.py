@@ -90,7 +90,7 @@ def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFram
     path = ctx.paths.equity_csv
     text = storage.read_text(path)
     history, torn = reporting.parse_equity_csv(text)
-    if not reporting.is_new_row(history, row.time_ms):
+    if not reporting.is_new_row(history, row.time_ms, past_ok=ctx.args.as_of is not None):
         logger.info("{} has a row at or after {}; nothing appended", path, format_ms(row.time_ms))
         return history
     if ctx.args.dry_run:

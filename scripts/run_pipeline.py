@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from lib.core.errors import EXIT_CONFIG
+from lib.core.errors import EXIT_CONFIG, EXIT_LOCKED
 from lib.ops.runner import CONFIG_ENV, DEFAULT_CONFIG
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     for stage in (stage for stage in STAGES if stage in args.stages):
         print(f"run_pipeline: ── {stage} ──", file=sys.stderr, flush=True)
         exit_code = subprocess.call(stage_command(stage, args))
+        if exit_code == EXIT_LOCKED:  # the stage recorded and alerted the skip itself (lib.ops.runner)
+            print(f"run_pipeline: {stage} SKIPPED (another run holds its lock); later stages skipped",
+                  file=sys.stderr)
+            return exit_code
         if exit_code != 0:
             print(f"run_pipeline: {stage} exited {exit_code}; later stages skipped", file=sys.stderr)
             return exit_code

@@ -52,6 +52,11 @@ class ProjectPaths:
         return self.state_dir / "equity.csv"
 
     @property
+    def cashflows(self) -> Path:
+        """Deposits and withdrawals recorded by a person (scripts/cashflow.py): append-only."""
+        return self.state_dir / "cashflows.jsonl"
+
+    @property
     def runs(self) -> Path:
         return self.state_dir / "runs.jsonl"
 

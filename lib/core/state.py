@@ -193,6 +193,7 @@ class Positions:
     fees_paid_quote: float = 0.0
     last_rebalance_id: str = ""
     paper: dict[str, Any] | None = None
+    ignored_base: dict[str, float] = field(default_factory=dict)  # account holdings outside the bot's book
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": POSITIONS_SCHEMA_VERSION, **asdict(self)}
@@ -216,6 +217,9 @@ class Positions:
         paper = raw.get("paper")
         if paper is not None and not isinstance(paper, dict):
             raise StateError("positions.json: paper must be an object or null")
+        ignored = raw.get("ignored_base", {})
+        if not isinstance(ignored, dict) or not all(_is_finite(v) for v in ignored.values()):
+            raise StateError("positions.json: ignored_base must be an object of finite numbers")
         return cls(
             mode=_str(raw, "mode"), venue=_str(raw, "venue"), updated_ms=_int(raw, "updated_ms"),
             cash_quote=_float(raw, "cash_quote"), amounts_base={k: float(v) for k, v in amounts.items()},
@@ -227,6 +231,7 @@ class Positions:
             inception_equity_quote=_float(raw, "inception_equity_quote", minimum=0.0),
             fees_paid_quote=_float(raw, "fees_paid_quote", minimum=0.0),
             last_rebalance_id=str(raw.get("last_rebalance_id", "")), paper=paper,
+            ignored_base={str(k): float(v) for k, v in ignored.items()},
         )
 
 

@@ -26,6 +26,7 @@ from lib.core.venue import Broker, OrderResult
 from lib.execution import journal as records
 from lib.execution.book import Book
 from lib.execution.journal import JournalEvent, RunInfo
+from lib.execution.order_split import split_reducing_orders
 from lib.execution.orders import OrderParams, OrderPlan, PlannedOrder, SkippedOrder, plan_orders
 from lib.execution.risk import RiskLimits, RiskVerdict, check_halt, check_kill_switch, check_reduces_risk
 from lib.execution.state_files import Journal, PositionsWriter, write_halt
@@ -85,11 +86,15 @@ def reconcile_open_orders(broker: Broker, journal: Journal, run: RunInfo) -> lis
 
 
 def plan_rebalance(session: Session, book: Book, *, target_weights: Mapping[str, float], params: OrderParams,
-                   journal: Journal, run: RunInfo) -> OrderPlan:
-    """lib.execution.orders.plan_orders minus orders whose client id already filled; journals planned and skipped."""
+                   limits: RiskLimits, journal: Journal, run: RunInfo) -> OrderPlan:
+    """lib.execution.orders.plan_orders, risk-reducing orders split under the fat-finger cap
+    (lib.execution.order_split), minus orders whose client id already filled; journals planned and skipped."""
     plan = plan_orders(target_weights=target_weights, holdings=book.holdings, prices=book.prices,
-                       markets=session.markets, equity_quote=book.equity_quote, params=params,
+                       markets=session.markets, equity_quote=book.sizing_quote, params=params,
                        rebalance_id=run.rebalance_id)
+    plan = split_reducing_orders(plan, holdings=book.holdings, markets=session.markets,
+                                 max_order_notional_quote=limits.max_order_notional_quote,
+                                 rebalance_id=run.rebalance_id, prefix=params.client_order_id_prefix)
     filled = records.find_filled_ids(journal.history)
     done = tuple(SkippedOrder(symbol=o.symbol, side=o.side, reason=SKIP_ALREADY_FILLED,
                               detail=f"client id {o.client_order_id} filled in an earlier run",
@@ -201,6 +206,17 @@ def _found_before_resend(order: PlannedOrder, broker: Broker, journal: Journal, 
     return True
 
 
+def dry_run_failure(verdict: RiskVerdict) -> errors.CoinbotError | None:
+    """The error the real run would end with (same exit code), or None when it would trade."""
+    described = records.describe_rejections(verdict.rejections)
+    if verdict.decision == "trade":
+        return None
+    halted = verdict.decision == "flatten_and_halt" or any(r.check in ("kill_switch", "halt")
+                                                          for r in verdict.rejections)
+    error = errors.TradingHalted if halted else errors.RiskCheckFailed
+    return error(f"dry run: the risk verdict is {verdict.decision}: {described}")
+
+
 def carry_out(verdict: RiskVerdict, *, session: Session, book: Book, journal: Journal, run: RunInfo,
               writer: PositionsWriter, halt_path: Path, limits: RiskLimits, params: OrderParams) -> records.SendOutcome:
     """Journal every rejection, then: halt -> raise; flatten_and_halt -> halt.json FIRST, flatten, raise;
@@ -221,7 +237,7 @@ def carry_out(verdict: RiskVerdict, *, session: Session, book: Book, journal: Jo
                           high_water_mark_quote=book.baselines.high_water_mark_quote)
         write_halt(halt_path, halt)
         flatten(session, book, journal=journal, run=run, writer=writer, halt_path=halt_path, halt=halt,
-                params=params)
+                params=params, limits=limits)
     prepare_perps(session, verdict.allowed_orders, limits=limits)
     outcome = send_orders(verdict.allowed_orders, session.broker, journal, run, on_fill=writer.after_fill)
     _finish(outcome, writer)
@@ -232,14 +248,16 @@ def carry_out(verdict: RiskVerdict, *, session: Session, book: Book, journal: Jo
 
 
 def flatten(session: Session, book: Book, *, journal: Journal, run: RunInfo, writer: PositionsWriter,
-            halt_path: Path, halt: HaltRecord, params: OrderParams) -> None:
+            halt_path: Path, halt: HaltRecord, params: OrderParams, limits: RiskLimits) -> None:
     """Close every position with risk-reducing orders; mark the halt ``flattened`` once all went through.
 
-    No fat-finger cap here: an order proven to only reduce a position (check_reduces_risk) cannot be a
-    sizing bug that adds risk, and a cap would keep the book exposed. Always raises TradingHalted.
+    No fat-finger cap blocks it: an order proven to only reduce a position (check_reduces_risk) cannot be a
+    sizing bug that adds risk; it is split into children under the cap (plan_rebalance). Always raises
+    TradingHalted.
     """
     run = replace(run, rebalance_id=f"{run.rebalance_id}-{FLATTEN_SUFFIX}")
-    plan = plan_rebalance(session, book, target_weights={}, params=params, journal=journal, run=run)
+    plan = plan_rebalance(session, book, target_weights={}, params=params, limits=limits, journal=journal,
+                          run=run)
     rejections = check_reduces_risk(plan.orders, book.holdings)
     for rejection in rejections:
         journal.append(records.to_risk_rejected_event(rejection, run))

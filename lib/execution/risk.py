@@ -249,6 +249,11 @@ def check_reduces_risk(orders: Iterable[PlannedOrder], holdings: Holdings) -> li
     return [rejection for _, rejection in _classify_reducing(orders, holdings) if rejection is not None]
 
 
+def reducing_orders(orders: Iterable[PlannedOrder], holdings: Holdings) -> list[PlannedOrder]:
+    """The orders proven risk-reducing (see check_reduces_risk): no size or count cap ever blocks them."""
+    return [order for order, rejection in _classify_reducing(orders, holdings) if rejection is None]
+
+
 def _classify_reducing(orders: Iterable[PlannedOrder],
                        holdings: Holdings) -> list[tuple[PlannedOrder, RiskRejection | None]]:
     remaining = {symbol: Decimal(repr(amount)) for symbol, amount in holdings.amounts_base.items()
@@ -324,7 +329,8 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
 
     kill switch / halt file -> halt; stale, absurd or invalid inputs -> halt; drawdown -> flatten_and_halt;
     daily loss -> reduce_only (non-reducing orders rejected); then any breach by the (remaining) orders of
-    weight, exposure, fat-finger or order-count limits -> halt; otherwise trade.
+    weight, exposure, fat-finger or order-count limits -> halt; otherwise trade. Risk-reducing orders do not
+    count toward max_orders_per_run (lib.execution.order_split keeps each under the fat-finger cap).
     """
     orders = plan.orders
 
@@ -360,7 +366,9 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
         rejections = daily + [RiskRejection(check="daily_loss", symbol=r.symbol,
                                             detail=f"blocked: {r.detail}")
                               for _, r in classified if r is not None]
-    breaches = check_fat_finger(allowed, limits) + check_order_count(allowed, limits)
+    reducing = {id(order) for order in reducing_orders(allowed, holdings)}  # exits are split, never counted
+    breaches = check_fat_finger(allowed, limits)
+    breaches += check_order_count([order for order in allowed if id(order) not in reducing], limits)
     if not daily:
         after = compute_weights(holdings, prices, equity_quote, orders=allowed)
         breaches += check_asset_weights(target_weights, limits) + check_exposure(target_weights, limits)

@@ -14,6 +14,7 @@ from lib.core.state import HaltRecord, Positions, Targets
 from lib.core.timeframes import MS_PER_DAY
 from lib.execution import journal as records
 from lib.execution.book import Book
+from lib.execution.cashflows import CashFlow
 from lib.execution.exchange_section import ExchangeSection
 from lib.execution.journal import JournalEvent, RunInfo
 from lib.execution.orders import compute_equity_quote
@@ -59,17 +60,28 @@ def read_targets(path: Path, *, strategy: str, exchange: ExchangeSection) -> Tar
     return targets
 
 
-def read_positions(path: Path, *, mode: str, venue: str, journal: Journal) -> Positions | None:
+def read_positions(path: Path, *, mode: str, venue: str, journal: Journal,
+                   reset_baselines: bool = False) -> Positions | None:
     """The last run's positions.json, or None on a genuine first run.
 
     Raises:
-        StateError: invalid file, a file of another mode or venue, or (paper) a missing file although the
-            journal records fills: the paper account would silently restart from cash.
+        StateError: invalid file, a file of another mode or venue, or a missing file although the journal
+            records fills of this mode and venue: paper would silently restart from cash; testnet/live would
+            silently restart the high-water mark and start of day from today's equity (a drawdown forgotten),
+            unless a person asked for exactly that with ``reset_baselines``.
     """
     if not path.exists():
-        if mode == "paper" and any(event.event == "filled" for event in journal.history):
+        fills = [e for e in journal.history if e.event == "filled" and (e.mode, e.venue) == (mode, venue)]
+        if mode == "paper" and fills:
             raise errors.StateError(f"{path} is missing but {journal.path} records fills: restore it (it holds "
                                     "the paper account) or move the journal aside to start over")
+        # fills of one run only: the very first run died before writing positions.json (a re-run is the fix)
+        if len({e.run_id for e in fills}) > 1 and not reset_baselines:
+            raise errors.StateError(
+                f"{path} is missing but {journal.path} records {len(fills)} {mode} fill(s) of several runs: the "
+                "drawdown and daily-loss baselines (high-water mark, start of day) would restart from today's equity. "
+                "Restore positions.json from a backup, or run rebalance --reset-high-water-mark once to accept "
+                "today's equity as the new peak and start of day")
         return None
     previous = Positions.from_dict(storage.read_json(path))
     if (previous.mode, previous.venue) != (mode, venue):
@@ -78,6 +90,15 @@ def read_positions(path: Path, *, mode: str, venue: str, journal: Journal) -> Po
     if mode == "paper" and previous.paper is None:
         raise errors.StateError(f"{path} has no paper account snapshot; refusing to restart the paper account")
     return previous
+
+
+def read_cashflows(path: Path) -> list[CashFlow]:
+    """state/cashflows.jsonl (absent = no flows). A torn last line is ignored (its writer failed); any other
+    unreadable line refuses the run: a lost withdrawal would read as a drawdown."""
+    lines, torn = storage.read_jsonl(path)
+    if torn:
+        logger.warning("{}: the final line was torn by an interrupted write; ignoring it", path)
+    return [CashFlow.from_dict(line) for line in lines]
 
 
 def read_halt(path: Path) -> HaltRecord | None:
@@ -114,14 +135,17 @@ class PositionsWriter:
         if not self.enabled:
             return
         book, run, paper = self.book, self.run, self.session.paper
-        holdings = self.session.fetch_holdings()
+        holdings = book.managed_holdings(self.session.fetch_holdings())
         equity = compute_equity_quote(holdings, book.prices)
         snapshot = None if paper is None else paper.to_snapshot(
             keep_orders_since_ms=run.time_ms - PAPER_ORDER_RETENTION_MS if final else None).to_dict()
-        fees = records.compute_fees_quote(e for e in self.journal.history if (e.mode, e.venue) == (run.mode, run.venue))
+        fees = max(  # from the journal, so a crash between fill and write loses none; a rotated journal loses none
+            records.compute_fees_quote(e for e in self.journal.history if (e.mode, e.venue) == (run.mode, run.venue)),
+            book.baselines.fees_paid_quote + records.compute_fees_quote(self.journal.appended))
         baselines = replace(book.baselines, high_water_mark_quote=max(book.baselines.high_water_mark_quote, equity),
-                            fees_paid_quote=fees)  # from the journal, so a crash between fill and write loses none
+                            fees_paid_quote=fees)
         positions = Positions(mode=run.mode, venue=run.venue, updated_ms=run.time_ms, cash_quote=holdings.cash_quote,
                               amounts_base=dict(holdings.amounts_base), marks=dict(book.prices), equity_quote=equity,
-                              last_rebalance_id=run.rebalance_id, paper=snapshot, **asdict(baselines))
+                              last_rebalance_id=run.rebalance_id, paper=snapshot, ignored_base=dict(book.ignored),
+                              **asdict(baselines))
         storage.write_json_atomic(self.path, positions.to_dict())

@@ -4,7 +4,7 @@ perp settings an order needs first (``prepare_perps``) and the live-key check ag
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +20,10 @@ from lib.execution.ccxt_venue import CcxtVenue
 from lib.execution.exchange_section import ExchangeSection
 from lib.execution.orders import PlannedOrder
 from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
+from lib.execution.paper_funding import accrue_funding
 from lib.execution.risk import RiskLimits
 from lib.execution.risk_live_key import check_key_permissions, refuse_unsafe_live_key
-from lib.execution.simulated import SimulatedMarket, SimulatedParams
+from lib.execution.simulated import FUNDING_INTERVAL_MS, SimulatedMarket, SimulatedParams
 
 PERP_MARGIN_MODE = "cross"
 """Set on every perp before an order that opens or grows it: one margin pool for the whole book."""
@@ -73,12 +74,25 @@ def connect(exchange: ExchangeSection, secrets: Secrets, *, simulated: Simulated
         snapshot = PaperSnapshot.initial(paper) if previous is None else PaperSnapshot.from_dict(previous.paper)
         markets = market_data.load_markets()
         prices = market_data.fetch_last_prices(sorted(set(target_symbols) | set(snapshot.amounts_base)))
+        if previous is not None:  # perps held since the last run paid or received funding meanwhile
+            snapshot = _settle_paper_funding(market_data, snapshot, prices, previous.updated_ms, now_ms)
         account = PaperBroker(snapshot, prices=prices, now_ms=now_ms, params=paper)
         return Session(broker=account, market_data=market_data, markets=markets, quote=quote, paper=account,
                        prices=dict(prices))
     venue = CcxtVenue(create_client(exchange, secrets), quote=quote)
     markets = venue.load_markets()
     return Session(broker=venue, market_data=venue, markets=markets, quote=quote, client=venue.client)
+
+
+def _settle_paper_funding(market_data: MarketData, snapshot: PaperSnapshot, prices: Mapping[str, float],
+                          since_ms: int, now_ms: int) -> PaperSnapshot:
+    perps = [symbol for symbol in snapshot.amounts_base if ":" in symbol]
+    limit = min(1000, (now_ms - since_ms) // FUNDING_INTERVAL_MS + 2)
+    rates = {s: market_data.fetch_funding_history(s, since_ms=since_ms + 1, limit=limit) for s in perps}
+    settled, paid = accrue_funding(snapshot, rates=rates, prices=prices, since_ms=since_ms, until_ms=now_ms)
+    if paid:
+        logger.info("paper perps: funding since the last run {} {:.4f}", "paid" if paid > 0 else "received", abs(paid))
+    return settled
 
 
 def prepare_perps(session: Session, orders: Iterable[PlannedOrder], *, limits: RiskLimits) -> None:

@@ -10,6 +10,7 @@ naming the dotted key. Secrets are never part of Config.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import stat
 import tomllib
@@ -28,6 +29,7 @@ from lib.core.secrets import SECRET_ENV_NAMES, Secrets
 from lib.core.symbols import split_symbol
 from lib.core.timeframes import parse_time_ms, timeframe_ms
 from lib.execution.exchange_section import ExchangeSection
+from lib.execution.managed_book import BookParams
 from lib.execution.orders import OrderParams
 from lib.execution.paper import PaperParams
 from lib.execution.risk import RiskLimits
@@ -40,6 +42,7 @@ from lib.research.portfolio_params import PerpParams, SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.sleeves.params import CombinerParams, SizingParams, TrendParams, TurnoverParams
 from lib.research.strategy_params import StrategySection
+from lib.research.study.params import StudyParams
 from lib.research.universe_params import UniverseParams
 from lib.research.walkforward_params import WalkForwardParams
 
@@ -154,9 +157,11 @@ class Config:
     spot: SpotParams = field(default_factory=SpotParams)
     perp: PerpParams = field(default_factory=PerpParams)
     orders: OrderParams = field(default_factory=OrderParams)
+    book: BookParams = field(default_factory=BookParams)
     risk: RiskLimits = field(default_factory=RiskLimits)
     paper: PaperParams = field(default_factory=PaperParams)
     backtest: BacktestParams = field(default_factory=BacktestParams)
+    study: StudyParams = field(default_factory=StudyParams)  # backtest's research defaults (backtest --help)
     walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
     trend: TrendParams = field(default_factory=TrendParams)  # sleeve book (trend_core, combined)
     sizing: SizingParams = field(default_factory=SizingParams)
@@ -175,6 +180,11 @@ class Config:
                 f"strategy.name {self.strategy.name!r} needs exchange.market_type = "
                 f"{'swap' if wants_swap else 'spot'}"
             )
+        _require_within_risk_caps(self)
+        ignored = [s for s in self.data.symbols if split_symbol(s)[0] in self.book.ignored_assets]
+        if ignored:
+            raise ConfigError(f"book.ignored_assets names {', '.join(ignored)} of data.symbols: the bot would trade "
+                              "what it must ignore; remove them from one of the two")
 
     @property
     def data_dir(self) -> Path:
@@ -186,6 +196,21 @@ class Config:
 
 
 _NOT_FROM_TOML = frozenset({"base_dir"})
+
+
+def _require_within_risk_caps(config: Config) -> None:
+    """The strategy's caps of the traded market may not be looser than the risk caps: targets over a risk cap
+    are clipped at every run (lib.execution.risk_targets), so such a config could never trade as written."""
+    pairs = [("perp.max_asset_weight_frac", config.perp.max_asset_weight_frac, "risk.max_asset_weight_frac",
+              config.risk.max_asset_weight_frac),
+             ("perp.max_gross_leverage", config.perp.max_gross_leverage, "risk.max_gross_leverage",
+              config.risk.max_gross_leverage)] if config.exchange.market_type == "swap" else [
+        ("spot.max_asset_weight_frac", config.spot.max_asset_weight_frac, "risk.max_asset_weight_frac",
+         config.risk.max_asset_weight_frac)]
+    for strategy_key, strategy_cap, risk_key, risk_cap in pairs:
+        if strategy_cap > risk_cap:
+            raise ConfigError(f"{strategy_key} = {strategy_cap} is looser than {risk_key} = {risk_cap}: "
+                              f"lower {strategy_key} or raise {risk_key}")
 
 
 def to_backfill_start_ms(iso_date: str) -> int:
@@ -236,6 +261,8 @@ def _apply_env_overrides(raw: dict[str, Any], environ: typing.Mapping[str, str])
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text  # a bare string such as paper or http://127.0.0.1:8080
+        if isinstance(value, datetime.date | datetime.time):  # 2024-01-01 is a TOML date: keep it a string
+            value = text
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"environment override {name}: [{section}] is not a section")

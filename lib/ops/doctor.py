@@ -210,8 +210,10 @@ def check_positions(facts: FileFacts) -> Finding:
         return Finding("positions.json", "fail", f"invalid: {error}",
                        "rebalance refuses to run; repair it by hand from state/orders.jsonl and the exchange "
                        "(never delete it: see README)")
+    held = [f"{symbol} {amount:g}" for symbol, amount in sorted(positions.ignored_base.items())]
+    ignored = f"; ignored (not the bot's, never traded): {_listed(held)}" if held else ""
     return Finding("positions.json", "ok", f"valid: {positions.mode}, equity {positions.equity_quote:.2f}, "
-                   f"{len(positions.amounts_base)} position(s), updated {format_ms(positions.updated_ms)}")
+                   f"{len(positions.amounts_base)} position(s), updated {format_ms(positions.updated_ms)}{ignored}")
 
 
 def check_journal(*, exists: bool, event_count: int, torn: bool, read_error: str = "") -> Finding:
@@ -305,6 +307,12 @@ def check_crontab(*, listing: str | None, error: str = "") -> Finding:
     if "CHANGE_ME" in listing:
         return Finding("crontab", "warn", "COINBOT_HOME is still CHANGE_ME_TO_THE_CLONE_DIRECTORY",
                        "set COINBOT_HOME in crontab.txt to the clone directory, then: crontab crontab.txt")
+    schedules = [line.split() for line in lines if "=" not in line.split()[0] and len(line.split()) > 5]
+    local_hours = [fields for fields in schedules if fields[1] != "*" and "date -u" not in " ".join(fields)]
+    if local_hours:
+        return Finding("crontab", "warn", f"{len(local_hours)} job(s) at a fixed hour of the host's local time "
+                       "(Debian/Ubuntu cron ignores CRON_TZ)", "install the current crontab.txt (UTC whatever "
+                       "the host's time zone): crontab crontab.txt")
     return Finding("crontab", "ok", f"{len(lines)} coinbot line(s) installed")
 
 

@@ -218,9 +218,19 @@ def _history_frame(rows: Sequence[tuple[object, ...]]) -> pd.DataFrame:
                                                                                 "time_iso": "object"})
 
 
-def is_new_row(history: pd.DataFrame, time_ms: int) -> bool:
-    """False when the history already reaches ``time_ms`` (a re-run at the same or an earlier time)."""
-    return history.empty or int(history["time_ms"].iloc[-1]) < time_ms
+def is_new_row(history: pd.DataFrame, time_ms: int, *, past_ok: bool = True) -> bool:
+    """False when the history already reaches ``time_ms`` (a re-run at the same or, with ``past_ok``, an earlier
+    time: an --as-of replay).
+
+    Raises:
+        StateError: without ``past_ok`` (the wall clock), a row later than ``time_ms``: a clock that ran ahead
+            would otherwise stop every append until that time, silently.
+    """
+    last_ms = None if history.empty else int(history["time_ms"].iloc[-1])
+    if last_ms is not None and last_ms > time_ms and not past_ok:
+        raise StateError(f"equity.csv's last row ({last_ms} ms) is after this run ({time_ms} ms): a clock that ran "
+                         "ahead wrote it. Move equity.csv aside or delete the rows from the future, then re-run")
+    return last_ms is None or last_ms < time_ms
 
 
 def append_row(history: pd.DataFrame, row: EquityRow) -> pd.DataFrame:

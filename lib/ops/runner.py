@@ -97,8 +97,7 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
         with exclusive_lock(paths.lock(script)):
             return _run_locked(context, body, log_location)
     except LockHeld:
-        logger.warning("another {} run holds {}; exiting without doing anything", script, paths.lock(script))
-        return EXIT_LOCKED
+        return _skipped_locked(context, log_location)
     except OSError as error:  # the lock file cannot even be created (full disk, permissions)
         logger.error("cannot take the lock {}: {}", paths.lock(script), error)
         context.alert(_alert_text(script, run_id, error, log_location))
@@ -130,6 +129,21 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
     if exit_code == EXIT_OK:
         logger.info("{} finished ok", context.script)
     return exit_code
+
+
+def _skipped_locked(context: RunContext, log_location: str) -> int:
+    """Another run holds the lock: this stage does not run today. Recorded (a ``skipped`` finish that health
+    counts as a failure) and alerted once, so a skipped rebalance is never silent."""
+    lock = context.paths.lock(context.script)
+    detail = f"another {context.script} run holds {lock}; this run did nothing (stage SKIPPED)"
+    logger.error("{}", detail)
+    context.alert(f"coinbot: {context.script} SKIPPED on {socket.gethostname()}\n{detail}\n"
+                  f"run: {context.run_id}\nlog: {log_location}")
+    try:
+        _record(context, event="finish", status="skipped", exit_code=EXIT_LOCKED, error=detail)
+    except OSError as error:
+        logger.error("could not record the skipped run in {}: {}", context.paths.runs, error)
+    return EXIT_LOCKED
 
 
 def _record(context: RunContext, *, event: Literal["start", "finish"], status: str, exit_code: int | None,

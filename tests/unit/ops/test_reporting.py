@@ -246,6 +246,14 @@ def test_a_row_at_an_existing_time_is_not_appended_twice() -> None:
     assert is_new_row(empty_history(), D[0])
 
 
+def test_a_row_from_the_future_is_refused_loudly_on_the_wall_clock() -> None:
+    history = history_of(row_at(D[1], 1000.0), row_at(D[2], 1010.0))  # D[2]: written by a clock ahead
+    with pytest.raises(StateError, match="after this run"):
+        is_new_row(history, D[2] - 1, past_ok=False)
+    assert not is_new_row(history, D[2] - 1)  # an --as-of replay of an earlier time appends nothing
+    assert not is_new_row(history, D[2], past_ok=False) and is_new_row(history, D[2] + 1, past_ok=False)
+
+
 # -- PnL, metrics, chart frames ---------------------------------------------------------------------------
 
 

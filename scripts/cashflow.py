@@ -1,0 +1,58 @@
+"""Record a deposit or withdrawal by hand, so the risk baselines do not read it as profit or loss.
+
+Story: parse the signed amount (+ deposit, - withdrawal, in the quote currency) and when it moved (default: now)
+-> refuse a time the last rebalance already valued (it saw the money move; see the README) -> append one line
+to state/cashflows.jsonl (append-only, fsync'ed) -> the next rebalance shifts the high-water mark, the start-of-
+day equity and the inception equity by it. Record it after the money moved and before the next rebalance.
+"""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+
+from loguru import logger
+
+from lib.core import errors, storage
+from lib.core.state import Positions
+from lib.core.timeframes import parse_time_ms
+from lib.execution.cashflows import CashFlow
+from lib.ops.runner import RunContext, base_parser, run_script
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("amount", help="quote currency amount: positive = deposit, negative = withdrawal "
+                                       "(e.g. -300); use --amount=-300 or -- -300 for a negative number")
+    parser.add_argument("--time", default=None, help="when the money moved (ISO UTC or epoch ms; default: now)")
+    parser.add_argument("--note", default="", help="free text kept with the record")
+    return run_script("cashflow", parser.parse_args(argv), _run)
+
+
+def _run(ctx: RunContext) -> None:
+    if ctx.config.exchange.mode == "paper":  # no money moves in paper: a record would only hide a real loss
+        raise errors.ConfigError("cashflow records money moved in or out of a testnet/live account, not paper")
+    try:
+        amount = Decimal(ctx.args.amount)
+    except InvalidOperation:
+        raise errors.ConfigError(f"amount must be a number, got {ctx.args.amount!r}") from None
+    time_ms = ctx.now_ms if ctx.args.time is None else parse_time_ms(ctx.args.time, what="--time")
+    if time_ms > ctx.now_ms:
+        raise errors.ConfigError(f"--time {ctx.args.time} is in the future: record a flow once the money moved")
+    flow = CashFlow(time_ms=time_ms, amount_quote=amount, source="manual", note=ctx.args.note)
+    positions = ctx.paths.positions
+    if positions.exists():
+        last_run_ms = Positions.from_dict(storage.read_json(positions)).updated_ms
+        if time_ms <= last_run_ms:
+            raise errors.StateError(
+                f"the last rebalance (positions.json, {last_run_ms} ms) already valued the account after this "
+                f"flow ({time_ms} ms), so it cannot be taken out of its baselines any more. If it tripped a halt: "
+                "check the book, delete state/halt.json and run rebalance --reset-high-water-mark once")
+    storage.append_jsonl(ctx.paths.cashflows, flow.to_dict())
+    kind = "deposit" if amount > 0 else "withdrawal"
+    logger.info("recorded {} of {} at {} in {}: the next rebalance shifts its baselines by it", kind,
+                format(abs(amount), "f"), time_ms, ctx.paths.cashflows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
