@@ -92,6 +92,10 @@ class MarketData(Protocol):
         """Last prices with the venue's time of each (risk.max_price_age_ms is measured from it)."""
         ...
 
+    def fetch_server_time_ms(self) -> int | None:
+        """The venue's own clock (None: it cannot say), to catch a local clock that runs ahead."""
+        ...
+
 
 class Broker(Protocol):
     def fetch_holdings(self) -> Holdings: ...

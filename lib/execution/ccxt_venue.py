@@ -76,6 +76,15 @@ class CcxtVenue:
                 quotes[symbol] = PriceQuote(price=float(last), time_ms=time_ms if time_ms and time_ms > 0 else None)
         return quotes
 
+    def fetch_server_time_ms(self) -> int | None:
+        """The exchange's clock (Binance: GET /api/v3/time); None when ccxt cannot ask this exchange."""
+        if not self.client.has.get("fetchTime"):
+            return None
+        server_ms = call(self.client, "fetch_time", lambda: self.client.fetch_time())
+        if isinstance(server_ms, bool) or not isinstance(server_ms, int | float) or server_ms <= 0:
+            raise DataError(f"fetch_time: not a time: {server_ms!r}")
+        return int(server_ms)
+
     def fetch_holdings(self) -> Holdings:
         """Cash in the book's quote currency and the signed amount of each ``BASE/quote`` market.
 

@@ -394,6 +394,9 @@ class SimulatedMarket:
     def fetch_last_prices(self, symbols: list[str]) -> dict[str, float]:
         return {symbol: self.price_at(symbol) for symbol in symbols}
 
+    def fetch_server_time_ms(self) -> int | None:
+        return self.now_ms
+
     def fetch_price_quotes(self, symbols: list[str]) -> dict[str, PriceQuote]:
         """The price at this market's clock, stamped with it."""
         return {symbol: PriceQuote(price=self.price_at(symbol), time_ms=self.now_ms) for symbol in symbols}

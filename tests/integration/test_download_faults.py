@@ -19,6 +19,8 @@ from lib.ops.config import ExchangeSection, Secrets
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
+from tests.integration.test_fetch_prices import config_text as fetch_config
+from tests.integration.test_fetch_prices import stored
 from tests.integration.test_rebalance import FAKE_NOW_MS, SPOT, accepted_ids, assert_ok, setup, write_targets
 
 KEYS = Secrets(exchange_api_key="test-key", exchange_api_secret="test-secret")
@@ -137,3 +139,15 @@ def test_rebalance_retries_an_empty_reply_to_its_price_read(project: Project, te
         fake.malform_next("/api/v3/ticker/24hr", how="empty", times=1)
         assert_ok(project.run("rebalance"))
         assert len(accepted_ids(fake)) == 2 and fake.request_count("/api/v3/ticker/24hr") >= 2
+
+
+# --- the local clock against the exchange's ---------------------------------------------------------------
+def test_a_local_clock_ahead_of_the_exchange_never_stores_the_forming_candle(project: Project) -> None:
+    exchange_ms = NOW_MS + 30 * 60_000  # the exchange: 00:30, its 00:00 hourly candle is forming
+    with FakeBinance(now_ms=exchange_ms) as server:
+        project.write_config(fetch_config(server.base_url, symbols=("BTC/USDT",), timeframes='["1h", "1d"]'))
+        result = project.run("fetch_prices", "--as-of", str(exchange_ms + 50 * 60_000))  # our clock: 01:20
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "ahead of the exchange" in result.stderr
+    candles = stored(project, "BTC/USDT", "1h")
+    assert int(candles["timestamp"].iloc[-1]) == NOW_MS - MS_PER_HOUR  # 23:00: the forming 00:00 is not stored
