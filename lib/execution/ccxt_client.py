@@ -1,5 +1,6 @@
-"""Edge: the transport to an exchange through ccxt: the configured client (rate limiter, timeout, keys, REST
-base URL), the retry policy for network errors, and the ccxt -> domain error translation (``call``).
+"""Edge: the transport to an exchange through ccxt: the configured client (rate limiter, timeout, keys, sandbox
+mode in testnet, REST base URL), the retry policy for network errors with its run-wide circuit breaker, and
+the ccxt -> domain error translation (``call``).
 
 ccxt exceptions never leave ``call``: callers see ExchangeUnavailable (transient, after retries),
 ExchangeError (permanent), OrderRejected (the exchange said no) or DataError (a malformed answer).
@@ -146,8 +147,11 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
     """Run one ccxt call with the retry policy and translate its errors to domain errors.
 
     Reads (``idempotent``) are retried on ccxt.OperationFailed, which covers NetworkError (timeouts,
-    429/418 rate limits, maintenance) and HTTP 5xx. Order placement is never retried here: after an
-    ambiguous failure the caller must look the order up by its client id before deciding anything.
+    429 rate limits, maintenance), HTTP 5xx and an HTTP 200 whose body is empty or not JSON. Order placement
+    is never retried here: after an ambiguous failure the caller must look the order up by its client id
+    before deciding anything. The client's run-wide breaker (lib.core.retry.CircuitBreaker) stops every
+    request during a ban (HTTP 418, or a Retry-After beyond MAX_RETRY_AFTER_S) and, after an outage, gives
+    each read one attempt until one succeeds.
     """
     def checked() -> Any:
         client.last_http_response, client.last_json_response = None, None
@@ -165,11 +169,13 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
 
     breaker = breaker_of(client)
     try:
+        if not idempotent:  # an order is not sent during a ban, but its failures do not open the breaker
+            breaker.check(what)
         return call_with_retry(
             checked if idempotent else action, what=what,
             is_transient=lambda error: isinstance(error, ccxt.OperationFailed),
             retry_after_s=lambda error: _retry_after_s(client),
-            is_ban=_is_ban, breaker=breaker,
+            is_ban=_is_ban, breaker=breaker if idempotent else None,
             attempts=MAX_NETWORK_RETRIES + 1 if idempotent else 1,
             base_delay_s=RETRY_BASE_DELAY_S, max_delay_s=RETRY_MAX_DELAY_S, max_retry_after_s=MAX_RETRY_AFTER_S,
         )
@@ -177,7 +183,7 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
         raise ExchangeUnavailable(str(error)) from None
     except ccxt.OperationFailed as error:
         retried = f" after {MAX_NETWORK_RETRIES} retries" if idempotent and not breaker.is_open else ""
-        if breaker.is_open:
+        if idempotent and breaker.is_open:
             retried = " (exchange down for this run: one attempt per call)"
         raise ExchangeUnavailable(f"{what}: {type(error).__name__}{retried}: {_short(error)}") from None
     except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as error:
