@@ -37,7 +37,8 @@ class CircuitBreaker:
 
     - After ``open_after`` calls in a row that exhausted their attempts (an outage), every later call gets a
       single attempt (a probe) until one succeeds: an outage costs a few requests, not attempts x series.
-    - A ban (or a Retry-After beyond ``MAX_RETRY_AFTER_S``) blocks every call until it ends: no request at all.
+    - A ban without a usable Retry-After (or a Retry-After beyond ``MAX_RETRY_AFTER_S``) blocks every call until
+      it ends: no request at all.
     """
 
     open_after: int = OPEN_AFTER_FAILED_CALLS
@@ -82,7 +83,8 @@ def call_with_retry(
     """Run ``action``; on a transient error wait and try again, at most ``attempts`` times in all.
 
     The wait is the exponential backoff, or the server's Retry-After when longer (not capped by
-    ``max_delay_s``). A Retry-After beyond ``max_retry_after_s``, or a ban, blocks the ``breaker`` and raises
+    ``max_delay_s``). A ban is waited out in full when it names a Retry-After within ``max_retry_after_s``;
+    a ban without one, or any Retry-After beyond ``max_retry_after_s``, blocks the ``breaker`` and raises
     CircuitOpenError at once; so does any call while the breaker is blocked. While the breaker is open after
     an outage, a call gets one attempt. The last transient error is re-raised unchanged; a non-transient
     one is raised at once.
@@ -98,14 +100,20 @@ def call_with_retry(
             if not is_transient(error):
                 raise
             requested = retry_after_s(error)
-            if is_ban(error) or (requested is not None and requested > max_retry_after_s):
+            too_long = requested is not None and requested > max_retry_after_s
+            if is_ban(error) or too_long:
                 wait_s = requested if requested is not None else BAN_WITHOUT_RETRY_AFTER_S
                 if breaker is not None:
                     breaker.block_for(wait_s)
-                logger.error("{}: the exchange asks for no requests for {:.0f} s ({}: {}); this run sends none",
-                             what, wait_s, type(error).__name__, str(error)[:200])
-                raise CircuitOpenError(f"{what}: the exchange asks for no requests for {wait_s:.0f} s "
-                                       f"({type(error).__name__}); nothing more is sent in this run") from error
+                if requested is None or too_long or attempt == attempts:
+                    logger.error("{}: the exchange asks for no requests for {:.0f} s ({}: {}); this run sends "
+                                 "none", what, wait_s, type(error).__name__, str(error)[:200])
+                    raise CircuitOpenError(f"{what}: the exchange asks for no requests for {wait_s:.0f} s "
+                                           f"({type(error).__name__}); nothing more is sent in this run") from error
+                logger.warning("{}: banned for {:.0f} s ({}); waiting it out before the next request", what,
+                               wait_s, type(error).__name__)
+                sleep(wait_s)  # a short ban: no request at all until it is over, then try again
+                continue
             if attempt == attempts:
                 if breaker is not None:
                     breaker.failed_calls += 1

@@ -6,6 +6,7 @@ rebalance survives an empty reply to its price read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -94,14 +95,23 @@ def test_a_retry_after_beyond_the_bound_stops_the_runs_requests(fake: FakeBinanc
     assert fake.request_count("/api/v3/klines") == 1  # no request while the exchange asked for none
 
 
-def test_a_418_ban_stops_the_runs_requests(fake: FakeBinance) -> None:
+def test_a_418_ban_without_retry_after_stops_the_runs_requests(fake: FakeBinance) -> None:
     spot = venue(fake)
     spot.load_markets()
-    fake.fail_next("/api/v3/klines", status=418, retry_after_s=5, times=1)
+    fake.fail_next("/api/v3/klines", status=418, times=1)
     for symbol in SYMBOLS:
         with pytest.raises(ExchangeUnavailable):
             spot.fetch_ohlcv(symbol, "1h", since_ms=NOW_MS - MS_PER_HOUR, limit=10)
     assert fake.request_count("/api/v3/klines") == 1  # every further request would extend the ban
+
+
+def test_a_short_418_ban_is_waited_out_then_retried(fake: FakeBinance) -> None:
+    spot = venue(fake)
+    spot.load_markets()
+    fake.fail_next("/api/v3/klines", status=418, retry_after_s=2, times=1)
+    started = time.monotonic()
+    assert len(spot.fetch_ohlcv("BTC/USDT", "1h", since_ms=NOW_MS - MS_PER_HOUR, limit=10)) == 2
+    assert time.monotonic() - started >= 2.0 and fake.request_count("/api/v3/klines") == 2
 
 
 def test_an_outage_costs_a_few_requests_not_attempts_times_series(fake: FakeBinance) -> None:

@@ -87,16 +87,24 @@ def test_a_retry_after_beyond_the_bound_blocks_the_run() -> None:
     assert run(other, sleeps, breaker) == "ok"
 
 
-def test_a_ban_blocks_the_run_for_its_retry_after() -> None:
+def test_a_short_ban_is_waited_out_in_full_then_retried() -> None:
+    sleeps: list[float] = []
+    action = Flaky(Transient(retry_after_s=20.0, ban=True))
+    assert run(action, sleeps) == "ok" and action.calls == 2 and sleeps == [20.0]  # not the 0.5 s backoff
+
+
+def test_a_ban_without_retry_after_blocks_the_run() -> None:
     now = [0.0]
     breaker = CircuitBreaker(clock=lambda: now[0])
     sleeps: list[float] = []
+    with pytest.raises(CircuitOpenError, match="300 s"):
+        run(Flaky(Transient(ban=True)), sleeps, breaker)
+    now[0] = 299.0
+    blocked = Flaky()
     with pytest.raises(CircuitOpenError):
-        run(Flaky(Transient(retry_after_s=20.0, ban=True)), sleeps, breaker)
-    now[0] = 19.0
-    with pytest.raises(CircuitOpenError):
-        run(Flaky(), sleeps, breaker)
-    now[0] = 20.5
+        run(blocked, sleeps, breaker)
+    assert blocked.calls == 0
+    now[0] = 300.5
     assert run(Flaky(), sleeps, breaker) == "ok" and sleeps == []
 
 
