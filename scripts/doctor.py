@@ -108,7 +108,7 @@ def _check_exchange(config: Config, secrets: Secrets, *, now_ms: int, wanted: li
     except errors.CoinbotError as exchange_error:
         error = str(exchange_error)
     permissions, permissions_error, refused = None, "exchange unreachable" if listed is None else "", False
-    if client is not None and listed is not None and section.mode == "live" and has_keys:
+    if client is not None and listed is not None and section.mode != "paper" and has_keys:
         try:
             permissions = binance_keys.fetch_api_key_permissions(client)
         except errors.CoinbotError as permission_error:

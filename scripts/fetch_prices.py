@@ -7,7 +7,7 @@ progress; the run then fails, naming every series that did not update.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from loguru import logger
 from tqdm import tqdm
@@ -18,7 +18,7 @@ from lib.core.symbols import to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.core.venue import MarketData
 from lib.data import funding, ohlcv
-from lib.data.fetcher import fetch_candle_update, fetch_funding_update
+from lib.data.fetcher import exchange_now_ms, fetch_candle_update, fetch_funding_update
 from lib.execution.venue_session import connect_market_data
 from lib.ops.runner import RunContext, base_parser, run_script
 
@@ -41,6 +41,7 @@ def _run(ctx: RunContext) -> None:
     settings = ctx.config.data
     venue = connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
                                          simulated=ctx.config.simulated)
+    ctx = replace(ctx, now_ms=exchange_now_ms(venue, ctx.now_ms))  # never ahead of the exchange's clock
     symbols = to_traded_symbols(ctx.args.symbols or settings.symbols, market_type=ctx.config.exchange.market_type)
     show_progress = ctx.args.progress or sys.stderr.isatty()
     summary = Summary()

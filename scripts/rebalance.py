@@ -65,8 +65,8 @@ def _run(ctx: RunContext) -> None:
     session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
                                     quote=quote_of(config.data.symbols[0]), previous=previous,
                                     target_symbols=target_weights, now_ms=ctx.now_ms)
-    if config.exchange.mode == "live" and session.client is not None:
-        venue_session.require_safe_live_key(session.client)  # a key that can withdraw never trades
+    if session.client is not None:  # testnet and live: a key that can withdraw never trades
+        venue_session.require_safe_key(session.client, mode=config.exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
 
     # 3. the book at this run's prices, its baselines shifted by deposits/withdrawals since the last run

@@ -59,6 +59,15 @@ class OrderResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PriceQuote:
+    """A last price and the venue's own time of it (the ticker's timestamp, never the run's clock), so a
+    price the exchange stopped updating is seen as stale. ``time_ms`` None: the venue did not say (stale)."""
+
+    price: float
+    time_ms: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Holdings:
     """Account snapshot: free quote cash and signed base amounts per symbol (negative = short)."""
 
@@ -78,6 +87,14 @@ class MarketData(Protocol):
         ...
 
     def fetch_last_prices(self, symbols: list[str]) -> dict[str, float]: ...
+
+    def fetch_price_quotes(self, symbols: list[str]) -> dict[str, PriceQuote]:
+        """Last prices with the venue's time of each (risk.max_price_age_ms is measured from it)."""
+        ...
+
+    def fetch_server_time_ms(self) -> int | None:
+        """The venue's own clock (None: it cannot say), to catch a local clock that runs ahead."""
+        ...
 
 
 class Broker(Protocol):

@@ -14,12 +14,31 @@ import pandas as pd
 from loguru import logger
 
 from lib.core.errors import DataError
-from lib.core.timeframes import last_closed_open_ms, timeframe_ms
+from lib.core.timeframes import MS_PER_DAY, last_closed_open_ms, timeframe_ms
 from lib.core.venue import MarketData
 from lib.data import funding, ohlcv
 
 MAX_PAGES_PER_SERIES = 100_000  # a bound on paging loops, in case a venue keeps returning the same page
 CLOSE_GRACE_MS = 30_000  # a candle counts as closed only this long after its close: our clock may run ahead
+FUNDING_DUE_MS = 8 * 3_600_000  # Binance settles funding every 8 h: none for longer than that is suspicious
+GAP_CONFIRM_MIN_MS = MS_PER_DAY
+"""A candle still missing after its re-request becomes a permanent known gap only once its open is this much
+(or 3 bars, if longer) before the last closed candle: until then later runs ask for it again."""
+
+
+def exchange_now_ms(venue: MarketData, now_ms: int) -> int:
+    """The run's clock, never ahead of the exchange's own clock by more than CLOSE_GRACE_MS: a local clock that
+    runs ahead would otherwise store the forming candle as final. Ahead by more: the exchange's time is used."""
+    server_ms = venue.fetch_server_time_ms()
+    if server_ms is not None and now_ms - server_ms > CLOSE_GRACE_MS:
+        logger.warning("the local clock is {:.0f} s ahead of the exchange's: using the exchange's time "
+                       "(fix the host's clock: NTP)", (now_ms - server_ms) / 1000)
+        return server_ms
+    return now_ms
+
+
+def gap_confirm_ms(timeframe: str) -> int:
+    return max(GAP_CONFIRM_MIN_MS, 3 * timeframe_ms(timeframe))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +106,10 @@ def fetch_candle_update(
             merged = ohlcv.merge(merged, refill)
         for remaining in ohlcv.find_gaps(merged, timeframe, start_ms=gap_start, end_ms=gap_end,
                                          known_gaps=stored_gaps):
+            if remaining[1] > last_closed_ms - gap_confirm_ms(timeframe):  # maybe a transient hole: ask again
+                logger.warning("{} {}: exchange has no candles {}..{} yet; the next runs ask again before it "
+                               "becomes a known gap", symbol, timeframe, *remaining)
+                continue
             logger.warning("{} {}: exchange has no candles {}..{}; recorded as a known gap", symbol, timeframe,
                            *remaining)
             new_gaps.append(remaining)
@@ -105,12 +128,20 @@ def _download_range(
     """
     step_ms = timeframe_ms(timeframe)
     pages: list[pd.DataFrame] = []
-    cursor, requests = start_ms, 0
+    cursor, requests, confirmed_empty = start_ms, 0, False
     while requests == 0 or cursor <= end_ms:
         if requests >= MAX_PAGES_PER_SERIES:
             raise DataError(f"{symbol} {timeframe}: paging did not advance after {requests} requests")
-        page = ohlcv.to_frame(venue.fetch_ohlcv(symbol, timeframe, since_ms=cursor, limit=limit))
+        rows = venue.fetch_ohlcv(symbol, timeframe, since_ms=cursor, limit=limit)
         requests += 1
+        if not rows and cursor <= end_ms and not confirmed_empty:
+            # closed candles are due but the reply holds none (an empty body some venue did not flag?): ask
+            # once more before taking it as the end of the data
+            logger.warning("{} {}: no candles from {} on although some are due; asking again", symbol,
+                           timeframe, cursor)
+            confirmed_empty = True
+            continue
+        page = ohlcv.to_frame(rows)
         page = ohlcv.drop_forming(page[page["timestamp"] >= cursor], timeframe, now_ms=now_ms)
         page = page[page["timestamp"] <= end_ms]
         if page.empty:
@@ -133,8 +164,14 @@ def fetch_funding_update(
     """
     cursor = funding.next_funding_since_ms(stored, backfill_start_ms=backfill_start_ms)
     pages: list[pd.DataFrame] = []
+    confirmed_empty = False
     for _ in range(MAX_PAGES_PER_SERIES):
-        page = funding.to_funding_frame(venue.fetch_funding_history(symbol, since_ms=cursor, limit=limit))
+        entries = venue.fetch_funding_history(symbol, since_ms=cursor, limit=limit)
+        if not entries and not pages and not confirmed_empty and cursor <= now_ms - FUNDING_DUE_MS:
+            logger.warning("{} funding: no settlement from {} on although one is due; asking again", symbol, cursor)
+            confirmed_empty = True
+            continue
+        page = funding.to_funding_frame(entries)
         page = page[(page["timestamp"] >= cursor) & (page["timestamp"] <= now_ms)]
         if page.empty:
             break

@@ -24,8 +24,9 @@ def fetch_api_key_permissions(client: Any) -> KeyPermissions | None:
         ExchangeUnavailable: network failure or rate limit after the retries.
         DataError: a reply without the boolean fields (fail closed: never read as "cannot withdraw").
     """
-    if not hasattr(client, "sapi_get_account_apirestrictions"):
-        return None
+    api = client.urls.get("api")
+    if not hasattr(client, "sapi_get_account_apirestrictions") or not (isinstance(api, dict) and api.get("sapi")):
+        return None  # e.g. Binance's testnets serve no /sapi: the permissions are unknown, not safe
     source = f"{client.id} {BINANCE_KEY_RESTRICTIONS_PATH}"
     reply = call(client, "fetch_api_key_permissions", lambda: client.sapi_get_account_apirestrictions())
     if not isinstance(reply, dict):

@@ -18,12 +18,12 @@ from lib.execution.venue_session import Session
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Book:
-    """The bot's book (lib.execution.managed_book) valued at this run's prices (stamped ``now_ms``: fetched
-    live), with the risk baselines. ``sizing_equity_quote`` is what the targets' weights are fractions of."""
+    """The bot's book (lib.execution.managed_book) valued at this run's prices (each stamped with the venue's
+    time of it), with the risk baselines. ``sizing_equity_quote`` is what the targets' weights are fractions of."""
 
     holdings: Holdings
     prices: dict[str, float]
-    price_times_ms: dict[str, int]
+    price_times_ms: dict[str, int | None]  # None: the venue gave no time (the staleness check fails closed)
     equity_quote: float
     baselines: RiskBaselines
     sizing_equity_quote: float | None = None  # None: the whole equity_quote
@@ -58,7 +58,8 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
     if reset_baseline and previous is not None:
         logger.warning("high-water mark reset from {:.2f} to {:.2f} and the day restarted (by request)",
                        previous.high_water_mark_quote, equity)
-    return Book(holdings=holdings, prices=prices, price_times_ms={symbol: now_ms for symbol in prices},
+    times = {symbol: session.price_times_ms.get(symbol) for symbol in prices}
+    return Book(holdings=holdings, prices=prices, price_times_ms=times,
                 equity_quote=equity, managed=managed, ignored=ignored,
                 sizing_equity_quote=None if book_params is None else sizing_equity(equity, book_params),
                 baselines=roll_baselines(previous, equity_quote=equity, now_ms=now_ms, reset=reset_baseline,

@@ -4,15 +4,16 @@ over one client from ``lib.execution.ccxt_client`` and the market parsing of ``l
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import ccxt
 from loguru import logger
 
-from lib.core.errors import DataError, ExchangeError, ExchangeUnavailable, OrderRejected
+from lib.core.errors import ConfigError, DataError, ExchangeError, ExchangeUnavailable, OrderRejected
 from lib.core.symbols import is_perpetual
-from lib.core.venue import Holdings, MarketRules, OrderResult, OrderStatus, Side
+from lib.core.venue import Holdings, MarketRules, OrderResult, OrderStatus, PriceQuote, Side
 from lib.execution.ccxt_client import call
 from lib.execution.ccxt_markets import to_market_rules
 
@@ -28,13 +29,13 @@ class CcxtVenue:
 
     def load_markets(self) -> dict[str, MarketRules]:
         if self._markets is None:
-            raw_markets = call(self.client, "load_markets", lambda: self.client.load_markets())
+            raw_markets = call(self.client, "load_markets", lambda: _non_empty(self.client.load_markets()))
             rules: dict[str, MarketRules] = {}
             for symbol, market in raw_markets.items():
                 if not market.get("active", True) or market.get("type") not in ("spot", "swap"):
                     continue
-                try:
-                    rules[symbol] = to_market_rules(market)
+                try:  # the exchange's own precision mode: TICK_SIZE (Binance) or DECIMAL_PLACES
+                    rules[symbol] = to_market_rules(market, precision_mode=int(self.client.precisionMode))
                 except DataError as error:
                     logger.debug("skipping market {}: {}", symbol, error)
             if not rules:
@@ -43,6 +44,7 @@ class CcxtVenue:
         return self._markets
 
     def fetch_ohlcv(self, symbol: str, timeframe: str, *, since_ms: int, limit: int) -> list[list[float]]:
+        self.load_markets()  # through the retry policy: ccxt would cache one garbled exchangeInfo as "no markets"
         rows = call(self.client, f"fetch_ohlcv {symbol} {timeframe}",
                     lambda: self.client.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit))
         if not isinstance(rows, list):
@@ -50,6 +52,7 @@ class CcxtVenue:
         return rows
 
     def fetch_funding_history(self, symbol: str, *, since_ms: int, limit: int) -> list[tuple[int, float]]:
+        self.load_markets()
         entries = call(self.client, f"fetch_funding_rate_history {symbol}",
                        lambda: self.client.fetch_funding_rate_history(symbol, since=since_ms, limit=limit))
         try:
@@ -58,13 +61,29 @@ class CcxtVenue:
             raise DataError(f"fetch_funding_rate_history {symbol}: malformed entry ({error})") from None
 
     def fetch_last_prices(self, symbols: list[str]) -> dict[str, float]:
-        tickers = call(self.client, "fetch_tickers", lambda: self.client.fetch_tickers(symbols))
-        prices: dict[str, float] = {}
+        return {symbol: quote.price for symbol, quote in self.fetch_price_quotes(symbols).items()}
+
+    def fetch_price_quotes(self, symbols: list[str]) -> dict[str, PriceQuote]:
+        """Last prices stamped with the ticker's own timestamp (None when the exchange gave none: stale)."""
+        self.load_markets()
+        tickers = call(self.client, "fetch_tickers", lambda: _checked_dict(self.client.fetch_tickers(symbols)))
+        quotes: dict[str, PriceQuote] = {}
         for symbol in symbols:
-            last = (tickers.get(symbol) or {}).get("last")
+            ticker = tickers.get(symbol) or {}
+            last, stamp = ticker.get("last"), ticker.get("timestamp")
             if isinstance(last, int | float) and math.isfinite(last) and last > 0:
-                prices[symbol] = float(last)
-        return prices
+                time_ms = int(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else None
+                quotes[symbol] = PriceQuote(price=float(last), time_ms=time_ms if time_ms and time_ms > 0 else None)
+        return quotes
+
+    def fetch_server_time_ms(self) -> int | None:
+        """The exchange's clock (Binance: GET /api/v3/time); None when ccxt cannot ask this exchange."""
+        if not self.client.has.get("fetchTime"):
+            return None
+        server_ms = call(self.client, "fetch_time", lambda: self.client.fetch_time())
+        if isinstance(server_ms, bool) or not isinstance(server_ms, int | float) or server_ms <= 0:
+            raise DataError(f"fetch_time: not a time: {server_ms!r}")
+        return int(server_ms)
 
     def fetch_holdings(self) -> Holdings:
         """Cash in the book's quote currency and the signed amount of each ``BASE/quote`` market.
@@ -84,6 +103,9 @@ class CcxtVenue:
                 contracts = _finite(position.get("contracts") or 0.0, f"position contracts {symbol}")
                 if rule is None or rule.quote != self.quote or not contracts:
                     continue
+                if rule.symbol in amounts:  # two positions in one market: a hedge-mode account
+                    raise DataError(f"fetch_positions: {rule.symbol} has both a long and a short position "
+                                    "(hedge mode): switch the account to one-way mode")
                 sign = -1.0 if position.get("side") == "short" else 1.0
                 amounts[rule.symbol] = sign * contracts * float(position.get("contractSize") or 1)
             cash = _finite(quote_balance.get("total") or 0.0, f"balance {self.quote}")  # wallet + unrealized PnL
@@ -104,6 +126,7 @@ class CcxtVenue:
                             reduce_only: bool = False) -> OrderResult:
         """Place one market order. Any refusal by the exchange is OrderRejected; an ambiguous outcome
         (network error, 5xx, unparseable reply) is ExchangeUnavailable: look the order up before deciding."""
+        self._check_on_lot_grid(symbol, amount_base, client_order_id)
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if reduce_only and is_perpetual(symbol):
             params["reduceOnly"] = True
@@ -116,7 +139,40 @@ class CcxtVenue:
         if not isinstance(order, dict) or not order.get("id"):
             # ccxt returns an id-less order for a body it could not parse, although the order may have executed
             raise ExchangeUnavailable(f"create_order {symbol} {client_order_id}: unreadable reply; look it up")
-        return to_order_result(order, client_order_id=client_order_id, requested=amount_base)
+        return self._to_result(order, client_order_id=client_order_id, requested=amount_base)
+
+    def _check_on_lot_grid(self, symbol: str, amount_base: Decimal, client_order_id: str) -> None:
+        """ccxt's ``amount_to_precision`` (the exchange's precision mode) must leave the planned amount as it is:
+        otherwise ccxt would silently send a different amount than the plan and the journal say.
+
+        Raises:
+            OrderRejected: nothing was sent.
+        """
+        self.load_markets()
+        try:
+            on_grid = Decimal(str(self.client.amount_to_precision(symbol, float(amount_base))))
+        except (ccxt.BaseError, ValueError, TypeError, ArithmeticError) as error:
+            raise OrderRejected(f"create_order {symbol} {client_order_id}: amount {amount_base}: "
+                                f"{type(error).__name__}: {error}") from None
+        if on_grid != amount_base:
+            raise OrderRejected(f"create_order {symbol} {client_order_id}: amount {amount_base} is not on the "
+                                f"exchange's lot grid (ccxt amount_to_precision: {on_grid}); not sent")
+
+    def check_one_way_mode(self) -> None:
+        """Perps: the planner and the reconciliation assume one net position per market (one-way mode).
+
+        Raises:
+            ConfigError: the account is in hedge mode (dual side position), or says nothing about it.
+        """
+        if self.market_type != "swap" or not self.client.has.get("fetchPositionMode"):
+            return
+        mode = call(self.client, "fetch_position_mode", lambda: self.client.fetch_position_mode())
+        hedged = mode.get("hedged") if isinstance(mode, dict) else None
+        if hedged is not False:
+            state = "hedge mode (dual side position)" if hedged else f"an unknown position mode ({hedged!r})"
+            raise ConfigError(f"the futures account is in {state}: coinbot trades one net position per market; "
+                              "switch it to one-way mode (Binance: Futures > Preferences > Position Mode) "
+                              "with no open positions, then re-run")
 
     def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> OrderResult | None:
         def lookup() -> Any:
@@ -125,16 +181,95 @@ class CcxtVenue:
             except ccxt.OrderNotFound:
                 return None
         order = call(self.client, f"fetch_order {symbol} {client_order_id}", lookup)
-        return None if order is None else to_order_result(order, client_order_id=client_order_id, requested=None)
+        return None if order is None else self._to_result(order, client_order_id=client_order_id, requested=None)
+
+    def _to_result(self, order: dict[str, Any], *, client_order_id: str, requested: Decimal | None) -> OrderResult:
+        """The order with its fee in the quote. A filled order whose reply carries no fee (Binance's order
+        lookup, a USD-M ACK) takes it from the exchange's trade records of that order."""
+        symbol = str(order.get("symbol") or "")
+        fills: list[tuple[Any, Any]] = [(fee, order.get("average") or order.get("price")) for fee in _fees_of(order)]
+        if not fills and _positive(order.get("filled")):
+            trades = call(self.client, f"fetch_my_trades {symbol} order {order.get('id')}",
+                          lambda: self.client.fetch_my_trades(symbol, None, None, {"orderId": order.get("id")}))
+            if not isinstance(trades, list):
+                raise DataError(f"fetch_my_trades {symbol}: expected a list, got {type(trades).__name__}")
+            fills = [(fee, trade.get("price")) for trade in trades if isinstance(trade, dict)
+                     for fee in _fees_of(trade)]
+        rule = self.load_markets().get(symbol)
+        base = rule.base if rule is not None else symbol.split("/")[0]
+        fee = fee_in_quote(fills, base=base, quote=self.quote, price_of=self._conversion_price,
+                           what=f"order {client_order_id}")
+        return to_order_result(order, client_order_id=client_order_id, requested=requested, fee_quote=fee)
+
+    def _conversion_price(self, currency: str) -> float | None:
+        """The last price of ``currency`` in the book's quote (a fee paid in BNB, say), if it has a market."""
+        markets = self.load_markets()
+        symbol = next((s for s in (f"{currency}/{self.quote}", f"{currency}/{self.quote}:{self.quote}")
+                       if s in markets), None)
+        return None if symbol is None else self.fetch_last_prices([symbol]).get(symbol)
 
 
-def to_order_result(order: dict[str, Any], *, client_order_id: str, requested: Decimal | None) -> OrderResult:
-    """ccxt order structure -> OrderResult (facts as the exchange reported them)."""
+def fee_in_quote(fills: Sequence[tuple[Mapping[str, Any], Any]], *, base: str, quote: str,
+                 price_of: Callable[[str], float | None], what: str) -> float:
+    """Total fee in the quote currency: ``fills`` pairs each ccxt fee ``{cost, currency}`` with the fill price.
+
+    A fee in the quote counts as is; in the base (Binance charges a spot buy's commission in the coin bought)
+    at the fill price; in any other coin (BNB) at that coin's last price in the quote.
+
+    >>> fee_in_quote([({"cost": 0.0001, "currency": "ETH"}, 2000.0), ({"cost": 0.3, "currency": "USDT"}, 2000.0)],
+    ...              base="ETH", quote="USDT", price_of=lambda c: None, what="x")
+    0.5
+
+    Raises:
+        DataError: a fee without a cost or currency, or one that cannot be converted (fail closed: never 0).
+    """
+    total = Decimal(0)
+    for fee, fill_price in fills:
+        cost, currency = fee.get("cost"), fee.get("currency")
+        if cost is None or not isinstance(currency, str):
+            raise DataError(f"{what}: fee without cost or currency: {dict(fee)!r}")
+        amount = _decimal(cost, f"{what} fee cost")
+        if currency == quote or amount == 0:
+            total += amount
+            continue
+        rate = fill_price if currency == base else price_of(currency)
+        if rate is None or not _positive(rate):
+            raise DataError(f"{what}: cannot convert a fee of {amount} {currency} to {quote} (no price)")
+        total += amount * _decimal(rate, f"{what} {currency} price")
+    return float(total)
+
+
+def _fees_of(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """ccxt's ``fees`` list (one per currency), else its single ``fee``; entries without a cost are no fee."""
+    fees = record.get("fees")
+    listed = fees if isinstance(fees, list) and fees else [record.get("fee")]
+    return [fee for fee in listed if isinstance(fee, Mapping) and fee.get("cost") is not None]
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return Decimal(str(value)) > 0
+    except (InvalidOperation, TypeError, ValueError):
+        return False
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, TypeError, ValueError):
+        raise DataError(f"{what}: not a number: {value!r}") from None
+    if not number.is_finite() or number < 0:
+        raise DataError(f"{what}: must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def to_order_result(order: dict[str, Any], *, client_order_id: str, requested: Decimal | None,
+                    fee_quote: float) -> OrderResult:
+    """ccxt order structure -> OrderResult (facts as the exchange reported them; the fee already in the quote)."""
     try:
         amount = Decimal(str(order.get("amount") if order.get("amount") is not None else requested))
         filled = Decimal(str(order.get("filled") or 0))
         average = order.get("average") or order.get("price")
-        fee = order.get("fee") or {}
         status: OrderStatus = order.get("status") or "open"
         if status not in ("open", "closed", "canceled", "rejected", "expired"):
             status = "open"
@@ -144,10 +279,24 @@ def to_order_result(order: dict[str, Any], *, client_order_id: str, requested: D
             status=status,
             requested_amount_base=amount, filled_amount_base=filled,
             average_price=float(average) if average else None,
-            fee_quote=float(fee.get("cost") or 0.0), timestamp_ms=int(order.get("timestamp") or 0),
+            fee_quote=fee_quote, timestamp_ms=int(order.get("timestamp") or 0),
         )
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
         raise DataError(f"malformed order response for {client_order_id}: {error}") from None
+
+
+def _non_empty(markets: Any) -> Any:
+    """ccxt reads a garbled exchangeInfo as no markets at all: transient, never "every symbol is unknown"."""
+    if not markets:
+        raise ccxt.ExchangeNotAvailable("load_markets: the exchange listed no markets (garbled exchangeInfo?)")
+    return markets
+
+
+def _checked_dict(reply: Any) -> dict[str, Any]:
+    """A reply that must be a mapping; anything else (an empty 200 body parsed as nothing) is transient."""
+    if not isinstance(reply, dict):
+        raise ccxt.ExchangeNotAvailable(f"expected an object, got {type(reply).__name__}")
+    return reply
 
 
 def _finite(value: Any, what: str) -> float:

@@ -19,7 +19,7 @@ class ExchangeSection:
     market_type: MarketType = "spot"
     mode: Mode = "paper"
     live_confirmed: bool = False
-    rest_base_url: str = ""  # replaces scheme+host of every ccxt API URL (tests, testnets, proxies)
+    rest_base_url: str = ""  # replaces scheme+host of every ccxt API URL; in testnet: loopback/sandbox hosts only
     timeout_ms: int = 10_000
     enable_rate_limit: bool = True
     retry_base_delay_ms: int = 500  # first backoff of a failed read; doubles per retry (tests set it near 0)

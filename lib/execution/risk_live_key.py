@@ -1,6 +1,6 @@
-"""Pure: the live-key policy: which mode may trade with which keys (``check_mode_allowed``), what an API key
-must not be able to do before it trades real money (``check_key_permissions``, also doctor's key rows) and
-the refusal that follows (``refuse_unsafe_live_key``). Fails closed: a key not known to be safe is unsafe.
+"""Pure: the key policy: which mode may trade with which keys (``check_mode_allowed``), what an API key must
+not be able to do before any order, testnet or live (``check_key_permissions``, also doctor's key rows) and
+the refusal that follows (``refuse_unsafe_key``). Fails closed: in live a key not known to be safe is unsafe.
 """
 
 from __future__ import annotations
@@ -33,22 +33,26 @@ def check_mode_allowed(exchange: ExchangeSection, secrets: Secrets, *, live_flag
 
 
 def check_key_permissions(perms: KeyPermissions | None, *, mode: str) -> list[Finding]:
-    """What the exchange says the key may do. Live: withdrawal or no trading permission is a FAIL (rebalance
-    must refuse to trade); testnet: the same are WARNs (play money). ``perms`` None: the exchange cannot say.
+    """What the exchange says the key may do. A key that can withdraw is a FAIL in every non-paper mode (a
+    testnet run must not hold a key that guards real funds); a key that cannot trade, or permissions the
+    exchange cannot report (``perms`` None), are a FAIL in live and a WARN in testnet (sandbox: play money).
 
     >>> [f.status for f in check_key_permissions(KeyPermissions(can_trade=True, can_withdraw=True,
-    ...     ip_restricted=True, raw_source="x"), mode="live")]
+    ...     ip_restricted=True, raw_source="x"), mode="testnet")]
     ['fail', 'ok', 'ok']
     """
     if mode == "paper":
         return [Finding("key permissions", "ok", "not checked in paper mode (no key is used)")]
     severe: Status = "fail" if mode == "live" else "warn"
     if perms is None:
-        return [Finding("key permissions", "warn", "unknown: this exchange does not report key permissions",
+        consequence = ("rebalance refuses to trade real money with a key it cannot check" if mode == "live"
+                       else "testnet runs in the exchange's sandbox, so this key cannot touch real funds there")
+        return [Finding("key permissions", severe,
+                        f"unknown: this exchange does not report key permissions ({consequence})",
                         "in the exchange's API management page, check the key cannot withdraw and is "
                         "restricted to this server's IP")]
     source = f"(from {perms.raw_source})"
-    withdraw = (Finding("key withdrawals", severe, f"the key CAN withdraw funds {source}",
+    withdraw = (Finding("key withdrawals", "fail", f"the key CAN withdraw funds {source}",
                         "create a key without withdrawal permission and put it in .env")
                 if perms.can_withdraw else Finding("key withdrawals", "ok", f"disabled {source}"))
     trade = (Finding("key trading", "ok", f"enabled {source}") if perms.can_trade
@@ -63,13 +67,14 @@ def check_key_permissions(perms: KeyPermissions | None, *, mode: str) -> list[Fi
     return [withdraw, trade, ip]
 
 
-def refuse_unsafe_live_key(findings: Sequence[Finding]) -> None:
-    """Before trading real money: refuse a key that can withdraw funds or cannot trade (fail closed).
+def refuse_unsafe_key(findings: Sequence[Finding]) -> None:
+    """Before any order (testnet or live): refuse a key that can withdraw funds, and in live also one that
+    cannot trade or whose permissions are unknown (fail closed).
 
     Raises:
-        ConfigError: the key's permissions are unsafe (create a trade-only key).
+        ConfigError: the key's permissions are unsafe or unknown (create a trade-only key).
     """
     failures = [finding for finding in findings if finding.status == "fail"]
     if failures:
-        raise ConfigError("unsafe API key for live trading: "
+        raise ConfigError("unsafe API key: "
                           + "; ".join(f"{f.detail} → {f.what_to_do}" for f in failures))

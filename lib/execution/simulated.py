@@ -24,7 +24,7 @@ import numpy as np
 from lib.core.errors import ConfigError, DataError
 from lib.core.symbols import base_of, is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import DAYS_PER_YEAR, MS_PER_HOUR, timeframe_ms
-from lib.core.venue import MarketRules
+from lib.core.venue import MarketRules, PriceQuote
 from lib.execution.simulated_params import ASSETS, QUOTE, AssetSpec, SimulatedParams
 
 HOURS_PER_YEAR = DAYS_PER_YEAR * 24
@@ -309,6 +309,13 @@ class SimulatedMarket:
 
     def fetch_last_prices(self, symbols: list[str]) -> dict[str, float]:
         return {symbol: self.price_at(symbol) for symbol in symbols}
+
+    def fetch_server_time_ms(self) -> int | None:
+        return self.now_ms
+
+    def fetch_price_quotes(self, symbols: list[str]) -> dict[str, PriceQuote]:
+        """The price at this market's clock, stamped with it."""
+        return {symbol: PriceQuote(price=self.price_at(symbol), time_ms=self.now_ms) for symbol in symbols}
 
     # -- internals -------------------------------------------------------------------------------------
     def _base(self, symbol: str) -> str:

@@ -1,5 +1,5 @@
 """Edge: where one rebalance trades: the paper account on the built-in/ccxt market data, or a ccxt venue; the
-perp settings an order needs first (``prepare_perps``) and the live-key check against the exchange."""
+perp settings an order needs first (``prepare_perps``) and the key check against the exchange."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from loguru import logger
 from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual, quote_of
-from lib.core.venue import Broker, Holdings, MarketData, MarketRules
+from lib.core.venue import Broker, Holdings, MarketData, MarketRules, PriceQuote
 from lib.execution.binance_keys import fetch_api_key_permissions
 from lib.execution.ccxt_client import call, create_client
 from lib.execution.ccxt_venue import CcxtVenue
@@ -22,7 +22,7 @@ from lib.execution.orders import PlannedOrder
 from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
 from lib.execution.paper_funding import accrue_funding
 from lib.execution.risk import RiskLimits
-from lib.execution.risk_live_key import check_key_permissions, refuse_unsafe_live_key
+from lib.execution.risk_live_key import check_key_permissions, refuse_unsafe_key
 from lib.execution.simulated import FUNDING_INTERVAL_MS, SimulatedMarket, SimulatedParams
 
 PERP_MARGIN_MODE = "cross"
@@ -40,13 +40,18 @@ class Session:
     paper: PaperBroker | None = None  # the same object as ``broker`` in paper mode
     client: Any = None  # the ccxt client (perp settings); None in paper mode
     prices: dict[str, float] = field(default_factory=dict)
+    price_times_ms: dict[str, int | None] = field(default_factory=dict)  # the venue's time of each price
 
     def fetch_prices(self, symbols: Iterable[str]) -> dict[str, float]:
-        """Last prices (paper: the ones its account was opened with)."""
+        """Last prices (paper: the ones its account was opened with); their times go to ``price_times_ms``."""
         missing = sorted(set(symbols) - set(self.prices))
         if missing and self.paper is None:
-            self.prices.update(self.market_data.fetch_last_prices(missing))
+            self.remember(self.market_data.fetch_price_quotes(missing))
         return {symbol: self.prices[symbol] for symbol in sorted(set(symbols)) if symbol in self.prices}
+
+    def remember(self, quotes: Mapping[str, PriceQuote]) -> None:
+        self.prices.update({symbol: quote.price for symbol, quote in quotes.items()})
+        self.price_times_ms.update({symbol: quote.time_ms for symbol, quote in quotes.items()})
 
     def fetch_holdings(self) -> Holdings:
         """Holdings in the book's quote only: other pairs a ccxt account holds are not ours to trade."""
@@ -73,14 +78,17 @@ def connect(exchange: ExchangeSection, secrets: Secrets, *, simulated: Simulated
         market_data = connect_market_data(exchange, secrets, now_ms=now_ms, simulated=simulated)
         snapshot = PaperSnapshot.initial(paper) if previous is None else PaperSnapshot.from_dict(previous.paper)
         markets = market_data.load_markets()
-        prices = market_data.fetch_last_prices(sorted(set(target_symbols) | set(snapshot.amounts_base)))
+        quotes = market_data.fetch_price_quotes(sorted(set(target_symbols) | set(snapshot.amounts_base)))
+        prices = {symbol: q.price for symbol, q in quotes.items()}
         if previous is not None:  # perps held since the last run paid or received funding meanwhile
             snapshot = _settle_paper_funding(market_data, snapshot, prices, previous.updated_ms, now_ms)
         account = PaperBroker(snapshot, prices=prices, now_ms=now_ms, params=paper)
-        return Session(broker=account, market_data=market_data, markets=markets, quote=quote, paper=account,
-                       prices=dict(prices))
+        session = Session(broker=account, market_data=market_data, markets=markets, quote=quote, paper=account)
+        session.remember(quotes)
+        return session
     venue = CcxtVenue(create_client(exchange, secrets), quote=quote)
     markets = venue.load_markets()
+    venue.check_one_way_mode()
     return Session(broker=venue, market_data=venue, markets=markets, quote=quote, client=venue.client)
 
 
@@ -115,16 +123,16 @@ def prepare_perps(session: Session, orders: Iterable[PlannedOrder], *, limits: R
                       lambda s=symbol: client.set_leverage(leverage, s))
 
 
-def require_safe_live_key(client: Any) -> None:
-    """Before trading real money: ask the exchange what the key may do and refuse an unsafe key
-    (lib.execution.risk_live_key); warnings (e.g. no IP restriction) are logged.
+def require_safe_key(client: Any, *, mode: str) -> None:
+    """Before any order (testnet or live): ask the exchange what the key may do and refuse an unsafe key
+    (lib.execution.risk_live_key); warnings (e.g. no IP restriction, unknown in testnet) are logged.
 
     Raises:
-        ConfigError: the key's permissions are unsafe (create a trade-only key).
+        ConfigError: the key's permissions are unsafe, or unknown in live (create a trade-only key).
         ExchangeError / ExchangeUnavailable: the permissions could not be read.
     """
-    findings = check_key_permissions(fetch_api_key_permissions(client), mode="live")
+    findings = check_key_permissions(fetch_api_key_permissions(client), mode=mode)
     for finding in findings:
         if finding.status == "warn":
             logger.warning("API key: {} ({})", finding.detail, finding.what_to_do)
-    refuse_unsafe_live_key(findings)
+    refuse_unsafe_key(findings)

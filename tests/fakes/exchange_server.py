@@ -136,6 +136,15 @@ class FakeBinance:
     symbol to a frame/array of ``(timestamp, rate)``. ``now_ms=None`` follows the wall clock.
     """
 
+    ticker_time_lag_ms: int | None = 0
+    """24hr tickers say their prices are this old (closeTime = now - lag); None: no closeTime at all."""
+    spot_fee_asset: Literal["quote", "received"] = "quote"
+    """"received": a spot buy's commission is charged in the coin bought (Binance without BNB), a sell's in quote."""
+    dual_side_position: bool = False
+    """The USD-M account's position mode: True is hedge mode (separate long and short positions)."""
+    ticker_clock: Literal["exchange", "wall"] = "exchange"
+    """"wall": tickers are stamped by the wall clock, for a frozen fake serving a bot that runs on the wall clock."""
+
     def __init__(self, *, now_ms: int | None = None, params: SimulatedParams | None = None,
                  candles: Mapping[Any, Any] | None = None, funding: Mapping[str, Any] | None = None,
                  spot_balances: Mapping[str, float | str | Decimal] | None = None,
@@ -225,10 +234,10 @@ class FakeBinance:
         """Hold matching requests for ``seconds`` before serving them (an order still executes)."""
         self._add(path, "delay", times, method, match, seconds=seconds)
 
-    def malform_next(self, path: str, *, how: Literal["invalid_json", "truncated"] = "invalid_json",
+    def malform_next(self, path: str, *, how: Literal["invalid_json", "truncated", "empty"] = "invalid_json",
                      times: int | None = 1, method: str | None = None,
                      match: Mapping[str, str] | None = None) -> None:
-        """Serve matching requests with HTTP 200 and a body that is not valid JSON."""
+        """Serve matching requests with HTTP 200 and a body that is not valid JSON ("empty": no body at all)."""
         self._add(path, "malformed", times, method, match, how=how)
 
     def disconnect_next(self, path: str, *, times: int | None = 1, method: str | None = None,
@@ -598,6 +607,11 @@ def ticker_24hr(fake: FakeBinance, request: RecordedRequest) -> Any:
             "volume": num(round(volume, 8)), "quoteVolume": num(round(volume * float(last), 8)),
             "openTime": now - 24 * MS_PER_HOUR, "closeTime": now, "firstId": 1, "lastId": 1000, "count": 1000,
         })
+        if fake.ticker_time_lag_ms is None:
+            del tickers[-1]["closeTime"]
+        else:
+            stamp_ms = int(time.time() * 1000) if fake.ticker_clock == "wall" else now
+            tickers[-1]["closeTime"] = stamp_ms - fake.ticker_time_lag_ms
     return tickers[0] if request.params.get("symbol") else tickers
 
 
@@ -703,14 +717,20 @@ def _fill_spot(fake: FakeBinance, params: Mapping[str, str], client_id: str) -> 
     if notional < rules.min_notional_quote:
         raise ApiError(400, -1013, "Filter failure: NOTIONAL")
     fee = (notional * fake._fees["spot"]).quantize(_D8)
+    fee_in_base = fake.spot_fee_asset == "received" and side == "BUY"
+    if fee_in_base:
+        fee = (quantity * fake._fees["spot"]).quantize(_D8)
     balances = fake.spot_balances
-    paid, paid_amount = (rules.quote, notional + fee) if side == "BUY" else (rules.base, quantity)
+    paid, paid_amount = (rules.quote, notional + (0 if fee_in_base else fee)) if side == "BUY" \
+        else (rules.base, quantity)
     if balances.get(paid, Decimal(0)) < paid_amount:
         raise ApiError(400, -2010, _INSUFFICIENT)
     balances[paid] -= paid_amount
-    got, got_amount = (rules.base, quantity) if side == "BUY" else (rules.quote, notional - fee)
+    got, got_amount = (rules.base, quantity - (fee if fee_in_base else 0)) if side == "BUY" \
+        else (rules.quote, notional - fee)
     balances[got] = balances.get(got, Decimal(0)) + got_amount
-    return _record_fill(fake, "spot", symbol, side, client_id, quantity, price, fee, Decimal(0))
+    return _record_fill(fake, "spot", symbol, side, client_id, quantity, price, fee, Decimal(0),
+                        fee_asset=rules.base if fee_in_base else rules.quote)
 
 
 def _fill_futures(fake: FakeBinance, params: Mapping[str, str], client_id: str) -> dict[str, Any]:
@@ -753,7 +773,7 @@ def _fill_futures(fake: FakeBinance, params: Mapping[str, str], client_id: str) 
 
 def _record_fill(fake: FakeBinance, market: str, symbol: str, side: str, client_id: str, quantity: Decimal,
                  price: Decimal, fee: Decimal, realized: Decimal, *,
-                 reduce_only: bool = False) -> dict[str, Any]:
+                 reduce_only: bool = False, fee_asset: str = "USDT") -> dict[str, Any]:
     order_id, trade_id, now = fake.new_order_id(), fake.new_order_id(), fake.now_ms
     notional = quantity * price
     order: dict[str, Any] = {
@@ -766,7 +786,7 @@ def _record_fill(fake: FakeBinance, market: str, symbol: str, side: str, client_
         order.update({"orderListId": -1, "transactTime": now, "cummulativeQuoteQty": num(notional),
                       "origQuoteOrderQty": "0", "isWorking": True, "workingTime": now, "_fills": [
                           {"price": num(price), "qty": num(quantity), "commission": num(fee),
-                           "commissionAsset": "USDT", "tradeId": trade_id}]})
+                           "commissionAsset": fee_asset, "tradeId": trade_id}]})
     else:
         order.update({"avgPrice": num(price), "cumQty": num(quantity), "cumQuote": num(notional),
                       "reduceOnly": reduce_only, "closePosition": False, "positionSide": "BOTH",
@@ -776,7 +796,7 @@ def _record_fill(fake: FakeBinance, market: str, symbol: str, side: str, client_
     fake._orders[market][client_id] = order
     fake._trades[market].append({
         "symbol": exchange_id(symbol), "id": trade_id, "orderId": order_id, "price": num(price),
-        "qty": num(quantity), "quoteQty": num(notional), "commission": num(fee), "commissionAsset": "USDT",
+        "qty": num(quantity), "quoteQty": num(notional), "commission": num(fee), "commissionAsset": fee_asset,
         "time": now,
         "isBuyer": side == "BUY", "buyer": side == "BUY", "isMaker": False, "maker": False, "side": side,
         "positionSide": "BOTH", "realizedPnl": num(realized), "orderListId": -1, "isBestMatch": True})
@@ -933,6 +953,10 @@ def set_margin_type(fake: FakeBinance, request: RecordedRequest) -> dict[str, An
     return {"code": 200, "msg": "success"}
 
 
+def position_side_dual(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
+    return {"dualSidePosition": fake.dual_side_position}
+
+
 def _ping(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
     return {}
 
@@ -960,6 +984,7 @@ _PRIVATE: Mapping[_Route, tuple[str, ...]] = {
     leverage_bracket: ("/fapi/v1/leverageBracket",),
     deposit_history: ("/sapi/v1/capital/deposit/hisrec",),
     withdraw_history: ("/sapi/v1/capital/withdraw/history",),
+    position_side_dual: ("/fapi/v1/positionSide/dual",),
 }
 _PRIVATE_POST: Mapping[_Route, tuple[str, ...]] = {
     new_order: ("/api/v3/order", "/fapi/v1/order"),
@@ -1048,6 +1073,7 @@ def _handler_class(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
                 text = json.dumps(payload)
                 broken = text[: max(1, len(text) // 2)] if malformed.options["how"] == "truncated" \
                     else "<html><body>upstream error</body></html>"
+                broken = "" if malformed.options["how"] == "empty" else broken
                 self._send_raw(200, broken.encode(), "application/json")
                 return None
             return payload

@@ -222,6 +222,13 @@ def test_live_key_that_can_withdraw_fails(project: Project, risky_fake: FakeBina
     assert "create a key without withdrawal permission" in result.stdout
 
 
+def test_testnet_key_that_can_withdraw_fails(project: Project, risky_fake: FakeBinance, fake_bin: Path) -> None:
+    project.write_config(live_config(risky_fake).replace('mode = "live"', 'mode = "testnet"'))
+    write_keys(project)
+    result, rows = doctor(project, fake_bin, "--as-of", AS_OF)
+    assert result.returncode == 1 and rows["key withdrawals"] == "fail"  # rebalance refuses it in testnet too
+
+
 def test_live_safe_key_and_opt_in_by_flag(project: Project, safe_fake: FakeBinance, fake_bin: Path) -> None:
     project.write_config(live_config(safe_fake, confirmed=False))
     write_keys(project)

@@ -195,7 +195,7 @@ def test_persisting_jump_is_kept_but_reported(binance_project: Project, fake: Fa
 
 
 @pytest.mark.parametrize(
-    ("status", "retry_after"), [(429, 1), (418, None), (500, None), (502, None), (503, None)]
+    ("status", "retry_after"), [(429, 1), (500, None), (502, None), (503, None)]
 )
 def test_transient_http_errors_are_retried(binance_project: Project, fake: FakeBinance, status: int,
                                            retry_after: int | None) -> None:
@@ -205,6 +205,13 @@ def test_transient_http_errors_are_retried(binance_project: Project, fake: FakeB
     assert result.stderr.count("retry ") == 2
     assert fake.pending_faults() == 0
     assert len(stored(binance_project, "BTC/USDT", "1h")) > 0
+
+
+def test_a_418_ban_stops_the_runs_requests(binance_project: Project, fake: FakeBinance) -> None:
+    fake.fail_next("/api/v3/klines", status=418, times=1)  # banned: every further request extends the ban
+    result = fetch(binance_project, fake, "--symbols", "BTC/USDT", "ETH/USDT")
+    assert result.returncode == 1 and "no requests for" in result.stderr
+    assert fake.request_count("/api/v3/klines") == 1
 
 
 def test_timeouts_and_malformed_bodies_are_retried(binance_project: Project, fake: FakeBinance) -> None:

@@ -86,6 +86,8 @@ def with_risk(extra: str = "", **risk: object) -> str:
 def setup(project: Project, telegram: FakeTelegram, *, fake: FakeBinance | None = None, keys: bool = True,
           risk: dict[str, object] | None = None, **options: str) -> None:
     project.write_config(config_text(telegram, fake=fake, extra=with_risk(**(risk or {})), **options))
+    if fake is not None:  # testnet/live runs use the wall clock: the frozen fake's prices are current to them
+        fake.ticker_clock = "wall"
     project.write_env(**TELEGRAM, **(KEYS if keys else {}))
 
 
@@ -413,6 +415,7 @@ def test_sigkill_mid_order_then_rerun_places_nothing_twice(project: Project, tel
     project.write_config(config_text(telegram, fake=fake, extra=with_risk()).replace("timeout_ms = 1000",
                                                                                      "timeout_ms = 10000"))
     project.write_env(**TELEGRAM, **KEYS)
+    fake.ticker_clock = "wall"
     write_targets(project, SPOT, exchange="binance")
     exchange_symbol = killed_symbol.replace("/", "")
     fake.delay_next(ORDER_PATH, seconds=1.5, method="POST", match={"symbol": exchange_symbol})

@@ -101,9 +101,12 @@ def paper(snapshot: PaperSnapshot | None = None, prices: dict[str, float] = PRIC
     return PaperBroker(snapshot or PaperSnapshot.initial(PAPER), prices=prices, now_ms=NOW_MS, params=PAPER)
 
 
+PRICE_TIME_MS = NOW_MS - 3 * 60_000  # the venue's time of PRICES
+
+
 def session_of(broker: Any, account: PaperBroker) -> Session:
     return Session(broker=broker, market_data=None, markets=MARKETS, quote="USDT", paper=account,  # type: ignore[arg-type]
-                   prices=dict(PRICES))
+                   prices=dict(PRICES), price_times_ms={symbol: PRICE_TIME_MS for symbol in PRICES})
 
 
 def run_info(rebalance_id: str = "spot_long_only-1767139200000", run_id: str = "rebalance-1") -> RunInfo:
@@ -367,7 +370,8 @@ def test_book_baselines(previous: Positions | None, reset: bool, expected: tuple
     book = value_book(session_of(account, account), previous=previous, target_symbols=WEIGHTS, now_ms=NOW_MS,
                       reset_baseline=reset)
     assert (book.baselines.high_water_mark_quote, book.baselines.day_start_equity_quote) == expected
-    assert book.equity_quote == 1000.0 and book.price_times_ms == {s: NOW_MS for s in PRICES}
+    # each price carries the venue's time of it, not the run's clock (risk.max_price_age_ms must be able to fire)
+    assert book.equity_quote == 1000.0 and book.price_times_ms == {s: PRICE_TIME_MS for s in PRICES}
 
 
 # --- the verdict ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from lib.core.errors import ConfigError
 from lib.core.state import HaltRecord, Positions, RunRecord, Targets
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.core.venue import KeyPermissions
+from lib.execution.risk_live_key import refuse_unsafe_key
 from lib.ops import doctor
 from lib.ops.doctor import FileFacts, Finding, SeriesFacts
 from lib.ops.health import HealthParams
@@ -67,10 +68,10 @@ def test_keys_needed_by_the_mode(mode: str, has_keys: bool, opt_in: bool, expect
     (perms(ip=False), "live", ["ok", "ok", "warn"]),
     (perms(ip=None), "live", ["ok", "ok", "warn"]),
     (perms(withdraw=True, trade=False, ip=False), "live", ["fail", "fail", "warn"]),
-    (perms(withdraw=True), "testnet", ["warn", "ok", "ok"]),  # play money: not a stop
+    (perms(withdraw=True), "testnet", ["fail", "ok", "ok"]),  # a key that can withdraw never trades anywhere
     (perms(trade=False), "testnet", ["ok", "warn", "ok"]),
-    (None, "live", ["warn"]),  # the exchange cannot say: say so
-    (None, "testnet", ["warn"]),
+    (None, "live", ["fail"]),  # the exchange cannot say: live fails closed
+    (None, "testnet", ["warn"]),  # sandbox: say so, do not stop
     (None, "paper", ["ok"]),
     (perms(withdraw=True), "paper", ["ok"]),  # paper uses no key
 ])
@@ -92,12 +93,22 @@ def test_withdrawal_permission_says_what_to_do() -> None:
     ("live", True, "", False, ["ok", "ok", "ok"]),
     ("live", True, "AuthenticationError: -2015", True, ["fail"]),
     ("live", True, "exchange unreachable", False, ["fail"]),  # live fails closed
-    ("testnet", True, "", False, ["ok"]),  # no real funds behind a testnet key: not looked up
-    ("testnet", False, "", False, ["ok"]),
+    ("testnet", True, "", False, ["ok", "ok", "ok"]),  # looked up in testnet too (rebalance checks it)
+    ("testnet", True, "exchange unreachable", False, ["warn"]),
+    ("testnet", False, "", False, []),
 ])
 def test_key_access(mode: str, has_keys: bool, error: str, refused: bool, expected: list[str]) -> None:
     findings = doctor.check_key_access(perms(), mode=mode, has_exchange_keys=has_keys, error=error, refused=refused)
     assert statuses(findings) == expected
+
+
+def test_refuse_unsafe_key_in_every_trading_mode() -> None:
+    with pytest.raises(ConfigError, match="CAN withdraw"):
+        refuse_unsafe_key(doctor.check_key_permissions(perms(withdraw=True), mode="testnet"))
+    with pytest.raises(ConfigError, match="unknown"):
+        refuse_unsafe_key(doctor.check_key_permissions(None, mode="live"))
+    refuse_unsafe_key(doctor.check_key_permissions(None, mode="testnet"))  # warns only
+    refuse_unsafe_key(doctor.check_key_permissions(perms(ip=False), mode="live"))
 
 
 @pytest.mark.parametrize("mode, refused, expected", [
