@@ -52,11 +52,12 @@ def _run(ctx: RunContext) -> None:
     finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt,
                                                 journal=journal, run=run)
     target_weights = {symbol: weight for symbol, weight in targets.weights.items() if weight != 0}
+    signal_inputs = set(targets.signal_closes())  # every symbol whose candle moved the weights: sanity-checked
 
     # 2. the venue, and what it says about orders an earlier run left without an outcome
     session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
                                     quote=quote_of(config.data.symbols[0]), previous=previous,
-                                    target_symbols=target_weights, now_ms=ctx.now_ms)
+                                    target_symbols=set(target_weights) | signal_inputs, now_ms=ctx.now_ms)
     if config.exchange.mode == "live" and session.client is not None:
         venue_session.require_safe_live_key(session.client)  # a key that can withdraw never trades
     engine.reconcile_open_orders(session.broker, journal, run)
@@ -64,6 +65,7 @@ def _run(ctx: RunContext) -> None:
     # 3. the book at this run's prices
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
                       reset_baseline=ctx.args.reset_high_water_mark)
+    target_weights = engine.keep_held(target_weights, targets.hold, book)
     writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
     logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), peak {:.2f}, start of day {:.2f}",
                 book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
@@ -85,7 +87,7 @@ def _run(ctx: RunContext) -> None:
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
-        reference_prices=targets.signal_closes(),
+        reference_prices=targets.signal_closes(), input_prices=session.fetch_prices(signal_inputs),
     )
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
