@@ -33,7 +33,7 @@ from lib.execution.simulated import FUNDING_INTERVAL_MS, SimulatedMarket, Simula
 
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
 BAD_CANDLE_KINDS = ("negative_price", "high_below_low", "nan_string", "duplicate_row", "out_of_order",
-                    "absurd_jump", "double_print")  # double_print: one candle's prices x2.2 (a bad print)
+                    "absurd_jump", "double_print", "half_print")  # one candle's prices x2.2 / ÷2.2 (bad prints)
 LOST_RESPONSE_MODES = ("http_500", "http_502", "http_503", "disconnect", "timeout")
 DEFAULT_API_RESTRICTIONS = {
     "ipRestrict": False, "enableReading": True, "enableWithdrawals": False, "enableInternalTransfer": False,
@@ -552,8 +552,9 @@ def corrupt(payload: list[list[Any]], kind: str, at_ms: int | None) -> list[list
         rows[i], rows[j] = rows[j], rows[i]
     elif kind == "absurd_jump":
         rows[i][1:5] = [num(float(value) * 100) for value in rows[i][1:5]]
-    elif kind == "double_print":
-        rows[i][1:5] = [num(float(value) * 2.2) for value in rows[i][1:5]]
+    elif kind in ("double_print", "half_print"):
+        factor = 2.2 if kind == "double_print" else 1 / 2.2
+        rows[i][1:5] = [num(float(value) * factor) for value in rows[i][1:5]]
     return rows
 
 

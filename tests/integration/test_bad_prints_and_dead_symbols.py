@@ -96,6 +96,23 @@ def test_a_persisting_x2_2_benchmark_print_is_quarantined_alerted_and_trades_not
         assert any("refuted by the next 2 candle(s)" in note for note in refuted.notes)
 
 
+def test_a_persisting_bad_down_print_of_the_benchmark_does_not_sell_the_book(
+        project: Project, telegram: FakeTelegram) -> None:
+    with FakeBinance(now_ms=BULLISH_MS) as fake:
+        start(project, fake, telegram)
+        assert pipeline(project, fake).returncode == 0
+        held = read_json(project.state / "positions.json")["amounts_base"]
+        assert len([amount for amount in held.values() if amount]) >= 3  # a bullish day: the book holds coins
+        fake.set_now_ms(BULLISH_MS + MS_PER_DAY)
+        fake.corrupt_next_candles("half_print", symbol="BTC/USDT", at_ms=BULLISH_MS - BULLISH_MS % MS_PER_DAY,
+                                  times=None)
+        result = pipeline(project, fake)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "BTC/USDT" in targets(project).hold
+        after = read_json(project.state / "positions.json")["amounts_base"]
+        assert len([amount for amount in after.values() if amount]) >= 3  # on the old code: all sold, flat
+
+
 def test_a_person_confirms_a_quarantined_jump(project: Project, telegram: FakeTelegram) -> None:
     with FakeBinance(now_ms=BEARISH_MS) as fake:
         start(project, fake, telegram)
