@@ -8,7 +8,9 @@ oldest first, on the CLOSED candles up to the run's bar (so an ``--as-of`` run n
 - a close beyond is a JUMP, decided by the next ``confirm_bars`` candles once they exist:
   CONFIRMED when every one of them is nearer (log distance) to the jump's close than to ``trusted``: a real
   move that held -> accepted. REFUTED when every one is nearer to ``trusted``: a print the market never
-  traded at -> that one candle is left out (treated as missing). Otherwise (mixed) a person decides.
+  traded at -> that one candle is left out (treated as missing). Otherwise (mixed) a person decides; if
+  nobody does, it counts as market history once it is ``2 * confirm_bars + 2`` candles old (real volatile
+  moves look like this: BNB 2018-01-06 and DOGE 2020-07-08 on Binance daily candles).
 - while a jump is undecided the series is CUT before it: the symbol is held (not traded on suspect data)
   and a benchmark's regime is carried from its last trusted candle.
 - a person's decision overrides (state/jump_decisions.json, written by ``python -m scripts.confirm_jump``):
@@ -44,14 +46,16 @@ def apply_quarantine(candles: pd.DataFrame, *, symbol: str, max_jump_frac: float
     """``candles`` with refuted/rejected jumps left out and cut before an undecided one (see the module doc).
 
     ``confirmed``/``rejected``: candle open times a person decided. Notes cover jumps among the last
-    ``recent_bars`` candles (default 2 * confirm_bars + 2), so old, settled history does not repeat forever.
+    ``recent_bars`` candles (default 2 * confirm_bars + 2), so old, settled history does not repeat forever;
+    an undecided (mixed) jump older than that is used as history.
     """
     close = candles["close"].to_numpy(dtype=float)
     times = candles["timestamp"].to_numpy()
     moves = np.abs(close[1:] / close[:-1] - 1) if len(close) > 1 else np.array([])
     if not (moves > max_jump_frac).any():
         return QuarantineResult(candles=candles, cut_at_ms=None, notes=())
-    recent_from = len(close) - (recent_bars if recent_bars is not None else 2 * confirm_bars + 2)
+    window = recent_bars if recent_bars is not None else 2 * confirm_bars + 2
+    recent_from = len(close) - window
     notes: list[str] = []
     dropped: list[int] = []
     trusted = close[0]
@@ -83,9 +87,12 @@ def apply_quarantine(candles: pd.DataFrame, *, symbol: str, max_jump_frac: float
             if i >= recent_from:
                 notes.append(f"{what} refuted by the next {confirm_bars} candle(s) (the price went back): "
                              "left out as a bad print")
+        elif i < recent_from:  # undecided but old: the market traded around it for days; history, used
+            trusted = x
         else:
             notes.append(f"{what} QUARANTINED: the next {confirm_bars} candle(s) neither confirm nor refute it; "
-                         "a person decides (scripts.confirm_jump): series cut before it, symbol held")
+                         f"a person decides (scripts.confirm_jump), else it is used once {window} candles old: "
+                         "series cut before it, symbol held")
             return _result(candles, dropped, cut=i, notes=notes)
     return _result(candles, dropped, cut=None, notes=notes)
 

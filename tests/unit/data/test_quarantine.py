@@ -59,6 +59,15 @@ def test_mixed_later_candles_need_a_person():
     assert "neither confirm nor refute" in result.notes[0]
 
 
+def test_an_old_mixed_jump_is_history_not_a_permanent_cut():
+    """A real volatile move (like BNB 2018-01-06 on Binance) must not cut a series forever: 6 candles later it is
+    used. The jump at index 2 is mixed; the window is the last 2 * 2 + 2 = 6 candles, i.e. indexes 5..10."""
+    result = _run([100, 101, 222, 220, 101, 100, 100, 100, 100, 100, 100])
+    assert result.cut_at_ms is None and len(result.candles) == 11
+    recent = _run([100, 101, 222, 220, 101, 100, 100])  # index 2 is within the last 6: still a person's call
+    assert recent.cut_at_ms == 2 * MS_PER_DAY and "else it is used once 6 candles old" in recent.notes[0]
+
+
 @pytest.mark.parametrize(("decision", "closes"), [("confirmed", [100, 101, 222]), ("rejected", [100, 101])])
 def test_a_person_decides_a_pending_jump(decision: str, closes: list[float]):
     result = _run([100, 101, 222], **{decision: {2 * MS_PER_DAY}})
@@ -82,3 +91,18 @@ def test_decisions_file_is_parsed_strictly():
         parse_decisions({"schema_version": 1, "decisions": [{"symbol": "BTC/USDT", "decision": "maybe"}]})
     with pytest.raises(StateError):
         parse_decisions({"schema_version": 2, "decisions": []})
+
+
+@pytest.mark.realdata
+def test_real_binance_history_is_never_cut(shared_data_dir):
+    """Real moves beyond ±50 % (BNB 2018, DOGE 2020, UNI +99 %, ...) are confirmed or age into history: no series of
+    the 25 daily/hourly Binance coins is cut; measured: only EOS 2021-05-11 (+56.6 %, back the next day) is left
+    out as a print."""
+    left_out = {}
+    for path in sorted((shared_data_dir / "market" / "1d").glob("*.parquet")):
+        candles = pd.read_parquet(path)[["timestamp", "open", "high", "low", "close", "volume"]]
+        result = apply_quarantine(candles, symbol=path.stem, max_jump_frac=0.5, confirm_bars=2)
+        assert result.cut_at_ms is None, (path.stem, result.notes)
+        if len(result.candles) != len(candles):
+            left_out[path.stem] = len(candles) - len(result.candles)
+    assert left_out == {"EOS-USDT": 1}
