@@ -1,9 +1,10 @@
 """Compute target weights from the stored candles into state/targets.json (fails closed on stale data).
 
 Story: load the strategy timeframe's candles of every configured symbol -> cut them at the last
-closed candle -> staleness gate -> the strategy over the whole history (lib.research.strategy) -> the weights
-decided at the close of the last usable bar, with the per-asset breakdown -> targets.json, atomically.
-A failure leaves targets.json as it was.
+closed candle -> quarantine undecided price jumps (lib.data.quarantine) -> staleness gate, late symbols held
+(lib.research.freshness) -> the strategy over the whole history (lib.research.strategy) -> the weights
+decided at the close of the last usable bar, with the per-asset breakdown, the held symbols and a note for
+every non-fatal problem (each also logged) -> targets.json, atomically. A failure leaves targets.json as it was.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from lib.core import storage
 from lib.core.errors import ConfigError, DataError
 from lib.core.state import Targets
 from lib.core.symbols import to_traded_symbols
-from lib.core.timeframes import format_ms
-from lib.data import ohlcv
+from lib.core.timeframes import format_ms, last_closed_open_ms
+from lib.data import ohlcv, quarantine
 from lib.ops.runner import RunContext, base_parser, run_script
+from lib.research.freshness import select_fresh_candles
 from lib.research.sleeves.book import BookSettings, book_summary
 from lib.research.strategy import (
     benchmark_column,
@@ -27,7 +29,6 @@ from lib.research.strategy import (
     data_fingerprint,
     latest_targets,
     no_data_breakdown,
-    select_fresh_candles,
 )
 
 
@@ -47,13 +48,31 @@ def _run(ctx: RunContext) -> None:
             f"strategy.benchmark_symbol {config.strategy.benchmark_symbol} must be one of data.symbols "
             "(regime filter, beta and the buy-and-hold benchmark need its candles)"
         )
-    stored = {symbol: _read_candles(ctx, symbol) for symbol in symbols}
+    decisions = quarantine.parse_decisions(
+        storage.read_json(ctx.paths.jump_decisions) if ctx.paths.jump_decisions.exists() else None)
+    notes: list[str] = []
+    stored: dict[str, pd.DataFrame] = {}
+    quarantined: dict[str, str] = {}
+    for symbol in symbols:
+        candles = _read_candles(ctx, symbol, notes)
+        decided = decisions.get((symbol, timeframe), {"confirm": set(), "reject": set()})
+        checked = quarantine.apply_quarantine(
+            candles[candles["timestamp"] <= last_closed_open_ms(ctx.now_ms, timeframe)], symbol=symbol,
+            max_jump_frac=config.data.max_jump_frac, confirm_bars=config.data.jump_confirm_bars,
+            confirmed=decided["confirm"], rejected=decided["reject"])
+        stored[symbol] = checked.candles
+        notes += checked.notes
+        if checked.cut_at_ms is not None:
+            quarantined[symbol] = f"quarantined price jump at {format_ms(checked.cut_at_ms)}"
     fresh = select_fresh_candles(
         stored, now_ms=ctx.now_ms, timeframe=timeframe, max_staleness_bars=config.data.max_staleness_bars,
         benchmark=benchmark,
     )
-    for note in fresh.notes:
+    notes += fresh.notes
+    for note in notes:
         logger.warning("{}", note)
+    hold = {**{symbol: "stale" for symbol in fresh.stale}, **{symbol: "late" for symbol in fresh.late},
+            **quarantined}
     output = compute_strategy(
         fresh.candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
         universe=config.universe, spot=config.spot, perp=config.perp,
@@ -67,39 +86,40 @@ def _run(ctx: RunContext) -> None:
         as_of_ms=fresh.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
         exchange=config.exchange.id, market_type=config.exchange.market_type, timeframe=timeframe,
         weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(fresh.candles),
-        notes=fresh.notes, book={} if output.book is None else book_summary(output.book, fresh.as_of_ms),
+        notes=tuple(notes), hold=dict(sorted(hold.items())),
+        book={} if output.book is None else book_summary(output.book, fresh.as_of_ms),
     )
     storage.write_json_atomic(ctx.paths.targets, targets.to_dict())
     held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}
     logger.info(
-        "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale; fingerprint {}",
-        config.strategy.name, format_ms(fresh.as_of_ms), len(held), len(weights),
-        sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0, len(fresh.stale),
+        "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale, {} kept as they are; "
+        "fingerprint {}", config.strategy.name, format_ms(fresh.as_of_ms), len(held), len(weights),
+        sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0, len(fresh.stale), len(hold),
         targets.data_fingerprint[:12],
     )
     if ctx.args.print_table:
         print(_weights_table(targets))
 
 
-def _read_candles(ctx: RunContext, symbol: str) -> pd.DataFrame:
-    """The stored, validated candles of ``symbol`` on the strategy timeframe.
+def _read_candles(ctx: RunContext, symbol: str, notes: list[str]) -> pd.DataFrame:
+    """The stored, validated candles of ``symbol`` on the strategy timeframe; non-fatal problems go to ``notes``.
 
+    A missing file is no data (the symbol is stale: a symbol that was never fetchable must not stop the book).
     Raises:
-        DataError: the file is missing, unreadable, empty or holds invalid candles.
+        DataError: the file is unreadable, empty or holds invalid candles.
     """
     path = ctx.paths.ohlcv(ctx.config.strategy.timeframe, symbol)
     candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
     if candles is None:
-        raise DataError(f"no candle file for {symbol}: {path} is missing; run fetch_prices")
+        notes.append(f"{symbol}: no candle file {path.name} (never fetched): no data")
+        return ohlcv.empty_frame()
     if candles.empty:
         raise DataError(f"{path} holds no candles; delete it and run fetch_prices")
-    problems = [
-        problem for problem in ohlcv.validate(candles, ctx.config.strategy.timeframe,
-                                              max_jump_frac=ctx.config.data.max_jump_frac)
-        if ohlcv.is_fatal(problem)
-    ]
+    problems = ohlcv.validate(candles, ctx.config.strategy.timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
+    if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
+        raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}; delete it and run fetch_prices")
     if problems:
-        raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
+        notes.append(f"{symbol} {ctx.config.strategy.timeframe}: {ohlcv.describe_problems(problems)}")
     return candles
 
 

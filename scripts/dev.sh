@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Developer entry point: installs the project from its own files (Poetry + poetry.lock) and runs it.
 #
-#   bash scripts/dev.sh pipeline [args]   fetch_prices -> compute_signals -> rebalance -> report (simulated, paper)
+#   bash scripts/dev.sh pipeline [args]   the main job end to end, replayed over a fixed window of the simulated
+#                                          market into demo/ (paper; trades on any date): scripts/demo.py
 #   bash scripts/dev.sh test [pytest args] the test suite (the command CI runs), one worker per core (-n 0: serial)
 #   bash scripts/dev.sh lint               ruff + mypy + `poetry check --lock`
 #   bash scripts/dev.sh bench              benchmarks (tests/bench)
@@ -57,12 +58,12 @@ command=${1:-help}
 shift || true
 case "$command" in
   install)  ensure_installed ;;
-  pipeline) ensure_installed; exec .venv/bin/python -m scripts.run_pipeline "$@" ;;
+  pipeline) ensure_installed; exec .venv/bin/python -m scripts.demo "$@" ;;
   test)     ensure_installed; exec .venv/bin/python -m pytest -n auto --dist loadfile "$@" ;;
   lint)     ensure_installed
             .tools/bin/poetry check --lock
             .venv/bin/ruff check lib scripts tests
             .venv/bin/mypy lib scripts ;;
   bench)    ensure_installed; exec .venv/bin/python -m pytest tests/bench -m bench -p no:cacheprovider "$@" ;;
-  *)        sed -n '2,12p' "$0"; exit 2 ;;
+  *)        sed -n '2,13p' "$0"; exit 2 ;;
 esac

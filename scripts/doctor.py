@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     findings.append(doctor.check_crontab(listing=crontab, error=crontab_error))
     print(redact(json.dumps(doctor.to_json_document(findings, now_ms=now_ms), indent=2) if args.json
                  else doctor.to_table(findings, now_ms=now_ms)))
-    if config_error:
-        return errors.EXIT_CONFIG
-    return errors.EXIT_FAILURE if doctor.has_failure(findings) else errors.EXIT_OK
+    failed = errors.EXIT_FAILURE if doctor.has_failure(findings) else errors.EXIT_OK
+    return errors.EXIT_CONFIG if config_error else failed
 
 
 def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms: int, crontab: str) -> list[Finding]:
@@ -104,7 +103,8 @@ def _check_exchange(config: Config, secrets: Secrets, *, now_ms: int, wanted: li
         else:
             quick = dataclasses.replace(section, timeout_ms=min(section.timeout_ms, config.doctor.exchange_timeout_ms))
             client = ccxt_client.create_client(quick, secrets)
-            listed = set(ccxt_client.call(client, f"load_markets {section.id}", client.load_markets, idempotent=False))
+            markets = ccxt_client.call(client, f"load_markets {section.id}", client.load_markets, idempotent=False)
+            listed = {symbol for symbol, market in markets.items() if market.get("active") is not False}  # BREAK
     except errors.CoinbotError as exchange_error:
         error = str(exchange_error)
     permissions, permissions_error, refused = None, "exchange unreachable" if listed is None else "", False

@@ -1,7 +1,9 @@
 """Fetch missing OHLCV candles (and perpetual funding) for the universe into data/ (incremental, validated, atomic).
 
-Each series is written as soon as it is complete, so one failing symbol does not lose the others'
-progress; the run then fails, naming every series that did not update.
+Each series is written as soon as it is complete, so one failing symbol does not lose the others' progress.
+Some symbols failing is PARTIAL (exit 5: run_pipeline goes on with the healthy ones; each symbol is alerted
+once, when it starts failing, held positions flagged); every symbol failing is a failure (exit 1). A price
+jump kept after a re-fetch is alerted: compute_signals quarantines it (lib.data.quarantine).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from loguru import logger
 from tqdm import tqdm
 
 from lib.core import storage
-from lib.core.errors import CoinbotError, DataError
+from lib.core.errors import CoinbotError, DataError, PartialFailure, StateError
+from lib.core.state import Positions
 from lib.core.symbols import to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.core.venue import MarketData
-from lib.data import funding, ohlcv
+from lib.data import funding, ohlcv, symbol_failures
 from lib.data.fetcher import exchange_now_ms, fetch_candle_update, fetch_funding_update
 from lib.execution.venue_session import connect_market_data
 from lib.ops.runner import RunContext, base_parser, run_script
@@ -27,7 +30,8 @@ from lib.ops.runner import RunContext, base_parser, run_script
 class Summary:
     updated: int = 0
     unchanged: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # symbol -> what failed (all its series)
+    jumps: list[str] = field(default_factory=list)  # price jumps kept after a re-fetch: quarantined
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(ctx: RunContext) -> None:
     settings = ctx.config.data
     venue = connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
-                                         simulated=ctx.config.simulated)
+                                simulated=ctx.config.simulated)
     ctx = replace(ctx, now_ms=exchange_now_ms(venue, ctx.now_ms))  # never ahead of the exchange's clock
     symbols = to_traded_symbols(ctx.args.symbols or settings.symbols, market_type=ctx.config.exchange.market_type)
     show_progress = ctx.args.progress or sys.stderr.isatty()
@@ -51,10 +55,42 @@ def _run(ctx: RunContext) -> None:
                 _update_series(ctx, venue, symbol, timeframe, summary, progress.update)
             if ctx.config.exchange.market_type == "swap" and settings.fetch_funding:
                 _update_funding(ctx, venue, symbol, summary)
-    logger.info("fetch_prices: {} series updated, {} unchanged, {} failed", summary.updated, summary.unchanged,
-                len(summary.failures))
-    if summary.failures:
-        raise DataError(f"{len(summary.failures)} series failed: " + "; ".join(summary.failures))
+    logger.info("fetch_prices: {} series updated, {} unchanged, {} symbol(s) failed", summary.updated,
+                summary.unchanged, len(summary.failures))
+    if summary.jumps:
+        ctx.alert("coinbot: price jump(s) kept after a re-fetch, QUARANTINED (not used for signals until later "
+                  "candles confirm them, or a person runs scripts.confirm_jump):\n- " + "\n- ".join(summary.jumps))
+    _report_failures(ctx, summary, symbols)
+
+
+def _report_failures(ctx: RunContext, summary: Summary, symbols: list[str]) -> None:
+    """Alert each symbol once when it starts failing; PARTIAL while some symbols are healthy, else a failure."""
+    ledger = symbol_failures.parse_ledger(storage.read_json(ctx.paths.symbol_failures)
+                                          if ctx.paths.symbol_failures.exists() else None)
+    update = symbol_failures.update_ledger(ledger, summary.failures, attempted=symbols, now_ms=ctx.now_ms)
+    if update.failing or ledger:
+        storage.write_json_atomic(ctx.paths.symbol_failures, symbol_failures.to_document(update.failing))
+    for symbol in update.recovered:
+        logger.info("{} fetches again (was failing since {})", symbol, format_ms(ledger[symbol]["since_ms"]))
+    if not summary.failures:
+        return
+    text = "; ".join(f"{symbol}: {error}" for symbol, error in sorted(summary.failures.items()))
+    if len(summary.failures) == len(symbols):
+        raise DataError(f"every symbol failed: {text}")
+    if update.new:
+        ctx.alert(symbol_failures.alert_text(update.new, summary.failures, held=_held_symbols(ctx),
+                                             healthy_count=len(symbols) - len(summary.failures)))
+    raise PartialFailure(f"{len(summary.failures)} of {len(symbols)} symbol(s) failed (alerted when each started "
+                         f"failing): {text}")
+
+
+def _held_symbols(ctx: RunContext) -> set[str]:
+    """Symbols positions.json holds (best effort: the alert must go out even when the file is bad)."""
+    try:
+        positions = Positions.from_dict(storage.read_json(ctx.paths.positions))
+    except StateError:
+        return set()
+    return {symbol for symbol, amount in positions.amounts_base.items() if amount}
 
 
 def _update_series(ctx: RunContext, venue: MarketData, symbol: str, timeframe: str, summary: Summary,
@@ -71,8 +107,10 @@ def _update_series(ctx: RunContext, venue: MarketData, symbol: str, timeframe: s
         )
     except CoinbotError as error:
         logger.error("{} {}: {}", symbol, timeframe, error)
-        summary.failures.append(f"{symbol} {timeframe}: {type(error).__name__}: {error}")
+        _fail(summary, symbol, f"{timeframe}: {type(error).__name__}: {error}")
         return
+    summary.jumps += [f"{symbol} {timeframe} {format_ms(jump.timestamp_ms)}: {jump.detail}"
+                      for jump in update.jumps_kept]
     if update.new_gaps:
         storage.write_parquet_atomic(gaps_path, update.known_gaps)
     if update.new_rows == 0:
@@ -97,11 +135,15 @@ def _update_funding(ctx: RunContext, venue: MarketData, symbol: str, summary: Su
         )
     except CoinbotError as error:
         logger.error("{} funding: {}", symbol, error)
-        summary.failures.append(f"{symbol} funding: {type(error).__name__}: {error}")
+        _fail(summary, symbol, f"funding: {type(error).__name__}: {error}")
         return
     if new_rows:
         storage.write_parquet_atomic(path, merged)
         logger.info("fetched {} funding rates {}", new_rows, symbol)
+
+
+def _fail(summary: Summary, symbol: str, what: str) -> None:
+    summary.failures[symbol] = f"{summary.failures[symbol]}; {what}" if symbol in summary.failures else what
 
 
 if __name__ == "__main__":

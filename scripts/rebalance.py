@@ -60,11 +60,12 @@ def _run(ctx: RunContext) -> None:
     for clip in clipped:  # over risk.max_asset_weight_frac: that asset gets the cap, the rest trades
         logger.warning("{}: {}", clip.symbol, clip.detail)
         journal.append(records.to_risk_rejected_event(clip, run))
+    signal_inputs = set(targets.signal_closes())  # every symbol whose candle moved the weights: sanity-checked
 
     # 2. the venue, and what it says about orders an earlier run left without an outcome
     session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
                                     quote=quote_of(config.data.symbols[0]), previous=previous,
-                                    target_symbols=target_weights, now_ms=ctx.now_ms)
+                                    target_symbols=set(target_weights) | signal_inputs, now_ms=ctx.now_ms)
     if session.client is not None:  # testnet and live: a key that can withdraw never trades
         venue_session.require_safe_key(session.client, mode=config.exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
@@ -80,6 +81,7 @@ def _run(ctx: RunContext) -> None:
                       managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
                                               [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
                                               config.book))
+    target_weights = engine.keep_held(target_weights, targets.hold, book)  # late/stale/quarantined: not traded
     writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
     logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), sized on {:.2f}, peak {:.2f}, start of day "
                 "{:.2f}", book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
@@ -101,7 +103,7 @@ def _run(ctx: RunContext) -> None:
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
-        reference_prices=targets.signal_closes(),
+        reference_prices=targets.signal_closes(), input_prices=session.fetch_prices(signal_inputs),
     )
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))

@@ -19,7 +19,7 @@ from lib.core.errors import CoinbotError, DataError
 from lib.core.state import Positions
 from lib.core.symbols import quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
-from lib.data import ohlcv
+from lib.data import ohlcv, symbol_failures
 from lib.ops import charts, reporting
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
@@ -49,7 +49,7 @@ def _run(ctx: RunContext) -> None:
         chart, text = _report_book(ctx, positions, candles, universe, health, title=title, quote=quote)
     if ctx.args.dry_run:
         print(text)
-    delivered = ctx.args.dry_run or ctx.alert(text, image=chart)
+    delivered = ctx.args.dry_run or ctx.alert(text, image=chart, incident=False)  # a report, not an incident
     if not health.is_healthy:
         raise DataError("pipeline unhealthy: " + " | ".join(health.problems()))
     if not delivered and ctx.secrets.has_telegram:  # without Telegram settings the log is the channel
@@ -105,25 +105,24 @@ def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFram
 
 def _check_health(ctx: RunContext, universe: list[str],
                   candles: dict[str, pd.DataFrame | None]) -> HealthReport:
-    params = ctx.config.health
     newest: dict[tuple[str, str], int | None] = {}
     for timeframe in ctx.config.data.timeframes:
         for symbol in universe:
             frame = (candles[symbol] if timeframe == ctx.config.strategy.timeframe
                      else _read_candles(ctx, timeframe, symbol, validate=False))
             stamps = None if frame is None else frame["timestamp"].to_numpy()
-            newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms,
-                                                                timeframe=timeframe)
+            newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms, timeframe=timeframe)
     raw_records, torn = storage.read_jsonl(ctx.paths.runs)
     notes = [f"{ctx.paths.runs.name} ends in a torn line (an interrupted append)"] if torn else []
-    health = check_health(to_run_records(raw_records), newest, now_ms=ctx.now_ms, params=params, notes=notes)
+    ledger = storage.read_json(ctx.paths.symbol_failures) if ctx.paths.symbol_failures.exists() else None
+    health = check_health(to_run_records(raw_records), newest, now_ms=ctx.now_ms, params=ctx.config.health, notes=notes,
+                          known_failing=symbol_failures.parse_ledger(ledger))
     for problem in health.problems():
         logger.warning("{}", problem)
     return health
 
 
-def _read_positions(path: Path) -> Positions | None:
-    """None when rebalance never ran. Raises StateError for a file that does not parse or validate."""
+def _read_positions(path: Path) -> Positions | None:  # None: rebalance never ran; StateError: a bad file
     return Positions.from_dict(storage.read_json(path)) if path.exists() else None
 
 
@@ -134,8 +133,7 @@ def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *,
     candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
     if candles is not None and validate:
         found = ohlcv.validate(candles, timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
-        problems = [problem for problem in found if ohlcv.is_fatal(problem)]
-        if problems:
+        if problems := [problem for problem in found if ohlcv.is_fatal(problem)]:
             raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
     return candles
 

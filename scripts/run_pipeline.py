@@ -1,5 +1,8 @@
 """Run the main job in order: fetch_prices → compute_signals → rebalance → report, stopping at the first failure.
 
+A PARTIAL stage (exit 5: e.g. one symbol could not be fetched, the others were) is not a failure: the chain
+goes on with the healthy symbols, and run_pipeline itself exits 5 at the end when everything else was ok.
+
 Each stage is its own process (scripts never import each other) with its own lock, run record and alert;
 this wrapper only guarantees the order and that a stage never runs on the output of a failed one. It is
 what crontab.txt and the README quickstart call.
@@ -12,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from lib.core.errors import EXIT_CONFIG, EXIT_LOCKED
+from lib.core.errors import EXIT_CONFIG, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
 from lib.ops.runner import CONFIG_ENV, DEFAULT_CONFIG
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(args.config):
         print(f"run_pipeline: config file not found: {args.config}", file=sys.stderr)
         return EXIT_CONFIG
+    partial = []
     for stage in (stage for stage in STAGES if stage in args.stages):
         print(f"run_pipeline: ── {stage} ──", file=sys.stderr, flush=True)
         exit_code = subprocess.call(stage_command(stage, args))
@@ -52,11 +56,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run_pipeline: {stage} SKIPPED (another run holds its lock); later stages skipped",
                   file=sys.stderr)
             return exit_code
-        if exit_code != 0:
+        if exit_code == EXIT_PARTIAL:
+            print(f"run_pipeline: {stage} partly done (exit {exit_code}); going on with what it did",
+                  file=sys.stderr)
+            partial.append(stage)
+        elif exit_code != EXIT_OK:
             print(f"run_pipeline: {stage} exited {exit_code}; later stages skipped", file=sys.stderr)
             return exit_code
+    if partial:
+        print(f"run_pipeline: all stages ran; partly done: {', '.join(partial)}", file=sys.stderr)
+        return EXIT_PARTIAL
     print("run_pipeline: all stages ok", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

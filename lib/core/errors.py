@@ -11,6 +11,7 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_LOCKED = 3  # another run of the same script holds the lock: not a failure, nothing done
 EXIT_HALTED = 4  # trading halted (kill switch / drawdown halt): nothing sent
+EXIT_PARTIAL = 5  # some symbols failed, the rest were done: run_pipeline goes on with the healthy ones
 
 
 class CoinbotError(Exception):
@@ -53,6 +54,17 @@ class TradingHalted(CoinbotError):
     """The kill switch or a drawdown halt is in force; a person must clear it."""
 
     exit_code = EXIT_HALTED
+
+
+class PartialFailure(CoinbotError):
+    """Some symbols failed and the others were done; the script alerted once per NEW failure itself.
+
+    Why a distinct exit code: one dead symbol must not stop the daily chain (exits included), so
+    run_pipeline goes on after EXIT_PARTIAL; the runner records status "partial" and does not alert again.
+    """
+
+    exit_code = EXIT_PARTIAL
+    alert = False
 
 
 class IndicatorError(DataError):

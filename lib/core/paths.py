@@ -69,6 +69,16 @@ class ProjectPaths:
         return self.state_dir / "KILL"
 
     @property
+    def symbol_failures(self) -> Path:
+        """fetch_prices: symbols failing since when (each is alerted once, when it starts failing)."""
+        return self.state_dir / "symbol_failures.json"
+
+    @property
+    def jump_decisions(self) -> Path:
+        """A person's verdicts on quarantined price jumps (scripts/confirm_jump.py), read by compute_signals."""
+        return self.state_dir / "jump_decisions.json"
+
+    @property
     def chart(self) -> Path:
         return self.state_dir / "report.png"
 

@@ -78,6 +78,7 @@ class Targets:
     data_fingerprint: str = ""
     notes: tuple[str, ...] = ()
     book: dict[str, Any] = field(default_factory=dict)  # sleeve book summary (budgets, volatility, bets)
+    hold: dict[str, str] = field(default_factory=dict)  # symbol -> why: keep the current position, trade nothing
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -112,12 +113,18 @@ class Targets:
         breakdown = raw.get("breakdown", {})
         if not isinstance(breakdown, dict):
             raise StateError("targets.json: breakdown must be an object")
+        hold = raw.get("hold", {})
+        if not isinstance(hold, dict) or not all(isinstance(why, str) for why in hold.values()):
+            raise StateError("targets.json: hold must map symbols to reasons")
+        for symbol in hold:
+            _check_symbol(symbol, "targets.json hold")
         return cls(
             as_of_ms=_int(raw, "as_of_ms"), created_ms=_int(raw, "created_ms"), strategy=strategy,
             exchange=_str(raw, "exchange"), market_type=_str(raw, "market_type"), timeframe=_str(raw, "timeframe"),
             weights={symbol: float(weight) for symbol, weight in weights.items()}, breakdown=breakdown,
             data_fingerprint=str(raw.get("data_fingerprint", "")), notes=tuple(raw.get("notes", ())),
             book=_book(raw),
+            hold=dict(hold),
         )
 
 

@@ -62,6 +62,26 @@ def check_gates(*, kill_switch_present: bool, halt: HaltRecord | None, journal: 
     return halt is not None
 
 
+def keep_held(target_weights: Mapping[str, float], hold: Mapping[str, str], book: Book) -> dict[str, float]:
+    """Targets with every ``hold`` symbol (late, stale or quarantined data) at its current weight: not traded.
+
+    Why: a symbol without a trustworthy bar this run has no signal; selling or buying it on no data is a trade
+    nobody decided. Its position stays until its data are back (or a person acts); a held one is logged.
+    """
+    kept = {symbol: weight for symbol, weight in target_weights.items() if symbol not in hold}
+    for symbol, why in sorted(hold.items()):
+        amount = book.holdings.amounts_base.get(symbol, 0.0)
+        price = book.prices.get(symbol)
+        if not amount:
+            continue
+        if price is None or book.sizing_quote <= 0:  # the risk check halts on a held asset without a price
+            logger.warning("{} is held ({}) but has no live price", symbol, why)
+            continue
+        kept[symbol] = amount * price / book.sizing_quote  # weights are fractions of the sized (bot) capital
+        logger.warning("{} kept as it is ({}): position {} not traded this run", symbol, why, amount)
+    return kept
+
+
 def reconcile_open_orders(broker: Broker, journal: Journal, run: RunInfo) -> list[JournalEvent]:
     """Ask the venue about every order journaled ``sent`` without an outcome, and journal its answer.
 

@@ -324,13 +324,17 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
               high_water_mark_quote: float, targets_as_of_ms: int | None,
               price_times_ms: Mapping[str, int | None], now_ms: int, kill_switch_present: bool,
               halt_active: bool, limits: RiskLimits,
-              reference_prices: Mapping[str, float] | None = None) -> RiskVerdict:
+              reference_prices: Mapping[str, float] | None = None,
+              input_prices: Mapping[str, float] | None = None) -> RiskVerdict:
     """Run every check and decide, most severe first:
 
     kill switch / halt file -> halt; stale, absurd or invalid inputs -> halt; drawdown -> flatten_and_halt;
     daily loss -> reduce_only (non-reducing orders rejected); then any breach by the (remaining) orders of
     weight, exposure, fat-finger or order-count limits -> halt; otherwise trade. Risk-reducing orders do not
     count toward max_orders_per_run (lib.execution.order_split keeps each under the fat-finger cap).
+
+    ``input_prices``: live prices of the other symbols whose candles moved the weights (the benchmark above
+    all: its regime moves the whole book); they are sanity-checked like the traded ones.
     """
     orders = plan.orders
 
@@ -349,7 +353,7 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
                              limits=limits)
     inputs = check_staleness(targets_as_of_ms=targets_as_of_ms, price_times_ms=price_times_ms,
                              required_symbols=symbols, now_ms=now_ms, limits=limits)
-    inputs += check_price_sanity(prices, reference_prices or {}, limits)
+    inputs += check_price_sanity({**(input_prices or {}), **prices}, reference_prices or {}, limits)
     current = compute_weights(holdings, prices, equity_quote)
     inputs += [_invalid("no valid price or equity to value the holding", s) for s, w in current.items()
                if math.isnan(w) and holdings.amounts_base.get(s)]

@@ -57,6 +57,7 @@ ASSETS: Mapping[str, AssetSpec] = MappingProxyType({
     "EOS": AssetSpec(0.8, 1.00, 0.50, 1e6),
     "XMR": AssetSpec(150.0, 0.85, 0.45, 0.8e6, _utc_ms("2019-03-15T06:00")),
     "SHIB": AssetSpec(0.00001, 1.30, 1.00, 3e6, _utc_ms("2021-05-10T11:00")),
+    "POL": AssetSpec(0.4, 1.25, 0.75, 2.5e6, _utc_ms("2024-09-13T10:00")),  # MATIC's successor on Binance
 })  # fmt: skip
 
 DEFAULT_SYMBOLS = tuple(f"{base}/{QUOTE}" for base in ASSETS)

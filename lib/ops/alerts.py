@@ -44,12 +44,19 @@ def send(
     secrets: Secrets,
     image: bytes | None = None,
     sleep: Callable[[float], None] | None = None,
+    incident: bool = True,
 ) -> bool:
-    """Send ``text`` (and ``image`` as a PNG photo) to the configured chat; True when delivered."""
+    """Send ``text`` (and ``image`` as a PNG photo) to the configured chat; True when delivered.
+
+    Without Telegram settings the text goes to the log: a WARNING for an incident, INFO for a routine
+    message (the daily report), so a normal day does not look like an incident."""
     redact = redactor(secrets)
     safe_text = redact(text)
     if not secrets.has_telegram:
-        logger.warning("alert (Telegram not configured, log only): {}", safe_text)
+        if incident:
+            logger.warning("alert (Telegram not configured, log only): {}", safe_text)
+        else:
+            logger.info("(Telegram not configured, log only):\n{}", safe_text)
         return False
     base = f"{section.telegram_base_url.rstrip('/')}/bot{secrets.telegram_bot_token}"
     timeout_s = section.timeout_ms / 1000

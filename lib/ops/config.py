@@ -52,9 +52,10 @@ ENV_PREFIX = "COINBOT__"
 
 DEFAULT_SYMBOLS = (
     "BTC/USDT", "ETH/USDT", "BNB/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "DOGE/USDT", "TRX/USDT",
-    "DOT/USDT", "LINK/USDT", "MATIC/USDT", "LTC/USDT", "BCH/USDT", "AVAX/USDT", "ATOM/USDT", "ETC/USDT",
-    "XLM/USDT", "UNI/USDT", "NEAR/USDT", "FIL/USDT", "AAVE/USDT", "ALGO/USDT", "EOS/USDT", "XMR/USDT",
+    "DOT/USDT", "LINK/USDT", "POL/USDT", "LTC/USDT", "BCH/USDT", "AVAX/USDT", "ATOM/USDT", "ETC/USDT",
+    "XLM/USDT", "UNI/USDT", "NEAR/USDT", "FIL/USDT", "AAVE/USDT", "ALGO/USDT", "EOS/USDT",
 )  # fmt: skip
+"""Reviewed 2026-12: MATIC/USDT became POL/USDT on Binance (2024-09) and XMR/USDT was delisted (2024-02)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +70,7 @@ class DataSection:
     max_funding_abs_rate: float = 0.05
     fetch_funding: bool = True  # for swap markets only
     max_staleness_bars: int = 2  # compute_signals refuses data whose last closed candle is older than this
+    jump_confirm_bars: int = 2  # a kept price jump is quarantined until this many later candles decide it
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -94,6 +96,8 @@ class DataSection:
             raise ConfigError(f"data.max_jump_frac must be in (0, 10], got {self.max_jump_frac}")
         if not 0 < self.max_funding_abs_rate <= 1:
             raise ConfigError(f"data.max_funding_abs_rate must be in (0, 1], got {self.max_funding_abs_rate}")
+        if not 1 <= self.jump_confirm_bars <= 100:
+            raise ConfigError(f"data.jump_confirm_bars must be in [1, 100], got {self.jump_confirm_bars}")
         if not 1 <= self.max_staleness_bars <= 1000:
             raise ConfigError(f"data.max_staleness_bars must be in [1, 1000], got {self.max_staleness_bars}")
 

@@ -154,9 +154,9 @@ def check_exchange(*, exchange_id: str, listed: Collection[str] | None, wanted: 
 
 def check_data_freshness(series: Sequence[SeriesFacts], *, now_ms: int, max_staleness_bars: int,
                          trading_timeframe: str, benchmark: str) -> list[Finding]:
-    """One row per timeframe, the rule compute_signals applies (lib.research.strategy.select_fresh_candles): on the
+    """One row per timeframe, the rule compute_signals applies (lib.research.freshness.select_fresh_candles): on the
     trading timeframe a stale benchmark or more than half the symbols stale stops it (FAIL), a few stale
-    symbols only get weight 0 (WARN). An unreadable file fails fetch_prices and so the daily chain (FAIL)."""
+    symbols get weight 0 and are held, not traded (WARN). An unreadable file stops compute_signals (FAIL)."""
     findings = []
     for timeframe in dict.fromkeys(facts.timeframe for facts in series):
         own = [facts for facts in series if facts.timeframe == timeframe]
@@ -276,6 +276,11 @@ def check_job_runs(records: Sequence[RunRecord], *, now_ms: int, max_age_ms: Map
                                     "and check crontab"))
             continue
         last, successes = own[-1], [record for record in own if record.status == "ok"]
+        if last.status == "partial":  # some symbols failed, the others were done: trading goes on
+            findings.append(Finding(check, "warn", f"partly done {format_ms(last.now_ms)} (exit {last.exit_code}): "
+                                    f"{last.error[:200]}", "see state/symbol_failures.json and the exchange row; "
+                                    "remove symbols the exchange no longer lists from data.symbols"))
+            continue
         if last.status != "ok":
             since = f"last ok {format_ms(successes[-1].now_ms)}" if successes else "never ok"
             findings.append(Finding(check, "fail" if job in TRADING_JOBS else "warn",

@@ -18,6 +18,9 @@ from lib.core.state import RunRecord
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, format_ms, last_closed_open_ms, timeframe_ms
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance")
+SUCCESS_STATUSES = ("ok", "partial")
+"""A "partial" fetch_prices (one dead symbol, the rest fetched) keeps the stage fresh; the dead series itself
+goes stale and is reported per series."""
 """The cron stages whose last success the report checks, in pipeline order."""
 MAX_AGE_LIMIT_MS = 400 * MS_PER_DAY  # upper bound of a stage limit (a typo guard)
 
@@ -78,16 +81,18 @@ class HealthReport:
     series: tuple[SeriesHealth, ...]
     max_staleness_bars: int
     notes: tuple[str, ...] = ()
+    known_failing: tuple[str, ...] = ()  # symbols fetch_prices already alerted as failing: shown, not failed
 
     @property
     def is_healthy(self) -> bool:
-        return not any(stage.is_stale for stage in self.stages) and not any(s.is_stale for s in self.series)
+        return not any(stage.is_stale for stage in self.stages) and not any(
+            s.is_stale and s.symbol not in self.known_failing for s in self.series)
 
     def problems(self) -> list[str]:
         """One line per stale thing: what, how old, the limit, and what to do."""
         lines = [_stage_problem(stage, self.now_ms) for stage in self.stages if stage.is_stale]
         lines += [_series_problem(series, self.now_ms, self.max_staleness_bars) for series in self.series
-                  if series.is_stale]
+                  if series.is_stale and series.symbol not in self.known_failing]
         return lines
 
 
@@ -112,10 +117,10 @@ def check_stages(records: Sequence[RunRecord], *, now_ms: int, params: HealthPar
     out: list[StageHealth] = []
     for script in stages:
         own = [record for record in finished if record.script == script]
-        success_at = [index for index, record in enumerate(own) if record.status == "ok"]
+        success_at = [index for index, record in enumerate(own) if record.status in SUCCESS_STATUSES]
         after = own[success_at[-1] + 1:] if success_at else own
-        failures = [record for record in after if record.status != "ok"]
-        failed = [record for record in own if record.status != "ok"]
+        failures = [record for record in after if record.status not in SUCCESS_STATUSES]
+        failed = [record for record in own if record.status not in SUCCESS_STATUSES]
         last_success_ms = own[success_at[-1]].now_ms if success_at else None
         limit_ms = params.max_age_ms(script)
         is_stale = limit_ms > 0 and (last_success_ms is None or now_ms - last_success_ms > limit_ms)
@@ -153,11 +158,15 @@ def newest_closed_open_ms(timestamps_ms: Sequence[int] | None, *, now_ms: int, t
 
 
 def check_health(records: Sequence[RunRecord], last_open_ms: Mapping[tuple[str, str], int | None], *,
-                 now_ms: int, params: HealthParams, notes: Sequence[str] = ()) -> HealthReport:
+                 now_ms: int, params: HealthParams, notes: Sequence[str] = (),
+                 known_failing: Iterable[str] = ()) -> HealthReport:
+    """``known_failing``: symbols fetch_prices already alerted (state/symbol_failures.json); their stale series
+    are listed every day but do not fail the report (one dead symbol must not fail every day's chain)."""
     return HealthReport(
         now_ms=now_ms, stages=check_stages(records, now_ms=now_ms, params=params),
         series=check_series(last_open_ms, now_ms=now_ms, max_staleness_bars=params.data_max_staleness_bars),
         max_staleness_bars=params.data_max_staleness_bars, notes=tuple(notes),
+        known_failing=tuple(sorted(known_failing)),
     )
 
 
@@ -181,7 +190,9 @@ def to_health_table(report: HealthReport) -> str:
     fresh = [series for series in report.series if not series.is_stale]
     lines.append(f"  data: {len(fresh)}/{len(report.series)} series fresh"
                  + (f" (limit {report.max_staleness_bars} bar(s) behind)" if report.series else ""))
-    lines += [f"  STALE {s.symbol} {s.timeframe}: {_series_last(s)}" for s in report.series if s.is_stale]
+    lines += [f"  STALE {s.symbol} {s.timeframe}: {_series_last(s)}"
+              + (" (fetch_prices alerted it as failing; see doctor)" if s.symbol in report.known_failing else "")
+              for s in report.series if s.is_stale]
     lines += [f"  note: {note}" for note in report.notes]
     return "\n".join(lines)
 

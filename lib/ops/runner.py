@@ -21,7 +21,15 @@ from typing import Literal
 
 from loguru import logger
 
-from lib.core.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, CoinbotError, ConfigError
+from lib.core.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_LOCKED,
+    EXIT_OK,
+    CoinbotError,
+    ConfigError,
+    PartialFailure,
+)
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.state import RunRecord
 from lib.core.storage import LockHeld, append_jsonl, exclusive_lock
@@ -43,9 +51,11 @@ class RunContext:
     paths: ProjectPaths
     args: argparse.Namespace
 
-    def alert(self, text: str, *, image: bytes | None = None) -> bool:
-        """Send a Telegram message (the one alert path); False when not delivered."""
-        return alerts.send(text, section=self.config.alerts, secrets=self.secrets, image=image)
+    def alert(self, text: str, *, image: bytes | None = None, incident: bool = True) -> bool:
+        """Send a Telegram message (the one alert path); False when not delivered.
+
+        ``incident=False`` (the daily report): without Telegram it is logged at INFO, not as a WARNING."""
+        return alerts.send(text, section=self.config.alerts, secrets=self.secrets, image=image, incident=incident)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -110,6 +120,9 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
     try:
         _record(context, event="start", status="running", exit_code=None)
         body(context)
+    except PartialFailure as error:  # the script alerted what is new; the chain goes on
+        exit_code, status, error_text = error.exit_code, "partial", f"{type(error).__name__}: {error}"
+        logger.warning("{} partly done: {}", context.script, error_text)
     except CoinbotError as error:
         exit_code, status, error_text = error.exit_code, "failed", f"{type(error).__name__}: {error}"
         logger.error("{} failed: {}", context.script, error_text)

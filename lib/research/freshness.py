@@ -1,7 +1,9 @@
-"""Pure: which candles a live run may use (staleness gate) and a fingerprint of the data a run used.
+"""Pure: which stored candles a live run may use at ``now_ms`` (staleness gate; late symbols are held,
+not traded) and a fingerprint of the data a run used.
 
 Split from ``lib.research.strategy`` (which re-exports these names): they are about live inputs, not the
-strategy.
+strategy. Why a separate rule from the backtest: live data arrive per symbol, and one symbol a bar late
+must neither move the whole book back to yesterday's signal nor be traded on a bar it does not have.
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from lib.data.ohlcv import format_ms
 class FreshCandles:
     """The candles a live run may use at ``now_ms``.
 
-    ``as_of_ms``: open time of the newest closed candle that every fresh symbol has (the bar the
-    targets are decided at). ``candles``: every symbol's candles cut at ``as_of_ms`` (symbols left
-    with none are dropped); a stale symbol keeps its history, so it is simply not eligible at
-    ``as_of_ms`` (weight 0). ``stale``: symbol -> open time of its last closed candle (None =
-    none). ``notes`` explain stale symbols and a lagging ``as_of_ms`` for targets.json.
+    ``as_of_ms``: the bar the targets are decided at: the newest closed candle that a strict majority of
+    the fresh symbols have. ``candles``: every symbol's candles cut at ``as_of_ms`` (symbols left with none
+    are dropped). ``late``: fresh symbols whose last candle is older than ``as_of_ms`` (symbol -> its open
+    time): no signal at ``as_of_ms``, so the book HOLDS them (rebalance does not trade them); a late
+    benchmark's regime is carried from its last candle. ``stale``: symbols beyond ``max_staleness_bars``
+    (symbol -> last open time, None = none): weight 0, and held too (a dead market cannot be traded on).
+    ``notes`` explain both for targets.json.
     """
 
     as_of_ms: int
     candles: dict[str, pd.DataFrame]
     stale: dict[str, int | None]
+    late: dict[str, int]
     notes: tuple[str, ...]
 
 
@@ -62,7 +67,7 @@ def select_fresh_candles(
     stale = {symbol: last for symbol, last in last_open_ms.items() if symbol not in fresh_last}
 
     def describe(symbol: str) -> str:
-        last = stale[symbol]
+        last = last_open_ms.get(symbol)
         return f"{symbol} last candle {'none' if last is None else format_ms(last)}"
 
     limit = f"expected {timeframe} candle {format_ms(expected_ms)}, at most {max_staleness_bars} bar(s) older"
@@ -75,14 +80,17 @@ def select_fresh_candles(
             f"stale prices: {len(stale)} of {len(closed)} symbols ({listed}) ({limit}); "
             "run fetch_prices or check the exchange"
         )
-    as_of_ms = min(fresh_last.values())
-    notes = [f"stale, weight 0: {describe(symbol)} ({limit})" for symbol in stale]
+    newest_first = sorted(fresh_last.values(), reverse=True)
+    as_of_ms = newest_first[len(newest_first) // 2]  # reached by a strict majority of the fresh symbols
+    late = {symbol: last for symbol, last in fresh_last.items() if last < as_of_ms}
+    notes = [f"stale, weight 0: {describe(symbol)} ({limit}); held, not traded" for symbol in stale]
+    notes += [f"late, held (not traded this run): {describe(symbol)}, the book is decided at "
+              f"{format_ms(as_of_ms)}" + ("; the regime is carried from its last candle" if symbol == benchmark
+                                         else "") for symbol in sorted(late)]
     if as_of_ms < expected_ms:
-        lagging = [symbol for symbol, last in fresh_last.items() if last == as_of_ms]
-        lagging_text = "all fresh symbols" if len(lagging) == len(fresh_last) else ", ".join(lagging)
         notes.append(
             f"as of {format_ms(as_of_ms)}, {(expected_ms - as_of_ms) // step_ms} bar(s) before the last "
-            f"closed candle: the newest candle common to all fresh symbols (lagging: {lagging_text})"
+            "closed candle: the newest candle a majority of the fresh symbols have"
         )
     used = {
         symbol: frame[frame["timestamp"] <= as_of_ms].reset_index(drop=True)
@@ -92,6 +100,7 @@ def select_fresh_candles(
         as_of_ms=as_of_ms,
         candles={symbol: frame for symbol, frame in used.items() if len(frame)},
         stale=stale,
+        late=late,
         notes=tuple(notes),
     )
 

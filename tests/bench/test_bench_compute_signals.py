@@ -22,7 +22,7 @@ pytestmark = pytest.mark.bench
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2024-12-05T00:10:00Z"
 EXTRA_SYMBOLS = ("AAA/USDT", "BBB/USDT", "CCC/USDT", "DDD/USDT", "EEE/USDT")  # hash-derived synthetic assets
-SYMBOLS = (*DEFAULT_SYMBOLS, *EXTRA_SYMBOLS)[:30]
+SYMBOLS = (*(s for s in DEFAULT_SYMBOLS if s != "POL/USDT"), *EXTRA_SYMBOLS)[:30]  # POL lists 2024-09: same load
 ROUNDS = 3
 
 

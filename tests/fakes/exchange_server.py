@@ -33,7 +33,7 @@ from lib.execution.simulated import FUNDING_INTERVAL_MS, SimulatedMarket, Simula
 
 INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
 BAD_CANDLE_KINDS = ("negative_price", "high_below_low", "nan_string", "duplicate_row", "out_of_order",
-                    "absurd_jump")
+                    "absurd_jump", "double_print", "half_print")  # one candle's prices x2.2 / ÷2.2 (bad prints)
 LOST_RESPONSE_MODES = ("http_500", "http_502", "http_503", "disconnect", "timeout")
 DEFAULT_API_RESTRICTIONS = {
     "ipRestrict": False, "enableReading": True, "enableWithdrawals": False, "enableInternalTransfer": False,
@@ -336,9 +336,20 @@ class FakeBinance:
         return self._market.listing_ms(symbol)
 
     def listed_symbols(self) -> list[str]:
-        """Spot symbols trading at now_ms (each also has its perpetual)."""
-        now = self.now_ms
-        return [symbol for symbol in self.params.symbols if self.listing_ms(symbol) <= now]
+        """Spot symbols trading at now_ms (each also has its perpetual); delisted ones are gone entirely."""
+        now, delisted = self.now_ms, getattr(self, "_delisted", set())
+        return [symbol for symbol in self.params.symbols if self.listing_ms(symbol) <= now
+                and to_spot(symbol) not in delisted]
+
+    def stop_trading(self, symbol: str) -> None:
+        """``symbol`` stays in exchangeInfo with status BREAK (how Binance shows a delisted pair): ccxt inactive."""
+        with self._lock:
+            self._breaks = {*getattr(self, "_breaks", set()), to_spot(symbol)}
+
+    def delist(self, symbol: str) -> None:
+        """The exchange no longer lists ``symbol`` (spot and perp): absent from exchangeInfo, -1121 on use."""
+        with self._lock:
+            self._delisted = {*getattr(self, "_delisted", set()), to_spot(symbol)}
 
     def candle_rows(self, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> np.ndarray:
         """Served candles with open in [start_ms, end_ms) and <= now_ms, gaps removed (before faults)."""
@@ -492,7 +503,8 @@ def exchange_info(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]
     for symbol in fake.listed_symbols():
         rules = fake.rules(to_perpetual(symbol) if futures else symbol)
         entry: dict[str, Any] = {
-            "symbol": exchange_id(symbol), "status": "TRADING", "baseAsset": rules.base,
+            "symbol": exchange_id(symbol), "baseAsset": rules.base,
+            "status": "BREAK" if symbol in getattr(fake, "_breaks", set()) else "TRADING",
             "quoteAsset": rules.quote, "baseAssetPrecision": 8, "quotePrecision": 8,
             "filters": _filters(rules, futures=futures),
             "orderTypes": ["LIMIT", "MARKET"], "permissions": [], "permissionSets": [["SPOT"]],
@@ -572,6 +584,9 @@ def corrupt(payload: list[list[Any]], kind: str, at_ms: int | None) -> list[list
         rows[i], rows[j] = rows[j], rows[i]
     elif kind == "absurd_jump":
         rows[i][1:5] = [num(float(value) * 100) for value in rows[i][1:5]]
+    elif kind in ("double_print", "half_print"):
+        factor = 2.2 if kind == "double_print" else 1 / 2.2
+        rows[i][1:5] = [num(float(value) * factor) for value in rows[i][1:5]]
     return rows
 
 

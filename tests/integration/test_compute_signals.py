@@ -165,19 +165,28 @@ def test_one_stale_symbol_gets_weight_zero_and_a_note(ready: Project, fetched):
     assert targets.as_of_ms == LAST_CLOSED_MS + 3 * MS_PER_DAY
     assert targets.weights[stale] == 0.0 and targets.breakdown[stale]["eligible"] is False
     assert len(targets.notes) == 1 and targets.notes[0].startswith(f"stale, weight 0: {stale}")
+    assert targets.hold == {stale: "stale"}  # not sold on no data: kept as it is
     assert_valid_weights(targets, fetched[0])
 
 
-@pytest.mark.parametrize("damage", ["garbage", "missing"])
-def test_an_unreadable_or_missing_candle_file_fails_and_names_it(ready: Project, fetched, damage: str):
+def test_a_never_fetched_symbol_is_stale_held_and_noted_not_fatal(ready: Project, fetched):
+    venue = "simulated_swap" if fetched[0] == "swap" else "simulated"
+    (ready.data / "ohlcv" / venue / "1d" / "ETH-USDT.parquet").unlink()  # e.g. a symbol that never existed
+    result = ready.run("compute_signals", "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    targets = read_targets(ready)
+    eth = "ETH/USDT:USDT" if fetched[0] == "swap" else "ETH/USDT"
+    assert targets.weights[eth] == 0.0 and targets.hold == {eth: "stale"}
+    assert any(note.startswith(f"{eth}: no candle file") for note in targets.notes)
+    assert "no candle file ETH-USDT.parquet (never fetched)" in result.stderr
+
+
+def test_an_unreadable_candle_file_fails_and_names_it(ready: Project, fetched):
     assert ready.run("compute_signals", "--as-of", AS_OF).returncode == 0
     previous = (ready.state / "targets.json").read_bytes()
     venue = "simulated_swap" if fetched[0] == "swap" else "simulated"
     broken = ready.data / "ohlcv" / venue / "1d" / "ETH-USDT.parquet"
-    if damage == "garbage":
-        broken.write_bytes(b"PAR1 this is not a parquet file")
-    else:
-        broken.unlink()
+    broken.write_bytes(b"PAR1 this is not a parquet file")
     result = ready.run("compute_signals", "--as-of", AS_OF)
     assert result.returncode != 0
     assert str(broken) in result.stderr

@@ -179,12 +179,12 @@ def test_persistent_bad_candles_never_overwrite_good_data(
     fake.advance_ms(30 * MS_PER_HOUR)
     fake.corrupt_next_candles(kind, symbol="ETH/USDT", times=None)
     result = fetch(binance_project, fake)
-    assert result.returncode == 1
+    assert result.returncode == 5  # partial: ETH failed, BTC was fetched; the daily chain goes on
     assert eth_path.read_bytes() == eth_before  # bad data never replaced good data
     assert len(stored(binance_project, "BTC/USDT", "1h")) == len(btc_before) + 30  # the others progressed
     alert = telegram.wait_for_messages(1)[0].text or ""
-    assert "fetch_prices FAILED" in alert and "ETH/USDT 1h" in alert
-    assert binance_project.runs()[-1]["status"] == "failed"
+    assert "cannot fetch 1 symbol(s)" in alert and "ETH/USDT: 1h: DataError" in alert
+    assert binance_project.runs()[-1]["status"] == "partial"
 
 
 def test_persisting_jump_is_kept_but_reported(binance_project: Project, fake: FakeBinance) -> None:

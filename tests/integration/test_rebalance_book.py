@@ -256,6 +256,7 @@ def test_an_order_the_venue_still_reports_open_stops_the_run(project: Project, t
 def test_only_the_bots_capital_and_coins_are_traded(project: Project, telegram: FakeTelegram) -> None:
     with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000, "BNB": "2", "XRP": "500"}) as fake:
         project.write_config(config_text(telegram, fake=fake, extra=with_risk("[book]\ncapital_quote = 500\n")))
+        fake.ticker_clock = "wall"  # as setup() does: a testnet run's prices are stamped by the wall clock
         project.write_env(**TELEGRAM, **KEYS)  # BNB kept for fees and an XRP bag: not in data.symbols
         write_targets(project, {"BTC/USDT": 0.3, "ETH/USDT": 0.0}, exchange="binance")
         assert_ok(project.run("rebalance"))

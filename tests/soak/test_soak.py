@@ -12,6 +12,12 @@ Two variants run side by side (one per core):
   before each cycle so that it trades, and the faults are those of a real order endpoint (lost replies,
   failed lookups, a SIGKILL while an order is in flight).
 
+The paper variant also carries two data episodes (issue 9 items 5 and 6): a persisting x2.2 print of the
+benchmark's candle on a calm day (it must be quarantined: BTC held, no BTC order, refuted by the next candle),
+and a configured symbol the exchange does not list (DEAD_SYMBOL: every fetch is partial, exit 5, alerted
+once; the chain trades the others). Cash flows and a foreign asset come from the trade-book branch: see
+``PaperSoak.trade_book_episodes``.
+
 Commands (``-s`` prints the summary; COINBOT_SOAK_SEED=<int> picks another schedule):
     .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 9 cycles, ~2.5 min on 2 cores
     .venv/bin/python -m pytest tests/soak -m soak_long -s   # release check: 180 days + 40 cycles
@@ -33,7 +39,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lib.core.errors import EXIT_HALTED
+from lib.core.errors import EXIT_HALTED, EXIT_PARTIAL
 from lib.core.state import HaltRecord, Positions, Targets
 from lib.core.storage import read_json, read_parquet
 from lib.core.symbols import to_slug
@@ -52,6 +58,8 @@ SEED = int(os.environ.get("COINBOT_SOAK_SEED", "20250601"))
 CI_DAYS, CI_CYCLES = 20, 9
 LONG_DAYS, LONG_CYCLES = 180, 40
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
+DEAD_SYMBOL = "LUNA/USDT"  # configured, never listed by the exchange (paper variant): a delisted symbol
+BAD_PRINT_AFTER_CRASH_DAYS, BAD_PRINT_MULT = 5, 2.2  # the benchmark's bad print, days after each crash
 START_PRICES = (25_000.0, 1_600.0, 40.0, 250.0)
 FIRST_DAY_MS = 1_748_736_000_000 + 10 * 60_000  # 2025-06-01T00:10Z: cron runs ten minutes after the close
 HISTORY_DAYS = 300  # backfill before the first simulated day
@@ -63,7 +71,8 @@ PAPER_TIMEOUT_MS = 1500  # a spurious timeout on a loaded machine is retried: re
 TESTNET_TIMEOUT_MS = 5000  # an order that times out fails its run: keep loopback replies well inside it
 
 PAPER_FAULTS = (*harness.TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
-                "overlap", "disk_full", "corrupt_state", "kill_switch", "drawdown_halt")
+                "overlap", "disk_full", "corrupt_state", "kill_switch", "drawdown_halt", "bad_benchmark_print",
+                "dead_symbol")
 EXCHANGE_STAGES = ("fetch_prices", "rebalance")
 FAULT_STAGES = {**dict.fromkeys(harness.TRANSIENT, EXCHANGE_STAGES), "malformed_response": ("fetch_prices",),
                 "bad_candle": ("fetch_prices",), "absurd_candle": ("fetch_prices",), "sigkill": harness.STAGES,
@@ -89,13 +98,14 @@ SMALL_WINDOWS = {
 
 
 def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfill_start: str,
-                max_target_age_ms: int, timeout_ms: int) -> str:
-    """A small paper book, a 12 % drawdown halt, one bar of staleness tolerated, the fakes' URLs."""
+                max_target_age_ms: int, timeout_ms: int, extra_symbols: tuple[str, ...] = ()) -> str:
+    """A small paper book, a 12 % drawdown halt, one bar of staleness tolerated (so a quarantined jump is decided
+    by one later candle), the fakes' URLs."""
     sections: dict[str, dict[str, Any]] = {
         "exchange": {"id": "binance", "mode": mode, "rest_base_url": fake.base_url, "enable_rate_limit": False,
                      "timeout_ms": timeout_ms, "retry_base_delay_ms": 1},
-        "data": {"symbols": list(SYMBOLS), "timeframes": ["1d"], "backfill_start": backfill_start,
-                 "max_staleness_bars": 1},
+        "data": {"symbols": [*SYMBOLS, *extra_symbols], "timeframes": ["1d"], "backfill_start": backfill_start,
+                 "max_staleness_bars": 1, "jump_confirm_bars": 1},
         **SMALL_WINDOWS,
         "risk": {"max_order_notional_quote": 2000, "max_drawdown_frac": 0.12, "max_target_age_ms": max_target_age_ms},
         "health": {"fetch_prices_max_age_ms": 26 * MS_PER_HOUR},
@@ -147,9 +157,11 @@ class PaperSoak(harness.Driver):
     label, kinds = "paper", PAPER_FAULTS
 
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, days: int,
-                 rules: harness.PaperRules, crash_days: tuple[int, ...], backfill_start_ms: int) -> None:
+                 rules: harness.PaperRules, crash_days: tuple[int, ...], backfill_start_ms: int,
+                 bad_print_days: tuple[int, ...] = ()) -> None:
         super().__init__(root, fake, telegram, seed=seed, timeout_ms=PAPER_TIMEOUT_MS)
         self.days, self.rules, self.crash_days, self.backfill_start_ms = days, rules, crash_days, backfill_start_ms
+        self.bad_print_days, self.day = bad_print_days, 0
         self.span = f"{days} simulated days"
         starts = [int(self.rng.integers(max(2, crash - 9), crash - 2)) for crash in crash_days]
         self.stale_days = {day for start in starts for day in (start, start + 1)}  # the benchmark's feed is broken
@@ -161,15 +173,20 @@ class PaperSoak(harness.Driver):
 
     def run_all(self) -> None:
         for day in range(self.days):
-            self.now_ms = FIRST_DAY_MS + day * MS_PER_DAY
+            self.now_ms, self.day = FIRST_DAY_MS + day * MS_PER_DAY, day
             self.fake.set_now_ms(self.now_ms)
             self.operator_morning()
+            self.trade_book_episodes(day)
             plan = self.plan(day)
             for script in harness.STAGES:
                 kind = "stale_feed" if script == "fetch_prices" and day in self.stale_days else plan.get(script)
                 self.where, self.faults_now = f"day {day} ({format_ms(self.now_ms)}) {script}", kind or ""
                 self.stage(script, kind)
                 self.fake.clear_faults()  # a fault the run never reached must not leak into the next one
+
+    def trade_book_episodes(self, day: int) -> None:
+        """HOOK for the trade-book branch (issue 9 items 2, 3): deposits/withdrawals recorded as cash flows and
+        a foreign asset in the account, with their invariants. Nothing happens here yet."""
 
     def operator_morning(self) -> None:
         """A person clears a drawdown halt once it has held a full day, accepting the book as the new peak."""
@@ -183,7 +200,9 @@ class PaperSoak(harness.Driver):
     def plan(self, day: int) -> dict[str, str]:
         """Stage -> fault: first the kinds never injected (spread so all fit before the two quiet final days),
         sometimes one more at random. Crash days and the days before them stay quiet."""
-        if day in {d for crash in self.crash_days for d in (crash - 1, crash)} or day >= self.days - 2:
+        quiet = {d for crash in self.crash_days for d in (crash - 1, crash)} | {
+            d for bad in self.bad_print_days for d in (bad, bad + 1)}  # the bad print's two days: checked exactly
+        if day in quiet or day >= self.days - 2:
             return {}
         wanted = [kind for kind in FAULT_STAGES if not self.injected[kind]]
         days_left = max(1, self.days - 2 - day - (2 if day < self.crash_days[0] else 0))
@@ -203,7 +222,7 @@ class PaperSoak(harness.Driver):
         if kind in ("sigkill", "disk_full", "corrupt_state"):
             run = {"sigkill": self.killed, "disk_full": self.disk_full, "corrupt_state": self.corrupted}[kind](
                 script, args)
-            if run is None or run.exit_code != 0:  # cron's next run, or the operator, runs it again
+            if run is None or run.exit_code not in (0, EXIT_PARTIAL):  # cron's next run, or the operator, runs it again
                 self.faults_now += " (re-run)"
                 self.run(script, args)
         elif kind == "overlap":
@@ -274,8 +293,10 @@ class PaperSoak(harness.Driver):
                 expect(not any(e.event == "filled" for e in events), "fills journaled but no positions.json")
         if run.script == "rebalance":
             self.after_rebalance(run, gates)
-        if run.script == "fetch_prices" and run.exit_code == 0:
-            for symbol in SYMBOLS:  # success means up to date
+        self.check_data_episodes(run, targets)
+        if run.script == "fetch_prices" and run.exit_code in (0, EXIT_PARTIAL):
+            partly = next((line for line in run.stderr.splitlines() if " partly done: " in line), "")
+            for symbol in (s for s in SYMBOLS if f" {s}: " not in partly):  # success means up to date
                 frame = read_parquet(self.candle_path(symbol), columns=OHLCV_COLUMNS)
                 newest = None if frame is None else int(frame["timestamp"].iloc[-1])
                 expect(newest == self.last_closed_ms, f"{run.name} exited 0 but {symbol} ends at "
@@ -296,6 +317,31 @@ class PaperSoak(harness.Driver):
             self.expect(run.exit_code == EXIT_HALTED, f"{run.name} wrote halt.json but did not exit 4")
         if run.exit_code == 0:
             self.reset_pending = False
+
+    def check_data_episodes(self, run: harness.Run, targets: Targets | None) -> None:
+        """The bad benchmark print is quarantined, then refuted; the dead symbol never stops the chain."""
+        expect, quarantined = self.expect, None if targets is None else targets.hold.get(SYMBOLS[0], "")
+        if run.script == "fetch_prices" and run.exit_code == EXIT_PARTIAL:  # alerted by the first partial run only
+            dead = [text for text in self.telegram.texts
+                    if text.startswith("coinbot: fetch_prices cannot") and DEAD_SYMBOL in text]
+            expect(len(dead) == 1 and DEAD_SYMBOL in dead[0], f"{run.name}: {DEAD_SYMBOL} alerted {len(dead)} times")
+        expect(not (run.script == "fetch_prices" and run.exit_code == 0),
+               f"{run.name} exited 0 although {DEAD_SYMBOL} cannot be fetched (expected 5, partial)")
+        if run.script == "compute_signals" and run.exit_code == 0 and targets is not None:
+            expect(targets.hold.get(DEAD_SYMBOL) == "stale", f"{run.name}: {DEAD_SYMBOL} not held as stale")
+            self.injected["dead_symbol"] += 1  # one more day the chain went past it
+            if self.day in self.bad_print_days:
+                self.injected["bad_benchmark_print"] += 1
+                expect(bool(quarantined and quarantined.startswith("quarantined price jump")),
+                       f"{run.name}: the x{BAD_PRINT_MULT} benchmark print was not quarantined ({targets.hold})")
+            if self.day - 1 in self.bad_print_days:
+                refuted = any("refuted by the next 1 candle(s)" in note for note in targets.notes)
+                expect(refuted and not quarantined, f"{run.name}: the bad print was not refuted: {targets.notes}")
+                self.recovered["bad_benchmark_print"] += int(refuted)
+        if run.script == "rebalance" and self.day in self.bad_print_days and run.exit_code is not None:
+            sent = [e for e in self.events if e.event == "sent" and e.run_id.endswith(f"-{run.pid}")
+                    and e.symbol == SYMBOLS[0]]
+            expect(not sent, f"{run.name} traded {SYMBOLS[0]} on a quarantined print: {len(sent)} order(s)")
 
     def candle_path(self, symbol: str) -> Path:
         return self.root / "data" / "ohlcv" / "binance" / "1d" / f"{to_slug(symbol)}.parquet"
@@ -326,18 +372,24 @@ def run_paper_soak(root: Path, *, days: int, seed: int) -> PaperSoak:
     rng, first_open_ms = np.random.default_rng(seed), FIRST_DAY_MS - FIRST_DAY_MS % MS_PER_DAY
     crash_days = tuple(range(FIRST_CRASH_DAY, days - 3, CRASH_EVERY_DAYS))
     assert crash_days, f"a paper soak needs at least {FIRST_CRASH_DAY + 4} days"
+    bad_print_days = tuple(crash + BAD_PRINT_AFTER_CRASH_DAYS for crash in crash_days
+                           if crash + BAD_PRINT_AFTER_CRASH_DAYS + 1 < days - 2)
     history_start_ms = first_open_ms - HISTORY_DAYS * MS_PER_DAY
     truth = build_truth(rng, start_ms=history_start_ms, days=HISTORY_DAYS + days + 1,
                         crash_ms=tuple(first_open_ms + day * MS_PER_DAY for day in crash_days))
+    for day in bad_print_days:  # the exchange itself serves it, on every request: it persists after a re-fetch
+        bad_row = truth[SYMBOLS[0]][:, 0] == first_open_ms + (day - 1) * MS_PER_DAY
+        truth[SYMBOLS[0]][bad_row, 1:5] *= BAD_PRINT_MULT
     rules = harness.PaperRules(truth=truth, starting_cash_quote=Decimal(1000), fee_bps=10.0, slippage_bps=5.0,
                                max_target_age_ms=MAX_TARGET_AGE_MS)
     with FakeBinance(now_ms=FIRST_DAY_MS, candles={(s, "1d"): rows for s, rows in truth.items()}) as fake, \
             FakeTelegram() as telegram:
         backfill = datetime.fromtimestamp(history_start_ms / 1000, UTC).date().isoformat()
         write_project(root, config_text(fake, telegram, mode="paper", backfill_start=backfill,
-                                        max_target_age_ms=MAX_TARGET_AGE_MS, timeout_ms=PAPER_TIMEOUT_MS))
+                                        max_target_age_ms=MAX_TARGET_AGE_MS, timeout_ms=PAPER_TIMEOUT_MS,
+                                        extra_symbols=(DEAD_SYMBOL,)))
         soak = PaperSoak(root, fake, telegram, seed=seed, days=days, rules=rules, crash_days=crash_days,
-                         backfill_start_ms=history_start_ms)
+                         backfill_start_ms=history_start_ms, bad_print_days=bad_print_days)
         soak.run_all()
     soak.span += f", {sum(e.event == 'filled' for e in soak.events)} paper fills"
     return soak
