@@ -338,6 +338,21 @@ def test_walk_forward_study_stitches_out_of_sample_windows(candles, inputs) -> N
     assert set(document["out_of_sample_metrics"]) == {"strategy", *benchmarks.columns}
 
 
+def test_walk_forward_baskets_are_bought_at_the_out_of_sample_start(candles, inputs) -> None:
+    start = history.default_start_ms(inputs)
+    benchmarks = benchmark_curves.benchmark_equity(inputs.close.loc[start:], inputs.benchmark, timeframe="1h",
+                                        study=sections.StudyParams(), capital_quote=1000.0)
+    _, stitched = walk_forward.walk_forward_study(candles, SETTINGS, inputs, benchmarks,
+                                                  grid={"spot.top_n": (1,)},
+                                                  layout=WalkForwardParams(train_bars=150, test_bars=100))
+    oos_close = inputs.close.loc[int(stitched["timestamp"].iloc[0]):].ffill()
+    # equal money in each coin priced at the out-of-sample start, then held: 1000 x mean of price relatives
+    expected = 1000.0 * (oos_close / oos_close.iloc[0]).mean(axis=1)
+    np.testing.assert_allclose(stitched["equal_weight_buy_and_hold"], expected.to_numpy(), rtol=1e-12)
+    rebased = benchmarks["equal_weight_buy_and_hold"].reindex(oos_close.index)
+    assert not np.allclose(1000.0 * rebased / rebased.iloc[0], expected.to_numpy())  # the drifted basket differs
+
+
 # --- charts, text, identifiers ----------------------------------------------------------------------------
 
 
