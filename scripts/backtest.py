@@ -121,7 +121,8 @@ def _run(ctx: RunContext) -> None:
         "dropped_symbols": dropped, "missing_funding": research.missing_funding,
         "source": str(args.data_dir or config.data_dir),
         "backtest_params": dataclasses.asdict(params), "settings": sections.settings_document(settings),
-        "metrics": metrics,
+        "metrics": metrics, "live_risk": reports.live_risk_report(result),
+        "data_end_exits": list(result.data_end_exits),
     })  # fmt: skip
     out = ctx.paths.backtest_dir(run_id)
     writers: dict[type, Callable[[Path, Any], None]] = {

@@ -137,6 +137,7 @@ def run_backtest(
         must_exit = bar in exit_after and bool(ledger.units[ends == bar - 1].any())
         is_fill = bool(inputs.has_decision[bar]) and not (
             ledger.is_flat and (not wants_position[bar - 1] or (risk is not None and risk.halted_at >= 0)))
+        # (a halted book that is not flat yet keeps ticking: its flatten is retried, as live)
         if not (must_exit or is_fill):
             continue  # a no-op tick (see module docstring)
         if not _walk_segment(ledger, inputs, equity, segment_start, bar, long_only=long_only):
@@ -161,9 +162,7 @@ def _risk_checked_rebalance(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray
     held_value = ledger.units * inputs.reference[bar]
     equity_now = ledger.cash + float(held_value.sum())
     mode = risk.mode(bar, equity, equity_now)
-    if mode == "halted":
-        return
-    if mode == "flatten_and_halt":  # a flatten is proven risk-reducing: no order cap (as live)
+    if mode in ("flatten_and_halt", "halted"):  # flatten (again, if an asset could not trade): no order cap
         _rebalance(ledger, inputs, bar, np.zeros_like(wanted), params, fee_frac)
         return
     if mode == "reduce_only":

@@ -34,8 +34,9 @@ def metrics_report(result: BacktestResult, benchmarks: Frame, *, timeframe: str)
         "funding_paid_quote": result.funding_paid_quote,
         "trade_count": len(result.trades), "final_equity_quote": float(result.equity.iloc[-1]),
         "cost_drag_annual_frac": costs_quote / mean_equity / years if years > 0 and mean_equity > 0 else math.nan,
-        "live_risk": live_risk_report(result),
-        "data_end_exits": list(result.data_end_exits),
+        "halted_bars": 0 if result.live_risk is None else result.live_risk.halted_bars,
+        "reduce_only_bars": 0 if result.live_risk is None else result.live_risk.reduce_only_bars,
+        "data_end_exit_count": len(result.data_end_exits),
     }}  # fmt: skip
     for name in benchmarks.columns:
         curve = benchmarks[name].reindex(result.equity.index)

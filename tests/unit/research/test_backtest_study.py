@@ -233,6 +233,8 @@ def test_equity_frame_and_metrics_report_are_complete_and_json_safe() -> None:
     assert strategy["total_return_frac"] == pytest.approx(0.25) and strategy["trade_count"] == 1
     assert strategy["fees_paid_quote"] == 0.0 and strategy["final_equity_quote"] == pytest.approx(1250.0)
     assert report[benchmark_curves.BTC_BENCHMARK]["sharpe"] is None  # zero volatility: undefined, not NaN
+    assert (strategy["halted_bars"], strategy["reduce_only_bars"], strategy["data_end_exit_count"]) == (0, 0, 0)
+    assert reports.live_risk_report(result) == {"modelled": False}  # simulate() without [risk] limits
 
 
 def test_cost_report_lists_one_row_per_fee_level() -> None:

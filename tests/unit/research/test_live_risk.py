@@ -68,6 +68,21 @@ def test_a_drawdown_from_the_high_water_mark_flattens_and_stays_flat_to_the_end(
     assert off.live_risk is None
 
 
+def test_an_unfinished_flatten_is_retried_at_the_next_tick() -> None:
+    nan = np.nan
+    opens = _frame({A: [100, 100, 110, 85, 70], B: [100, 100, 110, nan, 100]}, MS_PER_HOUR)
+    closes = _frame({A: [100, 120, 90, 80, 100], B: [100, 100, 100, 100, 80]}, MS_PER_HOUR)
+    targets = _targets(closes, {bar: {A: 0.5, B: 0.5} for bar in range(4)})
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                        live_risk=_limits(max_drawdown_frac=0.1, daily_loss_limit_frac=1.0))
+    # 5 A + 5 B; bar 2's open: 550 each (on target), 1050 vs peak 1100: trade nothing. Bar 3's open: 425 + 500
+    # (B has no open: valued at its last close) = 925, down 15.9 % -> sell A at 85; B cannot trade. Bar 4's
+    # open: the flatten is retried, B sold at 100 -> 925 cash, before B's close of 80.
+    assert live.equity.tolist() == pytest.approx([1000, 1100, 950, 925, 925], rel=1e-15)
+    assert live.trades[["timestamp", "symbol", "side"]].values.tolist()[2:] == [
+        [3 * MS_PER_HOUR, A, "sell"], [4 * MS_PER_HOUR, B, "sell"]]
+
+
 def _daily_loss_case(second_target: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     opens = _frame({A: [100, 100, 80, 80]}, MS_PER_DAY)
     closes = _frame({A: [100, 80, 70, 90]}, MS_PER_DAY)
