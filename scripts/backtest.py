@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--costs", action="store_true", help="also run at each fee of walkforward.cost_levels_bps")
     add("--missing-funding", choices=("drop", "proxy", "zero"), help="perps: symbols without funding history "
         "are dropped, charged the others' mean rate, or charged nothing (default: study.missing_funding)")
+    add("--no-live-risk", action="store_true", help="leave out the [risk] layer (drawdown halt, daily-loss "
+        "reduce-only, caps) that runs live and is modelled by default (backtest.model_live_risk)")
     add("--run-id", help="output folder name (default: strategy-timeframe-UTCtime-inputhash)")
     add("--progress", action="store_true", help="show progress bars even when not on a terminal")
     return run_script("backtest", parser.parse_args(argv), _run)
@@ -70,6 +72,7 @@ def _run(ctx: RunContext) -> None:
     strategy = dataclasses.replace(config.strategy, name=args.strategy or config.strategy.name)
     settings = sections.settings_from(config, strategy)
     research, params = config.study, sections.to_backtest_params(settings)
+    params = dataclasses.replace(params, model_live_risk=params.model_live_risk and not args.no_live_risk)
     research = dataclasses.replace(research, missing_funding=args.missing_funding or research.missing_funding)
     timeframe, is_perp, jump = strategy.timeframe, strategy.name == PERP_STRATEGY, config.data.max_jump_frac
     end_ms = history.parse_time_ms(args.end, is_end=True) if args.end else None
@@ -86,7 +89,9 @@ def _run(ctx: RunContext) -> None:
     floor_ms = max(history.parse_time_ms(args.start, is_end=False) if args.start else 0,
                    funding_coverage.first_funding_ms({symbol: funding.get(symbol) for symbol in candles}))
     start_ms = history.default_start_ms(inputs, not_before_ms=floor_ms)
-    result = simulation.simulate(inputs, params, start_ms=start_ms, end_ms=end_ms)
+    result = simulation.simulate(inputs, params, start_ms=start_ms, end_ms=end_ms, live_risk=settings.live_risk)
+    for warning in result.data_end_exits:
+        logger.warning("data ended: {}", warning)
     benchmarks = benchmark_curves.benchmark_equity(inputs.close.loc[start_ms:], inputs.benchmark, timeframe=timeframe,
                                         study=research, capital_quote=params.starting_capital_quote)
     run_inputs = [data_fingerprint(candles), str(start_ms), str(end_ms), str(sorted(vars(args).items()))]
@@ -98,9 +103,11 @@ def _run(ctx: RunContext) -> None:
         grid = grids.parse_grid(args.grid, settings) or grids.default_grid(settings, research)
         with tqdm(desc="walk-forward", unit="run", disable=not (args.progress or sys.stderr.isatty())) as bar:
             outputs["walkforward.json"], outputs["walkforward.parquet"] = walk_forward.walk_forward_study(
-                candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, progress=bar.update)
+                candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, progress=bar.update,
+                study=research)
     if args.costs:
-        run_at = functools.partial(simulation.simulate, inputs, start_ms=start_ms, end_ms=end_ms)
+        run_at = functools.partial(simulation.simulate, inputs, start_ms=start_ms, end_ms=end_ms,
+                                   live_risk=settings.live_risk)
         fees_bps = config.walkforward.cost_levels_bps
         table = cost_sensitivity(run_at, params, timeframe=timeframe, fee_levels_bps=fees_bps)
         outputs["cost_sensitivity.json"] = reports.cost_report(table)
@@ -114,7 +121,8 @@ def _run(ctx: RunContext) -> None:
         "dropped_symbols": dropped, "missing_funding": research.missing_funding,
         "source": str(args.data_dir or config.data_dir),
         "backtest_params": dataclasses.asdict(params), "settings": sections.settings_document(settings),
-        "metrics": metrics,
+        "metrics": metrics, "live_risk": reports.live_risk_report(result),
+        "data_end_exits": list(result.data_end_exits),
     })  # fmt: skip
     out = ctx.paths.backtest_dir(run_id)
     writers: dict[type, Callable[[Path, Any], None]] = {

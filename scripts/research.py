@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                                 ("--pbo-blocks", 16, "CSCV blocks for PBO (even)"),
                                 ("--resamples", 2000, "bootstrap resamples"), ("--seed", 20221231, "bootstrap seed")):
         add(flag, type=int, default=default, help=f"{text} (default {default})")
+    add("--project-trials", type=int, help="every configuration the project tried (this run + research logs): "
+        "the deflated Sharpe is also reported with this N")
     add("--run-id", help="output folder name (default: research-UTCtime-inputhash)")
     add("--final-holdout", type=Path, metavar="REPORT_JSON", help="evaluate REPORT's chosen config on the hold-out")
     add("--holdout-end", default="2023-12-31", help="last hold-out day (with --final-holdout)")
@@ -97,7 +99,8 @@ def _run(ctx: RunContext) -> None:
         pbo_blocks=args.pbo_blocks, bootstrap=BootstrapParams(resamples=args.resamples, seed=args.seed))
     turnover = pd.Series({name: run.turnover_annual for name, run in runs.items()})
     result = run_protocol(matrix, btc, params, cost=turnover,
-                          families=pd.Series({trial.name: trial.family for trial in trials}))
+                          families=pd.Series({trial.name: trial.family for trial in trials}),
+                          project_trials=args.project_trials)
     digest = hashlib.sha256(repr((sorted(runs), matrix.shape, float(matrix.to_numpy().sum()))).encode()).hexdigest()
     run_id = args.run_id or f"research-{datetime.fromtimestamp(ctx.now_ms / 1000, UTC):%Y%m%dT%H%M%SZ}-{digest[:8]}"
     earlier = {name for record in storage.read_jsonl(ctx.paths.research_ledger)[0] for name in record["candidates"]}

@@ -210,7 +210,9 @@ def _require_within_risk_caps(config: Config) -> None:
              ("perp.max_gross_leverage", config.perp.max_gross_leverage, "risk.max_gross_leverage",
               config.risk.max_gross_leverage)] if config.exchange.market_type == "swap" else [
         ("spot.max_asset_weight_frac", config.spot.max_asset_weight_frac, "risk.max_asset_weight_frac",
-         config.risk.max_asset_weight_frac)]
+         config.risk.max_asset_weight_frac),
+        ("sizing.max_asset_weight_frac", config.sizing.max_asset_weight_frac, "risk.max_asset_weight_frac",
+         config.risk.max_asset_weight_frac)]  # the sleeve books' per-coin cap
     for strategy_key, strategy_cap, risk_key, risk_cap in pairs:
         if strategy_cap > risk_cap:
             raise ConfigError(f"{strategy_key} = {strategy_cap} is looser than {risk_key} = {risk_cap}: "

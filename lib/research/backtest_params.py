@@ -24,6 +24,7 @@ class BacktestParams:
     min_notional_quote: float = 10.0  # smaller orders are skipped
     no_trade_band_frac: float = 0.0  # keep a weight that is this close to its target
     rebalance_every_bars: int = 1  # only rows at positions 0, k, 2k, ... are decisions
+    model_live_risk: bool = True  # apply [risk]: drawdown halt, daily-loss reduce-only, caps (lib.research.live_risk)
 
     def __post_init__(self) -> None:
         if self.market not in ("spot", "perp"):

@@ -9,7 +9,12 @@ Costs: taker fee on traded notional; slippage moves the fill price against us by
 funding for perps (positive rate: longs pay, shorts receive) on the notional held; a no-trade
 band; orders under ``min_notional_quote`` are skipped (so a small book keeps dust). Quantities
 are fractional (exchange lot rounding lives in lib/execution/orders.py). Missing data: a missing close is
-marked at the last close; a missing open blocks trading that asset on that bar.
+marked at the last close; a missing open blocks trading that asset on that bar. A held asset whose candles
+stop before the last bar (delisting, data end) is sold at its last close (slippage and fee as any order; a
+``data_ended`` trade stamped with that bar, and a warning in ``data_end_exits``), not held frozen.
+
+Live risk (``params.model_live_risk`` and ``live_risk`` given): the drawdown halt, the daily-loss
+reduce-only mode and the caps of ``[risk]``, applied at each tick as lib.research.live_risk describes.
 
 Accounting: equity = cash + sum(units x price). For spot, cash is never negative (buys are scaled
 down to the cash left after sells and fees) and weights are >= 0. For linear (USDT-margined)
@@ -23,29 +28,22 @@ Python loop runs once per rebalance tick, except ticks where a flat book meets a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataError
+from lib.research.backtest_inputs import check_targets, funding_per_unit, last_close_bar
 from lib.research.backtest_params import BacktestParams
+from lib.research.backtest_trades import TRADE_COLUMNS, TRADE_DTYPES, Order, trades_frame
+from lib.research.live_risk import LiveRiskLimits, LiveRiskReport, LiveRiskState, reduce_only_weights
 from lib.research.portfolio import apply_no_trade_band
 
+__all__ = ["TRADE_COLUMNS", "TRADE_DTYPES", "BacktestResult", "run_backtest"]
+
 BPS_PER_UNIT = 10_000.0  # 1 = 10,000 basis points
-TRADE_DTYPES = {
-    "timestamp": "int64",  # open time (ms) of the bar whose open filled the order
-    "symbol": "object",
-    "side": "object",  # "buy" | "sell"
-    "amount_base": "float64",
-    "price": "float64",  # fill price, slippage included
-    "notional_quote": "float64",  # amount_base x price
-    "fee_quote": "float64",
-    "slippage_quote": "float64",  # amount_base x |price - open|: the cost hidden in the price
-}
-"""Schema of BacktestResult.trades."""
-TRADE_COLUMNS = tuple(TRADE_DTYPES)
-WEIGHT_SUM_TOLERANCE = 1e-9  # spot targets may sum to 1 + this (float noise), not more
 DUST_QUOTE = 1e-9  # a trade smaller than this (quote) is float noise, never an order
 
 
@@ -62,6 +60,8 @@ class BacktestResult:
     slippage_paid_quote: float
     funding_paid_quote: float
     turnover: float
+    live_risk: LiveRiskReport | None = None  # None: the live risk layer was not modelled
+    data_end_exits: tuple[str, ...] = ()  # one warning per held asset sold because its candles stopped
 
 
 @dataclass(slots=True)
@@ -76,6 +76,7 @@ class _Inputs:
     slip_frac: np.ndarray  # slippage fraction for a fill at bar i's open (may be a broadcast view)
     funding_per_unit: np.ndarray | None  # sum of funding rates settled in bar i x funding price
     wants_position: np.ndarray  # the target of bar i holds a non-zero weight
+    last_close_bar: np.ndarray  # per asset: the last bar with a close (-1: none)
     marks_non_negative: bool  # no mark < 0: a long-only book with cash > 0 cannot reach equity <= 0
 
 
@@ -91,7 +92,8 @@ class _Ledger:
 
     cash: float
     units: np.ndarray
-    fills: list[tuple[int, list[tuple[int, float, float, float]]]] = field(default_factory=list)
+    fills: list[tuple[int, list[Order]]] = field(default_factory=list)
+    exits: list[tuple[int, Order]] = field(default_factory=list)  # (bar of the last close, order)
     segments: list[tuple[int, np.ndarray]] = field(default_factory=list)
     funding: float = 0.0
     ruined_at: int = -1
@@ -106,6 +108,7 @@ def run_backtest(
     params: BacktestParams,
     funding_wide: pd.DataFrame | None = None,
     volatility_wide: pd.DataFrame | None = None,
+    live_risk: LiveRiskLimits | None = None,
 ) -> BacktestResult:
     """Simulate trading ``target_weights`` over the bars of ``close_wide`` (see module docstring).
 
@@ -114,7 +117,8 @@ def run_backtest(
     ``funding_wide``: rate per settlement at its own timestamp (perp only); a settlement in
     [open_i, open_i + bar) is paid by the units held during bar i, on units x open_i. Symbols
     missing from it pay no funding. ``volatility_wide``: per-bar return volatility fraction, read
-    at the decision bar for the volatility-scaled slippage.
+    at the decision bar for the volatility-scaled slippage. ``live_risk``: the ``[risk]`` limits, applied
+    when ``params.model_live_risk`` (lib.research.live_risk).
     """
     inputs = _prepare(open_wide, close_wide, target_weights, params, funding_wide, volatility_wide)
     n_bars, n_assets = inputs.mark.shape
@@ -122,18 +126,52 @@ def run_backtest(
     ledger = _Ledger(cash=float(params.starting_capital_quote), units=np.zeros(n_assets))
     fee_frac = params.fee_bps / BPS_PER_UNIT
     long_only = params.market == "spot"
+    risk = None if live_risk is None or not params.model_live_risk else LiveRiskState(
+        limits=live_risk, index=np.asarray(close_wide.index), is_perp=params.market == "perp",
+        starting_capital_quote=float(params.starting_capital_quote))
+    ends = inputs.last_close_bar
+    exit_after = {int(bar) + 1 for bar in ends[(ends >= 0) & (ends < n_bars - 1)]}
     wants_position = inputs.wants_position
     segment_start = 0
-    for fill_bar in np.flatnonzero(inputs.has_decision).tolist():
-        if ledger.is_flat and not wants_position[fill_bar - 1]:
+    for bar in sorted(exit_after | set(np.flatnonzero(inputs.has_decision).tolist())):
+        must_exit = bar in exit_after and bool(ledger.units[ends == bar - 1].any())
+        is_fill = bool(inputs.has_decision[bar]) and not (
+            ledger.is_flat and (not wants_position[bar - 1] or (risk is not None and risk.halted_at >= 0)))
+        # (a halted book that is not flat yet keeps ticking: its flatten is retried, as live)
+        if not (must_exit or is_fill):
             continue  # a no-op tick (see module docstring)
-        if not _walk_segment(ledger, inputs, equity, segment_start, fill_bar, long_only=long_only):
+        if not _walk_segment(ledger, inputs, equity, segment_start, bar, long_only=long_only):
             break
-        _rebalance(ledger, inputs, fill_bar, params, fee_frac)
-        segment_start = fill_bar
+        segment_start = bar
+        if must_exit:
+            _exit_ended(ledger, inputs, bar - 1, ends == bar - 1, fee_frac)
+        if is_fill:
+            _risk_checked_rebalance(ledger, inputs, equity, bar, params, fee_frac, risk)
     else:
         _walk_segment(ledger, inputs, equity, segment_start, n_bars, long_only=long_only)
-    return _result(close_wide, equity, inputs, ledger, fee_frac)
+    return _result(close_wide, equity, inputs, ledger, fee_frac, risk)
+
+
+def _risk_checked_rebalance(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray, bar: int,
+                            params: BacktestParams, fee_frac: float, risk: LiveRiskState | None) -> None:
+    """Fill the decision of bar ``bar - 1`` at bar ``bar``'s open, through the live risk verdict if modelled."""
+    wanted = inputs.target[bar - 1]
+    if risk is None:
+        _rebalance(ledger, inputs, bar, wanted, params, fee_frac)
+        return
+    held_value = ledger.units * inputs.reference[bar]
+    equity_now = ledger.cash + float(held_value.sum())
+    mode = risk.mode(bar, equity, equity_now)
+    if mode in ("flatten_and_halt", "halted"):  # flatten (again, if an asset could not trade): no order cap
+        _rebalance(ledger, inputs, bar, np.zeros_like(wanted), params, fee_frac)
+        return
+    if mode == "reduce_only":
+        wanted = reduce_only_weights(wanted, held_value / equity_now)
+    elif breach := risk.target_breach(wanted):
+        risk.block(breach)
+        return
+    if breach := _rebalance(ledger, inputs, bar, wanted, params, fee_frac, order_check=risk.order_breach):
+        risk.block(breach)
 
 
 def _walk_segment(
@@ -169,23 +207,28 @@ def _walk_segment(
     return True
 
 
-def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParams, fee_frac: float) -> None:
-    """Fill the decision of bar ``bar - 1`` at bar ``bar``'s open (few numpy calls: it is the hot loop)."""
+def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, wanted: np.ndarray, params: BacktestParams,
+               fee_frac: float, order_check: Callable[[list[float]], str | None] | None = None) -> str | None:
+    """Trade toward ``wanted`` at bar ``bar``'s open (few numpy calls: it is the hot loop).
+
+    ``order_check(notionals)`` names a cap the orders break: then nothing is traded and that name returned.
+    """
     reference, units = inputs.reference[bar], ledger.units
     held_value = units * reference
     book_equity = ledger.cash + float(held_value.sum())
     if book_equity <= 0:
-        return
-    wanted = inputs.target[bar - 1]
+        return None
     if params.no_trade_band_frac != 0:  # a zero band keeps every target as it is
         wanted = apply_no_trade_band(wanted, held_value / book_equity, params.no_trade_band_frac)
     delta_quote = (wanted * book_equity - held_value) * inputs.tradeable[bar]
     traded = (np.abs(delta_quote) >= max(params.min_notional_quote, DUST_QUOTE)).nonzero()[0]
     if traded.size == 0:
-        return
+        return None
     orders = _price_orders(traded, delta_quote, wanted, units, reference, inputs.slip_frac[bar])
     if params.market == "spot":
         orders = _fit_buys_to_cash(ledger.cash, orders, fee_frac, params.min_notional_quote)
+    if order_check is not None and (breach := order_check([amount * reference[a] for a, _, amount, _ in orders])):
+        return breach
     units = units.copy()  # the old array stays with its segment
     cash = ledger.cash
     for asset, side, amount, fill_price in orders:
@@ -197,6 +240,20 @@ def _rebalance(ledger: _Ledger, inputs: _Inputs, bar: int, params: BacktestParam
         cash = max(cash, 0.0)
     ledger.units, ledger.cash, ledger.is_flat = units, cash, not units.any()
     ledger.fills.append((bar, orders))
+    return None
+
+
+def _exit_ended(ledger: _Ledger, inputs: _Inputs, last_bar: int, ended: np.ndarray, fee_frac: float) -> None:
+    """Sell (or buy back) every held asset of ``ended`` at its last close, bar ``last_bar``: its candles stop."""
+    units, cash = ledger.units.copy(), ledger.cash
+    slip = inputs.slip_frac[min(last_bar + 1, len(inputs.slip_frac) - 1)]
+    for asset in np.flatnonzero(ended & (units != 0)).tolist():
+        side, amount = -float(np.sign(units[asset])), abs(float(units[asset]))
+        fill_price = float(inputs.mark[last_bar, asset]) * (1.0 + side * float(slip[asset]))
+        cash -= side * amount * fill_price + fee_frac * amount * fill_price
+        units[asset] = 0.0
+        ledger.exits.append((last_bar, (asset, side, amount, fill_price)))
+    ledger.units, ledger.cash, ledger.is_flat = units, cash, not units.any()
 
 
 def _price_orders(
@@ -206,7 +263,7 @@ def _price_orders(
     units: np.ndarray,
     reference: np.ndarray,
     slip_frac: np.ndarray,
-) -> list[tuple[int, float, float, float]]:
+) -> list[Order]:
     """(asset, side +1/-1, amount_base, fill price) per order; a full exit trades exactly what is held."""
     deltas, targets, helds = delta_quote.tolist(), wanted.tolist(), units.tolist()
     prices, slips = reference.tolist(), slip_frac.tolist()
@@ -220,8 +277,8 @@ def _price_orders(
 
 
 def _fit_buys_to_cash(
-    cash: float, orders: list[tuple[int, float, float, float]], fee_frac: float, min_notional_quote: float
-) -> list[tuple[int, float, float, float]]:
+    cash: float, orders: list[Order], fee_frac: float, min_notional_quote: float
+) -> list[Order]:
     """Spot: sells settle first; buys are scaled down so that cash stays >= 0 after fees.
 
     A buy that the scaling pushes under the minimum notional is dropped (that only frees cash).
@@ -256,7 +313,7 @@ def _prepare(
     if not target_weights.index.equals(index) and len(target_weights.index.difference(index)):
         raise DataError("target_weights has timestamps that are not bars of close_wide")
     target = target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float)
-    _check_targets(target, params, index)
+    check_targets(target, params, index)
     mark = np.nan_to_num(close_wide.ffill().to_numpy(dtype=float))
     reference = open_wide.to_numpy(dtype=float, copy=True)
     blocked = ~(np.isfinite(reference) & (reference > 0))
@@ -275,7 +332,7 @@ def _prepare(
     if funding_wide is not None:
         if params.market != "perp":
             raise DataError("funding_wide is only meaningful for backtest.market = 'perp'")
-        funding = _funding_per_unit(funding_wide, index, columns, reference)
+        funding = funding_per_unit(funding_wide, index, columns, reference)
     target = np.nan_to_num(target)
     return _Inputs(
         mark=mark,
@@ -286,50 +343,14 @@ def _prepare(
         slip_frac=slip_frac,
         funding_per_unit=funding,
         wants_position=target.any(axis=1),
+        last_close_bar=last_close_bar(close_wide.to_numpy(dtype=float)),
         marks_non_negative=not (mark < 0).any(),
     )
 
 
-def _check_targets(target: np.ndarray, params: BacktestParams, index: pd.Index) -> None:
-    if np.isinf(target).any():
-        raise DataError("target_weights contains inf")
-    if params.market != "spot":
-        return
-    if (target < 0).any():
-        row = int(np.flatnonzero((target < 0).any(axis=1))[0])
-        raise DataError(f"spot target_weights must be >= 0; negative weight at {index[row]}")
-    over = np.nansum(target, axis=1) > 1.0 + WEIGHT_SUM_TOLERANCE
-    if over.any():
-        row = index[int(np.argmax(over))]
-        raise DataError(f"spot target_weights must sum to <= 1 (no leverage); row {row}")
-
-
-def _funding_per_unit(
-    funding_wide: pd.DataFrame, index: pd.Index, columns: pd.Index, funding_price: np.ndarray
-) -> np.ndarray:
-    """Quote paid per unit held during each bar: sum of rates settled in the bar x the bar's open.
-
-    Settlements outside [first open, last open + bar length) are ignored; the bar length is the
-    smallest step of the index, so a run on truncated data charges the same settlements.
-    """
-    unknown = funding_wide.columns.difference(columns)
-    if len(unknown):
-        raise DataError(f"funding_wide has symbols without prices: {list(unknown)}")
-    bar_opens = np.asarray(index)
-    bar_length = np.diff(bar_opens).min() if len(bar_opens) > 1 else 1
-    settled = np.asarray(funding_wide.index)
-    bar = np.searchsorted(bar_opens, settled, side="right") - 1
-    inside = (bar >= 0) & (settled < bar_opens[np.maximum(bar, 0)] + bar_length)
-    rates = np.zeros(funding_price.shape)
-    col_pos = columns.get_indexer(funding_wide.columns)
-    values = np.nan_to_num(funding_wide.to_numpy(dtype=float))
-    for source_col, target_col in enumerate(col_pos):
-        np.add.at(rates[:, target_col], bar[inside], values[inside, source_col])
-    return rates * funding_price
-
-
 def _result(
-    close_wide: pd.DataFrame, equity: np.ndarray, inputs: _Inputs, ledger: _Ledger, fee_frac: float
+    close_wide: pd.DataFrame, equity: np.ndarray, inputs: _Inputs, ledger: _Ledger, fee_frac: float,
+    risk: LiveRiskState | None,
 ) -> BacktestResult:
     index, columns = close_wide.index, close_wide.columns
     starts = [start for start, _ in ledger.segments] + [len(index)]
@@ -338,7 +359,9 @@ def _result(
         held_units[ledger.ruined_at :] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         weights = np.where(equity[:, None] > 0, held_units * inputs.mark / equity[:, None], 0.0)
-    trades = _trades_frame(ledger.fills, index, columns, inputs.reference, fee_frac)
+    trades = trades_frame(ledger.fills, ledger.exits, index, columns, inputs.reference, inputs.mark, fee_frac)
+    exits = tuple(f"{columns[asset]}: candles stop after {index[bar]}; held {amount:.8g} sold at its last close "
+                  f"{price:.8g}" for bar, (asset, _, amount, price) in ledger.exits)
     mean_equity = float(equity.mean())
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
@@ -348,31 +371,6 @@ def _result(
         slippage_paid_quote=float(trades["slippage_quote"].sum()),
         funding_paid_quote=ledger.funding,
         turnover=float(trades["notional_quote"].sum()) / mean_equity if mean_equity > 0 else 0.0,
-    )
-
-
-def _trades_frame(
-    fills: list[tuple[int, list[tuple[int, float, float, float]]]],
-    index: pd.Index,
-    columns: pd.Index,
-    reference: np.ndarray,
-    fee_frac: float,
-) -> pd.DataFrame:
-    """The trade log (TRADE_COLUMNS), one row per filled order."""
-    rows = [(bar, *order) for bar, orders in fills for order in orders]
-    if not rows:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TRADE_DTYPES.items()})
-    bars, assets, sides, amounts, prices = (np.array(column) for column in zip(*rows, strict=True))
-    notionals = amounts * prices
-    return pd.DataFrame(
-        {
-            "timestamp": np.asarray(index)[bars],
-            "symbol": np.asarray(columns, dtype=object)[assets],
-            "side": np.where(sides > 0, "buy", "sell").astype(object),
-            "amount_base": amounts,
-            "price": prices,
-            "notional_quote": notionals,
-            "fee_quote": notionals * fee_frac,
-            "slippage_quote": amounts * np.abs(prices - reference[bars, assets]),
-        }
+        live_risk=None if risk is None else risk.report(),
+        data_end_exits=exits,
     )

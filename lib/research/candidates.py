@@ -109,7 +109,8 @@ def _existing_evaluate(strategy_name: StrategyName) -> Evaluate:
         inputs = data.cache[key]
         floor = max(start_ms, data.first_funding_ms) if is_perp else start_ms
         start = history.default_start_ms(inputs, not_before_ms=floor)
-        return simulation.simulate(inputs, sections.to_backtest_params(settings), start_ms=start, end_ms=end_ms)
+        return simulation.simulate(inputs, sections.to_backtest_params(settings), start_ms=start, end_ms=end_ms,
+                                   live_risk=settings.live_risk)
 
     return evaluate
 

@@ -166,17 +166,23 @@ def equal_weight_equity(
     ``rebalance_every_bars = 0`` (default): never rebalanced; the basket is the assets priced at
     the first bar and the weights drift. ``k > 0``: reset to equal weights every k bars at the
     close, over the assets priced at that bar (later listings join at the next reset).
+    An asset whose data ended (no close after some bar) is sold at its last close: its value is
+    cash from then on, and resets spread it over the assets still trading, never over the ended one.
     """
+    raw = close_wide.astype(float).to_numpy()
     prices = close_wide.astype(float).ffill().to_numpy()
     if len(prices) == 0 or not np.isfinite(prices[0]).any():
         raise DataError("equal_weight_equity: no asset has a price at the first bar")
+    has_close = np.isfinite(raw)
+    last_close = len(raw) - 1 - np.argmax(has_close[::-1], axis=0)  # columns without any are never priced
     step = rebalance_every_bars if rebalance_every_bars > 0 else len(prices)
     equity = np.empty(len(prices))
-    units = np.zeros(prices.shape[1])
+    units, cash = np.zeros(prices.shape[1]), 0.0
     for start in range(0, len(prices), step):
         stop = min(start + step, len(prices))
-        value = float(np.nan_to_num(prices[start]) @ units) if start else float(starting_capital_quote)
-        priced = np.isfinite(prices[start])
-        units = np.where(priced, value / priced.sum() / np.where(priced, prices[start], 1.0), 0.0)
-        equity[start:stop] = np.nan_to_num(prices[start:stop]) @ units
+        value = float(np.nan_to_num(prices[start]) @ units) + cash if start else float(starting_capital_quote)
+        priced = np.isfinite(prices[start]) & (start <= last_close)
+        cash = 0.0 if priced.any() else value  # every asset ended: the basket is cash
+        units = np.where(priced, value / max(int(priced.sum()), 1) / np.where(priced, prices[start], 1.0), 0.0)
+        equity[start:stop] = np.nan_to_num(prices[start:stop]) @ units + cash
     return pd.Series(equity, index=close_wide.index, name="equal_weight")

@@ -25,7 +25,7 @@ STRATEGY_NAMES = (SPOT_STRATEGY, PERP_STRATEGY, *BOOK_STRATEGIES)
 class StrategySection:
     """Which strategy turns signals into targets, on which candles, how often."""
 
-    name: StrategyName = SPOT_STRATEGY
+    name: StrategyName = TREND_CORE  # chosen by the research protocol (docs/RESULTS.md, docs/research/)
     timeframe: str = "1d"  # candles the signals are computed on (must be one of data.timeframes)
     rebalance_every_bars: int = 1  # backtest schedule; live cadence is the crontab's
     benchmark_symbol: str = "BTC/USDT"  # regime filter, beta and the buy-and-hold benchmark

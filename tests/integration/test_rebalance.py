@@ -62,7 +62,7 @@ enable_rate_limit = false
 retry_base_delay_ms = 1  # backoff without the real waits
 timeout_ms = 1000
 """
-    strategy = '[strategy]\nname = "perp_market_neutral"\n' if market_type == "swap" else ""
+    strategy = f'[strategy]\nname = "{"perp_market_neutral" if market_type == "swap" else "spot_long_only"}"\n'
     return f"""{exchange}
 [data]
 symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]

@@ -35,6 +35,14 @@ def _interval(boot: Mapping[str, Any] | None) -> str:
             f"mean block {boot['mean_block_days']:g} days)")
 
 
+def _project_dsr(dsr: Mapping[str, Any] | None) -> list[str]:
+    if not dsr:
+        return []
+    return [f"- Deflated Sharpe with every configuration the project tried (N = {dsr['n_trials']:.0f}, this run's "
+            f"spread of trial Sharpes): **{_num(dsr['dsr'], '{:.3f}')}** (expected best of N unskilled trials: "
+            f"Sharpe {dsr['sr0_annual']:.2f})."]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The human-readable report: verdict first, then each step of the protocol, the trials, the caveats."""
     proto, walk, selection = report["protocol"], report["protocol"]["walk_forward"], report["protocol"]["selection"]
@@ -51,6 +59,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- Deflated Sharpe ratio: **{_num(dsr['dsr'], '{:.3f}')}** (Sharpe {dsr['sharpe_annual']:.2f} vs "
         f"{dsr['sr0_annual']:.2f} expected from the best of {dsr['n_trials']:.0f} unskilled trials; skew "
         f"{dsr['skew']:.2f}, kurtosis {dsr['kurtosis']:.2f}, {dsr['n_obs']:.0f} days).",
+        *_project_dsr(selection.get("deflated_sharpe_project_trials")),
         f"- Probability of backtest overfitting (CSCV, {('–' if pbo is None else f'{pbo['blocks']:.0f} blocks')}): "
         f"**{('–' if pbo is None else _num(pbo['pbo'], '{:.2f}'))}**.",
         f"- Walk-forward OOS Sharpe − BTC's: {_interval(walk['sharpe_minus_btc_bootstrap'])}.",

@@ -123,19 +123,29 @@ def deflated_sharpe_ratio(sharpe: float, *, n_obs: int, skew: float, kurtosis: f
     return _NORMAL.cdf((sharpe - sr0) * math.sqrt(n_obs - 1) / math.sqrt(spread))
 
 
-def deflated_sharpe_report(selected: pd.Series, returns: pd.DataFrame) -> dict[str, float]:
+def deflated_sharpe_report(
+    selected: pd.Series, returns: pd.DataFrame, *, n_trials: int | None = None
+) -> dict[str, float]:
     """DSR of ``selected`` (daily returns of the chosen configuration) given ALL trials in ``returns``:
-    N = column count, V = variance (ddof=1) of the columns' per-period Sharpes."""
+    N = column count (or ``n_trials``: every configuration the project tried, including runs whose returns
+    are not in ``returns``; at least the column count), V = variance (ddof=1) of the columns' per-period Sharpes.
+
+    Raises:
+        ConfigError: ``n_trials`` below the column count.
+    """
+    count = returns.shape[1] if n_trials is None else n_trials
+    if count < returns.shape[1]:
+        raise ConfigError(f"n_trials {n_trials} is below the {returns.shape[1]} trials in the returns matrix")
     trial_sharpes = sharpe_per_period(returns.to_numpy(dtype=float))
     finite = trial_sharpes[np.isfinite(trial_sharpes)]
     variance = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
     values = selected.to_numpy(dtype=float)
     sharpe = float(sharpe_per_period(values))
     skew, kurtosis = float(stats.skew(values)), float(stats.kurtosis(values, fisher=False))
-    sr0 = expected_max_sharpe(returns.shape[1], variance)
+    sr0 = expected_max_sharpe(count, variance)
     return {
         "dsr": deflated_sharpe_ratio(sharpe, n_obs=len(values), skew=skew, kurtosis=kurtosis, sr0=sr0),
         "sharpe_per_period": sharpe, "sharpe_annual": sharpe * ANNUALIZE, "sr0_per_period": sr0,
-        "sr0_annual": sr0 * ANNUALIZE, "n_trials": float(returns.shape[1]), "trial_sharpe_variance": variance,
+        "sr0_annual": sr0 * ANNUALIZE, "n_trials": float(count), "trial_sharpe_variance": variance,
         "skew": skew, "kurtosis": kurtosis, "n_obs": float(len(values)),
     }  # fmt: skip

@@ -55,11 +55,13 @@ class ProtocolResult:
 
 def run_protocol(
     returns: pd.DataFrame, benchmark: pd.Series, params: ProtocolParams, *, cost: pd.Series | None = None,
-    families: pd.Series | None = None,
+    families: pd.Series | None = None, project_trials: int | None = None,
 ) -> ProtocolResult:  # fmt: skip
     """Every step of the module docstring on ``returns`` (one column per trial) vs ``benchmark`` (BTC).
 
-    ``cost``: per column, annual turnover (the rule's tie-break); ``families``: per column, for the table.
+    ``cost``: per column, annual turnover (the rule's tie-break); ``families``: per column, for the table;
+    ``project_trials``: every configuration the project tried (this run's and the research logs'): the
+    deflated Sharpe is then also reported with that N (V still this run's spread of trial Sharpes).
     """
     check_returns_matrix(returns, benchmark)
     trial_sharpe = sharpe_annual(returns)
@@ -101,6 +103,8 @@ def run_protocol(
         "selection": {
             "chosen": selection.chosen, "drawdown_condition_met": selection.eligible, "reason": selection.reason,
             "in_sample": chosen_summary, "deflated_sharpe": deflated_sharpe_report(chosen, returns),
+            "deflated_sharpe_project_trials": None if project_trials is None else deflated_sharpe_report(
+                chosen, returns, n_trials=project_trials),
             "sharpe_minus_btc_bootstrap": sharpe_difference_interval(chosen, benchmark, params.bootstrap),
         },
         "done_when": _done_when(oos_summary, btc_oos_summary, chosen_summary, btc_summary),

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lib.core.timeframes import format_ms
 from lib.research.backtester import BacktestResult
 from lib.research.metrics import summary_metrics, years_covered
 from lib.research.study.benchmark_curves import STRATEGY_COLUMN
@@ -26,19 +27,32 @@ def metrics_report(result: BacktestResult, benchmarks: Frame, *, timeframe: str)
     traded_quote = float(result.trades["notional_quote"].sum())
     years, mean_equity = years_covered(result.equity, timeframe=timeframe), float(result.equity.mean())
     costs_quote = result.fees_paid_quote + result.slippage_paid_quote
-    report = {STRATEGY_COLUMN: summary_metrics(
+    report: dict[str, Any] = {STRATEGY_COLUMN: summary_metrics(
         result.equity, timeframe=timeframe, weights=result.weights, traded_notional_quote=traded_quote) | {
         "net_exposure_frac": float(result.weights.sum(axis=1).mean()),
         "fees_paid_quote": result.fees_paid_quote, "slippage_paid_quote": result.slippage_paid_quote,
         "funding_paid_quote": result.funding_paid_quote,
         "trade_count": len(result.trades), "final_equity_quote": float(result.equity.iloc[-1]),
         "cost_drag_annual_frac": costs_quote / mean_equity / years if years > 0 and mean_equity > 0 else math.nan,
+        "halted_bars": 0 if result.live_risk is None else result.live_risk.halted_bars,
+        "reduce_only_bars": 0 if result.live_risk is None else result.live_risk.reduce_only_bars,
+        "data_end_exit_count": len(result.data_end_exits),
     }}  # fmt: skip
     for name in benchmarks.columns:
         curve = benchmarks[name].reindex(result.equity.index)
         final = {"final_equity_quote": float(curve.iloc[-1])}
         report[name] = summary_metrics(curve, timeframe=timeframe) | final
     return json_safe(report)  # type: ignore[no-any-return]
+
+def live_risk_report(result: BacktestResult) -> dict[str, Any]:
+    """What the modelled ``[risk]`` layer did (``modelled: false`` when the run had it off)."""
+    risk = result.live_risk
+    if risk is None:
+        return {"modelled": False}
+    halted_at = None if risk.halted_at_ms is None else format_ms(risk.halted_at_ms)
+    return {"modelled": True, "halted_at": halted_at, "halted_bars": risk.halted_bars,
+            "reduce_only_bars": risk.reduce_only_bars, "reduce_only_days": risk.reduce_only_days,
+            "blocked_ticks": dict(risk.blocked_ticks)}
 
 def cost_report(table: Frame) -> dict[str, Any]:
     """lib.research.walkforward.cost_sensitivity's table (one row per fee_bps) as JSON."""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from lib.core.errors import ConfigError
 from lib.research.backtest_params import BacktestParams
 from lib.research.ensemble import EnsembleParams
+from lib.research.live_risk import LiveRiskLimits
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.sleeves.book import BookSettings
@@ -44,14 +45,18 @@ class StudySettings:
     sizing: SizingParams = dataclasses.field(default_factory=SizingParams)
     combiner: CombinerParams = dataclasses.field(default_factory=CombinerParams)
     turnover: TurnoverParams = dataclasses.field(default_factory=TurnoverParams)
+    live_risk: LiveRiskLimits | None = None  # [risk] as the backtest models it (None: not modelled)
 
     @property
     def book(self) -> BookSettings:
         return BookSettings(trend=self.trend, sizing=self.sizing, combiner=self.combiner, turnover=self.turnover)
 
 def settings_from(config: Any, strategy: StrategySection) -> StudySettings:
-    """The study settings of a loaded config (``lib.ops.config.Config``) with ``strategy`` in place of its own."""
-    return StudySettings(strategy=strategy, **{key: getattr(config, key) for key in PARAM_SECTIONS})
+    """The study settings of a loaded config (``lib.ops.config.Config``) with ``strategy`` in place of its own;
+    its ``[risk]`` limits become ``live_risk`` (applied when ``backtest.model_live_risk``)."""
+    risk = getattr(config, "risk", None)
+    return StudySettings(strategy=strategy, live_risk=None if risk is None else LiveRiskLimits.from_risk_limits(risk),
+                         **{key: getattr(config, key) for key in PARAM_SECTIONS})
 
 
 def with_overrides(settings: StudySettings, overrides: Mapping[str, Any]) -> StudySettings:

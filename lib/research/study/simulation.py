@@ -21,6 +21,7 @@ from lib.core.errors import DataError
 from lib.core.timeframes import periods_per_year
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import BacktestResult, run_backtest
+from lib.research.live_risk import LiveRiskLimits
 from lib.research.strategy import compute_strategy
 from lib.research.study.sections import StudySettings, to_backtest_params, with_overrides
 from lib.research.walkforward import Evaluate
@@ -63,9 +64,10 @@ def build_simulation_inputs(
 
 def simulate(
     inputs: SimulationInputs, params: BacktestParams, *, start_ms: int | None = None,
-    end_ms: int | None = None,
+    end_ms: int | None = None, live_risk: LiveRiskLimits | None = None,
 ) -> BacktestResult:  # fmt: skip
-    """Backtest the bars in [start_ms, end_ms] (inclusive; None = open-ended), from cash at start_ms.
+    """Backtest the bars in [start_ms, end_ms] (inclusive; None = open-ended), from cash at start_ms;
+    ``live_risk``: the ``[risk]`` layer, modelled when ``params.model_live_risk`` (lib.research.live_risk).
 
     Raises:
         DataError: fewer than 2 bars in the range.
@@ -78,6 +80,7 @@ def simulate(
         open_wide=inputs.open.loc[bars], close_wide=close, target_weights=inputs.target_weights.loc[bars],
         params=params, funding_wide=inputs.funding if params.market == "perp" else None,
         volatility_wide=inputs.bar_volatility_frac.loc[bars] if params.slippage_vol_mult > 0 else None,
+        live_risk=live_risk,
     )  # fmt: skip
 
 def make_evaluate(
@@ -101,7 +104,8 @@ def make_evaluate(
         if key not in cache:
             cache[key] = build_simulation_inputs(candles_by_symbol, point, funding_wide=funding_wide)
         params = to_backtest_params(point)
-        return simulate(cache[key], params, start_ms=int(start_ms), end_ms=int(end_ms)).equity
+        return simulate(cache[key], params, start_ms=int(start_ms), end_ms=int(end_ms),
+                        live_risk=point.live_risk).equity
 
     return evaluate
 

@@ -12,11 +12,11 @@ import pandas as pd
 
 from lib.core.timeframes import format_ms
 from lib.research.metrics import summary_metrics
-from lib.research.study.benchmark_curves import STRATEGY_COLUMN, to_equity_frame
+from lib.research.study.benchmark_curves import STRATEGY_COLUMN, benchmark_equity, to_equity_frame
 from lib.research.study.grids import Grid
 from lib.research.study.json_values import json_safe
 from lib.research.study.reports import SCHEMA_VERSION
-from lib.research.study.sections import StudySettings
+from lib.research.study.sections import StudyParams, StudySettings
 from lib.research.study.simulation import Frame, SimulationInputs, make_evaluate
 from lib.research.walkforward import WalkForwardParams, build_windows, expand_grid, run_walk_forward
 
@@ -24,11 +24,13 @@ from lib.research.walkforward import WalkForwardParams, build_windows, expand_gr
 def walk_forward_study(
     candles_by_symbol: Mapping[str, Frame], settings: StudySettings, inputs: SimulationInputs,
     benchmarks: Frame, *, grid: Grid, layout: WalkForwardParams,
-    progress: Callable[[], object] | None = None
+    progress: Callable[[], object] | None = None, study: StudyParams | None = None,
 ) -> tuple[dict[str, Any], Frame]:  # fmt: skip
     """Walk-forward over ``benchmarks``' bars: choose a grid point on each train window by
     ``layout.metric``, trade it on the next test window, stitch (lib.research.walkforward). Returns the
-    walkforward.json document and the stitched out-of-sample equity frame (benchmarks rebased).
+    walkforward.json document and the stitched out-of-sample equity frame, whose benchmarks are bought at
+    the out-of-sample start (``study``: their settings; an equal-weight basket bought at ``benchmarks``' start
+    and rebased would carry the weights it drifted to in the training span).
 
     ``progress()`` is called once per evaluation (windows x (grid points + 1) in all).
     """
@@ -44,8 +46,9 @@ def walk_forward_study(
     walk = run_walk_forward(counted, points, windows, timeframe=timeframe, metric=layout.metric,
                             starting_capital_quote=settings.backtest.starting_capital_quote)
     equity = walk.equity
-    oos = benchmarks.reindex(equity.index)
-    oos = oos / oos.iloc[0] * float(equity.iloc[0])
+    oos_close = inputs.close.loc[int(equity.index[0]) : int(equity.index[-1])]
+    oos = benchmark_equity(oos_close, inputs.benchmark, timeframe=timeframe, study=study or StudyParams(),
+                           capital_quote=float(equity.iloc[0]))[benchmarks.columns].reindex(equity.index)
     rows = [{
         "window": int(row.window),
         "test_start": format_ms(int(row.test_start_ts)), "test_end": format_ms(int(row.test_end_ts)),

@@ -233,6 +233,8 @@ def test_equity_frame_and_metrics_report_are_complete_and_json_safe() -> None:
     assert strategy["total_return_frac"] == pytest.approx(0.25) and strategy["trade_count"] == 1
     assert strategy["fees_paid_quote"] == 0.0 and strategy["final_equity_quote"] == pytest.approx(1250.0)
     assert report[benchmark_curves.BTC_BENCHMARK]["sharpe"] is None  # zero volatility: undefined, not NaN
+    assert (strategy["halted_bars"], strategy["reduce_only_bars"], strategy["data_end_exit_count"]) == (0, 0, 0)
+    assert reports.live_risk_report(result) == {"modelled": False}  # simulate() without [risk] limits
 
 
 def test_cost_report_lists_one_row_per_fee_level() -> None:
@@ -336,6 +338,21 @@ def test_walk_forward_study_stitches_out_of_sample_windows(candles, inputs) -> N
     first = evaluate(windows[0]["params"], first_test, windows[0]["test_end_ms"])
     np.testing.assert_allclose(stitched["strategy"].iloc[: len(first)], first, rtol=TOLERANCE)
     assert set(document["out_of_sample_metrics"]) == {"strategy", *benchmarks.columns}
+
+
+def test_walk_forward_baskets_are_bought_at_the_out_of_sample_start(candles, inputs) -> None:
+    start = history.default_start_ms(inputs)
+    benchmarks = benchmark_curves.benchmark_equity(inputs.close.loc[start:], inputs.benchmark, timeframe="1h",
+                                        study=sections.StudyParams(), capital_quote=1000.0)
+    _, stitched = walk_forward.walk_forward_study(candles, SETTINGS, inputs, benchmarks,
+                                                  grid={"spot.top_n": (1,)},
+                                                  layout=WalkForwardParams(train_bars=150, test_bars=100))
+    oos_close = inputs.close.loc[int(stitched["timestamp"].iloc[0]):].ffill()
+    # equal money in each coin priced at the out-of-sample start, then held: 1000 x mean of price relatives
+    expected = 1000.0 * (oos_close / oos_close.iloc[0]).mean(axis=1)
+    np.testing.assert_allclose(stitched["equal_weight_buy_and_hold"], expected.to_numpy(), rtol=1e-12)
+    rebased = benchmarks["equal_weight_buy_and_hold"].reindex(oos_close.index)
+    assert not np.allclose(1000.0 * rebased / rebased.iloc[0], expected.to_numpy())  # the drifted basket differs
 
 
 # --- charts, text, identifiers ----------------------------------------------------------------------------

@@ -169,6 +169,20 @@ def test_equal_weight_rebalanced_every_bar_resets_to_equal() -> None:
     )
 
 
+def test_equal_weight_drops_a_coin_whose_data_ended() -> None:
+    close = pd.DataFrame({"A": [100.0, 110.0, np.nan, np.nan], "B": [100.0, 100.0, 100.0, 120.0]})
+    # 5 A + 5 B; A's data end at bar 1 (110): its 550 is cash from then on (not a frozen price)
+    assert equal_weight_equity(close).tolist() == pytest.approx([1000.0, 1050.0, 1050.0, 1150.0])
+    # reset at bar 2 over B only (A ended): 1050 / 100 = 10.5 B -> 1260 (a forward-filled A took half: 1155)
+    assert equal_weight_equity(close, rebalance_every_bars=2).tolist() == pytest.approx(
+        [1000.0, 1050.0, 1050.0, 1260.0]
+    )
+    everything_ended = pd.DataFrame({"A": [100.0, 110.0, np.nan, np.nan]})
+    assert equal_weight_equity(everything_ended, rebalance_every_bars=2).tolist() == pytest.approx(
+        [1000.0, 1100.0, 1100.0, 1100.0]
+    )
+
+
 def test_equal_weight_late_listing_joins_only_at_a_reset() -> None:
     close = pd.DataFrame({"A": [10.0, 10.0, 10.0, 10.0], "B": [np.nan, 10.0, 20.0, 40.0]})
     assert equal_weight_equity(close).tolist() == pytest.approx([1000.0] * 4)  # never holds B

@@ -92,3 +92,15 @@ def test_deflated_sharpe_report_uses_trial_count_and_spread() -> None:
     assert report["sr0_per_period"] == pytest.approx(expected_max_sharpe(8, report["trial_sharpe_variance"]))
     alone = deflated_sharpe_report(returns["c0"], returns[["c0"]])  # one trial: no deflation
     assert alone["sr0_per_period"] == 0.0 and alone["dsr"] > report["dsr"]
+
+
+def test_deflated_sharpe_report_with_the_project_trial_count_deflates_more() -> None:
+    returns = noise(500, 8, seed=3, mean=0.001)
+    mine = deflated_sharpe_report(returns["c0"], returns)
+    project = deflated_sharpe_report(returns["c0"], returns, n_trials=300)
+    assert project["n_trials"] == 300 and project["trial_sharpe_variance"] == mine["trial_sharpe_variance"]
+    assert project["sr0_per_period"] == pytest.approx(expected_max_sharpe(300, mine["trial_sharpe_variance"]))
+    assert project["sr0_per_period"] > mine["sr0_per_period"] and project["dsr"] < mine["dsr"]
+    assert deflated_sharpe_report(returns["c0"], returns, n_trials=8) == mine
+    with pytest.raises(ConfigError):
+        deflated_sharpe_report(returns["c0"], returns, n_trials=7)  # fewer than the trials in the matrix

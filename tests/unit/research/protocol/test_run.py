@@ -22,13 +22,14 @@ def test_protocol_document_counts_every_trial_and_renders() -> None:
     returns = noise(500, 7, seed=5)
     returns["c4"] += 0.004  # the one real edge
     benchmark = noise(500, 1, seed=6, scale=0.03)["c0"]
-    result = run_protocol(returns, benchmark, PARAMS)
+    result = run_protocol(returns, benchmark, PARAMS, project_trials=40)
     document = json_safe(result.document)
     json.dumps(document, allow_nan=False)
     assert document["trial_count"] == 7 and len(document["trials"]) == 7
     assert result.chosen == document["selection"]["chosen"] == "c4"
     assert document["pbo"]["pbo"] < 0.05
     assert document["selection"]["deflated_sharpe"]["n_trials"] == 7
+    assert document["selection"]["deflated_sharpe_project_trials"]["n_trials"] == 40
     assert set(document["walk_forward"]["chosen_counts"]) == {"c4"}
     np.testing.assert_allclose(result.walk_forward_oos.to_numpy(),
                                returns.loc[result.walk_forward_oos.index, "c4"].to_numpy())
@@ -38,3 +39,4 @@ def test_protocol_document_counts_every_trial_and_renders() -> None:
                                                         BootstrapParams(resamples=200)))
     text = render_markdown(report)
     assert "**Trials: 7**" in text and "**Chosen: `c4`**" in text and "Final hold-out" in text
+    assert "(N = 40," in text

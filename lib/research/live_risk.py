@@ -1,0 +1,155 @@
+"""Pure: the live risk layer of ``[risk]`` as the backtester applies it at each rebalance tick.
+
+What runs live (lib/execution/risk.py ``check_all``, carried out by lib/execution/rebalance_engine.py) and how
+the backtest models it at the tick that fills at bar ``f``'s open (the live run right after bar ``f - 1``):
+
+- drawdown: ``1 - equity / high-water mark >= max_drawdown_frac`` -> flatten now (no order cap) and halt.
+  Live stays flat until a person clears state/halt.json; the backtest has no person, so it stays flat to the
+  end of the run (no re-arm). The peak is the starting capital, every close marked so far (bars < f) and the
+  equity now (the book at bar f's open): closes stand in for the live runs' valuations, a hair above them.
+- daily loss: ``1 - equity / start-of-day equity >= daily_loss_limit_frac`` -> reduce-only (each weight may
+  only move toward 0) for the rest of that UTC day. The start-of-day equity is, as in
+  lib/execution/risk_baselines.py, the equity of the last run before 00:00 UTC: the close before that run's
+  bar (the starting capital before any such run). On daily bars this is the loss over the last bar.
+- caps, checked like ``check_all`` (a breach = the run fails and sends nothing; the book stays as it is):
+  per-asset |target weight| <= max_asset_weight_frac; gross (spot: max_gross_exposure_frac, perp:
+  max_gross_leverage) and |net| (max_net_exposure_frac) of the target; each order's notional <=
+  max_order_notional_quote; order count <= max_orders_per_run. In reduce-only mode only the order caps apply
+  (as live). Post-trade drift checks are not modelled (fills go to the targets just checked).
+
+The decision at tick f reads equity of bars < f and the book at f's open only (tests/unit/research/test_live_risk.py).
+The thresholds are the loaded ``[risk]`` section's own values (``LiveRiskLimits.from_risk_limits``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from lib.core.timeframes import MS_PER_DAY
+
+WEIGHT_TOLERANCE = 1e-9  # as lib.execution.risk.WEIGHT_TOLERANCE: a target of exactly the cap passes
+Mode = Literal["trade", "reduce_only", "flatten_and_halt", "halted"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveRiskLimits:
+    """The thresholds of ``[risk]`` that bind in a backtest (research cannot import lib.execution)."""
+
+    max_drawdown_frac: float
+    daily_loss_limit_frac: float
+    max_asset_weight_frac: float
+    max_gross_exposure_frac: float
+    max_gross_leverage: float
+    max_net_exposure_frac: float
+    max_order_notional_quote: float
+    max_orders_per_run: int
+
+    @classmethod
+    def from_risk_limits(cls, limits: Any) -> LiveRiskLimits:
+        """From a ``lib.execution.risk.RiskLimits`` (the loaded config's ``risk``): the same values."""
+        return cls(
+            max_drawdown_frac=float(limits.max_drawdown_frac),
+            daily_loss_limit_frac=float(limits.daily_loss_limit_frac),
+            max_asset_weight_frac=float(limits.max_asset_weight_frac),
+            max_gross_exposure_frac=float(limits.max_gross_exposure_frac),
+            max_gross_leverage=float(limits.max_gross_leverage),
+            max_net_exposure_frac=float(limits.max_net_exposure_frac),
+            max_order_notional_quote=float(limits.max_order_notional_quote),
+            max_orders_per_run=int(limits.max_orders_per_run),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRiskReport:
+    """What the layer did in one run: ``halted_at_ms`` = open time of the bar whose open flattened the book."""
+
+    halted_at_ms: int | None
+    halted_bars: int  # bars from the flatten to the end (flat, by the halt)
+    reduce_only_bars: int  # bars under a reduce-only day, from the tick that tripped it
+    reduce_only_days: int
+    blocked_ticks: dict[str, int]  # ticks at which a cap made the run send nothing, by check
+
+
+@dataclass(slots=True)
+class LiveRiskState:
+    """The layer's memory over one run (lives inside one run_backtest call)."""
+
+    limits: LiveRiskLimits
+    index: np.ndarray  # bar open times (ms)
+    starting_capital_quote: float
+    is_perp: bool
+    high_water_mark: float = 0.0
+    peak_scanned_to: int = 0  # closes of bars < this are in high_water_mark
+    halted_at: int = -1
+    reduce_only_day_ms: int = -1
+    reduce_only_days: list[tuple[int, int]] = field(default_factory=list)  # (trip bar, day start ms)
+    blocked: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.high_water_mark = self.starting_capital_quote
+
+    def mode(self, bar: int, equity: np.ndarray, equity_now: float) -> Mode:
+        """The verdict's mode at the tick filling at ``bar``; ``equity[:bar]`` are the closes so far."""
+        if self.halted_at >= 0:
+            return "halted"
+        if bar > self.peak_scanned_to:
+            self.high_water_mark = max(self.high_water_mark, float(equity[self.peak_scanned_to : bar].max()))
+            self.peak_scanned_to = bar
+        self.high_water_mark = max(self.high_water_mark, equity_now)
+        if not equity_now > 0 or 1.0 - equity_now / self.high_water_mark >= self.limits.max_drawdown_frac:
+            self.halted_at = bar
+            return "flatten_and_halt"
+        day_ms = int(self.index[bar]) - int(self.index[bar]) % MS_PER_DAY
+        if day_ms == self.reduce_only_day_ms:
+            return "reduce_only"
+        last_run_before_day = int(np.searchsorted(self.index, day_ms, side="left")) - 1
+        day_start = float(equity[last_run_before_day - 1]) if last_run_before_day >= 1 else self.starting_capital_quote
+        if day_start > 0 and 1.0 - equity_now / day_start >= self.limits.daily_loss_limit_frac:
+            self.reduce_only_day_ms = day_ms
+            self.reduce_only_days.append((bar, day_ms))
+            return "reduce_only"
+        return "trade"
+
+    def target_breach(self, wanted: np.ndarray) -> str | None:
+        """The first cap the target weights break (the run then sends nothing), else None."""
+        limits = self.limits
+        if (np.abs(wanted) > limits.max_asset_weight_frac + WEIGHT_TOLERANCE).any():
+            return "asset_weight"
+        gross_cap = limits.max_gross_leverage if self.is_perp else limits.max_gross_exposure_frac
+        if float(np.abs(wanted).sum()) > gross_cap + WEIGHT_TOLERANCE:
+            return "exposure"
+        if abs(float(wanted.sum())) > limits.max_net_exposure_frac + WEIGHT_TOLERANCE:
+            return "exposure"
+        return None
+
+    def order_breach(self, notionals: list[float]) -> str | None:
+        """The first order cap the plan breaks (fat finger, order count), else None."""
+        if any(notional > self.limits.max_order_notional_quote for notional in notionals):
+            return "fat_finger"
+        if len(notionals) > self.limits.max_orders_per_run:
+            return "order_count"
+        return None
+
+    def block(self, check: str) -> None:
+        self.blocked[check] = self.blocked.get(check, 0) + 1
+
+    def report(self) -> LiveRiskReport:
+        n_bars = len(self.index)
+        reduce_bars = sum(int(np.searchsorted(self.index, day_ms + MS_PER_DAY, side="left")) - bar
+                          for bar, day_ms in self.reduce_only_days)
+        halted = self.halted_at >= 0
+        return LiveRiskReport(
+            halted_at_ms=int(self.index[self.halted_at]) if halted else None,
+            halted_bars=n_bars - self.halted_at if halted else 0,
+            reduce_only_bars=reduce_bars,
+            reduce_only_days=len(self.reduce_only_days),
+            blocked_ticks=dict(sorted(self.blocked.items())),
+        )
+
+
+def reduce_only_weights(wanted: np.ndarray, held_weights: np.ndarray) -> np.ndarray:
+    """Each weight moved toward 0 at most down to the target, never past 0 and never up (reduce-only orders)."""
+    return np.clip(wanted, np.minimum(held_weights, 0.0), np.maximum(held_weights, 0.0))

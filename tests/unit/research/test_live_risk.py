@@ -1,0 +1,187 @@
+"""Unit tests for the live risk layer in the backtester (lib/research/live_risk.py) and the data-end exit:
+hand-computed equity, trades and counts; the halt decision reads no future."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.execution.risk import RiskLimits
+from lib.research.backtest_params import BacktestParams
+from lib.research.backtester import run_backtest
+from lib.research.live_risk import LiveRiskLimits, reduce_only_weights
+
+A, B = "A/USDT", "B/USDT"
+ZERO_COST = BacktestParams(fee_bps=0.0, slippage_bps=0.0, min_notional_quote=0.0)
+
+
+def _frame(columns: dict[str, list[float]], step_ms: int) -> pd.DataFrame:
+    n_bars = len(next(iter(columns.values())))
+    index = pd.Index(np.arange(n_bars, dtype=np.int64) * step_ms, name="timestamp")
+    return pd.DataFrame(columns, index=index, dtype=float)
+
+
+def _targets(like: pd.DataFrame, rows: dict[int, dict[str, float]]) -> pd.DataFrame:
+    targets = pd.DataFrame(np.nan, index=like.index, columns=like.columns)
+    for position, weights in rows.items():
+        targets.iloc[position] = [weights.get(symbol, 0.0) for symbol in like.columns]
+    return targets
+
+
+def _limits(**overrides: object) -> LiveRiskLimits:
+    """The backtest's limits are the [risk] section's own values (RiskLimits), here with caps that do not bind."""
+    values: dict[str, object] = {"max_asset_weight_frac": 1.0, "max_order_notional_quote": Decimal("1e9")}
+    return LiveRiskLimits.from_risk_limits(RiskLimits(**(values | overrides)))  # type: ignore[arg-type]
+
+
+def test_limits_are_the_risk_sections_values() -> None:
+    limits = LiveRiskLimits.from_risk_limits(RiskLimits())
+    assert (limits.max_drawdown_frac, limits.daily_loss_limit_frac, limits.max_asset_weight_frac) == (0.25, 0.05, 0.35)
+    assert (limits.max_order_notional_quote, limits.max_orders_per_run) == (500.0, 40)
+
+
+def test_a_drawdown_from_the_high_water_mark_flattens_and_stays_flat_to_the_end() -> None:
+    opens = _frame({A: [100, 100, 110, 85, 70]}, MS_PER_HOUR)
+    closes = _frame({A: [100, 120, 90, 80, 100]}, MS_PER_HOUR)
+    targets = _targets(closes, {bar: {A: 1.0} for bar in range(4)})
+    limits = _limits(max_drawdown_frac=0.25, daily_loss_limit_frac=1.0)
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                        live_risk=limits)
+    # bar 1 open: 10 A at 100. Tick at bar 2's open: equity 10 x 110 = 1100, peak = close of bar 1 = 1200,
+    # down 8.3 % < 25 %: trade (already at target). Tick at bar 3: 850 vs peak 1200 = down 29.2 % -> sell
+    # all 10 at 85 -> 850 cash to the end, although the target still wants A and A recovers to 100.
+    assert live.equity.tolist() == pytest.approx([1000, 1200, 900, 850, 850], rel=1e-15)
+    assert live.trades[["timestamp", "side", "amount_base", "price"]].values.tolist() == [
+        [1 * MS_PER_HOUR, "buy", 10.0, 100.0], [3 * MS_PER_HOUR, "sell", 10.0, 85.0]]
+    assert live.live_risk is not None
+    assert (live.live_risk.halted_at_ms, live.live_risk.halted_bars) == (3 * MS_PER_HOUR, 2)
+    assert live.weights[A].tolist()[3:] == [0.0, 0.0]
+    unmodelled = dataclasses.replace(ZERO_COST, model_live_risk=False)
+    off = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=unmodelled,
+                       live_risk=limits)
+    assert off.equity.tolist() == pytest.approx([1000, 1200, 900, 800, 1000], rel=1e-15)
+    assert off.live_risk is None
+
+
+def test_an_unfinished_flatten_is_retried_at_the_next_tick() -> None:
+    nan = np.nan
+    opens = _frame({A: [100, 100, 110, 85, 70], B: [100, 100, 110, nan, 100]}, MS_PER_HOUR)
+    closes = _frame({A: [100, 120, 90, 80, 100], B: [100, 100, 100, 100, 80]}, MS_PER_HOUR)
+    targets = _targets(closes, {bar: {A: 0.5, B: 0.5} for bar in range(4)})
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                        live_risk=_limits(max_drawdown_frac=0.1, daily_loss_limit_frac=1.0))
+    # 5 A + 5 B; bar 2's open: 550 each (on target), 1050 vs peak 1100: trade nothing. Bar 3's open: 425 + 500
+    # (B has no open: valued at its last close) = 925, down 15.9 % -> sell A at 85; B cannot trade. Bar 4's
+    # open: the flatten is retried, B sold at 100 -> 925 cash, before B's close of 80.
+    assert live.equity.tolist() == pytest.approx([1000, 1100, 950, 925, 925], rel=1e-15)
+    assert live.trades[["timestamp", "symbol", "side"]].values.tolist()[2:] == [
+        [3 * MS_PER_HOUR, A, "sell"], [4 * MS_PER_HOUR, B, "sell"]]
+
+
+def _daily_loss_case(second_target: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    opens = _frame({A: [100, 100, 80, 80]}, MS_PER_DAY)
+    closes = _frame({A: [100, 80, 70, 90]}, MS_PER_DAY)
+    return opens, closes, _targets(closes, {0: {A: 0.5}, 1: {A: second_target}, 2: {A: 1.0}})
+
+
+def test_a_daily_loss_allows_only_risk_reducing_orders_that_day() -> None:
+    opens, closes, targets = _daily_loss_case(second_target=1.0)
+    limits = _limits(max_drawdown_frac=0.5, daily_loss_limit_frac=0.05)
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                        live_risk=limits)
+    # bar 1 open: 5 A at 100, 500 cash; close 80 -> 900. Tick at day 2's open: the day started at the
+    # last run before it (day 1's open, valued at day 0's close: 1000); 900 is 10 % down >= 5 % -> reduce-only:
+    # the buy up to 100 % is refused; close 70 -> 850. Tick at day 3's open (80): the day started at day 2's
+    # run (900 at day 1's close), equity 5 x 80 + 500 = 900: trade, buy 500 / 80 = 6.25 A; close 90.
+    assert live.equity.tolist() == pytest.approx([1000, 900, 850, 11.25 * 90], rel=1e-15)
+    assert live.trades[["timestamp", "side", "amount_base"]].values.tolist() == [
+        [1 * MS_PER_DAY, "buy", 5.0], [3 * MS_PER_DAY, "buy", 6.25]]
+    assert live.live_risk is not None
+    assert (live.live_risk.reduce_only_days, live.live_risk.reduce_only_bars, live.live_risk.halted_bars) == (1, 1, 0)
+    off = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST)
+    assert off.equity.tolist() == pytest.approx([1000, 900, 11.25 * 70, 11.25 * 90], rel=1e-15)
+
+
+def test_reduce_only_still_sells_down_to_the_target() -> None:
+    opens, closes, targets = _daily_loss_case(second_target=0.2)
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                        live_risk=_limits(max_drawdown_frac=0.5, daily_loss_limit_frac=0.05))
+    # day 2 (reduce-only): 20 % of 900 = 180 quote of A -> sell 220 / 80 = 2.75 A; day 3 buys 720 / 80 = 9 A.
+    assert live.trades[["side", "amount_base"]].values.tolist() == [["buy", 5.0], ["sell", 2.75], ["buy", 9.0]]
+    np.testing.assert_allclose(reduce_only_weights(np.array([0.5, 0.1, -0.2, 0.2, 0.3]),
+                                                   np.array([0.3, 0.3, 0.3, -0.3, 0.0])), [0.3, 0.1, 0.0, 0.0, 0.0])
+
+
+def test_a_cap_breach_sends_nothing_that_tick() -> None:
+    opens = _frame({A: [100, 100, 100]}, MS_PER_DAY)
+    closes = _frame({A: [100, 100, 100]}, MS_PER_DAY)
+    for targets, limits, check in (
+        (_targets(closes, {0: {A: 0.5}}), _limits(max_asset_weight_frac=0.35), "asset_weight"),
+        (_targets(closes, {0: {A: 0.3}}), _limits(max_order_notional_quote=Decimal(250)), "fat_finger"),
+    ):
+        live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                            live_risk=limits)
+        assert live.trades.empty and live.equity.tolist() == [1000.0] * 3
+        assert live.live_risk is not None and live.live_risk.blocked_ticks == {check: 1}
+
+
+def test_a_held_coin_whose_candles_stop_is_sold_at_its_last_close() -> None:
+    nan = np.nan
+    opens = _frame({A: [100, 100, 100, nan, nan], B: [50, 50, 50, 50, 50]}, MS_PER_DAY)
+    closes = _frame({A: [100, 100, 110, nan, nan], B: [50, 50, 50, 55, 60]}, MS_PER_DAY)
+    targets = _targets(closes, {0: {A: 0.4, B: 0.4}})
+    params = BacktestParams(fee_bps=10, slippage_bps=0, min_notional_quote=0)
+    result = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=params)
+    # bar 1: 4 A, 8 B, fees 0.8 -> cash 199.2. A's last close is bar 2 (110): sold there, fee 0.44.
+    cash = 1000 - 800 - 0.8 + 4 * 110 * (1 - 0.001)
+    assert result.equity.tolist() == pytest.approx(
+        [1000, 999.2, 199.2 + 440 + 400, cash + 8 * 55, cash + 8 * 60], rel=1e-14)
+    exit_row = result.trades.iloc[-1]
+    assert (exit_row["timestamp"], exit_row["symbol"], exit_row["side"], exit_row["reason"]) == (
+        2 * MS_PER_DAY, A, "sell", "data_ended")
+    assert (exit_row["amount_base"], exit_row["price"], exit_row["fee_quote"]) == pytest.approx((4, 110, 0.44))
+    assert result.weights[A].tolist()[3:] == [0.0, 0.0]
+    assert len(result.data_end_exits) == 1 and A in result.data_end_exits[0]
+    assert set(result.trades["reason"].iloc[:-1]) == {"rebalance"}
+
+
+def test_an_ended_coin_alone_leaves_the_book_out_of_the_market() -> None:
+    nan = np.nan
+    opens = _frame({A: [100, 100, nan, nan], B: [50, 50, 50, 50]}, MS_PER_DAY)
+    closes = _frame({A: [100, 120, nan, nan], B: [50, 50, 50, 50]}, MS_PER_DAY)
+    result = run_backtest(open_wide=opens, close_wide=closes, target_weights=_targets(closes, {0: {A: 1.0}}),
+                          params=ZERO_COST)
+    assert result.equity.tolist() == pytest.approx([1000, 1200, 1200, 1200], rel=1e-15)
+    assert (result.weights.abs().sum(axis=1) > 0).tolist() == [False, True, False, False]
+
+
+def _random_book(n_bars: int = 240, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    returns = rng.normal(0.0, 0.03, size=(n_bars, 3))
+    closes = pd.DataFrame(100 * np.exp(np.cumsum(returns, axis=0)), columns=["A/USDT", "B/USDT", "C/USDT"],
+                          index=pd.Index(np.arange(n_bars, dtype=np.int64) * 4 * MS_PER_HOUR, name="timestamp"))
+    opens = closes.shift(1).fillna(100.0) * np.exp(rng.normal(0.0, 0.002, size=closes.shape))
+    raw = rng.uniform(0.0, 1.0, size=closes.shape)
+    targets = pd.DataFrame(raw / raw.sum(axis=1, keepdims=True) * 0.9, index=closes.index, columns=closes.columns)
+    return opens, closes, targets
+
+
+def test_risk_decisions_read_no_future_equity() -> None:
+    opens, closes, targets = _random_book()
+    limits = _limits(max_drawdown_frac=0.3, daily_loss_limit_frac=0.04)
+    params = BacktestParams(fee_bps=10, slippage_bps=5, min_notional_quote=0)
+    full = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=params, live_risk=limits)
+    assert full.live_risk is not None and full.live_risk.halted_at_ms is not None  # the layer did act
+    assert full.live_risk.reduce_only_days > 0
+    halt_bar = int(np.searchsorted(closes.index, full.live_risk.halted_at_ms))
+    for cut in (40, halt_bar - 1, halt_bar + 1, len(closes) - 20):
+        past = run_backtest(open_wide=opens.iloc[:cut], close_wide=closes.iloc[:cut],
+                            target_weights=targets.iloc[:cut], params=params, live_risk=limits)
+        np.testing.assert_allclose(past.equity.to_numpy(), full.equity.to_numpy()[:cut], rtol=1e-12)
+        assert past.live_risk is not None
+        assert past.live_risk.halted_at_ms == (full.live_risk.halted_at_ms if cut > halt_bar else None)
