@@ -41,7 +41,7 @@ from lib.research.ensemble_params import EnsembleParams
 from lib.research.portfolio_params import PerpParams, SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.sleeves.params import CombinerParams, SizingParams, TrendParams, TurnoverParams
-from lib.research.strategy_params import StrategySection
+from lib.research.strategy_params import BOOK_STRATEGIES, StrategySection
 from lib.research.study.params import StudyParams
 from lib.research.universe_params import UniverseParams
 from lib.research.walkforward_params import WalkForwardParams
@@ -209,10 +209,10 @@ def _require_within_risk_caps(config: Config) -> None:
               config.risk.max_asset_weight_frac),
              ("perp.max_gross_leverage", config.perp.max_gross_leverage, "risk.max_gross_leverage",
               config.risk.max_gross_leverage)] if config.exchange.market_type == "swap" else [
-        ("spot.max_asset_weight_frac", config.spot.max_asset_weight_frac, "risk.max_asset_weight_frac",
-         config.risk.max_asset_weight_frac),
         ("sizing.max_asset_weight_frac", config.sizing.max_asset_weight_frac, "risk.max_asset_weight_frac",
-         config.risk.max_asset_weight_frac)]  # the sleeve books' per-coin cap
+         config.risk.max_asset_weight_frac) if config.strategy.name in BOOK_STRATEGIES  # the sleeve books' cap
+        else ("spot.max_asset_weight_frac", config.spot.max_asset_weight_frac, "risk.max_asset_weight_frac",
+              config.risk.max_asset_weight_frac)]
     for strategy_key, strategy_cap, risk_key, risk_cap in pairs:
         if strategy_cap > risk_cap:
             raise ConfigError(f"{strategy_key} = {strategy_cap} is looser than {risk_key} = {risk_cap}: "

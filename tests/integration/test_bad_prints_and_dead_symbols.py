@@ -34,6 +34,8 @@ timeframes = ["1d"]
 backfill_start = "2025-06-01"
 [risk]
 max_order_notional_quote = 1000
+[strategy]
+name = "spot_long_only"  # the strategy whose regime reads the benchmark: what a bad benchmark print could move
 [alerts]
 telegram_base_url = "{telegram.base_url}"
 """

@@ -48,6 +48,7 @@ from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
 from lib.execution.ccxt_client import MAX_NETWORK_RETRIES
 from lib.execution.journal import JournalEvent
 from lib.execution.paper import PaperSnapshot
+from lib.execution.risk import RiskLimits
 from lib.ops.reporting import parse_equity_csv
 from tests.fakes.exchange_server import LOST_RESPONSE_MODES, FakeBinance, exchange_id
 from tests.fakes.telegram_server import FakeTelegram
@@ -274,7 +275,8 @@ class PaperSoak(harness.Driver):
         events = self.load(state / "orders.jsonl", harness.read_journal)
         if targets is not None:
             weights = list(targets.weights.values())
-            expect(all(-1e-12 <= w <= 0.25 + 1e-9 for w in weights) and sum(weights) <= 1 + 1e-9,
+            cap = RiskLimits().max_asset_weight_frac  # the soak runs the default [risk] and the default strategy
+            expect(all(-1e-12 <= w <= cap + 1e-9 for w in weights) and sum(weights) <= 1 + 1e-9,
                    f"targets.json weights out of bounds: {targets.weights}")
         for symbol in SYMBOLS:
             frame = self.load(self.candle_path(symbol), lambda p: read_parquet(p, columns=OHLCV_COLUMNS,

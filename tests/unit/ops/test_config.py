@@ -134,9 +134,9 @@ def test_modes_that_need_keys_and_opt_in(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("toml", "keys"), [
-    ("[spot]\nmax_asset_weight_frac = 0.4\n[risk]\nmax_asset_weight_frac = 0.35",
+    ("[strategy]\nname = \"spot_long_only\"\n[spot]\nmax_asset_weight_frac = 0.4\n[risk]\nmax_asset_weight_frac = 0.35",
      ("spot.max_asset_weight_frac", "risk.max_asset_weight_frac")),
-    ("[sizing]\nmax_asset_weight_frac = 0.5\n[risk]\nmax_asset_weight_frac = 0.35",
+    ("[strategy]\nname = \"trend_core\"\n[sizing]\nmax_asset_weight_frac = 0.5\n[risk]\nmax_asset_weight_frac = 0.35",
      ("sizing.max_asset_weight_frac", "risk.max_asset_weight_frac")),
     ("[exchange]\nmarket_type = \"swap\"\n[strategy]\nname = \"perp_market_neutral\"\n"
      "[perp]\nmax_asset_weight_frac = 0.3\n[risk]\nmax_asset_weight_frac = 0.2",
