@@ -108,8 +108,8 @@ def _run(ctx: RunContext) -> None:
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
-        reference_prices=targets.signal_closes(), input_prices=session.fetch_prices(signal_inputs),
-        unpriced=book.unpriced,
+        reference_prices=targets.signal_closes(), unpriced=book.unpriced,  # a stored close is no live input price:
+        input_prices={s: p for s, p in session.fetch_prices(signal_inputs).items() if s not in session.unpriced},
     )
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
