@@ -46,7 +46,8 @@ def stored_close_reader(paths: ProjectPaths, timeframe: str) -> StoredClose:
 
 def fetch_quotes(market_data: MarketData, markets: Mapping[str, MarketRules], symbols: list[str],
                  stored_close: StoredClose | None) -> tuple[dict[str, PriceQuote], dict[str, float]]:
-    """(live quotes, {symbol: last stored close} for those the venue does not list or gave no price for).
+    """(live quotes, {symbol: last stored close} for those the venue no longer lists). A listed symbol whose
+    price is missing from a reply stays unpriced, so the run fails closed and the next run asks again.
 
     Without ``stored_close`` every symbol is asked of the venue as it is (an unknown one fails the run)."""
     if stored_close is None:
@@ -54,13 +55,12 @@ def fetch_quotes(market_data: MarketData, markets: Mapping[str, MarketRules], sy
     listed = [symbol for symbol in symbols if symbol in markets]
     quotes = dict(market_data.fetch_price_quotes(listed)) if listed else {}
     dead: dict[str, float] = {}
-    for symbol in (s for s in symbols if s not in quotes):
+    for symbol in (s for s in symbols if s not in markets):
         close = stored_close(symbol)
         if close is not None and math.isfinite(close) and close > 0:
             dead[symbol] = close
-            logger.warning("{} has no live price ({}): valued at its last stored close {:g}, never traded this run; "
-                           "a person must sell or write it off", symbol,
-                           "listed" if symbol in markets else "not listed by the exchange", close)
+            logger.warning("{} has no live price (not listed by the exchange): valued at its last stored close {:g}, "
+                           "never traded this run; a person must sell or write it off", symbol, close)
     return quotes, dead
 
 
