@@ -65,7 +65,8 @@ def _run(ctx: RunContext) -> None:
     # 2. the venue, and what it says about orders an earlier run left without an outcome
     session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
                                     quote=quote_of(config.data.symbols[0]), previous=previous,
-                                    target_symbols=set(target_weights) | signal_inputs, now_ms=ctx.now_ms)
+                                    target_symbols=set(target_weights) | signal_inputs, now_ms=ctx.now_ms,
+                                    stored_close=venue_session.stored_close_reader(paths, targets.timeframe))
     if session.client is not None:  # testnet and live: a key that can withdraw never trades
         venue_session.require_safe_key(session.client, mode=config.exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
@@ -81,7 +82,11 @@ def _run(ctx: RunContext) -> None:
                       managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
                                               [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
                                               config.book))
-    target_weights = engine.keep_held(target_weights, targets.hold, book)  # late/stale/quarantined: not traded
+    if book.unpriced:  # delisted / no ticker: valued at the last stored close, kept, never ordered
+        ctx.alert("coinbot: no live price for held " + ", ".join(f"{s} (valued at its last stored close {p:g})"
+                  for s, p in sorted(book.unpriced.items())) + ": never traded by the bot; sell or write it off")
+    target_weights = engine.keep_held(target_weights, {**targets.hold, **dict.fromkeys(book.unpriced, "no live price")},
+                                      book)  # late/stale/quarantined data or no live price: not traded
     writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)
     logger.info("book: equity {:.2f} {} (cash {:.2f}, {} position(s)), sized on {:.2f}, peak {:.2f}, start of day "
                 "{:.2f}", book.equity_quote, session.quote, book.holdings.cash_quote, len(book.holdings.amounts_base),
@@ -103,7 +108,8 @@ def _run(ctx: RunContext) -> None:
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
-        reference_prices=targets.signal_closes(), input_prices=session.fetch_prices(signal_inputs),
+        reference_prices=targets.signal_closes(), unpriced=book.unpriced,  # a stored close is no live input price:
+        input_prices={s: p for s, p in session.fetch_prices(signal_inputs).items() if s not in session.unpriced},
     )
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))

@@ -29,6 +29,7 @@ class Book:
     sizing_equity_quote: float | None = None  # None: the whole equity_quote
     managed: frozenset[str] | None = None  # spot symbols of the bot's book; None: every holding
     ignored: dict[str, float] = field(default_factory=dict)  # holdings outside it: never valued or traded
+    unpriced: dict[str, float] = field(default_factory=dict)  # no live price: at the last stored close, never traded
 
     @property
     def sizing_quote(self) -> float:
@@ -58,9 +59,10 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
     if reset_baseline and previous is not None:
         logger.warning("high-water mark reset from {:.2f} to {:.2f} and the day restarted (by request)",
                        previous.high_water_mark_quote, equity)
-    times = {symbol: session.price_times_ms.get(symbol) for symbol in prices}
+    times = {symbol: session.price_times_ms.get(symbol) for symbol in prices if symbol not in session.unpriced}
     return Book(holdings=holdings, prices=prices, price_times_ms=times,
                 equity_quote=equity, managed=managed, ignored=ignored,
+                unpriced={s: p for s, p in session.unpriced.items() if s in prices},
                 sizing_equity_quote=None if book_params is None else sizing_equity(equity, book_params),
                 baselines=roll_baselines(previous, equity_quote=equity, now_ms=now_ms, reset=reset_baseline,
                                          flows_quote=flows))

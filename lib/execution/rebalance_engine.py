@@ -22,7 +22,7 @@ from loguru import logger
 
 from lib.core import errors
 from lib.core.state import HaltRecord, Targets
-from lib.core.venue import Broker, OrderResult
+from lib.core.venue import Broker, Holdings, OrderResult
 from lib.execution import journal as records
 from lib.execution.book import Book
 from lib.execution.journal import JournalEvent, RunInfo
@@ -38,6 +38,9 @@ SKIP_ALREADY_FILLED = "already filled"
 SKIP_FOUND_ON_EXCHANGE = "found on the exchange"
 HOW_TO_RESUME = ("to resume: delete state/KILL (kill switch), or delete state/halt.json and run "
                  "rebalance --reset-high-water-mark once (drawdown halt)")
+
+
+SKIP_NO_LIVE_PRICE = "no live price"
 
 
 def rebalance_id_of(targets: Targets) -> str:
@@ -109,12 +112,20 @@ def plan_rebalance(session: Session, book: Book, *, target_weights: Mapping[str,
                    limits: RiskLimits, journal: Journal, run: RunInfo) -> OrderPlan:
     """lib.execution.orders.plan_orders, risk-reducing orders split under the fat-finger cap
     (lib.execution.order_split), minus orders whose client id already filled; journals planned and skipped."""
-    plan = plan_orders(target_weights=target_weights, holdings=book.holdings, prices=book.prices,
-                       markets=session.markets, equity_quote=book.sizing_quote, params=params,
-                       rebalance_id=run.rebalance_id)
-    plan = split_reducing_orders(plan, holdings=book.holdings, markets=session.markets,
+    holdings = Holdings(cash_quote=book.holdings.cash_quote,  # an unpriced symbol is left out: never planned
+                        amounts_base={s: a for s, a in book.holdings.amounts_base.items() if s not in book.unpriced})
+    plan = plan_orders(target_weights={s: w for s, w in target_weights.items() if s not in book.unpriced},
+                       holdings=holdings, prices=book.prices, markets=session.markets,
+                       equity_quote=book.sizing_quote, params=params, rebalance_id=run.rebalance_id)
+    plan = split_reducing_orders(plan, holdings=holdings, markets=session.markets,
                                  max_order_notional_quote=limits.max_order_notional_quote,
                                  rebalance_id=run.rebalance_id, prefix=params.client_order_id_prefix)
+    dead = tuple(SkippedOrder(symbol=o.symbol, side=o.side, reason=SKIP_NO_LIVE_PRICE,
+                              detail="valued at its last stored close: a person must act",
+                              target_weight=o.target_weight, current_weight=o.current_weight)
+                 for o in plan.orders if o.symbol in book.unpriced)
+    plan = OrderPlan(orders=tuple(o for o in plan.orders if o.symbol not in book.unpriced),
+                     skipped=plan.skipped + dead)
     filled = records.find_filled_ids(journal.history)
     done = tuple(SkippedOrder(symbol=o.symbol, side=o.side, reason=SKIP_ALREADY_FILLED,
                               detail=f"client id {o.client_order_id} filled in an earlier run",

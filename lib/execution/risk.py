@@ -325,7 +325,7 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
               price_times_ms: Mapping[str, int | None], now_ms: int, kill_switch_present: bool,
               halt_active: bool, limits: RiskLimits,
               reference_prices: Mapping[str, float] | None = None,
-              input_prices: Mapping[str, float] | None = None) -> RiskVerdict:
+              input_prices: Mapping[str, float] | None = None, unpriced: Iterable[str] = ()) -> RiskVerdict:
     """Run every check and decide, most severe first:
 
     kill switch / halt file -> halt; stale, absurd or invalid inputs -> halt; drawdown -> flatten_and_halt;
@@ -334,7 +334,8 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
     count toward max_orders_per_run (lib.execution.order_split keeps each under the fat-finger cap).
 
     ``input_prices``: live prices of the other symbols whose candles moved the weights (the benchmark above
-    all: its regime moves the whole book); they are sanity-checked like the traded ones.
+    all: its regime moves the whole book); they are sanity-checked like the traded ones. ``unpriced``: held
+    symbols the venue cannot price, valued at their last stored close: not checked for age, never ordered.
     """
     orders = plan.orders
 
@@ -351,8 +352,11 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
                               limits=limits)
     daily = check_daily_loss(equity_quote=equity_quote, start_of_day_equity_quote=start_of_day_equity_quote,
                              limits=limits)
-    inputs = check_staleness(targets_as_of_ms=targets_as_of_ms, price_times_ms=price_times_ms,
-                             required_symbols=symbols, now_ms=now_ms, limits=limits)
+    dead = set(unpriced)
+    inputs = check_staleness(targets_as_of_ms=targets_as_of_ms,
+                             price_times_ms={s: t for s, t in price_times_ms.items() if s not in dead},
+                             required_symbols=symbols - dead, now_ms=now_ms, limits=limits)
+    inputs += [_invalid("no live price: never traded", o.symbol) for o in orders if o.symbol in dead]
     inputs += check_price_sanity({**(input_prices or {}), **prices}, reference_prices or {}, limits)
     current = compute_weights(holdings, prices, equity_quote)
     inputs += [_invalid("no valid price or equity to value the holding", s) for s, w in current.items()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -471,10 +471,17 @@ def expected_equity_quote(fills: Sequence[Fill], snapshot: PaperSnapshot, closes
 
 
 def check_exchange_book(expect: Expect, events: Sequence[JournalEvent], fake: FakeBinance, *,
-                        positions: Positions | None, settled: bool) -> None:
+                        positions: Positions | None, settled: bool,
+                        foreign: Mapping[str, Decimal] | None = None) -> None:
     """Each client id executed at most once by the exchange; the journal's fills are exactly the exchange's
     (an executed order not yet journaled is still ``sent``); after a successful run positions.json is what
-    the exchange holds."""
+    the exchange holds. ``foreign`` assets are not the bot's: never traded, their balance never changes."""
+    foreign = foreign or {}
+    for asset, amount in foreign.items():
+        expect(fake.spot_balances.get(asset) == amount, f"foreign {asset} is {fake.spot_balances.get(asset)}, "
+                                                        f"was {amount}: the bot touched a coin that is not its own")
+        traded = [o.client_order_id for o in fake.orders if o.params.get("symbol") == f"{asset}USDT"]
+        expect(not traded, f"orders for the foreign {asset}: {traded}")
     accepted = [order for order in fake.orders if order.accepted and order.order is not None]
     ids = [order.client_order_id for order in accepted]
     expect(len(ids) == len(set(ids)), f"the exchange executed an id twice: {ids}")
@@ -494,7 +501,7 @@ def check_exchange_book(expect: Expect, events: Sequence[JournalEvent], fake: Fa
         expect(not open_ids and set(on_exchange) == set(journaled), f"orders left open after a success: {open_ids}")
         if positions is not None:
             held = {f"{asset}/USDT": float(amount) for asset, amount in fake.spot_balances.items()
-                    if asset != "USDT" and amount != 0}
+                    if asset != "USDT" and asset not in foreign and amount != 0}
             expect(positions.amounts_base == held, f"positions.json {positions.amounts_base} != exchange {held}")
             expect(positions.cash_quote == float(fake.spot_balances["USDT"]),
                    f"positions.json cash {positions.cash_quote} != exchange {fake.spot_balances['USDT']}")

@@ -15,8 +15,10 @@ Two variants run side by side (one per core):
 The paper variant also carries two data episodes (issue 9 items 5 and 6): a persisting x2.2 print of the
 benchmark's candle on a calm day (it must be quarantined: BTC held, no BTC order, refuted by the next candle),
 and a configured symbol the exchange does not list (DEAD_SYMBOL: every fetch is partial, exit 5, alerted
-once; the chain trades the others). Cash flows and a foreign asset come from the trade-book branch: see
-``PaperSoak.trade_book_episodes``.
+once; the chain trades the others). The testnet variant carries the trade-book episodes (issue 9 items 2, 3;
+``cashflow`` refuses paper mode, where no money moves): a recorded deposit, then a recorded withdrawal of a third
+of the book (USDT and coins) that must not trip the 12 % drawdown halt, and a foreign coin (FOREIGN) in the
+account that is never traded and whose balance never changes.
 
 Commands (``-s`` prints the summary; COINBOT_SOAK_SEED=<int> picks another schedule):
     .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 9 cycles, ~2.5 min on 2 cores
@@ -69,6 +71,8 @@ ENV = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:soak-token", "COINBOT_TELEGRAM_CHAT_ID
        "COINBOT_EXCHANGE_API_KEY": "soak-key", "COINBOT_EXCHANGE_API_SECRET": "soak-secret"}
 MAX_TARGET_AGE_MS = 26 * MS_PER_HOUR
 PAPER_TIMEOUT_MS = 1500  # a spurious timeout on a loaded machine is retried: reads only, orders are paper
+FOREIGN = {"XRP": Decimal(500)}  # testnet: a coin in the account that is not the bot's (not in data.symbols)
+DEPOSIT_QUOTE, WITHDRAW_FRAC = Decimal(800), Decimal("0.35")  # both recorded with `cashflow`; 35 % > the 12 % halt
 TESTNET_TIMEOUT_MS = 5000  # an order that times out fails its run: keep loopback replies well inside it
 
 PAPER_FAULTS = (*harness.TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
@@ -81,7 +85,7 @@ FAULT_STAGES = {**dict.fromkeys(harness.TRANSIENT, EXCHANGE_STAGES), "malformed_
                 "corrupt_state": ("compute_signals", "rebalance", "report")}
 """The stages each scheduled fault may hit (the stale feed and the crash are episodes of the market)."""
 TESTNET_FAULTS = ("lost_order_response", "order_http_error", "lookup_failure", "sigkill", "overlap",
-                  "kill_switch", "network_error")
+                  "kill_switch", "network_error", "cash_flows")
 EXTRA_FAULT_PROB = 0.5  # chance of one more random fault on a day, beyond the kinds never injected yet
 ORDER_PATH = "/api/v3/order"
 
@@ -177,17 +181,12 @@ class PaperSoak(harness.Driver):
             self.now_ms, self.day = FIRST_DAY_MS + day * MS_PER_DAY, day
             self.fake.set_now_ms(self.now_ms)
             self.operator_morning()
-            self.trade_book_episodes(day)
             plan = self.plan(day)
             for script in harness.STAGES:
                 kind = "stale_feed" if script == "fetch_prices" and day in self.stale_days else plan.get(script)
                 self.where, self.faults_now = f"day {day} ({format_ms(self.now_ms)}) {script}", kind or ""
                 self.stage(script, kind)
                 self.fake.clear_faults()  # a fault the run never reached must not leak into the next one
-
-    def trade_book_episodes(self, day: int) -> None:
-        """HOOK for the trade-book branch (issue 9 items 2, 3): deposits/withdrawals recorded as cash flows and
-        a foreign asset in the account, with their invariants. Nothing happens here yet."""
 
     def operator_morning(self) -> None:
         """A person clears a drawdown halt once it has held a full day, accepting the book as the new peak."""
@@ -409,16 +408,24 @@ class TestnetSoak(harness.Driver):
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, cycles: int) -> None:
         super().__init__(root, fake, telegram, seed=seed, timeout_ms=TESTNET_TIMEOUT_MS)
         self.cycles, self.span = cycles, f"{cycles} cycles"
+        self.flow_cycle = max(1, cycles // 2)  # a recorded deposit on this cycle, a recorded withdrawal on the next
+        self.withdrawn_frac = 0.0
 
     def run_all(self) -> None:
         for script in harness.STAGES:
             self.where = f"set-up {script}"
             self.expect(self.run(script, []).exit_code == 0, f"the first {script} run failed")
         for cycle in range(1, self.cycles + 1):
-            wanted = [kind for kind in TESTNET_FAULTS if not self.injected[kind]]
-            kind = str(self.rng.choice(wanted if wanted else list(TESTNET_FAULTS)))
+            faults = [kind for kind in TESTNET_FAULTS if kind != "cash_flows"]
+            wanted = [kind for kind in faults if not self.injected[kind]]
+            kind = str(self.rng.choice(wanted if wanted else faults))
             self.where, self.faults_now = f"cycle {cycle}", kind
-            self.deposit()
+            if cycle == self.flow_cycle:
+                self.recorded_flow(DEPOSIT_QUOTE, {"USDT": DEPOSIT_QUOTE})
+            elif cycle == self.flow_cycle + 1:
+                self.recorded_withdrawal()
+            else:
+                self.deposit()
             self.cycle(kind)
             self.fake.clear_faults()
         self.where, self.faults_now = "final report", ""
@@ -435,6 +442,32 @@ class TestnetSoak(harness.Driver):
         amount = (Decimal(str(self.rng.uniform(150, 300))) / price).quantize(step, ROUND_DOWN)
         base, balances = symbol.split("/")[0], self.fake.spot_balances
         balances[base] = balances.get(base, Decimal(0)) + amount
+
+    def recorded_flow(self, amount_quote: Decimal, balances: dict[str, Decimal]) -> None:
+        """The operator moves money (``balances``: asset -> signed change) and records its quote value."""
+        self.faults_now += f" + cash flow {amount_quote:+.2f}"
+        for asset, change in balances.items():
+            self.fake.spot_balances[asset] += change
+        run = self.run("cashflow", ["--note", "soak", "--", str(amount_quote)])
+        self.expect(run.exit_code == 0, f"{run.name} could not record a cash flow: {run.stderr[-300:]}")
+        self.injected["cash_flows"] += 1
+
+    def recorded_withdrawal(self) -> None:
+        """WITHDRAW_FRAC of the bot's equity leaves: all of it from USDT if there is enough, else the rest in coins
+        valued at the exchange's last price (the book's own valuation, give or take seconds of drift)."""
+        equity = Decimal(str(Positions.from_dict(read_json(self.state / "positions.json")).equity_quote))
+        left, balances = (equity * WITHDRAW_FRAC).quantize(Decimal("0.01"), ROUND_DOWN), self.fake.spot_balances
+        take = {"USDT": min(left, balances["USDT"])}
+        value, left = take["USDT"], left - take["USDT"]
+        for symbol in SYMBOLS:
+            base, price = symbol.split("/")[0], self.fake.last_price(symbol)
+            amount = min(balances.get(base, Decimal(0)), (left / price).quantize(self.fake.rules(symbol).amount_step,
+                                                                                   ROUND_DOWN))
+            if left > 0 and amount > 0:
+                take[base], value, left = amount, value + amount * price, left - amount * price
+        self.withdrawn_frac = float(value / equity)
+        self.expect(self.withdrawn_frac > 0.3, f"only {self.withdrawn_frac:.1%} of the book could be withdrawn")
+        self.recorded_flow(-value, {asset: -amount for asset, amount in take.items()})
 
     def cycle(self, kind: str) -> None:
         posts = lambda: self.fake.request_count(ORDER_PATH, method="POST")  # noqa: E731 - a tiny probe
@@ -487,18 +520,26 @@ class TestnetSoak(harness.Driver):
         positions = self.load(self.state / "positions.json", lambda p: Positions.from_dict(read_json(p)))
         events = self.load(self.state / "orders.jsonl", harness.read_journal) or []
         harness.check_journal(self.expect, events)
-        harness.check_exchange_book(self.expect, events, self.fake, positions=positions,
+        harness.check_exchange_book(self.expect, events, self.fake, positions=positions, foreign=FOREIGN,
                                     settled=run.script == "rebalance" and run.exit_code == 0)
+        halted = (self.state / "halt.json").exists()  # the fake's prices are calm: only a misread flow could halt
+        self.expect(not halted, f"{run.name} left state/halt.json (after {self.injected['cash_flows']} cash flows)")
+        if run.script == "rebalance" and run.exit_code == 0 and positions is not None:
+            self.expect(set(positions.ignored_base) == {f"{asset}/USDT" for asset in FOREIGN},
+                        f"{run.name}: positions.json ignored_base {positions.ignored_base}, expected the foreign coin")
+            if self.injected["cash_flows"] == 2:
+                self.recovered["cash_flows"] = 1  # a rebalance after the withdrawal traded on without a halt
 
 
 def run_testnet_soak(root: Path, *, cycles: int, seed: int) -> TestnetSoak:
     backfill = (datetime.now(UTC) - timedelta(days=HISTORY_DAYS)).date().isoformat()
-    with FakeBinance(now_ms=None, spot_balances={"USDT": 1000}) as fake, FakeTelegram() as telegram:
+    with FakeBinance(now_ms=None, spot_balances={"USDT": 1000, **FOREIGN}) as fake, FakeTelegram() as telegram:
         write_project(root, config_text(fake, telegram, mode="testnet", backfill_start=backfill,  # wall-clock
                                         max_target_age_ms=50 * MS_PER_HOUR, timeout_ms=TESTNET_TIMEOUT_MS))
         soak = TestnetSoak(root, fake, telegram, seed=seed, cycles=cycles)
         soak.run_all()
-        soak.span += f", {sum(order.accepted for order in fake.orders)} orders executed by the exchange"
+        soak.span += (f", {sum(order.accepted for order in fake.orders)} orders executed by the exchange, "
+                      f"{soak.withdrawn_frac:.0%} of the book withdrawn (recorded)")
     return soak
 
 
