@@ -2,9 +2,10 @@
 
 Story: daily candles (+ funding) from --data-dir or data/, cut at the research end (default 2022-12-31; a later
 end is refused and later candles are never used) -> every candidate of lib.research.candidates through the existing
-backtester, all from cash on their common first tradeable day (--own-starts: each from its own, protocol v1) -> the returns matrix (one column per trial) -> lib.research.protocol (calendar walk-forward, CPCV, PBO,
-deflated Sharpe, paired bootstrap, the stated selection rule) -> report.json, report.md, returns.parquet and PNG
-charts, written atomically once everything is computed.
+backtester, all from cash on their common first tradeable day (--own-starts: each from its own, protocol v1) ->
+the returns matrix (one column per trial) -> lib.research.protocol (calendar walk-forward, CPCV, PBO, deflated
+Sharpe, paired bootstrap, the stated selection rule) -> report.json, report.md, returns.parquet and PNG charts,
+written atomically once everything is computed.
 --final-holdout REPORT: evaluates ONLY the configuration REPORT chose on the hold-out (to --holdout-end), once, and
 appends the result to REPORT; it never re-selects.
 """

@@ -103,8 +103,8 @@ def test_protocol_v2_starts_every_candidate_from_cash_on_their_common_first_day(
     rates = pd.DataFrame({"timestamp": settlements, "rate": np.full(len(settlements), 0.0001)})
     research = registry.research_data(spot, perp, {symbol: rates for symbol in perp}, end_ms=(DAYS - 1) * MS_PER_DAY,
                                       base=BASE, study_params=sections.StudyParams())
-    both = [*registry.candidates(research, ("spot_long_only",))[:1], *registry.candidates(research, ("trend_core",))[:1],
-            *registry.candidates(research, ("perp_market_neutral",))[:1]]
+    both = [registry.candidates(research, (family,))[0]
+            for family in ("spot_long_only", "trend_core", "perp_market_neutral")]
     # own first days: spot books once 60 bars of history exist (day 59); perps also wait for funding (day 100)
     assert [registry.FAMILIES[c.family].first_ms(c, research, 0) // MS_PER_DAY for c in both] == [59, 59, 100]
     assert registry.common_start_ms(both, research, start_ms=0) == 100 * MS_PER_DAY
