@@ -246,9 +246,14 @@ def test_risk_decisions_read_no_future_equity() -> None:
     assert full.live_risk is not None and full.live_risk.halted_at_ms is not None  # the layer did act
     assert full.live_risk.reduce_only_days > 0
     halt_bar = int(np.searchsorted(closes.index, full.live_risk.halted_at_ms))
-    for cut in (40, halt_bar - 1, halt_bar + 1, len(closes) - 20):
+    assert len(full.live_risk.halts) == 2 and full.live_risk.halts[0][1] is not None  # a halt was cleared
+    rearm_bar = int(np.searchsorted(closes.index, full.live_risk.halts[0][1]))
+    for cut in (40, halt_bar - 1, halt_bar + 1, rearm_bar, rearm_bar + 1, len(closes) - 20):
         past = run_backtest(open_wide=opens.iloc[:cut], close_wide=closes.iloc[:cut],
                             target_weights=targets.iloc[:cut], params=params, live_risk=limits)
         np.testing.assert_allclose(past.equity.to_numpy(), full.equity.to_numpy()[:cut], rtol=1e-12)
         assert past.live_risk is not None
         assert past.live_risk.halted_at_ms == (full.live_risk.halted_at_ms if cut > halt_bar else None)
+        last_ms = int(closes.index[cut - 1])  # halts and re-arms (7-day review) up to the cut are the full run's
+        assert past.live_risk.halts == tuple((start, end if end is not None and end <= last_ms else None)
+                                             for start, end in full.live_risk.halts if start <= last_ms)
