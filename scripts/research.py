@@ -2,9 +2,10 @@
 
 Story: daily candles (+ funding) from --data-dir or data/, cut at the research end (default 2022-12-31; a later
 end is refused and later candles are never used) -> every candidate of lib.research.candidates through the existing
-backtester -> the returns matrix (one column per trial) -> lib.research.protocol (calendar walk-forward, CPCV, PBO,
-deflated Sharpe, paired bootstrap, the stated selection rule) -> report.json, report.md, returns.parquet and PNG
-charts, written atomically once everything is computed.
+backtester, all from cash on their common first tradeable day (--own-starts: each from its own, protocol v1) ->
+the returns matrix (one column per trial) -> lib.research.protocol (calendar walk-forward, CPCV, PBO, deflated
+Sharpe, paired bootstrap, the stated selection rule) -> report.json, report.md, returns.parquet and PNG charts,
+written atomically once everything is computed.
 --final-holdout REPORT: evaluates ONLY the configuration REPORT chose on the hold-out (to --holdout-end), once, and
 appends the result to REPORT; it never re-selects.
 """
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--symbols", nargs="+", help="only these (default: data.symbols; with --data-dir every file there)")
     add("--family", action="append", help="only these candidate families (repeatable; default: all registered)")
     add("--start", help="first day considered (default: the latest first tradeable day of all candidates)")
+    add("--own-starts", action="store_true", help="protocol v1: each candidate from its own first tradeable day "
+        "(default, v2: every candidate from cash on the common first day)")
     add("--research-end", default=RESEARCH_END, help=f"last research day, at most {RESEARCH_END} (default)")
     add("--train", default="730D", help="walk-forward train span (730D, 24M, ...)")
     add("--test", default="180D", help="walk-forward test span")
@@ -89,6 +92,8 @@ def _run(ctx: RunContext) -> None:
     families = tuple(args.family) if args.family else None
     trials = registry.candidates(data, families)
     start_ms = history.parse_time_ms(args.start, is_end=False) if args.start else 0
+    if not args.own_starts:
+        start_ms = registry.common_start_ms(trials, data, start_ms=start_ms)
     runs = {candidate.name: registry.evaluate_candidate(candidate, data, start_ms=start_ms, end_ms=end_ms)
             for candidate in tqdm(trials, desc="candidates", unit="config", disable=not sys.stderr.isatty())}
     matrix, btc = registry.returns_matrix(runs, registry.benchmark_returns(data))

@@ -3,15 +3,15 @@
 A target over the cap used to halt the whole run (every exit included). Clipping it toward zero only removes
 exposure, so it is safe: that asset gets the cap, the rest of the book trades, and each clip is reported as a
 ``RiskRejection`` (check ``asset_weight_clipped``) to journal and alert. A NaN weight is left for the risk
-verdict to refuse.
+verdict to refuse. The rule itself is lib.core.weight_caps (the backtest applies the same one).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
-from lib.execution.risk import WEIGHT_TOLERANCE, RiskLimits, RiskRejection
+from lib.core.weight_caps import clip_to_cap, is_over_cap
+from lib.execution.risk import RiskLimits, RiskRejection
 
 CLIPPED = "asset_weight_clipped"
 
@@ -23,8 +23,8 @@ def clip_target_weights(weights: Mapping[str, float],
     clipped: dict[str, float] = {}
     rejections = []
     for symbol, weight in sorted(weights.items()):
-        if isinstance(weight, float | int) and math.isfinite(weight) and abs(weight) > cap + WEIGHT_TOLERANCE:
-            clipped[symbol] = math.copysign(cap, weight)
+        if isinstance(weight, float | int) and is_over_cap(weight, cap):
+            clipped[symbol] = clip_to_cap(weight, cap)
             rejections.append(RiskRejection(check=CLIPPED, symbol=symbol,
                                             detail=f"target |weight| {abs(weight):.4f} > risk.max_asset_weight_frac "
                                                    f"{cap}: clipped to {clipped[symbol]:+.4f}"))

@@ -281,6 +281,9 @@ def _build(cls: type, raw: Any, *, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _NOT_FROM_TOML}
     unknown = sorted(set(raw) - set(fields))
+    renamed = getattr(cls, "RENAMED_KEYS", {})  # a key a section dropped: say what to write instead
+    if moved := [key for key in unknown if key in renamed]:
+        raise ConfigError(f"config key {prefix}{moved[0]} is no longer read: write {prefix}{renamed[moved[0]]}")
     if unknown:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})")
     values = {name: _coerce(hints[name], raw[name], key=f"{prefix}{name}") for name in raw}

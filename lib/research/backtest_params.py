@@ -25,6 +25,9 @@ class BacktestParams:
     no_trade_band_frac: float = 0.0  # keep a weight that is this close to its target
     rebalance_every_bars: int = 1  # only rows at positions 0, k, 2k, ... are decisions
     model_live_risk: bool = True  # apply [risk]: drawdown halt, daily-loss reduce-only, caps (lib.research.live_risk)
+    # days until a person clears a drawdown halt and the book re-arms (0: never). 7 = "a person checks within a
+    # week", a staffing assumption fixed before any result with it was seen; not tuned.
+    halt_review_days: int = 7
 
     def __post_init__(self) -> None:
         if self.market not in ("spot", "perp"):
@@ -41,5 +44,7 @@ class BacktestParams:
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"backtest.{key} must be finite and >= 0, got {value}")
+        if self.halt_review_days < 0:
+            raise ConfigError(f"backtest.halt_review_days must be >= 0 (0: never re-arm), got {self.halt_review_days}")
         if self.rebalance_every_bars < 1:
             raise ConfigError(f"backtest.rebalance_every_bars must be >= 1, got {self.rebalance_every_bars}")

@@ -128,7 +128,7 @@ def run_backtest(
     long_only = params.market == "spot"
     risk = None if live_risk is None or not params.model_live_risk else LiveRiskState(
         limits=live_risk, index=np.asarray(close_wide.index), is_perp=params.market == "perp",
-        starting_capital_quote=float(params.starting_capital_quote))
+        starting_capital_quote=float(params.starting_capital_quote), review_days=params.halt_review_days)
     ends = inputs.last_close_bar
     exit_after = {int(bar) + 1 for bar in ends[(ends >= 0) & (ends < n_bars - 1)]}
     wants_position = inputs.wants_position
@@ -136,7 +136,7 @@ def run_backtest(
     for bar in sorted(exit_after | set(np.flatnonzero(inputs.has_decision).tolist())):
         must_exit = bar in exit_after and bool(ledger.units[ends == bar - 1].any())
         is_fill = bool(inputs.has_decision[bar]) and not (
-            ledger.is_flat and (not wants_position[bar - 1] or (risk is not None and risk.halted_at >= 0)))
+            ledger.is_flat and (not wants_position[bar - 1] or (risk is not None and risk.is_halted(bar))))
         # (a halted book that is not flat yet keeps ticking: its flatten is retried, as live)
         if not (must_exit or is_fill):
             continue  # a no-op tick (see module docstring)
@@ -165,6 +165,7 @@ def _risk_checked_rebalance(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray
     if mode in ("flatten_and_halt", "halted"):  # flatten (again, if an asset could not trade): no order cap
         _rebalance(ledger, inputs, bar, np.zeros_like(wanted), params, fee_frac)
         return
+    wanted = risk.clip(wanted)  # over the per-asset cap: clipped, as live
     if mode == "reduce_only":
         wanted = reduce_only_weights(wanted, held_value / equity_now)
     elif breach := risk.target_breach(wanted):

@@ -5,8 +5,9 @@ on the config's settings. ``candidates()`` turns them into (name, family, settin
 one of them is a trial the protocol counts — and ``evaluate_candidate()`` runs one through the existing
 backtester (close of t -> open of t+1, fees, slippage, funding) into NET daily simple returns.
 
-To add a family (e.g. a sleeve): write ``grid(base) -> list of overrides`` and ``evaluate(candidate,
-data, start_ms, end_ms) -> BacktestResult`` and add a ``Family`` to ``FAMILIES``. List the simplest
+To add a family (e.g. a sleeve): write ``grid(base) -> list of overrides``, ``evaluate(candidate,
+data, start_ms, end_ms) -> BacktestResult`` and ``first_ms(candidate, data, start_ms)`` and add a ``Family`` to
+``FAMILIES``. List the simplest
 settings first: the selection rule breaks exact ties by registry order after turnover.
 """
 
@@ -75,12 +76,15 @@ class CandidateRun:
 
 
 Evaluate = Callable[[Candidate, ResearchData, int, int | None], BacktestResult]
+FirstDay = Callable[[Candidate, ResearchData, int], int]
+"""first_ms(candidate, data, start_ms): the candidate's first tradeable bar >= start_ms (ms)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Family:
     grid: Callable[[ResearchData], list[dict[str, Any]]]
     evaluate: Evaluate
+    first_ms: FirstDay
 
 
 def _settings(data: ResearchData, strategy_name: StrategyName, overrides: Overrides) -> sections.StudySettings:
@@ -93,26 +97,35 @@ def _existing_grid(strategy_name: StrategyName) -> Callable[[ResearchData], list
     return lambda data: expand_grid(grids.default_grid(_settings(data, strategy_name, {}), data.study_params))
 
 
-def _existing_evaluate(strategy_name: StrategyName) -> Evaluate:
-    """Strategy composition once per distinct strategy-side setting (cached in ``data.cache``), then the
-    backtester from the first tradeable bar >= start_ms (perps: also >= the first funding settlement) to end_ms."""
+def _prepared(strategy_name: StrategyName, candidate: Candidate, data: ResearchData,
+              start_ms: int) -> tuple[sections.StudySettings, simulation.SimulationInputs, int]:
+    """(settings, the strategy composition (cached per distinct strategy-side setting in ``data.cache``), the
+    first tradeable bar >= start_ms; perps: also >= the first funding settlement)."""
+    settings = _settings(data, strategy_name, candidate.settings)
+    is_perp = strategy_name == PERP_STRATEGY
+    candles, funding = (data.perp_candles, data.funding_wide) if is_perp else (data.spot_candles, None)
+    if not candles:
+        raise DataError(f"{candidate.name}: no {'perpetual (with funding)' if is_perp else 'spot'} candles")
+    key = (strategy_name, *simulation.strategy_key(settings))
+    if key not in data.cache:
+        data.cache[key] = simulation.build_simulation_inputs(candles, settings, funding_wide=funding)
+    inputs = data.cache[key]
+    floor = max(start_ms, data.first_funding_ms) if is_perp else start_ms
+    return settings, inputs, history.default_start_ms(inputs, not_before_ms=floor)
+
+
+def _existing_family(strategy_name: StrategyName, grid: Callable[[ResearchData], list[dict[str, Any]]]) -> Family:
+    """A family run through the backtester from its first tradeable bar >= start_ms to end_ms."""
 
     def evaluate(candidate: Candidate, data: ResearchData, start_ms: int, end_ms: int | None) -> BacktestResult:
-        settings = _settings(data, strategy_name, candidate.settings)
-        is_perp = strategy_name == PERP_STRATEGY
-        candles, funding = (data.perp_candles, data.funding_wide) if is_perp else (data.spot_candles, None)
-        if not candles:
-            raise DataError(f"{candidate.name}: no {'perpetual (with funding)' if is_perp else 'spot'} candles")
-        key = (strategy_name, *simulation.strategy_key(settings))
-        if key not in data.cache:
-            data.cache[key] = simulation.build_simulation_inputs(candles, settings, funding_wide=funding)
-        inputs = data.cache[key]
-        floor = max(start_ms, data.first_funding_ms) if is_perp else start_ms
-        start = history.default_start_ms(inputs, not_before_ms=floor)
+        settings, inputs, start = _prepared(strategy_name, candidate, data, start_ms)
         return simulation.simulate(inputs, sections.to_backtest_params(settings), start_ms=start, end_ms=end_ms,
                                    live_risk=settings.live_risk)
 
-    return evaluate
+    def first_ms(candidate: Candidate, data: ResearchData, start_ms: int) -> int:
+        return _prepared(strategy_name, candidate, data, start_ms)[2]
+
+    return Family(grid, evaluate, first_ms)
 
 
 def _fixed_grid(grid: tuple[dict[str, Any], ...]) -> Callable[[ResearchData], list[dict[str, Any]]]:
@@ -121,13 +134,13 @@ def _fixed_grid(grid: tuple[dict[str, Any], ...]) -> Callable[[ResearchData], li
 
 
 FAMILIES: dict[str, Family] = {
-    SPOT_STRATEGY: Family(_existing_grid(SPOT_STRATEGY), _existing_evaluate(SPOT_STRATEGY)),
-    PERP_STRATEGY: Family(_existing_grid(PERP_STRATEGY), _existing_evaluate(PERP_STRATEGY)),
-    TREND_CORE: Family(_fixed_grid(TREND_CORE_GRID), _existing_evaluate(TREND_CORE)),
-    XSECTION_MOMENTUM: Family(_fixed_grid(XSECTION_MOMENTUM_GRID), _existing_evaluate(XSECTION_MOMENTUM)),
-    COMBINED: Family(_fixed_grid(COMBINED_GRID), _existing_evaluate(COMBINED)),
+    SPOT_STRATEGY: _existing_family(SPOT_STRATEGY, _existing_grid(SPOT_STRATEGY)),
+    PERP_STRATEGY: _existing_family(PERP_STRATEGY, _existing_grid(PERP_STRATEGY)),
+    TREND_CORE: _existing_family(TREND_CORE, _fixed_grid(TREND_CORE_GRID)),
+    XSECTION_MOMENTUM: _existing_family(XSECTION_MOMENTUM, _fixed_grid(XSECTION_MOMENTUM_GRID)),
+    COMBINED: _existing_family(COMBINED, _fixed_grid(COMBINED_GRID)),
 }
-"""family name -> (grid, evaluate). Sleeves add their entries here."""
+"""family name -> (grid, evaluate, first day). Sleeves add their entries here."""
 
 
 def research_data(
@@ -182,6 +195,15 @@ def evaluate_candidate(candidate: Candidate, data: ResearchData, *, start_ms: in
     turnover = annualized_turnover(traded, result.equity, timeframe=data.base.strategy.timeframe)
     return CandidateRun(returns=to_daily(returns_from_equity(result.equity)).rename(candidate.name),
                         turnover_annual=turnover)
+
+
+def common_start_ms(trials: list[Candidate], data: ResearchData, *, start_ms: int) -> int:
+    """The first day on which EVERY candidate can trade (the latest of their first tradeable bars >= start_ms):
+    protocol v2 starts them all from cash there, so no candidate carries a history (a halt, a drawdown) from
+    before the span they are compared on."""
+    if not trials:
+        raise ConfigError("no candidates to evaluate")
+    return max(FAMILIES[trial.family].first_ms(trial, data, start_ms) for trial in trials)
 
 
 def benchmark_returns(data: ResearchData) -> pd.Series:

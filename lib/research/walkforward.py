@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
+from lib.core.timeframes import MS_PER_DAY
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import BacktestResult
 from lib.research.metrics import summary_metrics
@@ -59,27 +61,37 @@ class WalkForwardResult:
 
 
 def build_windows(index: pd.Index, params: WalkForwardParams) -> list[Window]:
-    """Consecutive, non-overlapping test windows of ``test_bars`` after a first ``train_bars``.
+    """Consecutive, non-overlapping test windows of ``test_days`` calendar days after a first ``train_days``.
 
-    Each train window ends on the bar before its test window (rolling: the last ``train_bars``
-    bars; expanding: everything from the first bar). A final partial test window is kept when it
-    has >= 2 bars.
+    ``index``: bar open times (int ms, UTC), any timeframe. Days are counted from the first 00:00 UTC at or
+    after the first bar, so hourly and daily bars of the same days get the same calendar windows. Test window k
+    covers the bars opening in [origin + (train + gap + k x test) days, + test days); its train window ends
+    ``gap_days`` (purge + embargo) before the test starts and covers ``train_days`` (rolling) or everything from
+    the first bar (expanding). A final partial test window is kept when it has >= 2 bars.
+
+    Raises:
+        DataError: the bars do not reach past one train span + gap with 2 test bars.
     """
-    if len(index) < params.train_bars + 2:
-        raise DataError(f"walk-forward needs >= {params.train_bars + 2} bars, got {len(index)}")
-    windows = []
-    for number, test_start in enumerate(range(params.train_bars, len(index) - 1, params.test_bars)):
-        test_stop = min(test_start + params.test_bars, len(index))
-        train_start = 0 if params.expanding else test_start - params.train_bars
-        windows.append(
-            Window(
-                number=number,
-                train_start_ts=index[train_start],
-                train_end_ts=index[test_start - 1],
-                test_start_ts=index[test_start],
-                test_end_ts=index[test_stop - 1],
-            )
-        )
+    stamps = np.asarray(index, dtype=np.int64)
+    if len(stamps) == 0:
+        raise DataError("walk-forward needs bars, got none")
+    origin = -(-int(stamps[0]) // MS_PER_DAY) * MS_PER_DAY  # the first 00:00 UTC at or after the first bar
+    train_ms, test_ms, gap_ms = (days * MS_PER_DAY for days in (params.train_days, params.test_days, params.gap_days))
+    windows: list[Window] = []
+    test_start_ms = origin + train_ms + gap_ms
+    while test_start_ms <= int(stamps[-1]):
+        test_first = int(np.searchsorted(stamps, test_start_ms, side="left"))
+        test_stop = int(np.searchsorted(stamps, test_start_ms + test_ms, side="left"))
+        train_first = 0 if params.expanding else int(np.searchsorted(stamps, test_start_ms - gap_ms - train_ms))
+        train_stop = int(np.searchsorted(stamps, test_start_ms - gap_ms, side="left"))
+        if test_stop - test_first >= 2 and train_stop > train_first:  # (a hole in the data can empty one)
+            windows.append(Window(number=len(windows), train_start_ts=index[train_first],
+                                  train_end_ts=index[train_stop - 1], test_start_ts=index[test_first],
+                                  test_end_ts=index[test_stop - 1]))
+        test_start_ms += test_ms
+    if not windows:
+        raise DataError(f"walk-forward needs more than {params.train_days} + {params.gap_days} days of bars and 2 "
+                        f"test bars; the bars span {(int(stamps[-1]) - int(stamps[0])) / MS_PER_DAY:.1f} days")
     return windows
 
 

@@ -43,8 +43,8 @@ timeframe = "1d"
 [spot]
 regime_filter = false  # so that the synthetic market's regime cannot leave the book empty
 [walkforward]
-train_bars = 300
-test_bars = 120
+train_days = 300
+test_days = 120
 [alerts]
 telegram_base_url = "{telegram_url}"
 """
@@ -156,7 +156,7 @@ def test_walk_forward_and_cost_sensitivity(ready: Project, fetched: tuple[str, P
     assert len(walk["windows"]) >= 2 and sum(walk["params_chosen"].values()) == len(walk["windows"])
     size = {"perp.top_k": [1, 2, 3]} if fetched[0] == "swap" else {"spot.top_n": [3, 5, 8]}
     assert walk["grid"] == size | {"strategy.rebalance_every_bars": [1, 7]}  # the built-in grid, daily bars
-    assert walk["layout"]["train_bars"] == 300 and set(walk["out_of_sample_metrics"]) == {"strategy", *BENCHMARKS}
+    assert walk["layout"]["train_days"] == 300 and set(walk["out_of_sample_metrics"]) == {"strategy", *BENCHMARKS}
     stitched = pd.read_parquet(out / "walkforward.parquet")
     assert stitched["timestamp"].iloc[0] == walk["windows"][0]["test_start_ms"]
     assert stitched["timestamp"].is_monotonic_increasing and stitched["timestamp"].is_unique
@@ -209,7 +209,7 @@ def test_a_folder_laid_out_like_shared_data_gives_the_same_result(ready: Project
     [(("--data-dir", "nowhere"), 1, "no candle files in nowhere"),
      (("--symbols", "DOGE/USDT"), 1, "no candles in"),
      (("--walk-forward", "--grid", "risk.max=1"), 2, "section must be one of"),
-     (("--walk-forward", "--end", "2023-09-01"), 1, "walk-forward needs >= 302 bars")],
+     (("--walk-forward", "--end", "2023-09-01"), 1, "walk-forward needs more than 300 + 1 days")],
 )  # fmt: skip
 def test_bad_inputs_fail_alert_and_write_nothing(ready: Project, telegram: FakeTelegram, args, exit_code, message):
     result = ready.run("backtest", "--run-id", "broken", *args)

@@ -23,7 +23,7 @@ TREND_CORE_GRID: tuple[dict[str, Any], ...] = (
     {"sizing.method": "inverse_vol"},
     {"sizing.cluster_aware": False},
     {"sizing.cluster_correlation": 0.5},
-    {"sizing.cluster_correlation": 0.7},  # the first default; 0.85 became the default (the final protocol's pick)
+    {"sizing.cluster_correlation": 0.85},  # v1's pick; protocol v2 chose 0.7 (the first default) again
     {"sizing.kelly_fraction": 0.0},
     {"sizing.refresh_every_bars": 1},
     _BANDS_OFF,

@@ -42,7 +42,7 @@ class SizingParams:
     max_asset_weight_frac: float = 0.35
     window_bars: int = 90  # covariance window
     refresh_every_bars: int = 7  # re-estimate covariance and clusters this often (and when the universe changes)
-    cluster_correlation: float = 0.85  # average-linkage correlation above which assets are one bet (protocol's pick)
+    cluster_correlation: float = 0.7  # average-linkage correlation above which assets are one bet (protocol v2's pick)
 
     def __post_init__(self) -> None:
         if self.method not in ("inverse_vol", "risk_parity"):

@@ -52,7 +52,9 @@ def live_risk_report(result: BacktestResult) -> dict[str, Any]:
     halted_at = None if risk.halted_at_ms is None else format_ms(risk.halted_at_ms)
     return {"modelled": True, "halted_at": halted_at, "halted_bars": risk.halted_bars,
             "reduce_only_bars": risk.reduce_only_bars, "reduce_only_days": risk.reduce_only_days,
-            "blocked_ticks": dict(risk.blocked_ticks)}
+            "blocked_ticks": dict(risk.blocked_ticks), "clipped_ticks": risk.clipped_ticks,
+            "halts": [{"halted_at": format_ms(start), "rearmed_at": None if end is None else format_ms(end)}
+                      for start, end in risk.halts]}
 
 def cost_report(table: Frame) -> dict[str, Any]:
     """lib.research.walkforward.cost_sensitivity's table (one row per fee_bps) as JSON."""

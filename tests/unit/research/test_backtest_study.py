@@ -4,7 +4,6 @@ coverage, benchmarks, result tables, and walk-forward on synthetic candles (incl
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import replace
 
@@ -320,13 +319,18 @@ def test_walk_forward_study_stitches_out_of_sample_windows(candles, inputs) -> N
     start = history.default_start_ms(inputs)
     benchmarks = benchmark_curves.benchmark_equity(inputs.close.loc[start:], inputs.benchmark, timeframe="1h",
                                         study=sections.StudyParams(), capital_quote=1000.0)
-    layout = WalkForwardParams(train_bars=150, test_bars=100)
+    layout = WalkForwardParams(train_days=6, test_days=4, purge_days=1)  # calendar days on hourly bars
     grid = {"spot.top_n": (1, 2), "strategy.rebalance_every_bars": (1, 6)}
     calls: list[int] = []
     document, stitched = walk_forward.walk_forward_study(candles, SETTINGS, inputs, benchmarks, grid=grid,
                                                          layout=layout, progress=lambda: calls.append(1))
     windows = document["windows"]
-    assert len(windows) == math.ceil((len(benchmarks) - 150) / 100) and len(calls) == len(windows) * 5
+    origin = -(-int(benchmarks.index[0]) // MS_PER_DAY) * MS_PER_DAY  # days count from the first midnight
+    first_test = origin + 7 * MS_PER_DAY  # 6 train days + 1 purge day
+    assert [window["test_start_ms"] for window in windows] == list(
+        range(first_test, int(benchmarks.index[-1]) - HOUR_MS, 4 * MS_PER_DAY))  # (a last test needs 2 bars)
+    assert all(window["train_end_ms"] == window["test_start_ms"] - MS_PER_DAY - HOUR_MS for window in windows)
+    assert len(calls) == len(windows) * 5
     assert json.loads(json.dumps(document, allow_nan=False)) == document
     assert sum(document["params_chosen"].values()) == len(windows)
     assert all(window["params"]["spot.top_n"] in (1, 2) for window in windows)
@@ -346,7 +350,7 @@ def test_walk_forward_baskets_are_bought_at_the_out_of_sample_start(candles, inp
                                         study=sections.StudyParams(), capital_quote=1000.0)
     _, stitched = walk_forward.walk_forward_study(candles, SETTINGS, inputs, benchmarks,
                                                   grid={"spot.top_n": (1,)},
-                                                  layout=WalkForwardParams(train_bars=150, test_bars=100))
+                                                  layout=WalkForwardParams(train_days=6, test_days=4))
     oos_close = inputs.close.loc[int(stitched["timestamp"].iloc[0]):].ffill()
     # equal money in each coin priced at the out-of-sample start, then held: 1000 x mean of price relatives
     expected = 1000.0 * (oos_close / oos_close.iloc[0]).mean(axis=1)

@@ -93,3 +93,26 @@ def test_only_daily_bars() -> None:
     hourly = pd.Series([0.01, 0.02], index=pd.Index([0, 3_600_000], dtype="int64"))
     with pytest.raises(ConfigError):
         registry.to_daily(hourly)
+
+
+def test_protocol_v2_starts_every_candidate_from_cash_on_their_common_first_day() -> None:
+    coins = {"BTC": (1, 0.001), "ETH": (2, 0.0005)}
+    spot = {f"{coin}/USDT": daily(seed, drift) for coin, (seed, drift) in coins.items()}
+    perp = {f"{coin}/USDT:USDT": daily(seed, drift) for coin, (seed, drift) in coins.items()}
+    settlements = np.arange(300, DAYS * 3, dtype=np.int64) * MS_PER_DAY // 3  # funding from day 100 on
+    rates = pd.DataFrame({"timestamp": settlements, "rate": np.full(len(settlements), 0.0001)})
+    research = registry.research_data(spot, perp, {symbol: rates for symbol in perp}, end_ms=(DAYS - 1) * MS_PER_DAY,
+                                      base=BASE, study_params=sections.StudyParams())
+    both = [registry.candidates(research, (family,))[0]
+            for family in ("spot_long_only", "trend_core", "perp_market_neutral")]
+    # own first days: spot books once 60 bars of history exist (day 59); perps also wait for funding (day 100)
+    assert [registry.FAMILIES[c.family].first_ms(c, research, 0) // MS_PER_DAY for c in both] == [59, 59, 100]
+    assert registry.common_start_ms(both, research, start_ms=0) == 100 * MS_PER_DAY
+    assert registry.common_start_ms(both, research, start_ms=150 * MS_PER_DAY) == 150 * MS_PER_DAY
+    runs = [registry.evaluate_candidate(c, research, start_ms=100 * MS_PER_DAY, end_ms=None) for c in both]
+    # every one from cash on day 100: the first return is day 101's (day 100 is the starting equity)
+    assert {run.returns.index[0] for run in runs} == {pd.Timestamp(101 * MS_PER_DAY, unit="ms", tz="UTC")}
+    own = registry.evaluate_candidate(both[0], research, start_ms=0, end_ms=None)
+    assert own.returns.index[0] == pd.Timestamp(60 * MS_PER_DAY, unit="ms", tz="UTC")
+    with pytest.raises(ConfigError):
+        registry.common_start_ms([], research, start_ms=0)

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lib.core.errors import ConfigError
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.execution.risk import RiskLimits
+from lib.execution.risk_targets import clip_target_weights
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import run_backtest
 from lib.research.live_risk import LiveRiskLimits, reduce_only_weights
@@ -121,13 +123,78 @@ def test_a_cap_breach_sends_nothing_that_tick() -> None:
     opens = _frame({A: [100, 100, 100]}, MS_PER_DAY)
     closes = _frame({A: [100, 100, 100]}, MS_PER_DAY)
     for targets, limits, check in (
-        (_targets(closes, {0: {A: 0.5}}), _limits(max_asset_weight_frac=0.35), "asset_weight"),
         (_targets(closes, {0: {A: 0.3}}), _limits(max_order_notional_quote=Decimal(250)), "fat_finger"),
+        (_targets(closes, {0: {A: 0.3}}), _limits(max_gross_exposure_frac=0.2), "exposure"),
     ):
         live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
                             live_risk=limits)
         assert live.trades.empty and live.equity.tolist() == [1000.0] * 3
         assert live.live_risk is not None and live.live_risk.blocked_ticks == {check: 1}
+
+
+def test_an_over_cap_target_is_clipped_to_the_cap_as_live_and_the_rest_trades() -> None:
+    opens = _frame({A: [100, 100, 100], B: [50, 50, 50]}, MS_PER_DAY)
+    closes = _frame({A: [100, 100, 100], B: [50, 50, 50]}, MS_PER_DAY)
+    risk = RiskLimits(max_asset_weight_frac=0.35, max_order_notional_quote=Decimal("1e9"))
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=_targets(closes, {0: {A: 0.5, B: 0.2}}),
+                        params=ZERO_COST, live_risk=LiveRiskLimits.from_risk_limits(risk))
+    # A wants 50 % > the 35 % cap: 350 / 100 = 3.5 A; B is under the cap: 200 / 50 = 4 B (live clips the same way)
+    assert live.trades[["symbol", "amount_base"]].values.tolist() == [[A, 3.5], [B, 4.0]]
+    assert live.live_risk is not None and (live.live_risk.clipped_ticks, live.live_risk.blocked_ticks) == (1, {})
+    assert clip_target_weights({A: 0.5, B: 0.2}, risk)[0] == {A: 0.35, B: 0.2}
+
+
+REARM_OPENS = {A: [100, 100, 110, 85, 75, 85, 70, 62]}
+REARM_CLOSES = {A: [100, 120, 90, 80, 70, 70, 60, 65]}
+
+
+def test_a_halt_is_cleared_after_the_review_delay_with_the_peak_reset_to_that_runs_equity() -> None:
+    opens, closes = _frame(REARM_OPENS, MS_PER_DAY), _frame(REARM_CLOSES, MS_PER_DAY)
+    targets = _targets(closes, {bar: {A: 1.0} for bar in range(7)})
+    limits = _limits(max_drawdown_frac=0.25, daily_loss_limit_frac=1.0)
+    params = dataclasses.replace(ZERO_COST, halt_review_days=2)
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=params, live_risk=limits)
+    # day 1: 10 A at 100 (1200 at the close). Day 3's open: 850 vs peak 1200 = down 29 % -> sell 10 at 85, halt.
+    # Review due 2 days later: day 4 is still halted (flat, 850); day 5's run is the cleared one: the peak becomes
+    # 850 (not 1200: 850 would be 29 % down from it and halt again at once), buy 850 / 85 = 10 A; close 70 -> 700.
+    # Day 6's open: 700 vs 850 = down 17.6 %: trade (on target); close 60 -> 600. Day 7's open: 620 vs 850 = down
+    # 27 % -> sell 10 at 62 and halt again, to the end (its review would be day 9).
+    assert live.equity.tolist() == pytest.approx([1000, 1200, 900, 850, 850, 700, 600, 620], rel=1e-15)
+    assert live.trades[["timestamp", "side", "amount_base", "price"]].values.tolist() == [
+        [1 * MS_PER_DAY, "buy", 10.0, 100.0], [3 * MS_PER_DAY, "sell", 10.0, 85.0],
+        [5 * MS_PER_DAY, "buy", 10.0, 85.0], [7 * MS_PER_DAY, "sell", 10.0, 62.0]]
+    assert live.live_risk is not None
+    assert live.live_risk.halts == ((3 * MS_PER_DAY, 5 * MS_PER_DAY), (7 * MS_PER_DAY, None))
+    assert (live.live_risk.halted_at_ms, live.live_risk.halted_bars) == (3 * MS_PER_DAY, 2 + 1)
+    never = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, live_risk=limits,
+                         params=dataclasses.replace(ZERO_COST, halt_review_days=0))
+    assert never.equity.tolist() == pytest.approx([1000, 1200, 900] + [850] * 5, rel=1e-15)
+    assert never.live_risk is not None and never.live_risk.halts == ((3 * MS_PER_DAY, None),)
+    assert never.live_risk.halted_bars == 5
+
+
+def test_on_hourly_bars_the_review_delay_is_calendar_days_and_the_daily_limit_applies_after_the_clear() -> None:
+    hours = 30
+    opens = {A: [100.0, 100.0] + [70.0] * 25 + [60.0] * 3}  # bars 2..26 open at 70, bars 27.. at 60
+    closes = {A: [100.0, 100.0] + [70.0] * 24 + [66.0] + [60.0] * 3}  # bar 26 closes at 66
+    frame_open, frame_close = _frame(opens, MS_PER_HOUR), _frame(closes, MS_PER_HOUR)
+    targets = _targets(frame_close, {bar: {A: 1.0} for bar in range(hours - 1)})
+    limits = _limits(max_drawdown_frac=0.25, daily_loss_limit_frac=0.1)
+    live = run_backtest(open_wide=frame_open, close_wide=frame_close, target_weights=targets, live_risk=limits,
+                        params=dataclasses.replace(ZERO_COST, halt_review_days=1))
+    # 01:00 day 0: 10 A at 100. 02:00: 700 = down 30 % from 1000 -> sell at 70, halt (700 cash). Review due 24 h
+    # later, at bar 26 (02:00 day 1): peak = start of day = 700, buy 10 A at 70; close 66. Bar 27's open 60: 600 =
+    # down 14.3 % from 700: no 25 % drawdown, but a 10 % daily loss -> reduce-only: A is held, nothing traded.
+    assert live.live_risk is not None and live.live_risk.halts == ((2 * MS_PER_HOUR, 26 * MS_PER_HOUR),)
+    assert live.trades[["timestamp", "side", "price"]].values.tolist() == [
+        [1 * MS_PER_HOUR, "buy", 100.0], [2 * MS_PER_HOUR, "sell", 70.0], [26 * MS_PER_HOUR, "buy", 70.0]]
+    assert (live.live_risk.reduce_only_days, live.live_risk.halted_bars) == (1, 24)
+    assert live.equity.iloc[25:].tolist() == pytest.approx([700, 660, 600, 600, 600], rel=1e-15)
+
+
+def test_a_negative_review_delay_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"backtest\.halt_review_days"):
+        BacktestParams(halt_review_days=-1)
 
 
 def test_a_held_coin_whose_candles_stop_is_sold_at_its_last_close() -> None:
@@ -179,9 +246,14 @@ def test_risk_decisions_read_no_future_equity() -> None:
     assert full.live_risk is not None and full.live_risk.halted_at_ms is not None  # the layer did act
     assert full.live_risk.reduce_only_days > 0
     halt_bar = int(np.searchsorted(closes.index, full.live_risk.halted_at_ms))
-    for cut in (40, halt_bar - 1, halt_bar + 1, len(closes) - 20):
+    assert len(full.live_risk.halts) == 2 and full.live_risk.halts[0][1] is not None  # a halt was cleared
+    rearm_bar = int(np.searchsorted(closes.index, full.live_risk.halts[0][1]))
+    for cut in (40, halt_bar - 1, halt_bar + 1, rearm_bar, rearm_bar + 1, len(closes) - 20):
         past = run_backtest(open_wide=opens.iloc[:cut], close_wide=closes.iloc[:cut],
                             target_weights=targets.iloc[:cut], params=params, live_risk=limits)
         np.testing.assert_allclose(past.equity.to_numpy(), full.equity.to_numpy()[:cut], rtol=1e-12)
         assert past.live_risk is not None
         assert past.live_risk.halted_at_ms == (full.live_risk.halted_at_ms if cut > halt_bar else None)
+        last_ms = int(closes.index[cut - 1])  # halts and re-arms (7-day review) up to the cut are the full run's
+        assert past.live_risk.halts == tuple((start, end if end is not None and end <= last_ms else None)
+                                             for start, end in full.live_risk.halts if start <= last_ms)
