@@ -18,7 +18,7 @@ from lib.core.symbols import quote_of
 from lib.core.timeframes import timeframe_ms
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
-from lib.execution import state_files, venue_session
+from lib.execution import state_files, tail_risk_checks, venue_session
 from lib.execution.book import Book, value_book
 from lib.execution.ccxt_cashflows import fetch_exchange_cashflows
 from lib.execution.journal import RunInfo
@@ -77,8 +77,7 @@ def _run(ctx: RunContext) -> None:
         cashflows += fetch_exchange_cashflows(session.client, quote=session.quote, since_ms=previous.updated_ms,
                                               until_ms=ctx.now_ms)
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
-                      reset_baseline=ctx.args.reset_high_water_mark,
-                      cashflows=cashflows, book_params=config.book,
+                      reset_baseline=ctx.args.reset_high_water_mark, cashflows=cashflows, book_params=config.book,
                       managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
                                               [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
                                               config.book))
@@ -94,15 +93,16 @@ def _run(ctx: RunContext) -> None:
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if not dry_run:  # raises TradingHalted
-            engine.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
-                                halt=halt, params=config.orders, limits=config.risk)
+            engine.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt, halt=halt,
+                           params=config.orders, limits=config.risk)
         target_weights = {}  # the dry run shows the flatten plan
 
-    # 4. plan, then the risk verdict decides what may be sent
-    plan = engine.plan_rebalance(session, book, target_weights=target_weights, params=config.orders,
-                                 limits=config.risk, journal=journal, run=run)
-    verdict = check_all(
-        plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
+    # 4. shorts near liquidation cut first, tail risk fitted; plan; then the risk verdict decides what may be sent
+    tail = tail_risk_checks.pre_trade(target_weights, book, targets, paths, config.risk, journal, run, alert=ctx.alert)
+    plan = tail.first(engine.plan_rebalance(session, book, target_weights=tail.target_weights, params=config.orders,
+                                            limits=config.risk, journal=journal, run=run))
+    verdict = tail.refuse(check_all(
+        plan=plan, target_weights=tail.target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
         high_water_mark_quote=book.baselines.high_water_mark_quote,
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
@@ -110,7 +110,7 @@ def _run(ctx: RunContext) -> None:
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
         reference_prices=targets.signal_closes(), unpriced=book.unpriced,  # a stored close is no live input price:
         input_prices={s: p for s, p in session.fetch_prices(signal_inputs).items() if s not in session.unpriced},
-    )
+    ))  # a tail-risk refusal keeps only the risk-reducing orders
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
     if dry_run:
