@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Decimal
 
 from lib.core.short_margin import ShortMargin, assess_shorts
-from lib.core.venue import Holdings
-from lib.execution.orders import OrderPlan
+from lib.core.venue import Holdings, MarketRules
+from lib.execution.orders import OrderPlan, round_down_to_step
 from lib.execution.risk import RiskLimits, RiskRejection
 
 LIQUIDATION_RISK = "liquidation_risk"
@@ -31,9 +32,23 @@ def describe(short: ShortMargin, limit: float) -> str:
             f"{short.collateral_needed_quote:.2f} collateral)")
 
 
+def safe_weight(short: ShortMargin, sizing_quote: float, markets: Mapping[str, MarketRules]) -> float:
+    """The target weight of the short cut to its safe size, rounded DOWN to the market's amount step (a
+    rounded-up remainder would stay above the limit), a millionth of a step inside it so that the plan's own
+    rounding of the difference cannot drop the last step."""
+    rules = markets.get(short.symbol)
+    quantity = short.safe_quantity
+    if rules is not None:
+        step = rules.amount_step * rules.contract_size
+        quantity = float(round_down_to_step(Decimal(repr(quantity)), step)) if quantity > 0 else 0.0
+        quantity = max(0.0, quantity - float(step) * 1e-6)
+    return -quantity * short.price / sizing_quote
+
+
 def guard_shorts(target_weights: Mapping[str, float], *, holdings: Holdings, prices: Mapping[str, float],
-                 sizing_quote: float, daily_volatility: Mapping[str, float],
-                 limits: RiskLimits) -> tuple[dict[str, float], list[ShortMargin], list[RiskRejection]]:
+                 sizing_quote: float, daily_volatility: Mapping[str, float], limits: RiskLimits,
+                 markets: Mapping[str, MarketRules] | None = None,
+                 ) -> tuple[dict[str, float], list[ShortMargin], list[RiskRejection]]:
     """(targets with every unsafe short cut to its safe size, the held shorts assessed, one rejection per cut).
 
     Raises DataError (lib.core.short_margin) when a short has no price or no volatility forecast.
@@ -47,15 +62,16 @@ def guard_shorts(target_weights: Mapping[str, float], *, holdings: Holdings, pri
     target_amounts = {s: w * sizing_quote / prices[s] for s, w in weights.items()
                       if ":" in s and w < 0 and prices.get(s, 0) > 0 and math.isfinite(w)}
     planned = assess_shorts(target_amounts, prices, holdings.cash_quote, daily_volatility, **terms)
-    rejections = []
+    floors: dict[str, tuple[float, str]] = {}  # symbol -> (the highest floor, why): one rejection per short
     for short, when in [(s, "held") for s in held] + [(s, "target") for s in planned]:
-        if not short.breaches:
-            continue
-        floor = -short.safe_quantity * short.price / sizing_quote
-        if weights.get(short.symbol, 0.0) < floor:
-            weights[short.symbol] = floor
-            rejections.append(RiskRejection(check=LIQUIDATION_RISK, symbol=short.symbol,
-                                            detail=f"{when} {describe(short, limit)}"))
+        floor = safe_weight(short, sizing_quote, markets or {})
+        if short.breaches and weights.get(short.symbol, 0.0) < floor:
+            why = floors.get(short.symbol, (floor, f"{when} {describe(short, limit)}"))[1]
+            floors[short.symbol] = (max(floor, floors.get(short.symbol, (floor, ""))[0]), why)
+    rejections = []
+    for symbol, (floor, why) in sorted(floors.items()):
+        weights[symbol] = floor
+        rejections.append(RiskRejection(check=LIQUIDATION_RISK, symbol=symbol, detail=why))
     return weights, held, rejections
 
 

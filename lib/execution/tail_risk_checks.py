@@ -26,18 +26,18 @@ from lib.core.state import Targets
 from lib.core.storage import read_parquet
 from lib.core.tail_limits import fit_to_limits
 from lib.core.timeframes import timeframe_ms
-from lib.core.venue import Holdings
+from lib.core.venue import Holdings, MarketRules
 from lib.execution import journal as records
 from lib.execution.book import Book
 from lib.execution.journal import RunInfo
 from lib.execution.margin_guard import GUARD_OFF, LIQUIDATION_RISK, guard_shorts, reductions_first
-from lib.execution.orders import OrderPlan
+from lib.execution.orders import OrderParams, OrderPlan
 from lib.execution.risk import RiskLimits, RiskRejection, RiskVerdict, reducing_orders
 from lib.execution.state_files import Journal
+from lib.execution.venue_session import STORED_CANDLE_COLUMNS
 
 TAIL_RISK_SCALED = "tail_risk_scaled"
 TAIL_RISK_REFUSED = "tail_risk"
-CANDLE_COLUMNS = ("timestamp", "close")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +55,10 @@ class PreTrade:
         """The plan with the guarded shorts' reductions sent before anything else."""
         return reductions_first(plan, self.guarded)
 
+    def order_params(self, params: OrderParams) -> OrderParams:
+        """No no-trade band in a run that cuts a short: the cut is often smaller than the band."""
+        return replace(params, no_trade_band_frac=0.0) if self.guarded else params
+
     def refuse(self, verdict: RiskVerdict) -> RiskVerdict:
         """A refusal keeps only the risk-reducing orders (reduce_only: sent, then the run fails)."""
         if not self.refusals:
@@ -71,7 +75,7 @@ def read_daily_closes(paths: ProjectPaths, timeframe: str, symbols: Iterable[str
     closes = {}
     for symbol in sorted(set(symbols)):
         try:
-            frame = read_parquet(paths.ohlcv(timeframe, symbol), columns=CANDLE_COLUMNS)
+            frame = read_parquet(paths.ohlcv(timeframe, symbol), columns=STORED_CANDLE_COLUMNS)
         except CoinbotError as error:
             logger.warning("{}: stored candles unreadable for the tail-risk pass: {}", symbol, error)
             continue
@@ -91,10 +95,12 @@ def daily_volatility(closes: Mapping[str, pd.Series]) -> dict[str, float]:
 
 
 def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets, paths: ProjectPaths,
-              limits: RiskLimits, journal: Journal, run: RunInfo, *, alert: Callable[[str], object]) -> PreTrade:
+              limits: RiskLimits, journal: Journal, run: RunInfo, *, alert: Callable[[str], object],
+              markets: Mapping[str, MarketRules] | None = None) -> PreTrade:
     """Guard the shorts, then fit the target book to the tail limits; journal and alert what was changed.
 
-    ``targets`` gives the candles' timeframe and the held symbols (``hold``: not scaled)."""
+    ``targets`` gives the candles' timeframe and the held symbols (``hold``: not scaled); ``markets`` the amount
+    steps a cut short is rounded to."""
     hold, timeframe = targets.hold, targets.timeframe
     weights = {s: w for s, w in target_weights.items() if w != 0}
     shorts_held = {s for s, a in book.holdings.amounts_base.items() if ":" in s and a < 0}
@@ -109,7 +115,8 @@ def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets,
         try:
             weights, shorts, guarded = guard_shorts(weights, holdings=book.holdings, prices=book.prices,
                                                     sizing_quote=book.sizing_quote,
-                                                    daily_volatility=daily_volatility(closes), limits=limits)
+                                                    daily_volatility=daily_volatility(closes), limits=limits,
+                                                    markets=markets)
             changed += guarded
         except CoinbotError as error:
             refusals.append(RiskRejection(check=LIQUIDATION_RISK, symbol=None,

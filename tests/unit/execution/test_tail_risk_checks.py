@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pandas as pd
 import pytest
 
-from lib.core.venue import Holdings
+from lib.core.venue import Holdings, MarketRules
 from lib.execution.margin_guard import LIQUIDATION_RISK, guard_shorts, reductions_first
 from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskLimits, RiskRejection, RiskVerdict
@@ -53,6 +53,17 @@ def test_a_safe_short_and_a_target_that_would_grow_past_the_limit() -> None:
     off, _, _ = guard_shorts({BTC: -10.0}, holdings=holdings, prices=prices, sizing_quote=1_000.0,
                              daily_volatility=vol, limits=RiskLimits(max_liquidation_prob_24h=1.0))
     assert off == {BTC: -10.0}
+
+
+def test_the_cut_rounds_down_to_the_amount_step() -> None:
+    # safe 0.0643993 BTC with a 0.01 step: 0.06 (not 0.07, which would stay above the limit), minus 1e-8
+    rules = MarketRules(symbol=BTC, base="BTC", quote="USDT", is_perpetual=True, amount_step=D("0.01"),
+                        price_step=D("0.1"), min_amount_base=D("0.001"), max_amount_base=None,
+                        min_notional_quote=D(5))
+    holdings = Holdings(cash_quote=500.0, amounts_base={BTC: -0.1})
+    weights, _, _ = guard_shorts({BTC: -5.0}, holdings=holdings, prices={BTC: 50_000.0}, sizing_quote=1_000.0,
+                                 daily_volatility={BTC: 0.05}, limits=RiskLimits(), markets={BTC: rules})
+    assert weights[BTC] == pytest.approx(-(0.06 - 1e-8) * 50, abs=1e-12)
 
 
 def test_the_guarded_reduction_goes_first() -> None:
