@@ -94,6 +94,11 @@ def daily_volatility(closes: Mapping[str, pd.Series]) -> dict[str, float]:
     return forecasts
 
 
+def forecast_volatility(paths: ProjectPaths, timeframe: str, symbols: Iterable[str]) -> dict[str, float]:
+    """daily_volatility of the stored candles of ``symbols`` (doctor's perp-margin rows use it too)."""
+    return daily_volatility(read_daily_closes(paths, timeframe, symbols))
+
+
 def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets, paths: ProjectPaths,
               limits: RiskLimits, journal: Journal, run: RunInfo, *, alert: Callable[[str], object],
               markets: Mapping[str, MarketRules] | None = None) -> PreTrade:
