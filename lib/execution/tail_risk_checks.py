@@ -134,7 +134,7 @@ def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets,
     for rejection in changed:
         logger.warning("{} {}: {}", rejection.check, rejection.symbol or "book", rejection.detail)
         journal.append(records.to_risk_rejected_event(rejection, run))
-    if changed:
+    if changed and journal.write:  # a dry run shows it in the log, alerts nobody
         alert("coinbot: rebalance reduced risk before planning\n" + "\n".join(
             f"{r.check} {r.symbol or 'book'}: {r.detail}" for r in changed))
     return PreTrade(target_weights=weights, holdings=book.holdings, shorts=tuple(shorts), refusals=tuple(refusals),

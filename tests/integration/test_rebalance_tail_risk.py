@@ -5,6 +5,7 @@ a perp short whose 24 h liquidation probability is above ``risk.max_liquidation_
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -121,3 +122,10 @@ def test_a_swap_short_near_liquidation_is_reduced_first(project: Project, telegr
     assert 0 < -positions(project).amounts_base["ETH/USDT:USDT"] < short_before
     assert len(telegram.messages) == 1 and "liquidation_risk" in (telegram.messages[0].text or "")
     assert_consistent(project, fake)
+
+    # doctor and report show the short's margin (at the marks / prices after the cut: within the limit again)
+    rows = json.loads(project.run("doctor", "--json").stdout)["findings"]
+    margin = [row for row in rows if row["check"] == "perp margin"]
+    assert len(margin) == 1 and margin[0]["status"] == "ok" and "ETH/USDT:USDT short" in margin[0]["detail"]
+    report = project.run("report", "--dry-run")
+    assert "1-day VaR/CVaR" in report.stdout and "ETH/USDT:USDT short" in report.stdout, report.stderr[-2000:]
