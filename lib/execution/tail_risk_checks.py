@@ -18,13 +18,14 @@ import pandas as pd
 from loguru import logger
 
 from lib.core.daily_returns import daily_closes, daily_returns
-from lib.core.errors import CoinbotError
+from lib.core.errors import CoinbotError, DataError
 from lib.core.ewma import ewma_volatility, log_returns
 from lib.core.paths import ProjectPaths
 from lib.core.short_margin import ShortMargin
 from lib.core.state import Targets
 from lib.core.storage import read_parquet
 from lib.core.tail_limits import fit_to_limits
+from lib.core.tail_risk import MIN_OBSERVATIONS
 from lib.core.timeframes import timeframe_ms
 from lib.core.venue import Holdings, MarketRules
 from lib.execution import journal as records
@@ -144,12 +145,18 @@ def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets,
 def _fit_tail(weights: dict[str, float], closes: Mapping[str, pd.Series], *, fixed: set[str],
               limits: RiskLimits) -> tuple[dict[str, float], list[RiskRejection], list[RiskRejection]]:
     """(weights, [the scaling done], [a refusal]) for the target book against the tail limits."""
-    held = {s: w for s, w in weights.items() if s in fixed}
-    scalable = {s: w for s, w in weights.items() if s not in fixed}
     if not weights:
         return weights, [], []
+    held = {s: w for s, w in weights.items() if s in fixed and s in closes}
+    for symbol in sorted(s for s in weights if s in fixed and s not in closes):  # not traded: nothing to act on
+        logger.warning("{} is held (not traded) and has no stored candles: left out of the tail risk", symbol)
+    scalable = {s: w for s, w in weights.items() if s not in fixed}
     try:
-        returns = daily_returns({s: closes[s] for s in weights if s in closes}, lookback_days=limits.var_lookback_days)
+        returns = daily_returns({s: closes[s] for s in {**held, **scalable} if s in closes},
+                                lookback_days=limits.var_lookback_days)
+        short = sorted(s for s in scalable if s in returns and returns[s].count() < MIN_OBSERVATIONS)
+        if short:  # a new listing's missing days would count as calm ones
+            raise DataError(f"fewer than {MIN_OBSERVATIONS} daily returns for {short}")
         check = fit_to_limits(scalable, returns, max_var=limits.max_var_99_frac, max_cvar=limits.max_cvar_99_frac,
                               fixed=held)
     except CoinbotError as error:
@@ -164,7 +171,7 @@ def _fit_tail(weights: dict[str, float], closes: Mapping[str, pd.Series], *, fix
     if limits.tail_risk_action == "refuse":
         return weights, [], [RiskRejection(check=TAIL_RISK_REFUSED, symbol=None,
                                            detail=f"{figures}: refused, only risk-reducing orders")]
-    scaled = {**held, **{s: w * check.scale for s, w in scalable.items()}}
+    scaled = {s: w * check.scale if s in scalable else w for s, w in weights.items()}
     return scaled, [RiskRejection(check=TAIL_RISK_SCALED, symbol=None,
                                   detail=f"{figures}: target book scaled by {check.scale:.4f} to VaR "
                                          f"{check.scaled_var_99:.2%} / CVaR {check.scaled_cvar_99:.2%}")], []

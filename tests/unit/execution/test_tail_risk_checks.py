@@ -91,6 +91,13 @@ def test_a_breaching_target_is_scaled_or_refused() -> None:
     assert same == {"A/USDT": 1.0} and none == [] and [r.check for r in refused] == [TAIL_RISK_REFUSED]
     _, _, unknown = _fit_tail({"C/USDT": 0.1}, closes, fixed=set(), limits=RiskLimits())
     assert "unknown" in unknown[0].detail
+    young = {**closes, "N/USDT": closes_of(CRASH[-5:]).set_axis(range(15, 21))}  # listed 5 days ago
+    _, _, new_listing = _fit_tail({"A/USDT": 0.1, "N/USDT": 0.1}, young, fixed=set(), limits=RiskLimits())
+    assert "fewer than 20 daily returns for ['N/USDT']" in new_listing[0].detail
+    kept, _, none = _fit_tail({"A/USDT": 0.5, "DEAD/USDT": 0.1}, closes, fixed={"DEAD/USDT"}, limits=RiskLimits())
+    assert kept == {"A/USDT": 0.5, "DEAD/USDT": 0.1} and none == []  # held, no candles: left out, not refused
+    cut, _, _ = _fit_tail({"A/USDT": 1.0, "DEAD/USDT": 0.1}, closes, fixed={"DEAD/USDT"}, limits=RiskLimits())
+    assert cut == {"A/USDT": pytest.approx(0.8), "DEAD/USDT": 0.1}
 
 
 def test_a_refusal_keeps_only_risk_reducing_orders() -> None:
