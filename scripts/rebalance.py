@@ -92,8 +92,8 @@ def _run(ctx: RunContext) -> None:
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if not dry_run:  # raises TradingHalted
-            engine.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt, halt=halt,
-                           params=config.orders, limits=config.risk)
+            engine.flatten(session, book, journal=journal, run=run, writer=writer, halt_path=paths.halt,
+                                halt=halt, params=config.orders, limits=config.risk)
         target_weights = {}  # the dry run shows the flatten plan
 
     # 4. shorts near liquidation cut first, tail risk fitted; plan; then the risk verdict decides what may be sent
