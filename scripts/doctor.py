@@ -21,7 +21,7 @@ from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.symbols import to_traded_symbols
 from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
 from lib.execution import binance_keys, ccxt_client, venue_session
-from lib.ops import doctor
+from lib.ops import doctor, doctor_margin
 from lib.ops.alerts import redactor
 from lib.ops.config import Config, Secrets, load_config, load_secrets
 from lib.ops.doctor import FileFacts, Finding, SeriesFacts
@@ -82,7 +82,7 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
         journal = doctor.check_journal(exists=True, event_count=0, torn=False, read_error=str(error))
     findings += [doctor.check_targets(_file_facts(paths.targets), now_ms=now_ms), journal,
                  doctor.check_positions(_file_facts(paths.positions)), doctor.check_halt(_file_facts(paths.halt)),
-                 doctor.check_kill_switch(exists=paths.kill_switch.exists())]
+                 doctor.check_kill_switch(exists=paths.kill_switch.exists()), *doctor_margin.findings(paths, config)]
     try:
         raw_records, torn = storage.read_jsonl(paths.runs)
         records = to_run_records(raw_records)

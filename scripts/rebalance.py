@@ -18,10 +18,9 @@ from lib.core.symbols import quote_of
 from lib.core.timeframes import timeframe_ms
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
-from lib.execution import state_files, venue_session
+from lib.execution import state_files, tail_risk_checks, venue_session
 from lib.execution.book import Book, value_book
 from lib.execution.ccxt_cashflows import fetch_exchange_cashflows
-from lib.execution.journal import RunInfo
 from lib.execution.managed_book import managed_symbols
 from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskVerdict, check_all
@@ -50,8 +49,8 @@ def _run(ctx: RunContext) -> None:
     targets = state_files.read_targets(paths.targets, strategy=config.strategy.name, exchange=config.exchange)
     previous = state_files.read_positions(paths.positions, mode=config.exchange.mode, venue=paths.venue,
                                           journal=journal, reset_baselines=ctx.args.reset_high_water_mark)
-    run = RunInfo(time_ms=ctx.now_ms, run_id=ctx.run_id, rebalance_id=engine.rebalance_id_of(targets),
-                  mode=config.exchange.mode, venue=paths.venue)
+    run = records.RunInfo(time_ms=ctx.now_ms, run_id=ctx.run_id, rebalance_id=engine.rebalance_id_of(targets),
+                          mode=config.exchange.mode, venue=paths.venue)
     halt = state_files.read_halt(paths.halt)
     finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt,
                                                 journal=journal, run=run)
@@ -77,8 +76,7 @@ def _run(ctx: RunContext) -> None:
         cashflows += fetch_exchange_cashflows(session.client, quote=session.quote, since_ms=previous.updated_ms,
                                               until_ms=ctx.now_ms)
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
-                      reset_baseline=ctx.args.reset_high_water_mark,
-                      cashflows=cashflows, book_params=config.book,
+                      reset_baseline=ctx.args.reset_high_water_mark, cashflows=cashflows, book_params=config.book,
                       managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
                                               [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
                                               config.book))
@@ -98,11 +96,13 @@ def _run(ctx: RunContext) -> None:
                                 halt=halt, params=config.orders, limits=config.risk)
         target_weights = {}  # the dry run shows the flatten plan
 
-    # 4. plan, then the risk verdict decides what may be sent
-    plan = engine.plan_rebalance(session, book, target_weights=target_weights, params=config.orders,
-                                 limits=config.risk, journal=journal, run=run)
-    verdict = check_all(
-        plan=plan, target_weights=target_weights, holdings=book.holdings, prices=book.prices,
+    # 4. shorts near liquidation cut first, tail risk fitted; plan; then the risk verdict decides what may be sent
+    tail = tail_risk_checks.pre_trade(target_weights, book, targets, paths, config.risk, journal, run, alert=ctx.alert,
+                                      markets=session.markets)  # amount steps: a cut short rounds to a safe size
+    plan = tail.first(engine.plan_rebalance(session, book, target_weights=tail.target_weights, limits=config.risk,
+                                            params=tail.order_params(config.orders), journal=journal, run=run))
+    verdict = tail.refuse(check_all(
+        plan=plan, target_weights=tail.target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
         high_water_mark_quote=book.baselines.high_water_mark_quote,
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
@@ -110,7 +110,7 @@ def _run(ctx: RunContext) -> None:
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?
         reference_prices=targets.signal_closes(), unpriced=book.unpriced,  # a stored close is no live input price:
         input_prices={s: p for s, p in session.fetch_prices(signal_inputs).items() if s not in session.unpriced},
-    )
+    ))  # a tail-risk refusal keeps only the risk-reducing orders
     logger.info("plan {}: {} order(s), {} skipped; risk verdict {} ({} rejection(s))", run.rebalance_id,
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
     if dry_run:
@@ -127,7 +127,7 @@ def _run(ctx: RunContext) -> None:
                 len(plan.skipped))
 
 
-def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: Book, run: RunInfo) -> str:
+def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: Book, run: records.RunInfo) -> str:
     """The product output of --dry-run: the orders, what was skipped and why, and the risk verdict."""
     lines = [f"rebalance {run.rebalance_id} ({run.mode}, {run.venue}): equity {book.equity_quote:.2f}, cash "
              f"{book.holdings.cash_quote:.2f}, peak {book.baselines.high_water_mark_quote:.2f}, "

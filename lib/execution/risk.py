@@ -42,6 +42,13 @@ class RiskLimits:
     max_price_age_ms: int = 2 * 3_600_000
     max_clock_skew_ms: int = 60_000  # a time this far in the future is a broken clock or feed
     max_price_deviation_frac: float = 0.5  # a live price this far from the targets' candle close is not trusted
+    # tail risk of the TARGET book and margin of perp shorts (lib.execution.tail_risk_checks, margin_guard)
+    var_lookback_days: int = 365  # daily returns of the stored candles the 1-day VaR/CVaR is estimated from
+    max_var_99_frac: float = 0.08  # 99 % 1-day VaR (worst of historical and Gaussian), fraction of equity
+    max_cvar_99_frac: float = 0.12  # 99 % 1-day CVaR (worst of historical and Gaussian)
+    tail_risk_action: Literal["scale", "refuse", "off"] = "scale"
+    max_liquidation_prob_24h: float = 0.005  # above it a perp short is reduced first
+    fallback_maintenance_rate: float = 0.05  # perps without known margin tiers (lib.core.perp_margin)
 
     def __post_init__(self) -> None:
         for key, value, upper in (
@@ -52,6 +59,9 @@ class RiskLimits:
             ("daily_loss_limit_frac", self.daily_loss_limit_frac, 1.0),
             ("max_drawdown_frac", self.max_drawdown_frac, 1.0),
             ("max_price_deviation_frac", self.max_price_deviation_frac, 10.0),
+            ("max_var_99_frac", self.max_var_99_frac, 1.0), ("max_cvar_99_frac", self.max_cvar_99_frac, 1.0),
+            ("max_liquidation_prob_24h", self.max_liquidation_prob_24h, 1.0),  # 1 = off
+            ("fallback_maintenance_rate", self.fallback_maintenance_rate, 0.5),
         ):
             if not 0 < value <= upper:
                 raise ConfigError(f"risk.{key} must be in (0, {upper}], got {value}")
@@ -63,6 +73,8 @@ class RiskLimits:
                            ("max_price_age_ms", self.max_price_age_ms)):
             if count <= 0:
                 raise ConfigError(f"risk.{key} must be > 0, got {count}")
+        if not 21 <= self.var_lookback_days <= 3650:  # >= lib.core.tail_risk.MIN_OBSERVATIONS + 1 days
+            raise ConfigError(f"risk.var_lookback_days must be in [21, 3650], got {self.var_lookback_days}")
         if self.max_clock_skew_ms < 0:
             raise ConfigError(f"risk.max_clock_skew_ms must be >= 0, got {self.max_clock_skew_ms}")
 

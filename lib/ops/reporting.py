@@ -302,13 +302,14 @@ def build_chart_frames(history: pd.DataFrame) -> ChartFrames:
 
 def build_summary_text(*, now_ms: int, title: str, health: HealthReport, quote: str,
                        performance: Performance | None = None, mark: BookMark | None = None,
-                       notes: Sequence[str] = (), max_positions: int = 10) -> str:
-    """The Telegram summary (plain text). Without a performance (no positions.json yet) it says so."""
+                       notes: Sequence[str] = (), max_positions: int = 10, risk: Sequence[str] = ()) -> str:
+    """The Telegram summary (plain text). Without a performance (no positions.json yet) it says so. ``risk``:
+    the tail-risk and margin block (lib.ops.risk_report)."""
     lines = [f"coinbot report {format_ms(now_ms)} ({title})"]
     if performance is None or mark is None:
         lines.append("no positions yet: state/positions.json does not exist (rebalance has not run)")
     else:
-        lines += _performance_lines(performance, mark, quote=quote, max_positions=max_positions)
+        lines += [*_performance_lines(performance, mark, quote=quote, max_positions=max_positions), *risk]
     lines += [f"note: {note}" for note in notes]
     return "\n".join([*lines, "", to_health_table(health)])
 

@@ -78,8 +78,10 @@ telegram_base_url = "{telegram.base_url}"
 
 
 def with_risk(extra: str = "", **risk: object) -> str:
-    """A [risk] section: the fat-finger cap fits a 1000 USDT book unless a test says otherwise."""
-    values = {"max_order_notional_quote": 1000, **risk}
+    """A [risk] section: the fat-finger cap fits a 1000 USDT book unless a test says otherwise. These tests write
+    targets without candle history, so the tail-risk pass (which refuses an unknown risk) is off unless a test
+    turns it on (tests/integration/test_rebalance_tail_risk.py)."""
+    values = {"max_order_notional_quote": 1000, "tail_risk_action": "off", "max_liquidation_prob_24h": 1.0, **risk}
     return "[risk]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + extra
 
 

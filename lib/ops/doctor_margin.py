@@ -1,0 +1,83 @@
+"""Edge: doctor's perp-margin rows: each perp short of positions.json at its last rebalance marks (cross margin,
+lib.core.short_margin): margin ratio, liquidation price and 24 h liquidation probability, with the volatility
+forecast the rebalance guard uses (EWMA 0.94 of the stored daily closes, lib.execution.tail_risk_checks).
+``findings`` reads those files; the rows themselves (``check_perp_margin``) are pure.
+
+FAIL: at or past liquidation (margin ratio >= 1). WARN: above ``risk.max_liquidation_prob_24h`` (the next
+rebalance cuts it first) or not assessable (the next rebalance refuses to add risk). No shorts: no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lib.core.errors import CoinbotError, StateError
+from lib.core.findings import Finding
+from lib.core.paths import ProjectPaths
+from lib.core.short_margin import ShortMargin, assess_shorts
+from lib.core.state import Positions
+from lib.core.storage import read_json
+from lib.core.timeframes import format_ms
+from lib.execution.risk import RiskLimits
+from lib.execution.tail_risk_checks import forecast_volatility
+from lib.ops.config import Config
+from lib.ops.doctor import FileFacts
+
+CHECK = "perp margin"
+
+
+def read_positions(facts: FileFacts) -> Positions | None:
+    """positions.json as doctor read it; None when absent or invalid (check_positions reports that)."""
+    if not facts.exists or facts.read_error:
+        return None
+    try:
+        return Positions.from_dict(facts.document)
+    except StateError:
+        return None
+
+
+def held_perp_shorts(facts: FileFacts) -> list[str]:
+    positions = read_positions(facts)
+    return sorted(s for s, a in positions.amounts_base.items() if ":" in s and a < 0) if positions else []
+
+
+def _row(short: ShortMargin, positions: Positions, limits: RiskLimits) -> Finding:
+    detail = (f"{short.symbol} short {short.quantity:g} @ {short.price:g} (marks of {format_ms(positions.updated_ms)}):"
+              f" margin ratio {short.margin_ratio:.4f}, liquidation price {short.liquidation_price:g} "
+              f"({short.liquidation_price / short.price - 1:+.1%}), P(24 h) {short.liquidation_prob_24h:.3%}")
+    if short.margin_ratio >= 1 or short.liquidation_price <= short.price:
+        return Finding(CHECK, "fail", detail + ": at or past liquidation",
+                       "add collateral to the futures wallet now, or close the short by hand")
+    if short.breaches:
+        return Finding(CHECK, "warn", f"{detail} > {limits.max_liquidation_prob_24h:.3%}",
+                       f"the next rebalance cuts it to {short.safe_quantity:g} first; or add "
+                       f"{short.collateral_needed_quote:.2f} collateral to the futures wallet")
+    return Finding(CHECK, "ok", detail)
+
+
+def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *, limits: RiskLimits) -> list[Finding]:
+    """One row per perp short (see the module docstring)."""
+    positions = read_positions(facts)
+    if positions is None or not held_perp_shorts(facts):
+        return []
+    perps = {s: a for s, a in positions.amounts_base.items() if ":" in s and a != 0}
+    try:
+        shorts = assess_shorts(perps, positions.marks, positions.cash_quote, daily_volatility,
+                               max_probability=limits.max_liquidation_prob_24h,
+                               fallback_rate=limits.fallback_maintenance_rate)
+    except CoinbotError as error:
+        return [Finding(CHECK, "warn", f"cannot assess the shorts: {error}",
+                        "run fetch_prices (rebalance refuses to add risk while the shorts' risk is unknown)")]
+    return [_row(short, positions, limits) for short in shorts]
+
+
+def findings(paths: ProjectPaths, config: Config) -> list[Finding]:
+    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles."""
+    try:
+        facts = FileFacts(exists=True, document=read_json(paths.positions)) if paths.positions.exists() else None
+    except CoinbotError:
+        return []  # check_positions reports an unreadable file
+    shorts = held_perp_shorts(facts) if facts is not None else []
+    if facts is None or not shorts:
+        return []
+    return check_perp_margin(facts, forecast_volatility(paths, config.strategy.timeframe, shorts), limits=config.risk)
