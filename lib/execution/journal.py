@@ -75,6 +75,7 @@ class JournalEvent:
     fee_quote: float | None = None
     exchange_order_id: str | None = None
     exchange_time_ms: int | None = None
+    transfer_id: str | None = None  # transfer_* events: the deterministic id of a wallet transfer
     reason: str | None = None
     detail: str = ""
 
