@@ -261,9 +261,9 @@ def _enforce_hedge(state: _Run, pair: PairTarget, prices: dict[str, float], *, h
             mismatched = True
         if not fixes:
             break
-        before = len(state.incidents)
+        before, failures = len(state.incidents), len(state.failures)
         filled += _send(state, fixes[:1] if attempt == 0 else fixes[-1:])  # hedge first; then unwind
-        if state.failures:
+        if len(state.failures) > failures:  # a fix of unknown outcome: the next run looks it up first
             break
         had_trouble = had_trouble or len(state.incidents) > before
     if not mismatched:

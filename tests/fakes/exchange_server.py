@@ -46,6 +46,7 @@ _ERROR_BODIES = {
     418: (-1003, "Way too much request weight used; IP banned until 1700000000000."),
     500: (-1000, "An unknown error occurred while processing the request."),
 }
+_INSUFFICIENT_TEXT = "Account has insufficient balance for requested action."
 _GATEWAY_HTML = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>"
 
 
@@ -253,6 +254,11 @@ class FakeBinance:
             raise ValueError(f"how must be one of {LOST_RESPONSE_MODES}, got {how!r}")
         self._add("/fapi/v1/order" if futures else "/api/v3/order", "lost", times, "POST", match,
                   how=how, seconds=seconds)
+
+    def reject_next_order(self, *, futures: bool = False, code: int = -2010, msg: str = _INSUFFICIENT_TEXT,
+                          times: int | None = 1, match: Mapping[str, str] | None = None) -> None:
+        """Refuse matching new orders with HTTP 400 and Binance's ``code``/``msg`` (nothing executes; recorded)."""
+        self._add("/fapi/v1/order" if futures else "/api/v3/order", "reject", times, "POST", match, code=code, msg=msg)
 
     def lose_next_transfer_response(self, *, how: str = "timeout", seconds: float = 3.0, times: int | None = 1) -> None:
         """The wallet transfer IS executed, but the client gets ``how`` (LOST_RESPONSE_MODES) instead of the reply."""
@@ -1102,6 +1108,14 @@ def _handler_class(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
             request = RecordedRequest(self.command, split.path, params, self.headers.get("X-MBX-APIKEY"))
             with fake._lock:
                 fake._requests.append(request)
+            rejected = fake._take_fault(request, ("reject",))
+            if rejected is not None:
+                market = "futures" if request.path.startswith("/fapi/") else "spot"
+                client_id = request.params.get("newClientOrderId") or ""
+                fake.record_order(RecordedOrder(market, request.params, client_id, False, rejected.options["code"]))
+                body = {"code": rejected.options["code"], "msg": rejected.options["msg"]}
+                self._send_raw(400, json.dumps(body).encode(), "application/json")
+                return
             fault = fake._take_fault(request, ("http_error", "disconnect", "delay"))
             if fault is not None and fault.kind == "delay":
                 fake._stop.wait(fault.options["seconds"])
