@@ -40,7 +40,7 @@ from lib.execution.carry_legs import (
     unhedged_quote,
 )
 from lib.execution.exchange_section import ExchangeSection
-from lib.execution.journal import JournalEvent, RunInfo
+from lib.execution.journal import RunInfo
 from lib.execution.orders import OrderParams, PlannedOrder, to_decimal
 from lib.execution.paper import PaperParams
 from lib.execution.risk import RiskLimits
@@ -283,10 +283,8 @@ def _enforce_hedge(state: _Run, pair: PairTarget, prices: dict[str, float], *, h
 def _journal_mismatch(state: _Run, pair: PairTarget, spot_held: Decimal, perp_held: Decimal, gap: Decimal,
                       fixes: list[PlannedOrder]) -> None:
     plan = ", then ".join(f"{o.side} {o.amount_base} {o.symbol}" for o in fixes) or "none possible"
-    state.journal.append(JournalEvent(
-        event="leg_mismatch", time_ms=state.run.time_ms, run_id=state.run.run_id, rebalance_id=state.run.rebalance_id,
-        mode=state.run.mode, venue=state.run.venue, symbol=pair.spot_symbol, requested_notional_quote=gap,
-        reason="unhedged", detail=f"spot {spot_held} / perp {perp_held}; fixes: {plan}"))
+    state.journal.append(records.to_leg_mismatch_event(state.run, symbol=pair.spot_symbol, unhedged_quote=gap,
+                                                       detail=f"spot {spot_held} / perp {perp_held}; fixes: {plan}"))
     logger.warning("{}: legs mismatched (spot {} / perp {}, {:.2f} quote unhedged); fixes: {}", pair.spot_symbol,
                    spot_held, perp_held, gap, plan)
 

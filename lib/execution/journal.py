@@ -240,6 +240,22 @@ def to_rejected_event(sent: JournalEvent, run: RunInfo, *, reason: str, detail: 
     return JournalEvent(event="rejected", **_run(run), **_intent_of(sent), reason=reason, detail=detail)
 
 
+def to_transfer_event(kind: str, run: RunInfo, *, transfer_id: str, amount_quote: Decimal, from_wallet: str,
+                      to_wallet: str, tran: tuple[str, int] | None = None, detail: str = "") -> JournalEvent:
+    """``transfer_sent`` (before the call) / ``transferred`` (with the exchange's id and time) / ``transfer_failed``
+    of a wallet transfer (lib.execution.wallet_transfer); ``reason`` is ``<from>-><to>``."""
+    return JournalEvent(event=kind, **_run(run), transfer_id=transfer_id, requested_notional_quote=amount_quote,
+                        reason=f"{from_wallet}->{to_wallet}", detail=detail,
+                        exchange_order_id=None if tran is None else tran[0],
+                        exchange_time_ms=None if tran is None else tran[1])
+
+
+def to_leg_mismatch_event(run: RunInfo, *, symbol: str, unhedged_quote: Decimal, detail: str) -> JournalEvent:
+    """A carry pair found unhedged after its legs (lib.execution.carry_run); ``detail`` names the fixes."""
+    return JournalEvent(event="leg_mismatch", **_run(run), symbol=symbol, requested_notional_quote=unhedged_quote,
+                        reason="unhedged", detail=detail)
+
+
 def to_failed_event(sent: JournalEvent, run: RunInfo, *, reason: str, detail: str) -> JournalEvent:
     """The order never reached the exchange (a later lookup by client id did not find it)."""
     return JournalEvent(event="failed", **_run(run), **_intent_of(sent), reason=reason, detail=detail)

@@ -22,7 +22,7 @@ from loguru import logger
 from lib.core import errors
 from lib.execution.carry_legs import WALLETS
 from lib.execution.ccxt_client import call
-from lib.execution.journal import JournalEvent, RunInfo
+from lib.execution.journal import JournalEvent, RunInfo, to_transfer_event
 from lib.execution.paper import PaperBroker
 
 BINANCE_TRANSFER_TYPES = {("spot", "futures"): "MAIN_UMFUTURE", ("futures", "spot"): "UMFUTURE_MAIN"}
@@ -182,12 +182,8 @@ def _lookup(transfers: WalletTransfers, facts: _Facts, *, since_ms: int,
 
 
 def _event(kind: str, facts: _Facts, *, tran: tuple[str, int] | None = None, detail: str = "") -> JournalEvent:
-    run = facts.run
-    return JournalEvent(event=kind, time_ms=run.time_ms, run_id=run.run_id, rebalance_id=run.rebalance_id,
-                        mode=run.mode, venue=run.venue, transfer_id=facts.transfer_id,
-                        requested_notional_quote=facts.amount_quote, reason=f"{facts.from_wallet}->{facts.to_wallet}",
-                        detail=detail, exchange_order_id=None if tran is None else tran[0],
-                        exchange_time_ms=None if tran is None else tran[1])
+    return to_transfer_event(kind, facts.run, transfer_id=facts.transfer_id, amount_quote=facts.amount_quote,
+                             from_wallet=facts.from_wallet, to_wallet=facts.to_wallet, tran=tran, detail=detail)
 
 
 def transfer_events(events: Iterable[JournalEvent]) -> list[JournalEvent]:
