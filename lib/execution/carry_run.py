@@ -144,11 +144,11 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     return filled
 
 
-def _wallet_facts(state: _Run) -> tuple[dict[str, Decimal], Decimal, Decimal, dict[str, float]]:
-    """(legs held by symbol, spot free quote, futures margin balance, prices of every leg)."""
+def _wallet_facts(state: _Run) -> tuple[dict[str, Decimal], Decimal, Decimal]:
+    """What the exchange holds now: (legs by symbol, spot free quote, futures margin balance)."""
     wallets = state.session.wallets()
     held = {s: to_decimal(a) for w in wallets.values() for s, a in w.amounts_base.items() if a}
-    return held, to_decimal(wallets["spot"].cash_quote), to_decimal(wallets["futures"].cash_quote), {}
+    return held, to_decimal(wallets["spot"].cash_quote), to_decimal(wallets["futures"].cash_quote)
 
 
 def _prices(state: _Run, symbols: set[str]) -> dict[str, float]:
@@ -167,7 +167,7 @@ def _equity(held: dict[str, Decimal], spot_cash: Decimal, futures_balance: Decim
 
 def _move_collateral(state: _Run, pairs: dict[str, PairTarget], *, targets_weights: dict[str, float]) -> None:
     """Top up (or return) the futures wallet to the initial margin of max(held, target) short legs + buffer."""
-    held, spot_cash, futures_balance, _ = _wallet_facts(state)
+    held, spot_cash, futures_balance = _wallet_facts(state)
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
     prices = _prices(state, symbols)
     equity = _equity(held, spot_cash, futures_balance, prices)
@@ -197,7 +197,7 @@ def _move_collateral(state: _Run, pairs: dict[str, PairTarget], *, targets_weigh
 def _trade_pair(state: _Run, pair: PairTarget) -> int:
     """Both legs (perp first), then the mismatch rule on what the exchange holds. Returns orders filled."""
     settings, session = state.settings, state.session
-    held, spot_cash, futures_balance, _ = _wallet_facts(state)
+    held, spot_cash, futures_balance = _wallet_facts(state)
     legs = {pair.spot_symbol, pair.perp_symbol}
     prices = _prices(state, legs | {s for s in held if not is_perpetual(s)})
     spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))

@@ -12,7 +12,6 @@ the short legs' initial margin; a margin guard may call it to add collateral). I
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -184,10 +183,6 @@ def _lookup(transfers: WalletTransfers, facts: _Facts, *, since_ms: int,
 def _event(kind: str, facts: _Facts, *, tran: tuple[str, int] | None = None, detail: str = "") -> JournalEvent:
     return to_transfer_event(kind, facts.run, transfer_id=facts.transfer_id, amount_quote=facts.amount_quote,
                              from_wallet=facts.from_wallet, to_wallet=facts.to_wallet, tran=tran, detail=detail)
-
-
-def transfer_events(events: Iterable[JournalEvent]) -> list[JournalEvent]:
-    return [e for e in events if e.transfer_id]
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -38,7 +38,7 @@ def fake() -> Iterator[FakeBinance]:
         yield server
 
 
-def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeout_ms: int = 1000) -> None:
+def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeout_ms: int = 5000) -> None:
     project.write_config(f"""[exchange]
 id = "binance"
 market_type = "spot"
@@ -155,8 +155,8 @@ def test_rejected_spot_leg_is_retried_else_the_perp_leg_unwound(project: Project
 
 def test_a_transfer_that_times_out_is_found_not_sent_again(project: Project, telegram: FakeTelegram,
                                                           fake: FakeBinance) -> None:
-    setup(project, telegram, fake)
-    fake.lose_next_transfer_response(how="timeout", seconds=2.0)
+    setup(project, telegram, fake, timeout_ms=3000)
+    fake.lose_next_transfer_response(how="timeout", seconds=6.0)  # executed; the reply comes after the timeout
     result = project.run("rebalance")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(fake.wallet_transfers) == 1
@@ -171,7 +171,7 @@ def test_a_transfer_that_times_out_is_found_not_sent_again(project: Project, tel
 
 def test_sigkill_between_the_legs_then_a_rerun_completes_the_pair(project: Project, telegram: FakeTelegram,
                                                                   fake: FakeBinance) -> None:
-    setup(project, telegram, fake, timeout_ms=10_000)
+    setup(project, telegram, fake, timeout_ms=20_000)
     fake.delay_next("/api/v3/order", method="POST", seconds=30.0)  # holds the spot leg: the kill comes first
     process = project.start("rebalance")
     deadline = time.monotonic() + 120
@@ -189,3 +189,46 @@ def test_sigkill_between_the_legs_then_a_rerun_completes_the_pair(project: Proje
     assert legs(fake)["ETH/USDT"] > 0
     assert_no_duplicates(project, fake)
     assert len(telegram.wait_for_messages(1)) == 1
+
+
+PAPER_NOW_MS = 1_767_225_600_000 + MS_PER_HOUR  # runs with --as-of on the built-in simulated market
+
+
+def test_paper_mode_keeps_two_wallets_and_both_legs_on_the_simulated_market(project: Project,
+                                                                            telegram: FakeTelegram) -> None:
+    project.write_config(f"""[exchange]
+id = "simulated"
+market_type = "spot"
+mode = "paper"
+[data]
+symbols = ["BTC/USDT", "ETH/USDT"]
+timeframes = ["1h"]
+[strategy]
+name = "funding_carry"
+timeframe = "1h"
+[risk]
+max_order_notional_quote = 1000
+[alerts]
+telegram_base_url = "{telegram.base_url}"
+""")
+    project.write_env(**TELEGRAM)
+    as_of = PAPER_NOW_MS - 2 * MS_PER_HOUR
+    write_json_atomic(project.state / "targets.json", Targets(
+        as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR, strategy="funding_carry", exchange="simulated",
+        market_type="spot", timeframe="1h", weights=WEIGHTS).to_dict())
+    first = project.run("rebalance", "--as-of", str(PAPER_NOW_MS))
+    assert first.returncode == 0, first.stderr[-3000:]
+    positions = Positions.from_dict(read_json(project.state / "positions.json"))
+    assert positions.paper is not None and set(positions.paper) >= {"spot", "futures", "transfers"}
+    assert len(positions.paper["transfers"]) == 1
+    for coin in ("BTC", "ETH"):
+        assert positions.amounts_base[f"{coin}/USDT"] == -positions.amounts_base[f"{coin}/USDT:USDT"] > 0
+    assert positions.wallets["futures"] > 0 and positions.wallets["spot"] > 0
+    assert positions.cash_quote == pytest.approx(positions.wallets["spot"] + positions.wallets["futures"])
+    assert positions.equity_quote == pytest.approx(1000, rel=0.01)  # fees and slippage only
+    events = journal(project)
+    second = project.run("rebalance", "--as-of", str(PAPER_NOW_MS))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [e for e in journal(project) if e.event in ("sent", "transfer_sent")] == [
+        e for e in events if e.event in ("sent", "transfer_sent")]
+    assert find_problems(journal(project)) == [] and telegram.messages == []
