@@ -232,3 +232,14 @@ telegram_base_url = "{telegram.base_url}"
     assert [e for e in journal(project) if e.event in ("sent", "transfer_sent")] == [
         e for e in events if e.event in ("sent", "transfer_sent")]
     assert find_problems(journal(project)) == [] and telegram.messages == []
+
+
+def test_stale_live_prices_trade_nothing_and_fail_with_one_alert(project: Project, telegram: FakeTelegram,
+                                                                 fake: FakeBinance) -> None:
+    setup(project, telegram, fake)
+    fake.ticker_clock = "exchange"  # the fake's frozen clock: its prices are months old to the bot
+    result = project.run("rebalance")
+    assert result.returncode != 0
+    assert [o for o in fake.orders] == [] and fake.wallet_transfers == []
+    assert {e.reason for e in journal(project) if e.event == "risk_rejected"} == {"staleness"}
+    assert len(telegram.wait_for_messages(1)) == 1 and "carry book not traded" in telegram.texts[0]
