@@ -118,8 +118,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)}
     session = connect_two(exchange, carry, secrets, simulated=settings.simulated, paper=settings.paper,
                           quote=settings.quote, previous=previous, symbols=symbols, now_ms=now_ms)
-    if session.spot.client is not None:  # the same key trades both accounts: a key that can withdraw never trades
-        require_safe_key(session.spot.client, mode=exchange.mode)
+    for client in session.clients:  # the same key on both accounts: may trade each, may never withdraw
+        require_safe_key(client, mode=exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
     state = _Run(settings, session, journal, run, paths.positions, previous)
     _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms, reference_prices=targets.signal_closes())
