@@ -22,7 +22,7 @@ from loguru import logger
 from lib.core import errors, storage
 from lib.core.secrets import Secrets
 from lib.core.state import Positions
-from lib.core.symbols import is_perpetual, to_perpetual
+from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
@@ -92,11 +92,12 @@ class _Run:
 
 
 def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets, *, now_ms: int, run_id: str,
-                    alert: Callable[[str], object]) -> int:
-    """One carry rebalance; returns the number of orders filled. Alerts once when something went wrong and was
-    put right; raises (the runner alerts once) when the book could not be left hedged or an outcome is unknown."""
+                    alert: Callable[[str], object], dry_run: bool = False) -> str:
+    """One carry rebalance; returns what it did (``dry_run``: the plan, nothing sent or written). Alerts once when
+    something went wrong and was put right; raises (the runner alerts once) when the book could not be left hedged
+    or an outcome is unknown."""
     exchange, carry = settings.exchange, settings.carry
-    journal = Journal(paths.journal, write=True)
+    journal = Journal(paths.journal, write=not dry_run)
     targets = state_files.read_targets(paths.targets, strategy=CARRY_STRATEGY, exchange=exchange)
     bar_ms = timeframe_ms(targets.timeframe)
     if now_ms > targets.as_of_ms + (1 + MAX_TARGET_AGE_BARS) * bar_ms:
@@ -109,10 +110,10 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
                           journal=journal, run=run):
         raise errors.TradingHalted("a drawdown halt is in force: the carry book is not traded; " + engine.HOW_TO_RESUME)
     pairs = {p.spot_symbol: p for p in pair_targets({s: w for s, w in targets.weights.items()
-                                                     if s not in targets.hold})}
+                                                     if to_spot(s) not in targets.hold})}
     held_before = set() if previous is None else {s for s, a in previous.amounts_base.items() if a}
-    for symbol in sorted(held_before | set(targets.hold)):  # held coins without a target are closed
-        spot = symbol if not is_perpetual(symbol) else symbol.split(":")[0]
+    for symbol in sorted(held_before):  # held coins without a target are closed, unless held on purpose
+        spot = to_spot(symbol)
         if spot not in pairs and spot not in targets.hold:
             pairs[spot] = PairTarget(spot_symbol=spot, perp_symbol=to_perpetual(spot), spot_weight=0.0)
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)}
@@ -123,6 +124,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     engine.reconcile_open_orders(session.broker, journal, run)
     state = _Run(settings, session, journal, run, paths.positions, previous)
     _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms, reference_prices=targets.signal_closes())
+    if dry_run:
+        return _plan_text(state, pairs)
     filled = 0
     try:
         _move_collateral(state, pairs, targets_weights=targets.weights)
@@ -142,7 +145,36 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     if state.incidents:
         alert(f"coinbot: carry rebalance {run.rebalance_id}: {summary}")
     logger.info("carry rebalance {}: {} order(s) filled, {} pair(s)", run.rebalance_id, filled, len(pairs))
-    return filled
+    return f"carry rebalance {run.rebalance_id}: {filled} order(s) filled, {len(pairs)} pair(s)"
+
+
+def _plan_text(state: _Run, pairs: dict[str, PairTarget]) -> str:
+    """The dry run's product: the collateral transfer and every pair's legs as the exchange holds it now."""
+    held, spot_cash, futures_balance = _wallet_facts(state)
+    prices = _prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
+    equity = _equity(held, spot_cash, futures_balance, prices)
+    notionals = {p.perp_symbol: max(p.spot_weight * equity, float(abs(held.get(p.perp_symbol, Decimal(0))))
+                                    * prices[p.perp_symbol]) for p in pairs.values()}
+    needed = collateral_needed(notionals, state.settings.carry)
+    transfer = plan_transfer(futures_balance_quote=futures_balance, needed_quote=needed, spot_free_quote=spot_cash,
+                             params=state.settings.carry, rebalance_id=state.run.rebalance_id)
+    lines = [f"carry rebalance {state.run.rebalance_id} ({state.run.mode}): equity {equity:.2f}, spot cash "
+             f"{spot_cash:.2f}, futures wallet {futures_balance:.2f} (needs {needed})",
+             "transfer: none" if transfer is None else f"transfer: {transfer.amount_quote} {transfer.from_wallet} -> "
+             f"{transfer.to_wallet} ({transfer.transfer_id})"]
+    markets = state.session.markets
+    for pair in sorted(pairs.values(), key=lambda p: p.spot_symbol):
+        step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
+        amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
+        orders, skipped = plan_pair(pair, amount=amount, spot_held=held.get(pair.spot_symbol, Decimal(0)),
+                                    perp_held=held.get(pair.perp_symbol, Decimal(0)), prices=prices, rules=markets,
+                                    params=state.settings.carry, rebalance_id=state.run.rebalance_id,
+                                    prefix=state.settings.orders.client_order_id_prefix)
+        lines.append(f"{pair.spot_symbol}: weight {pair.spot_weight:.4f}, {amount} per leg")
+        lines += [f"  {o.symbol:<16}{o.side:<5}{o.amount_base:>14} {float(o.notional_quote):>10.2f}"
+                  f"{'  reduce-only' if o.reduce_only else ''}  {o.client_order_id}" for o in orders]
+        lines += [f"  skipped {s.symbol} {s.side}: {s.reason} ({s.detail})" for s in skipped]
+    return "\n".join([*lines, "dry run: nothing sent, nothing written"])
 
 
 def _wallet_facts(state: _Run) -> tuple[dict[str, Decimal], Decimal, Decimal]:

@@ -98,6 +98,10 @@ def assert_no_duplicates(project: Project, fake: FakeBinance) -> None:
 def test_both_legs_and_the_collateral_transfer_then_a_rerun_sends_nothing(project: Project, telegram: FakeTelegram,
                                                                            fake: FakeBinance) -> None:
     setup(project, telegram, fake)
+    dry = project.run("rebalance", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "transfer: " in dry.stdout and "spot -> futures" in dry.stdout and "dry run: nothing sent" in dry.stdout
+    assert fake.orders == [] and fake.wallet_transfers == [] and not (project.state / "orders.jsonl").exists()
     first = project.run("rebalance")
     assert first.returncode == 0, first.stderr[-3000:]
     held = legs(fake)
