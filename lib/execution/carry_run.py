@@ -287,8 +287,9 @@ def _send(state: _Run, orders: list[PlannedOrder]) -> int:
                                      f"risk.max_order_notional_quote {cap}: nothing of this pair sent")
     for order in orders:
         state.journal.append(records.to_planned_event(order, state.run))
+    paper_saves = None if state.session.paper is None else (lambda: _write_positions(state, final=False))
     outcome = engine.send_orders(orders, state.session.broker, state.journal, state.run,
-                                 on_fill=lambda: _write_positions(state, final=False))
+                                 on_fill=paper_saves)  # paper: the account is saved before each fill's line
     if outcome.unresolved:
         state.failures.append(outcome.unresolved)
     for event in outcome.filled:  # a partial fill leaves the pair uneven: the mismatch rule evens it out
