@@ -49,7 +49,7 @@ from lib.execution.simulated import SimulatedParams
 from lib.execution.state_files import PAPER_ORDER_RETENTION_MS, Journal
 from lib.execution.two_account_session import TwoAccountSession, connect_two
 from lib.execution.venue_session import require_safe_key
-from lib.execution.wallet_transfer import transfer_collateral
+from lib.execution.wallet_transfer import reconcile_open_transfers, transfer_collateral
 
 CARRY_STRATEGY = "funding_carry"
 MAX_TARGET_AGE_BARS = 2
@@ -123,6 +123,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
         require_safe_key(client, mode=exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
     state = _Run(settings, session, journal, run, paths.positions, previous)
+    state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}), earlier run: {e.detail}"
+                        for e in reconcile_open_transfers(session, journal=journal, run=run)]
     _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms, reference_prices=targets.signal_closes())
     if dry_run:
         return _plan_text(state, pairs)

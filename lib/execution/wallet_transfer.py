@@ -160,6 +160,34 @@ def transfer_collateral(session: HasTransfers, amount_quote: Decimal, from_walle
     return tran_id
 
 
+def reconcile_open_transfers(session: HasTransfers, *, journal: TransferJournal, run: RunInfo) -> list[JournalEvent]:
+    """Every transfer journaled ``transfer_sent`` without an outcome (an earlier run died or could not tell) is looked
+    up in the history before anything else: found -> ``transferred``; absent -> ``transfer_failed`` (it never
+    executed; a later plan may send it again). A failed lookup raises ExchangeUnavailable: nothing is traded."""
+    settled: list[JournalEvent] = []
+    latest: dict[str, JournalEvent] = {}
+    for event in journal.history:
+        if event.transfer_id:
+            latest[event.transfer_id] = event
+    claimed = frozenset(str(e.exchange_order_id) for e in journal.history
+                        if e.event == "transferred" and e.exchange_order_id)
+    for transfer_id, sent in latest.items():
+        if sent.event != "transfer_sent" or sent.requested_notional_quote is None or "->" not in (sent.reason or ""):
+            continue
+        from_wallet, to_wallet = str(sent.reason).split("->", 1)
+        facts = _Facts(sent.requested_notional_quote, from_wallet, to_wallet, transfer_id, run)
+        found = _lookup(session.transfers, facts, since_ms=sent.time_ms - LOOKUP_SLACK_MS, claimed=claimed)
+        event = (_event("transfer_failed", facts, detail="not in the exchange's transfer history: never executed")
+                 if found is None else _event("transferred", facts, tran=found,
+                                              detail="found in the transfer history after an interrupted run"))
+        journal.append(event)
+        settled.append(event)
+        if found is not None:
+            claimed |= {found[0]}
+        logger.warning("reconciled transfer {}: {}", transfer_id, event.event)
+    return settled
+
+
 @dataclass(frozen=True, slots=True)
 class _Facts:
     amount_quote: Decimal

@@ -247,3 +247,24 @@ def test_stale_live_prices_trade_nothing_and_fail_with_one_alert(project: Projec
     assert [o for o in fake.orders] == [] and fake.wallet_transfers == []
     assert {e.reason for e in journal(project) if e.event == "risk_rejected"} == {"staleness"}
     assert len(telegram.wait_for_messages(1)) == 1 and "carry book not traded" in telegram.texts[0]
+
+
+def test_a_transfer_of_unknown_outcome_stops_the_run_and_the_rerun_finds_it(project: Project,
+                                                                           telegram: FakeTelegram,
+                                                                           fake: FakeBinance) -> None:
+    setup(project, telegram, fake, timeout_ms=3000)
+    fake.lose_next_transfer_response(how="timeout", seconds=6.0)
+    fake.fail_next("/sapi/v1/asset/transfer", method="GET", status=503, times=5)  # the history cannot be read
+    first = project.run("rebalance")
+    assert first.returncode != 0
+    assert fake.orders == [] and len(fake.wallet_transfers) == 1  # executed; nothing traded on an unknown wallet
+    assert [e.event for e in journal(project) if e.transfer_id] == ["transfer_sent"]
+    second = project.run("rebalance")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert len(fake.wallet_transfers) == 1
+    assert_hedged_or_flat(fake)
+    assert legs(fake)["BTC/USDT"] > 0
+    assert_no_duplicates(project, fake)
+    messages = telegram.wait_for_messages(2)
+    time.sleep(0.5)
+    assert len(telegram.messages) == len(messages) == 2  # the failed run's, then the re-run's "found, not sent again"

@@ -11,7 +11,7 @@ import pytest
 from lib.core.errors import ExchangeUnavailable, OrderRejected
 from lib.execution.journal import JournalEvent, RunInfo
 from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
-from lib.execution.wallet_transfer import PaperWallets, transfer_collateral
+from lib.execution.wallet_transfer import PaperWallets, reconcile_open_transfers, transfer_collateral
 
 RUN = RunInfo(time_ms=1_000_000, run_id="run-1", rebalance_id="funding_carry-1", mode="testnet", venue="binance")
 
@@ -124,3 +124,18 @@ def test_paper_wallets_move_cash_and_refuse_what_the_margin_needs() -> None:
     with pytest.raises(OrderRejected, match="over 3.0x"):  # 249.4 - 100 = 149.4 x 3 < 600
         wallets.send(D("100"), "futures", "spot", "tr-b")
     assert futures.fetch_holdings().cash_quote == pytest.approx(249.4)
+
+
+def test_open_transfers_of_an_earlier_run_are_settled_first_found_or_not() -> None:
+    exchange = Exchange(fail=["down", "lost"])
+    session, journal = Session(exchange), Journal()
+    with pytest.raises(ExchangeUnavailable):
+        move(session, journal, "tr-a")  # never executed
+    exchange.find = lambda *a, **k: None  # type: ignore[method-assign]  # the history lags right after the send
+    with pytest.raises(ExchangeUnavailable):  # executed, reply lost, and the history does not show it yet
+        transfer_collateral(session, D("99"), "futures", "spot", "tr-b", journal=journal, run=RUN)
+    del exchange.find  # the history has caught up by the next run
+    settled = reconcile_open_transfers(session, journal=journal, run=RUN)
+    assert [(e.transfer_id, e.event) for e in settled] == [("tr-a", "transfer_failed"), ("tr-b", "transferred")]
+    assert settled[1].exchange_order_id == "t1" and settled[1].reason == "futures->spot"
+    assert reconcile_open_transfers(session, journal=journal, run=RUN) == [] and exchange.sends == 2
