@@ -173,25 +173,31 @@ def test_a_transfer_that_times_out_is_found_not_sent_again(project: Project, tel
     assert len(telegram.messages) == 1
 
 
+@pytest.mark.parametrize("held_at", ["/fapi/v1/userTrades", "/api/v3/order"])
 def test_sigkill_between_the_legs_then_a_rerun_completes_the_pair(project: Project, telegram: FakeTelegram,
-                                                                  fake: FakeBinance) -> None:
+                                                                  fake: FakeBinance, held_at: str) -> None:
+    """Killed after the perp leg executed: while reading its fee (the spot leg not sent yet), or with the spot
+    leg's request held by the exchange (journaled sent; executed or not, the re-run asks by client id)."""
     setup(project, telegram, fake, timeout_ms=20_000)
-    fake.delay_next("/api/v3/order", method="POST", seconds=30.0)  # holds the spot leg: the kill comes first
+    method = "GET" if held_at.endswith("userTrades") else "POST"
+    fake.delay_next(held_at, method=method, seconds=15.0)
     process = project.start("rebalance")
     deadline = time.monotonic() + 120
-    while not [r for r in fake.requests("/api/v3/order") if r.method == "POST"]:
+    while not [r for r in fake.requests(held_at) if r.method == method]:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     fake.clear_faults()
-    held = legs(fake)
-    assert held.get("BTC/USDT:USDT", Decimal(0)) < 0
+    assert legs(fake).get("BTC/USDT:USDT", Decimal(0)) < 0
+    assert [e.event for e in journal(project) if e.client_order_id][-1] == "sent"  # the last line: a leg sent
     second = project.run("rebalance")
     assert second.returncode == 0, second.stderr[-3000:]
     assert_hedged_or_flat(fake)
     assert legs(fake)["ETH/USDT"] > 0
     assert_no_duplicates(project, fake)
+    btc_perp = [o for o in fake.orders if o.accepted and o.market == "futures" and o.params["symbol"] == "BTCUSDT"]
+    assert len(btc_perp) == 1
     assert len(telegram.wait_for_messages(1)) == 1
 
 
