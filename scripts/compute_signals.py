@@ -20,6 +20,7 @@ from lib.core.state import Targets
 from lib.core.symbols import to_traded_symbols
 from lib.core.timeframes import format_ms, last_closed_open_ms
 from lib.data import ohlcv, quarantine
+from lib.ops.carry_signals import carry_signals_or
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research.freshness import select_fresh_candles
 from lib.research.sleeves.book import BookSettings, book_summary
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--print", dest="print_table", action="store_true",
                         help="also print the weights table (symbol, weight, score, eligible) to stdout")
-    return run_script("compute_signals", parser.parse_args(argv), _run)
+    return run_script("compute_signals", parser.parse_args(argv), carry_signals_or(_run))
 
 
 def _run(ctx: RunContext) -> None:

@@ -1,9 +1,8 @@
 """Fetch missing OHLCV candles (and perpetual funding) for the universe into data/ (incremental, validated, atomic).
 
-Each series is written as soon as it is complete, so one failing symbol does not lose the others' progress.
-Some symbols failing is PARTIAL (exit 5: run_pipeline goes on with the healthy ones; each symbol is alerted
-once, when it starts failing, held positions flagged); every symbol failing is a failure (exit 1). A price
-jump kept after a re-fetch is alerted: compute_signals quarantines it (lib.data.quarantine).
+Each series is written once complete. Some symbols failing is PARTIAL (exit 5: run_pipeline goes on; each symbol
+alerted once, when it starts failing, held ones flagged); all failing is exit 1. A kept price jump is alerted and
+quarantined by compute_signals. ``funding_carry``: the spot and the USD-M venue (lib.ops.carry_signals).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from lib.core.venue import MarketData
 from lib.data import funding, ohlcv, symbol_failures
 from lib.data.fetcher import exchange_now_ms, fetch_candle_update, fetch_funding_update
 from lib.execution.venue_session import connect_market_data
+from lib.ops.carry_signals import carry_fetch_or
 from lib.ops.runner import RunContext, base_parser, run_script
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--symbols", nargs="*", help="only these symbols (default: data.symbols from config)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
-    return run_script("fetch_prices", parser.parse_args(argv), _run)
+    return run_script("fetch_prices", parser.parse_args(argv), carry_fetch_or(_run))
 
 
 def _run(ctx: RunContext) -> None:

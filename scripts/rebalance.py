@@ -1,11 +1,10 @@
 """Rebalance the account toward state/targets.json: reconcile, plan, risk-check, send, record (fails closed).
 
-Story: refuse what cannot be trusted (mode without keys or opt-in, missing/malformed/foreign targets, an
-invalid positions.json, the kill switch, a drawdown halt) -> connect (the paper account in positions.json, or
-the exchange through ccxt) -> ask the venue about every order journaled `sent` without an outcome -> value
-the book (equity, start of day, high-water mark) -> plan orders toward the targets -> risk verdict -> send
-what the verdict allows, each journaled `sent` before the call -> state/positions.json, atomically.
-Every step is journaled in state/orders.jsonl; a re-run after a crash at any point is safe.
+Story: refuse what cannot be trusted (no keys/opt-in, bad or foreign targets, invalid positions.json, kill switch,
+drawdown halt) -> connect (paper account in positions.json, or ccxt) -> ask the venue about every order journaled
+`sent` without an outcome -> value the book (equity, start of day, peak) -> plan toward the targets -> risk verdict
+-> send what it allows, each journaled `sent` before the call -> state/positions.json, atomically. A re-run after a
+crash is safe. ``funding_carry`` trades two accounts as one book (lib.execution.carry_run).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskVerdict, check_all
 from lib.execution.risk_live_key import check_mode_allowed
 from lib.execution.risk_targets import clip_target_weights
+from lib.ops.carry_rebalance import carry_or
 from lib.ops.runner import RunContext, base_parser, run_script
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset-high-water-mark", action="store_true",
                         help="after a person deleted state/halt.json: take the equity now as the new peak and "
                              "start of day (otherwise the same drawdown halts again)")
-    return run_script("rebalance", parser.parse_args(argv), _run)
+    return run_script("rebalance", parser.parse_args(argv), carry_or(_run))
 
 
 def _run(ctx: RunContext) -> None:

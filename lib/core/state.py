@@ -20,11 +20,15 @@ POSITIONS_SCHEMA_VERSION = 1
 JOURNAL_SCHEMA_VERSION = 1
 RUN_RECORD_SCHEMA_VERSION = 1
 
-STRATEGIES = ("spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined")
+STRATEGIES = ("spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined",
+              "funding_carry")
 """The strategy names accepted in config and targets.json."""
 
-JOURNAL_EVENTS = ("planned", "sent", "filled", "rejected", "failed", "skipped", "risk_rejected")
-"""Journal event kinds, one JSON line each in state/orders.jsonl."""
+JOURNAL_EVENTS = ("planned", "sent", "filled", "rejected", "failed", "skipped", "risk_rejected",
+                  "transfer_sent", "transferred", "transfer_failed", "leg_mismatch")
+"""Journal event kinds, one JSON line each in state/orders.jsonl (``transfer_*``: collateral moved between the
+spot and futures wallets, lib.execution.wallet_transfer; ``leg_mismatch``: a carry pair left unhedged, and what
+was done about it, lib.execution.carry_run)."""
 
 RunEvent = Literal["start", "finish"]
 
@@ -201,6 +205,7 @@ class Positions:
     last_rebalance_id: str = ""
     paper: dict[str, Any] | None = None
     ignored_base: dict[str, float] = field(default_factory=dict)  # account holdings outside the bot's book
+    wallets: dict[str, float] = field(default_factory=dict)  # two-account books: quote balance per wallet
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": POSITIONS_SCHEMA_VERSION, **asdict(self)}
@@ -238,8 +243,15 @@ class Positions:
             inception_equity_quote=_float(raw, "inception_equity_quote", minimum=0.0),
             fees_paid_quote=_float(raw, "fees_paid_quote", minimum=0.0),
             last_rebalance_id=str(raw.get("last_rebalance_id", "")), paper=paper,
-            ignored_base={str(k): float(v) for k, v in ignored.items()},
+            ignored_base={str(k): float(v) for k, v in ignored.items()}, wallets=_wallets(raw),
         )
+
+
+def _wallets(raw: dict[str, Any]) -> dict[str, float]:
+    wallets = raw.get("wallets", {})
+    if not isinstance(wallets, dict) or not all(_is_finite(v) for v in wallets.values()):
+        raise StateError("positions.json: wallets must be an object of finite numbers")
+    return {str(k): float(v) for k, v in wallets.items()}
 
 
 HALT_SCHEMA_VERSION = 1

@@ -75,6 +75,7 @@ class JournalEvent:
     fee_quote: float | None = None
     exchange_order_id: str | None = None
     exchange_time_ms: int | None = None
+    transfer_id: str | None = None  # transfer_* events: the deterministic id of a wallet transfer
     reason: str | None = None
     detail: str = ""
 
@@ -237,6 +238,22 @@ def to_result_event(sent: JournalEvent, result: OrderResult, run: RunInfo, *, de
 def to_rejected_event(sent: JournalEvent, run: RunInfo, *, reason: str, detail: str) -> JournalEvent:
     """The exchange said no (and a lookup by client id confirmed it holds no such order)."""
     return JournalEvent(event="rejected", **_run(run), **_intent_of(sent), reason=reason, detail=detail)
+
+
+def to_transfer_event(kind: str, run: RunInfo, *, transfer_id: str, amount_quote: Decimal, from_wallet: str,
+                      to_wallet: str, tran: tuple[str, int] | None = None, detail: str = "") -> JournalEvent:
+    """``transfer_sent`` (before the call) / ``transferred`` (with the exchange's id and time) / ``transfer_failed``
+    of a wallet transfer (lib.execution.wallet_transfer); ``reason`` is ``<from>-><to>``."""
+    return JournalEvent(event=kind, **_run(run), transfer_id=transfer_id, requested_notional_quote=amount_quote,
+                        reason=f"{from_wallet}->{to_wallet}", detail=detail,
+                        exchange_order_id=None if tran is None else tran[0],
+                        exchange_time_ms=None if tran is None else tran[1])
+
+
+def to_leg_mismatch_event(run: RunInfo, *, symbol: str, unhedged_quote: Decimal, detail: str) -> JournalEvent:
+    """A carry pair found unhedged after its legs (lib.execution.carry_run); ``detail`` names the fixes."""
+    return JournalEvent(event="leg_mismatch", **_run(run), symbol=symbol, requested_notional_quote=unhedged_quote,
+                        reason="unhedged", detail=detail)
 
 
 def to_failed_event(sent: JournalEvent, run: RunInfo, *, reason: str, detail: str) -> JournalEvent:

@@ -181,6 +181,15 @@ class PaperBroker:
 
     # --- beyond the protocol ---------------------------------------------------------------------------
 
+    def move_cash(self, amount_quote: Decimal) -> None:
+        """A wallet transfer in (> 0) or out (< 0) of this account (lib.execution.wallet_transfer). Out never takes
+        more than the cash, nor leaves the perps over ``max_leverage`` x equity; else OrderRejected, nothing moved."""
+        if not amount_quote.is_finite() or self._cash + amount_quote < 0:
+            raise OrderRejected(f"paper: transfer {amount_quote} > wallet cash {self._cash}")
+        if amount_quote < 0 and any(":" in s for s in self._amounts):
+            self._check_margin("transfer", self._cash + amount_quote, dict(self._amounts), dict(self._entries))
+        self._cash += amount_quote
+
     def equity_quote(self) -> Decimal:
         """Wallet + spot amounts at last prices + perps' unrealized PnL (exact)."""
         spot = sum((a * self._price(s) for s, a in self._amounts.items() if ":" not in s), Decimal(0))

@@ -128,7 +128,7 @@ def connect(exchange: ExchangeSection, secrets: Secrets, *, simulated: Simulated
                                     stored_close)
         prices = {**{symbol: q.price for symbol, q in quotes.items()}, **dead}
         if previous is not None:  # perps held since the last run paid or received funding meanwhile
-            snapshot = _settle_paper_funding(market_data, snapshot, prices, previous.updated_ms, now_ms)
+            snapshot = settle_paper_funding(market_data, snapshot, prices, previous.updated_ms, now_ms)
         account = PaperBroker(snapshot, prices=prices, now_ms=now_ms, params=paper)
         session = Session(broker=account, market_data=market_data, markets=markets, quote=quote, paper=account,
                           stored_close=stored_close)
@@ -142,8 +142,9 @@ def connect(exchange: ExchangeSection, secrets: Secrets, *, simulated: Simulated
                    stored_close=stored_close)
 
 
-def _settle_paper_funding(market_data: MarketData, snapshot: PaperSnapshot, prices: Mapping[str, float],
-                          since_ms: int, now_ms: int) -> PaperSnapshot:
+def settle_paper_funding(market_data: MarketData, snapshot: PaperSnapshot, prices: Mapping[str, float],
+                         since_ms: int, now_ms: int) -> PaperSnapshot:
+    """Funding paid or received by the paper perps held since the last run (lib.execution.paper_funding)."""
     perps = [symbol for symbol in snapshot.amounts_base if ":" in symbol]
     limit = min(1000, (now_ms - since_ms) // FUNDING_INTERVAL_MS + 2)
     rates = {s: market_data.fetch_funding_history(s, since_ms=since_ms + 1, limit=limit) for s in perps}

@@ -28,6 +28,7 @@ from lib.core.errors import ConfigError
 from lib.core.secrets import SECRET_ENV_NAMES, Secrets
 from lib.core.symbols import split_symbol
 from lib.core.timeframes import parse_time_ms, timeframe_ms
+from lib.execution.carry_legs import CarrySection
 from lib.execution.exchange_section import ExchangeSection
 from lib.execution.managed_book import BookParams
 from lib.execution.orders import OrderParams
@@ -173,6 +174,7 @@ class Config:
     turnover: TurnoverParams = field(default_factory=TurnoverParams)
     health: HealthParams = field(default_factory=HealthParams)
     doctor: DoctorParams = field(default_factory=DoctorParams)
+    carry: CarrySection = field(default_factory=CarrySection)  # funding_carry: spot + USD-M accounts
     base_dir: Path = Path(".")  # the config file's directory (set by the loader, not a TOML key)
 
     def __post_init__(self) -> None:

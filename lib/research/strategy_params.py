@@ -10,12 +10,16 @@ from lib.core.errors import ConfigError
 from lib.core.symbols import split_symbol
 from lib.core.timeframes import timeframe_ms
 
-StrategyName = Literal["spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined"]
+StrategyName = Literal["spot_long_only", "perp_market_neutral", "trend_core", "xsection_momentum", "combined",
+                       "funding_carry"]
 SPOT_STRATEGY: Final = "spot_long_only"
 PERP_STRATEGY: Final = "perp_market_neutral"
 TREND_CORE: Final = "trend_core"
 XSECTION_MOMENTUM: Final = "xsection_momentum"
 COMBINED: Final = "combined"
+CARRY_STRATEGY: Final = "funding_carry"
+"""Spot long + USD-M short of each coin (lib.research.carry); traded on two accounts by lib.execution.carry_run.
+Not in STRATEGY_NAMES: the signal composition of lib.research.strategy does not run it."""
 BOOK_STRATEGIES = (TREND_CORE, XSECTION_MOMENTUM, COMBINED)
 """A single-sleeve book per sleeve name (budget 1), and the combined book of ``combiner.sleeves``."""
 STRATEGY_NAMES = (SPOT_STRATEGY, PERP_STRATEGY, *BOOK_STRATEGIES)

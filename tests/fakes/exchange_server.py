@@ -46,6 +46,7 @@ _ERROR_BODIES = {
     418: (-1003, "Way too much request weight used; IP banned until 1700000000000."),
     500: (-1000, "An unknown error occurred while processing the request."),
 }
+_INSUFFICIENT_TEXT = "Account has insufficient balance for requested action."
 _GATEWAY_HTML = "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center></body></html>"
 
 
@@ -179,6 +180,7 @@ class FakeBinance:
         self._requests: list[RecordedRequest] = []
         self._order_log: list[RecordedOrder] = []
         self.capital_moves: list[dict[str, Any]] = []  # deposits and withdrawals (sapi capital history)
+        self.wallet_transfers: list[dict[str, Any]] = []  # spot <-> USD-M universal transfers (sapi asset)
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -252,6 +254,17 @@ class FakeBinance:
             raise ValueError(f"how must be one of {LOST_RESPONSE_MODES}, got {how!r}")
         self._add("/fapi/v1/order" if futures else "/api/v3/order", "lost", times, "POST", match,
                   how=how, seconds=seconds)
+
+    def reject_next_order(self, *, futures: bool = False, code: int = -2010, msg: str = _INSUFFICIENT_TEXT,
+                          times: int | None = 1, match: Mapping[str, str] | None = None) -> None:
+        """Refuse matching new orders with HTTP 400 and Binance's ``code``/``msg`` (nothing executes; recorded)."""
+        self._add("/fapi/v1/order" if futures else "/api/v3/order", "reject", times, "POST", match, code=code, msg=msg)
+
+    def lose_next_transfer_response(self, *, how: str = "timeout", seconds: float = 3.0, times: int | None = 1) -> None:
+        """The wallet transfer IS executed, but the client gets ``how`` (LOST_RESPONSE_MODES) instead of the reply."""
+        if how not in LOST_RESPONSE_MODES:
+            raise ValueError(f"how must be one of {LOST_RESPONSE_MODES}, got {how!r}")
+        self._add(TRANSFER_PATH, "lost", times, "POST", None, how=how, seconds=seconds)
 
     def corrupt_next_candles(self, kind: str, *, futures: bool = False, symbol: str | None = None,
                              at_ms: int | None = None, times: int | None = 1) -> None:
@@ -864,6 +877,51 @@ def withdraw_history(fake: FakeBinance, request: RecordedRequest) -> list[dict[s
     return _capital_moves(fake, request, deposits=False)
 
 
+TRANSFER_PATH = "/sapi/v1/asset/transfer"
+_TRANSFER_TYPES = ("MAIN_UMFUTURE", "UMFUTURE_MAIN")
+
+
+def asset_transfer(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
+    """POST /sapi/v1/asset/transfer (universal transfer) between the spot and USD-M wallets, USDT only."""
+    kind, asset = _required(request.params, "type"), _required(request.params, "asset")
+    try:
+        amount = Decimal(_required(request.params, "amount"))
+    except ArithmeticError:
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'amount'.") from None
+    if kind not in _TRANSFER_TYPES or asset != "USDT":
+        raise ApiError(400, -9000, f"unsupported transfer {kind} {asset}")
+    if not amount.is_finite() or amount <= 0:
+        raise ApiError(400, -1100, "Illegal characters found in parameter 'amount'.")
+    with fake._lock:
+        if kind == "MAIN_UMFUTURE":
+            if fake.spot_balances.get("USDT", Decimal(0)) < amount:
+                raise ApiError(400, -5002, "You have insufficient balance.")
+            fake.spot_balances["USDT"] -= amount
+            fake.futures_wallet_quote += amount
+        else:
+            state = _futures_state(fake)
+            if state["wallet"] + state["unrealized"] - state["initial_margin"] < amount:
+                raise ApiError(400, -5002, "You have insufficient balance.")
+            fake.futures_wallet_quote -= amount
+            fake.spot_balances["USDT"] = fake.spot_balances.get("USDT", Decimal(0)) + amount
+        tran_id = fake.new_order_id()
+        stamp = int(time.time() * 1000) if fake.ticker_clock == "wall" else fake.now_ms
+        fake.wallet_transfers.append({"timestamp": stamp, "asset": asset, "amount": num(amount), "type": kind,
+                                      "status": "CONFIRMED", "tranId": tran_id})
+    return {"tranId": tran_id}
+
+
+def transfer_history(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
+    """GET /sapi/v1/asset/transfer: one type's transfers in [startTime, endTime], newest first (Binance's order)."""
+    kind = _required(request.params, "type")
+    start, end = _int_param(request.params, "startTime") or 0, _int_param(request.params, "endTime") or 2**62
+    size = _int_param(request.params, "size") or 10
+    with fake._lock:
+        rows = [dict(t) for t in fake.wallet_transfers if t["type"] == kind and start <= t["timestamp"] <= end]
+    rows.reverse()
+    return {"total": len(rows), "rows": rows[:size]}
+
+
 def open_orders(fake: FakeBinance, request: RecordedRequest) -> list[Any]:
     return []  # market orders never rest on the book
 
@@ -1000,11 +1058,13 @@ _PRIVATE: Mapping[_Route, tuple[str, ...]] = {
     deposit_history: ("/sapi/v1/capital/deposit/hisrec",),
     withdraw_history: ("/sapi/v1/capital/withdraw/history",),
     position_side_dual: ("/fapi/v1/positionSide/dual",),
+    transfer_history: (TRANSFER_PATH,),
 }
 _PRIVATE_POST: Mapping[_Route, tuple[str, ...]] = {
     new_order: ("/api/v3/order", "/fapi/v1/order"),
     set_leverage: ("/fapi/v1/leverage",),
     set_margin_type: ("/fapi/v1/marginType",),
+    asset_transfer: (TRANSFER_PATH,),
 }
 ROUTES: Mapping[tuple[str, str], tuple[_Route, bool]] = types.MappingProxyType({
     **{("GET", path): (handler, False) for handler, paths in _PUBLIC.items() for path in paths},
@@ -1048,6 +1108,14 @@ def _handler_class(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
             request = RecordedRequest(self.command, split.path, params, self.headers.get("X-MBX-APIKEY"))
             with fake._lock:
                 fake._requests.append(request)
+            rejected = fake._take_fault(request, ("reject",))
+            if rejected is not None:
+                market = "futures" if request.path.startswith("/fapi/") else "spot"
+                client_id = request.params.get("newClientOrderId") or ""
+                fake.record_order(RecordedOrder(market, request.params, client_id, False, rejected.options["code"]))
+                body = {"code": rejected.options["code"], "msg": rejected.options["msg"]}
+                self._send_raw(400, json.dumps(body).encode(), "application/json")
+                return
             fault = fake._take_fault(request, ("http_error", "disconnect", "delay"))
             if fault is not None and fault.kind == "delay":
                 fake._stop.wait(fault.options["seconds"])

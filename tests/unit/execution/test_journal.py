@@ -24,12 +24,14 @@ from lib.execution.journal import (
     find_sent_ids,
     parse_journal,
     to_failed_event,
+    to_leg_mismatch_event,
     to_planned_event,
     to_rejected_event,
     to_result_event,
     to_risk_rejected_event,
     to_sent_event,
     to_skipped_event,
+    to_transfer_event,
 )
 from lib.execution.orders import PlannedOrder, SkippedOrder
 from lib.execution.risk import RiskRejection
@@ -73,6 +75,10 @@ def test_every_builder_round_trips_through_json() -> None:
                                       detail="3 < 5", target_weight=0.0, current_weight=0.001), RUN),
         to_risk_rejected_event(RiskRejection(check="fat_finger", symbol="BTC/USDT", detail="too big"), RUN),
         to_risk_rejected_event(RiskRejection(check="kill_switch", symbol=None, detail="KILL"), RUN),
+        *(to_transfer_event(kind, RUN, transfer_id="tr-1", amount_quote=D("250.00"), from_wallet="spot",
+                            to_wallet="futures", tran=("9", RUN.time_ms) if kind == "transferred" else None)
+          for kind in ("transfer_sent", "transferred", "transfer_failed")),
+        to_leg_mismatch_event(RUN, symbol="BTC/USDT", unhedged_quote=D("30.5"), detail="spot 0.001 / perp 0"),
     ]
     assert {event.event for event in events} == set(JOURNAL_EVENTS)
     lines = [json.dumps(event.to_dict(), allow_nan=False) for event in events]
