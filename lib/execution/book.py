@@ -82,8 +82,10 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
         raise StateError("positions.json measures the bot's own capital (a cash ledger) but [book] sets no "
                          "capital_quote/capital_frac any more: restore them, or run rebalance --reset-high-water-mark "
                          "once to measure the whole account from now")
-    if use_ledger:
-        cashflows = [f for f in cashflows if f.source == "manual"]  # the exchange's history is the account's
+    if use_ledger:  # the exchange's deposit/withdrawal history is the account's, not the bot's capital
+        if any(f.source != "manual" for f in cashflows):
+            logger.info("the exchange's deposits/withdrawals move the account, not the bot's own capital: ignored")
+        cashflows = [f for f in cashflows if f.source == "manual"]
     flows = 0.0 if previous is None else sum_flows_quote(cashflows, after_ms=previous.updated_ms, until_ms=now_ms)
     ledger, shortfall, account_cash = None, Decimal(0), None
     fresh = previous is None or (previous.ledger is not None and not use_ledger)  # ends: measure the account anew

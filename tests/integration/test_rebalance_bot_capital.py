@@ -120,3 +120,47 @@ def test_a_rerun_after_a_crash_books_each_fill_once(project: Project, telegram: 
     assert book.cash_quote == pytest.approx(float(1000 - spent), abs=1e-6)
     assert sorted(book.ledger.booked) == sorted(e.client_order_id for e in fills if e.client_order_id)
     assert len(journal(project)) == len(events)
+
+
+def test_cashflow_gives_the_bot_capital_and_takes_back_at_most_its_cash(project: Project,
+                                                                         telegram: FakeTelegram) -> None:
+    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 5_000}) as fake:
+        shared_setup(project, telegram, fake)
+        write_targets(project, {"BTC/USDT": 0.3}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        before = positions(project)
+        assert before.ledger is not None and before.cash_quote == pytest.approx(700, abs=1)  # 1000 - ~300 of BTC
+        too_much = project.run("cashflow", "--", "-800")  # more than the bot's own cash
+        assert too_much.returncode == 1 and f"the bot holds {before.cash_quote:.2f} of its own cash" in too_much.stderr
+        given = project.run("cashflow", "--note", "more for the bot", "500")  # from the owner's cash, nothing moved
+        assert_ok(given)
+        assert "capital given to the bot of 500" in given.stderr
+        assert_ok(project.run("rebalance"))
+        after = positions(project)
+        assert_consistent(project, fake)
+        spent = 5_000 - float(fake.spot_balances["USDT"])
+    assert 449 < spent < 452  # the bigger capital was put to work: 0.3 of 1,500 in BTC
+    assert after.cash_quote == pytest.approx(1_000 + 500 - spent, abs=1e-6)  # the exchange's view of the bot's cash
+    assert after.high_water_mark_quote == pytest.approx(before.high_water_mark_quote + 500)
+    assert after.inception_equity_quote == pytest.approx(before.inception_equity_quote + 500)
+    assert after.ledger is not None and after.ledger.flows_quote == 500
+    assert after.equity_quote == pytest.approx(1_499.5, abs=0.5)
+    assert abs(weights_on(project)["BTC/USDT"] - 0.3) < 0.01
+
+
+def test_the_bots_cash_missing_from_the_account_is_its_loss_and_alerted(project: Project,
+                                                                       telegram: FakeTelegram) -> None:
+    """The owner takes 1,500 of a 2,000 account (only 1,000 was his), records nothing: the bot's cash is not all
+    there any more; its ledger drops to what is, a 50 % loss for the bot: flatten and halt, and a person is told."""
+    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 2_000}) as fake:
+        shared_setup(project, telegram, fake)
+        write_targets(project, {"BTC/USDT": 0.3}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        fake.spot_balances["USDT"] -= 1_500  # 199.7 left of the bot's 699.7
+        halted = project.run("rebalance")
+        assert halted.returncode == 4 and "drawdown 50.0" in halted.stderr, halted.stderr[-2000:]
+        assert_consistent(project, fake)
+        assert fake.spot_balances.get("BTC", 0) == 0  # the bot's coins were sold: the exit is never blocked
+    texts = telegram.texts
+    assert any("500.00 less quote cash than the bot's own cash ledger" in text for text in texts)
+    assert any("drawdown" in text for text in texts)
