@@ -164,3 +164,32 @@ def test_the_bots_cash_missing_from_the_account_is_its_loss_and_alerted(project:
     texts = telegram.texts
     assert any("500.00 less quote cash than the bot's own cash ledger" in text for text in texts)
     assert any("drawdown" in text for text in texts)
+
+
+def test_setting_a_capital_later_starts_the_bots_baselines_and_removing_it_needs_a_person(
+        project: Project, telegram: FakeTelegram) -> None:
+    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 5_000}) as fake:
+        project.write_config(config_text(telegram, fake=fake, extra=with_risk(max_asset_weight_frac=1.0)))
+        fake.ticker_clock = "wall"
+        project.write_env(**TELEGRAM, **KEYS)
+        write_targets(project, {"BTC/USDT": 0.02}, exchange="binance")
+        assert_ok(project.run("rebalance"))  # the whole account is the bot's: ~100 USDT of BTC
+        whole = positions(project)
+        assert whole.ledger is None and whole.high_water_mark_quote == pytest.approx(5_000)
+        shared_setup(project, telegram, fake)  # now it may use 1,000 of it
+        started = project.run("rebalance")
+        assert_ok(started)
+        assert "the bot's capital starts now" in started.stderr
+        book = positions(project)
+        assert book.ledger is not None and float(book.ledger.start_quote) == pytest.approx(1_000)
+        assert book.equity_quote == pytest.approx(1_000, abs=0.5)  # its BTC is its own, the rest of 1,000 cash
+        assert abs(weights_on(project)["BTC/USDT"] - 0.02) < 0.005  # now 0.02 of 1,000: most BTC sold
+        assert book.high_water_mark_quote == pytest.approx(1_000, abs=0.5)
+        assert book.inception_equity_quote == pytest.approx(1_000, abs=0.01) and book.inception_ms > whole.inception_ms
+        fees = [e.fee_quote or 0.0 for e in journal(project) if e.event == "filled"]
+        assert len(fees) == 2 and book.fees_paid_quote == pytest.approx(sum(fees))  # the fees so far are kept
+        project.write_config(config_text(telegram, fake=fake, extra=with_risk(max_asset_weight_frac=1.0)))
+        refused = project.run("rebalance")  # the setting removed: the bot's baselines would meet the account's
+        assert refused.returncode == 1 and "--reset-high-water-mark" in refused.stderr
+        assert_ok(project.run("rebalance", "--reset-high-water-mark"))
+        assert positions(project).ledger is None and positions(project).high_water_mark_quote > 4_000
