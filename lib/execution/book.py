@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from loguru import logger
 
-from lib.core.errors import StateError
+from lib.core.errors import DataError, StateError
 from lib.core.state import CashLedger, Positions, RiskBaselines
 from lib.core.venue import Holdings
 from lib.execution import bot_ledger
 from lib.execution.cashflows import CashFlow, sum_flows_quote
+from lib.execution.ccxt_client import call
 from lib.execution.journal import JournalEvent
 from lib.execution.managed_book import BookParams, sizing_equity, split_holdings
 from lib.execution.orders import compute_equity_quote
@@ -92,7 +94,7 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
     if use_ledger:
         assert book_params is not None and ledger_fills is not None
         account_cash = holdings.cash_quote
-        ledger, shortfall, flows, started = _bot_cash(holdings, prices, previous, ledger_fills, book_params,
+        ledger, shortfall, flows, started = _bot_cash(session, holdings, prices, previous, ledger_fills, book_params,
                                                       now_ms=now_ms, flows=flows)
         fresh = fresh or started
         holdings = Holdings(cash_quote=float(ledger.cash_quote), amounts_base=holdings.amounts_base)
@@ -117,7 +119,20 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
                 baselines=baselines, ledger=ledger, account_cash_quote=account_cash, shortfall_quote=float(shortfall))
 
 
-def _bot_cash(account: Holdings, prices: dict[str, float], previous: Positions | None,
+def quote_cash_held(session: Session, free: Decimal, needed: Decimal) -> Decimal:
+    """The account's quote cash the bot's ledger is reconciled with: the free cash, or where that is below
+    ``needed``, free + locked (a person's open order locking cash is no loss of the bot's)."""
+    if free >= needed or session.client is None:  # paper: every coin is free
+        return free
+    client = session.client
+    balance = call(client, "fetch_balance", lambda: client.fetch_balance()).get(session.quote) or {}
+    total = balance.get("total")
+    if not isinstance(total, int | float) or not math.isfinite(total):
+        raise DataError(f"fetch_balance: no total {session.quote} balance ({total!r}): cannot check the bot's cash")
+    return max(free, Decimal(repr(float(total))))
+
+
+def _bot_cash(session: Session, account: Holdings, prices: dict[str, float], previous: Positions | None,
               fills: Sequence[JournalEvent], params: BookParams, *, now_ms: int,
               flows: float) -> tuple[CashLedger, Decimal, float, bool]:
     """(the bot's ledger reconciled with the account, the shortfall, the bot's flows, whether it started now)."""
@@ -133,7 +148,10 @@ def _bot_cash(account: Holdings, prices: dict[str, float], previous: Positions |
     else:
         ledger = bot_ledger.book_fills(previous.ledger, fills, mode=previous.mode, venue=previous.venue, now_ms=now_ms)
         ledger, started = bot_ledger.add_flows(ledger, Decimal(repr(flows))), False
-    reconciled = bot_ledger.reconcile(ledger, account_cash=cash)
+    reconciled = bot_ledger.reconcile(ledger, account_cash=quote_cash_held(session, cash, ledger.cash_quote))
+    if reconciled.ledger.cash_quote > cash:  # there, but not free
+        logger.warning("{:.2f} of the bot's cash is locked by open orders it did not place: its buys may be "
+                       "rejected until they are gone", reconciled.ledger.cash_quote - cash)
     if reconciled.shortfall_quote > 0:
         logger.log("WARNING" if reconciled.shortfall_quote > bot_ledger.DUST_QUOTE else "DEBUG",
                    "the bot's cash ledger {:.8f} is above the account's quote cash {:.8f}: it drops to it (a loss "

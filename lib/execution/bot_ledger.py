@@ -13,10 +13,10 @@ keeps a ledger (positions.json ``ledger``):
   understates the bot's equity by it and never overstates it);
 - a cash flow recorded with ``scripts/cashflow.py`` moves it (and the baselines): the owner gives the bot more
   capital or takes some back. Deposits and withdrawals the exchange reports are the account's, not the bot's;
-- it is reconciled every run with the account: the account's quote cash below the ledger means the bot's cash
-  is not all there any more (the owner took it without recording it): the ledger drops to what is there, a
-  loss of the bot that the drawdown and daily-loss limits see (fail toward less risk; exits are never
-  blocked), alerted when more than dust.
+- it is reconciled every run with the account: the account's quote cash (free + locked) below the ledger means
+  the bot's cash is not all there any more (the owner took it without recording it): the ledger drops to what
+  is there, a loss of the bot that the drawdown and daily-loss limits see (fail toward less risk; exits are
+  never blocked), alerted when more than dust.
 
 The bot's equity is the ledger's cash plus its managed coins at this run's prices; the targets are sized on it.
 """

@@ -16,7 +16,7 @@ from lib.core.timeframes import MS_PER_DAY
 from lib.core.venue import Holdings
 from lib.execution import bot_ledger
 from lib.execution import journal as records
-from lib.execution.book import Book
+from lib.execution.book import Book, quote_cash_held
 from lib.execution.cashflows import CashFlow
 from lib.execution.exchange_section import ExchangeSection
 from lib.execution.journal import JournalEvent, RunInfo
@@ -143,7 +143,9 @@ class PositionsWriter:
         if ledger is not None:  # the bot's cash: the ledger with this run's fills, within the account's cash
             ledger = bot_ledger.book_fills(ledger, self.journal.history, mode=run.mode, venue=run.venue,
                                            now_ms=run.time_ms)
-            ledger = bot_ledger.reconcile(ledger, account_cash=Decimal(repr(account_cash))).ledger
+            free = Decimal(repr(account_cash))
+            held = quote_cash_held(self.session, free, ledger.cash_quote)  # free + locked, if needed
+            ledger = bot_ledger.reconcile(ledger, account_cash=held).ledger
             holdings = Holdings(cash_quote=float(ledger.cash_quote), amounts_base=holdings.amounts_base)
         equity = compute_equity_quote(holdings, book.prices)
         snapshot = None if paper is None else paper.to_snapshot(

@@ -193,3 +193,22 @@ def test_setting_a_capital_later_starts_the_bots_baselines_and_removing_it_needs
         assert refused.returncode == 1 and "--reset-high-water-mark" in refused.stderr
         assert_ok(project.run("rebalance", "--reset-high-water-mark"))
         assert positions(project).ledger is None and positions(project).high_water_mark_quote > 4_000
+
+
+def test_the_owners_open_order_locking_cash_is_no_loss_of_the_bot(project: Project, telegram: FakeTelegram) -> None:
+    """Free USDT below the bot's cash because a person's limit order locks some: the cash is still there (free +
+    locked), so nothing is booked as a loss and nothing halts."""
+    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 2_000}) as fake:
+        shared_setup(project, telegram, fake)
+        write_targets(project, {"BTC/USDT": 0.3}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        before = positions(project)
+        fake.spot_balances["USDT"] -= 1_500  # the owner's limit order locks 1,500: 199.7 free of 1,699.7
+        fake.spot_locked["USDT"] = Decimal(1_500)
+        locked = project.run("rebalance")
+        assert_ok(locked)
+        assert "of the bot's cash is locked by open orders it did not place" in locked.stderr
+        after = positions(project)
+    assert not (project.state / "halt.json").exists()
+    assert after.cash_quote == pytest.approx(before.cash_quote) and after.ledger == before.ledger
+    assert after.high_water_mark_quote == pytest.approx(before.high_water_mark_quote)
