@@ -94,6 +94,9 @@ def test_the_owner_moving_his_own_cash_does_not_move_the_bots_baselines(project:
     assert after.cash_quote == pytest.approx(before.cash_quote) and after.account_cash_quote == pytest.approx(
         before.account_cash_quote + 7_000)
     assert abs(weights_on(project)["BTC/USDT"] - 0.3) < 0.01
+    report = project.run("report", "--dry-run")  # the daily report's equity and P&L are the bot's too
+    assert f"equity {after.equity_quote:,.2f} USDT" in report.stdout, report.stdout + report.stderr[-2000:]
+    assert "equity 11," not in report.stdout
 
 
 def test_a_rerun_after_a_crash_books_each_fill_once(project: Project, telegram: FakeTelegram) -> None:
