@@ -1,9 +1,11 @@
 """Record a deposit or withdrawal by hand, so the risk baselines do not read it as profit or loss.
 
 Story: parse the signed amount (+ deposit, - withdrawal, in the quote currency) and when it moved (default: now)
--> refuse a time the last rebalance already valued (it saw the money move; see the README) -> append one line
-to state/cashflows.jsonl (append-only, fsync'ed) -> the next rebalance shifts the high-water mark, the start-of-
-day equity and the inception equity by it. Record it after the money moved and before the next rebalance.
+-> refuse a time the last rebalance already valued (it saw the money move; see the README), and in a shared
+account a withdrawal above the bot's own cash -> append one line to state/cashflows.jsonl (append-only,
+fsync'ed) -> the next rebalance shifts the high-water mark, the start-of-day equity and the inception equity by
+it. Record it after the money moved and before the next rebalance. With book.capital_quote/capital_frac (spot)
+the flow is the bot's capital: + gives the bot more of the account's cash, - takes some back (lib.execution.bot_ledger).
 """
 
 from __future__ import annotations
@@ -40,16 +42,22 @@ def _run(ctx: RunContext) -> None:
     if time_ms > ctx.now_ms:
         raise errors.ConfigError(f"--time {ctx.args.time} is in the future: record a flow once the money moved")
     flow = CashFlow(time_ms=time_ms, amount_quote=amount, source="manual", note=ctx.args.note)
-    positions = ctx.paths.positions
+    positions, last = ctx.paths.positions, None
     if positions.exists():
-        last_run_ms = Positions.from_dict(storage.read_json(positions)).updated_ms
+        last = Positions.from_dict(storage.read_json(positions))
+        last_run_ms = last.updated_ms
         if time_ms <= last_run_ms:
             raise errors.StateError(
                 f"the last rebalance (positions.json, {last_run_ms} ms) already valued the account after this "
                 f"flow ({time_ms} ms), so it cannot be taken out of its baselines any more. If it tripped a halt: "
                 "check the book, delete state/halt.json and run rebalance --reset-high-water-mark once")
+    ledger = None if last is None else last.ledger  # a shared account: the flow is the bot's own capital
+    if ledger is not None and -amount > ledger.cash_quote:
+        raise errors.StateError(f"the bot holds {ledger.cash_quote:.2f} of its own cash (positions.json): take at "
+                                "most that back; for more, lower its targets first so that it sells")
     storage.append_jsonl(ctx.paths.cashflows, flow.to_dict())
-    kind = "deposit" if amount > 0 else "withdrawal"
+    kinds = ("deposit", "withdrawal") if ledger is None else ("capital given to the bot", "capital taken from the bot")
+    kind = kinds[0] if amount > 0 else kinds[1]
     logger.info("recorded {} of {} at {} in {}: the next rebalance shifts its baselines by it", kind,
                 format(abs(amount), "f"), time_ms, ctx.paths.cashflows)
 

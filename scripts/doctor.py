@@ -81,7 +81,7 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
     except errors.StateError as error:
         journal = doctor.check_journal(exists=True, event_count=0, torn=False, read_error=str(error))
     findings += [doctor.check_targets(_file_facts(paths.targets), now_ms=now_ms), journal,
-                 doctor.check_positions(_file_facts(paths.positions)), doctor.check_halt(_file_facts(paths.halt)),
+                 *doctor.check_position_rows(_file_facts(paths.positions)), doctor.check_halt(_file_facts(paths.halt)),
                  doctor.check_kill_switch(exists=paths.kill_switch.exists()), *doctor_margin.findings(paths, config)]
     try:
         raw_records, torn = storage.read_jsonl(paths.runs)

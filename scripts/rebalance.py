@@ -77,12 +77,12 @@ def _run(ctx: RunContext) -> None:
                                               until_ms=ctx.now_ms)
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
                       reset_baseline=ctx.args.reset_high_water_mark, cashflows=cashflows, book_params=config.book,
+                      ledger_fills=journal.history if config.exchange.market_type == "spot" else None,  # bot's cash
                       managed=managed_symbols((*config.data.symbols, *target_weights),  # + what the bot traded
                                               [e.symbol for e in journal.history if e.event == "filled" and e.symbol],
                                               config.book))
-    if book.unpriced:  # delisted / no ticker: valued at the last stored close, kept, never ordered
-        ctx.alert("coinbot: no live price for held " + ", ".join(f"{s} (valued at its last stored close {p:g})"
-                  for s, p in sorted(book.unpriced.items())) + ": never traded by the bot; sell or write it off")
+    for message in book.alerts():  # a held coin without a live price; the bot's cash missing from the account
+        ctx.alert(message)
     target_weights = engine.keep_held(target_weights, {**targets.hold, **dict.fromkeys(book.unpriced, "no live price")},
                                       book)  # late/stale/quarantined data or no live price: not traded
     writer = state_files.PositionsWriter(paths.positions, session, book, journal, run, enabled=not dry_run)

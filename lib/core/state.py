@@ -8,7 +8,9 @@ reset position file is how a trading system buys everything twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from lib.core.errors import StateError
@@ -206,9 +208,14 @@ class Positions:
     paper: dict[str, Any] | None = None
     ignored_base: dict[str, float] = field(default_factory=dict)  # account holdings outside the bot's book
     wallets: dict[str, float] = field(default_factory=dict)  # two-account books: quote balance per wallet
+    account_cash_quote: float | None = None  # the account's real quote cash when ``cash_quote`` is the bot's ledger
+    ledger: CashLedger | None = None  # the bot's own cash (book.capital_quote / capital_frac), else None
+    unpriced: dict[str, FlaggedHolding] = field(default_factory=dict)  # held, no live price: a person must act
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": POSITIONS_SCHEMA_VERSION, **asdict(self)}
+        document = {"schema_version": POSITIONS_SCHEMA_VERSION, **asdict(self)}
+        document["ledger"] = None if self.ledger is None else self.ledger.to_dict()
+        return document
 
     @classmethod
     def from_dict(cls, raw: Any) -> Positions:
@@ -244,7 +251,77 @@ class Positions:
             fees_paid_quote=_float(raw, "fees_paid_quote", minimum=0.0),
             last_rebalance_id=str(raw.get("last_rebalance_id", "")), paper=paper,
             ignored_base={str(k): float(v) for k, v in ignored.items()}, wallets=_wallets(raw),
+            account_cash_quote=None if raw.get("account_cash_quote") is None else _float(raw, "account_cash_quote"),
+            ledger=None if raw.get("ledger") is None else CashLedger.from_dict(raw["ledger"]),
+            unpriced=_flagged(raw.get("unpriced", {})),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CashLedger:
+    """The bot's own quote cash in a shared account (lib.execution.bot_ledger): its allocated capital plus the
+    notional of its sells, minus its buys and fees, plus the cash flows recorded for it.
+
+    Fills with a journal time before ``booked_since_ms`` are in ``cash_quote``; of the later ones exactly those in
+    ``booked`` (client id -> journal time) are, so a re-run after a crash books every fill once.
+    """
+
+    cash_quote: Decimal
+    started_ms: int
+    start_quote: Decimal  # the capital allocated on the first run
+    flows_quote: Decimal  # cash flows recorded for the bot since (scripts/cashflow.py)
+    booked_since_ms: int
+    booked: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cash_quote": str(self.cash_quote), "started_ms": self.started_ms, "start_quote": str(self.start_quote),
+                "flows_quote": str(self.flows_quote), "booked_since_ms": self.booked_since_ms,
+                "booked": dict(self.booked)}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> CashLedger:
+        if not isinstance(raw, dict):
+            raise StateError("positions.json: ledger must be an object")
+        booked = raw.get("booked", {})
+        if not isinstance(booked, dict) or not all(isinstance(t, int) and not isinstance(t, bool)
+                                                   for t in booked.values()):
+            raise StateError("positions.json: ledger.booked must map client ids to epoch ms")
+        return cls(cash_quote=_decimal(raw, "cash_quote"), started_ms=_int(raw, "started_ms"),
+                   start_quote=_decimal(raw, "start_quote"), flows_quote=_decimal(raw, "flows_quote"),
+                   booked_since_ms=_int(raw, "booked_since_ms"), booked={str(k): v for k, v in booked.items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlaggedHolding:
+    """A held coin the exchange no longer prices (delisted): valued at ``last_close``, never traded by the bot."""
+
+    amount_base: float
+    last_close: float  # the stored close it was valued at
+    since_ms: int  # first run that found it without a live price
+
+
+def _flagged(raw: Any) -> dict[str, FlaggedHolding]:
+    if not isinstance(raw, Mapping):
+        raise StateError("positions.json: unpriced must be an object")
+    flagged = {}
+    for symbol, entry in raw.items():
+        _check_symbol(symbol, "positions.json unpriced")
+        if not isinstance(entry, dict):
+            raise StateError(f"positions.json: unpriced[{symbol}] must be an object")
+        flagged[symbol] = FlaggedHolding(amount_base=_float(entry, "amount_base"),
+                                         last_close=_float(entry, "last_close", minimum=0.0),
+                                         since_ms=_int(entry, "since_ms"))
+    return flagged
+
+
+def _decimal(raw: dict[str, Any], key: str) -> Decimal:
+    try:
+        value = Decimal(str(raw[key]))
+    except (KeyError, InvalidOperation):
+        raise StateError(f"{key} must be a decimal number, got {raw.get(key)!r}") from None
+    if not value.is_finite():
+        raise StateError(f"{key} must be finite, got {value!r}")
+    return value
 
 
 def _wallets(raw: dict[str, Any]) -> dict[str, float]:

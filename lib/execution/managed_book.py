@@ -3,10 +3,10 @@
 A spot account usually holds more than the bot's book (BNB kept for fees, USDC, a long-term bag). Only the
 managed set is valued, traded or closed: the configured universe plus every symbol the journal shows the bot
 traded, minus ``book.ignored_assets``. Everything else is ignored (never sold, not in equity) and listed by
-``doctor``. Targets are sized on the bot's capital: ``book.capital_frac`` of the managed book (quote cash +
-managed coins), at most ``book.capital_quote`` when set. A dedicated sub-account is still the cleanest setup:
-the drawdown and daily-loss limits are measured on the managed book, so quote cash that is not the bot's
-dilutes them.
+``doctor``. With ``book.capital_quote`` or ``book.capital_frac`` set in a spot account, the bot's capital is its
+own cash ledger (lib.execution.bot_ledger; started from ``capital_frac`` of the managed book, at most
+``capital_quote``) plus its managed coins: targets, drawdown, daily loss and P&L are measured on it, never on the
+owner's cash. Without them (and for perps) the whole managed book (quote cash + managed coins) is the bot's.
 """
 
 from __future__ import annotations
@@ -24,10 +24,15 @@ from lib.core.venue import Holdings
 class BookParams:
     """TOML section ``book``."""
 
-    capital_quote: Decimal = Decimal(0)  # targets are sized on at most this much; 0 = no cap
-    capital_frac: float = 1.0  # share of the managed book (quote cash + managed coins) the targets are sized on
+    capital_quote: Decimal = Decimal(0)  # the bot's starting capital (at most this much quote); 0 = no cap
+    capital_frac: float = 1.0  # share of the managed book (quote cash + managed coins) that is the bot's capital
     ignored_assets: tuple[str, ...] = ()  # base assets never traded, even in the universe (e.g. "BNB" for fees)
     exchange_cashflows: bool = False  # also read deposits/withdrawals from the exchange (lib.execution.ccxt_cashflows)
+
+    @property
+    def has_capital(self) -> bool:
+        """A capital cap or share is set: the bot keeps its own cash ledger (spot)."""
+        return self.capital_quote > 0 or self.capital_frac < 1
 
     def __post_init__(self) -> None:
         if not self.capital_quote.is_finite() or self.capital_quote < 0:

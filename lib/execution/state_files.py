@@ -5,15 +5,18 @@ Every reader refuses (StateError or TradingHalted) what it cannot trust; nothing
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from decimal import Decimal
 from pathlib import Path
 
 from loguru import logger
 
 from lib.core import errors, storage
-from lib.core.state import HaltRecord, Positions, Targets
+from lib.core.state import FlaggedHolding, HaltRecord, Positions, Targets
 from lib.core.timeframes import MS_PER_DAY
+from lib.core.venue import Holdings
+from lib.execution import bot_ledger
 from lib.execution import journal as records
-from lib.execution.book import Book
+from lib.execution.book import Book, quote_cash_held
 from lib.execution.cashflows import CashFlow
 from lib.execution.exchange_section import ExchangeSection
 from lib.execution.journal import JournalEvent, RunInfo
@@ -136,6 +139,14 @@ class PositionsWriter:
             return
         book, run, paper = self.book, self.run, self.session.paper
         holdings = book.managed_holdings(self.session.fetch_holdings())
+        account_cash, ledger = holdings.cash_quote, book.ledger
+        if ledger is not None:  # the bot's cash: the ledger with this run's fills, within the account's cash
+            ledger = bot_ledger.book_fills(ledger, self.journal.history, mode=run.mode, venue=run.venue,
+                                           now_ms=run.time_ms)
+            free = Decimal(repr(account_cash))
+            held = quote_cash_held(self.session, free, ledger.cash_quote)  # free + locked, if needed
+            ledger = bot_ledger.reconcile(ledger, account_cash=held).ledger
+            holdings = Holdings(cash_quote=float(ledger.cash_quote), amounts_base=holdings.amounts_base)
         equity = compute_equity_quote(holdings, book.prices)
         snapshot = None if paper is None else paper.to_snapshot(
             keep_orders_since_ms=run.time_ms - PAPER_ORDER_RETENTION_MS if final else None).to_dict()
@@ -147,5 +158,14 @@ class PositionsWriter:
         positions = Positions(mode=run.mode, venue=run.venue, updated_ms=run.time_ms, cash_quote=holdings.cash_quote,
                               amounts_base=dict(holdings.amounts_base), marks=dict(book.prices), equity_quote=equity,
                               last_rebalance_id=run.rebalance_id, paper=snapshot, ignored_base=dict(book.ignored),
-                              **asdict(baselines))
+                              account_cash_quote=None if ledger is None else account_cash, ledger=ledger,
+                              unpriced=flag_unpriced(book, holdings), **asdict(baselines))
         storage.write_json_atomic(self.path, positions.to_dict())
+
+
+def flag_unpriced(book: Book, holdings: Holdings) -> dict[str, FlaggedHolding]:
+    """Held coins the exchange no longer prices, for positions.json and ``doctor``: a person must sell them by hand
+    or add them to book.ignored_assets (the bot never orders them)."""
+    return {symbol: FlaggedHolding(amount_base=holdings.amounts_base[symbol], last_close=close,
+                                   since_ms=book.unpriced_since_ms[symbol])
+            for symbol, close in sorted(book.unpriced.items()) if holdings.amounts_base.get(symbol)}

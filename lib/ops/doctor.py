@@ -212,8 +212,32 @@ def check_positions(facts: FileFacts) -> Finding:
                        "(never delete it: see README)")
     held = [f"{symbol} {amount:g}" for symbol, amount in sorted(positions.ignored_base.items())]
     ignored = f"; ignored (not the bot's, never traded): {_listed(held)}" if held else ""
-    return Finding("positions.json", "ok", f"valid: {positions.mode}, equity {positions.equity_quote:.2f}, "
+    own = "" if positions.ledger is None or positions.account_cash_quote is None else (
+        f" (the bot's own: cash {positions.cash_quote:.2f} of the account's {positions.account_cash_quote:.2f})")
+    return Finding("positions.json", "ok", f"valid: {positions.mode}, equity {positions.equity_quote:.2f}{own}, "
                    f"{len(positions.amounts_base)} position(s), updated {format_ms(positions.updated_ms)}{ignored}")
+
+
+def check_position_rows(facts: FileFacts) -> list[Finding]:
+    """positions.json's rows: the file itself, then any holding a person must close by hand."""
+    return [check_positions(facts), *check_unpriced_holdings(facts)]
+
+
+def check_unpriced_holdings(facts: FileFacts) -> list[Finding]:
+    """Held coins the exchange no longer prices (delisted), as the last rebalance flagged them in positions.json:
+    valued at their last stored close and never traded by the bot, so only a person can close them (WARN: the rest
+    trades). An unreadable positions.json is check_positions' FAIL."""
+    try:
+        positions = Positions.from_dict(_document(facts)) if facts.exists else None
+    except StateError:
+        return []
+    if positions is None or not positions.unpriced:
+        return []
+    held = [f"{symbol} {flag.amount_base:g} (last close {flag.last_close:g}, no live price since "
+            f"{format_ms(flag.since_ms)})" for symbol, flag in sorted(positions.unpriced.items())]
+    return [Finding("delisted holdings", "warn", f"held but not priced by the exchange, never traded by the bot: "
+                    f"{_listed(held)}", "a person must act: sell it by hand on the exchange (if it still trades "
+                    "anywhere) or add its coin to book.ignored_assets to take it out of the bot's book")]
 
 
 def check_journal(*, exists: bool, event_count: int, torn: bool, read_error: str = "") -> Finding:

@@ -163,6 +163,7 @@ class FakeBinance:
         extra = tuple(sorted({symbol for symbol, _ in self._injected} - set(base_params.symbols)))
         self.params = dataclasses.replace(base_params, symbols=base_params.symbols + extra)
         self._market = SimulatedMarket(self.params, now_ms=0)
+        self.spot_locked: dict[str, Decimal] = {}  # held by open orders the bot did not place (not free)
         self.spot_balances = {asset: Decimal(str(amount)) for asset, amount in
                               (spot_balances if spot_balances is not None else {"USDT": 10_000}).items()}
         self.futures_wallet_quote = Decimal(str(futures_wallet_quote))
@@ -677,7 +678,8 @@ def api_restrictions(fake: FakeBinance, request: RecordedRequest) -> dict[str, A
 
 def spot_account(fake: FakeBinance, request: RecordedRequest) -> dict[str, Any]:
     with fake._lock:
-        balances = [{"asset": asset, "free": f"{amount:.8f}", "locked": "0.00000000"}
+        balances = [{"asset": asset, "free": f"{amount:.8f}",
+                     "locked": f"{fake.spot_locked.get(asset, Decimal(0)):.8f}"}  # by a person's open orders
                     for asset, amount in sorted(fake.spot_balances.items())]
     return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
             "canTrade": True, "canWithdraw": bool(fake.api_restrictions["enableWithdrawals"]),

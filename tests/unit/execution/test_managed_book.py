@@ -41,3 +41,13 @@ def test_sizing_equity(params: BookParams, expected: float) -> None:
 def test_bad_book_params_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="book."):
         BookParams(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    (BookParams(), False),  # the whole account is the bot's: no ledger, measured as before
+    (BookParams(capital_quote=Decimal(1000)), True),
+    (BookParams(capital_frac=0.5), True),
+    (BookParams(ignored_assets=("BNB",)), False),
+])
+def test_a_capital_setting_gives_the_bot_its_own_cash_ledger(params: BookParams, expected: bool) -> None:
+    assert params.has_capital is expected

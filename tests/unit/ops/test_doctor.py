@@ -367,3 +367,22 @@ def test_bad_as_of_is_a_config_error() -> None:
 def test_doctor_params_are_validated(kwargs: dict[str, int]) -> None:
     with pytest.raises(ConfigError, match="doctor."):
         doctor.DoctorParams(**kwargs)
+
+
+def test_a_flagged_dead_holding_is_a_warn_row_that_says_what_a_person_must_do() -> None:
+    flagged = {**POSITIONS, "unpriced": {"LUNA/USDT": {"amount_base": 100.0, "last_close": 0.5, "since_ms": NOW_MS}}}
+    [positions, row] = doctor.check_position_rows(FileFacts(exists=True, document=flagged))
+    assert positions.status == "ok" and row.status == "warn" and row.check == "delisted holdings"
+    assert "LUNA/USDT 100 (last close 0.5, no live price since" in row.detail
+    assert "sell it by hand" in row.what_to_do and "book.ignored_assets" in row.what_to_do
+    assert not doctor.has_failure([positions, row])  # the rest trades: doctor exits 0 on it alone
+    assert statuses(doctor.check_position_rows(FileFacts(exists=True, document=POSITIONS))) == ["ok"]
+    assert statuses(doctor.check_position_rows(FileFacts(exists=True, document=[1]))) == ["fail"]  # no second row
+
+
+def test_the_positions_row_shows_the_bots_own_cash_in_a_shared_account() -> None:
+    ledger = {"cash_quote": "500", "started_ms": NOW_MS, "start_quote": "1000", "flows_quote": "0",
+              "booked_since_ms": NOW_MS, "booked": {}}
+    shared = {**POSITIONS, "account_cash_quote": 4500.0, "ledger": ledger}
+    row = doctor.check_positions(FileFacts(exists=True, document=shared))
+    assert row.status == "ok" and "(the bot's own: cash 500.00 of the account's 4500.00)" in row.detail
