@@ -35,9 +35,33 @@ def trades_frame(
             for order in orders]
     rows += [(bar, *order, float(mark[bar, order[0]]), 1) for bar, order in exits]
     if not rows:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TRADE_DTYPES.items()})
+        return empty_trades()
     rows.sort(key=lambda row: row[0])  # stable: within a bar, fills keep their order
     bars, assets, sides, amounts, prices, references, is_exit = (np.array(column) for column in zip(*rows, strict=True))
+    return _frame(bars, assets, sides, amounts, prices, references, is_exit, index, columns, fee_frac)
+
+
+def trades_from_records(
+    records: np.ndarray, index: pd.Index, columns: pd.Index, reference: np.ndarray, mark: np.ndarray, fee_frac: float
+) -> pd.DataFrame:
+    """The same log from lib.research.sim_kernel's records ((bar, asset, side, amount, price, is_exit) rows,
+    already in the log's order)."""
+    if len(records) == 0:
+        return empty_trades()
+    bars, assets = records[:, 0].astype(np.int64), records[:, 1].astype(np.int64)
+    is_exit = records[:, 5]
+    references = np.where(is_exit > 0, mark[bars, assets], reference[bars, assets])
+    return _frame(bars, assets, records[:, 2], records[:, 3], records[:, 4], references, is_exit, index, columns,
+                  fee_frac)
+
+
+def empty_trades() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TRADE_DTYPES.items()})
+
+
+def _frame(bars: np.ndarray, assets: np.ndarray, sides: np.ndarray, amounts: np.ndarray, prices: np.ndarray,
+           references: np.ndarray, is_exit: np.ndarray, index: pd.Index, columns: pd.Index,
+           fee_frac: float) -> pd.DataFrame:
     notionals = amounts * prices
     return pd.DataFrame(
         {
