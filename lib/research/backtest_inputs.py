@@ -68,10 +68,10 @@ def align_frames(
         raise DataError(f"target_weights has symbols without prices: {list(unknown)}")
     if not target_weights.index.equals(index) and len(target_weights.index.difference(index)):
         raise DataError("target_weights has timestamps that are not bars of close_wide")
-    target = target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float)
+    target = np.ascontiguousarray(target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float))
     check_targets(target, params, index)
     mark = np.nan_to_num(close_wide.ffill().to_numpy(dtype=float))
-    reference = open_wide.to_numpy(dtype=float, copy=True)
+    reference = np.array(open_wide.to_numpy(dtype=float), order="C")  # a copy, in C order: the walk reads rows
     blocked = ~(np.isfinite(reference) & (reference > 0))
     blocked_after_first = blocked[1:]
     reference[1:][blocked_after_first] = mark[:-1][blocked_after_first]  # value at the last mark

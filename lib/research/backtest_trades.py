@@ -20,6 +20,8 @@ TRADE_DTYPES = {
 }
 """Schema of BacktestResult.trades."""
 TRADE_COLUMNS = tuple(TRADE_DTYPES)
+SIDE_NAMES = np.array(["sell", "buy"], dtype=object)  # indexed by side > 0 (a take: no string built per row)
+REASON_NAMES = np.array(["rebalance", DATA_ENDED], dtype=object)  # indexed by is_exit
 
 
 def trades_frame(
@@ -51,8 +53,8 @@ def trades_from_records(
     bars, assets = records[:, 0].astype(np.int64), records[:, 1].astype(np.int64)
     is_exit = records[:, 5]
     references = np.where(is_exit > 0, mark[bars, assets], reference[bars, assets])
-    return _frame(bars, assets, records[:, 2], records[:, 3], records[:, 4], references, is_exit, index, columns,
-                  fee_frac)
+    sides, amounts, prices = (np.ascontiguousarray(records[:, k]) for k in (2, 3, 4))
+    return _frame(bars, assets, sides, amounts, prices, references, is_exit, index, columns, fee_frac)
 
 
 def empty_trades() -> pd.DataFrame:
@@ -67,12 +69,13 @@ def _frame(bars: np.ndarray, assets: np.ndarray, sides: np.ndarray, amounts: np.
         {
             "timestamp": np.asarray(index)[bars],
             "symbol": np.asarray(columns, dtype=object)[assets],
-            "side": np.where(sides > 0, "buy", "sell").astype(object),
+            "side": SIDE_NAMES[(sides > 0).astype(np.intp)],
             "amount_base": amounts,
             "price": prices,
             "notional_quote": notionals,
             "fee_quote": notionals * fee_frac,
             "slippage_quote": amounts * np.abs(prices - references),
-            "reason": np.where(is_exit > 0, DATA_ENDED, "rebalance").astype(object),
-        }
+            "reason": REASON_NAMES[(is_exit > 0).astype(np.intp)],
+        },
+        copy=False,  # every column is a fresh array: no copy into consolidated blocks
     )

@@ -317,8 +317,8 @@ def _compiled_run(close_wide: pd.DataFrame, frames: AlignedFrames, params: Backt
         float(params.no_trade_band_frac))  # fmt: skip
     index, columns = close_wide.index, close_wide.columns
     trades = trades_from_records(records, index, columns, inputs.reference, inputs.mark, fee_frac)
-    exits = [(int(bar), (int(asset), side, amount, price)) for bar, asset, side, amount, price, is_exit in
-             records.tolist() if is_exit > 0]
+    exits = [(int(bar), (int(asset), side, amount, price)) for bar, asset, side, amount, price, _ in
+             records[records[:, 5] > 0].tolist()]
     return _assemble(close_wide, equity, held_units, inputs.mark, trades, exits, funding_paid, None)
 
 

@@ -22,7 +22,7 @@ PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 UNROLL = 8  # numpy's pairwise sum keeps 8 partial sums
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _block_sum(values: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover (compiled)
     """numpy's ``pairwise_sum`` on one block of <= 128 float64 (8 partial sums; a plain loop under 8)."""
     if n < UNROLL:
@@ -50,7 +50,7 @@ def _block_sum(values: np.ndarray, lo: int, n: int) -> float:  # pragma: no cove
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pairwise(values: np.ndarray) -> float:  # pragma: no cover (compiled)
     """numpy's ``pairwise_sum`` for float64: blocks of <= 128, halves (multiples of 8) above, left + right.
 
@@ -81,13 +81,13 @@ def _pairwise(values: np.ndarray) -> float:  # pragma: no cover (compiled)
     return sums[0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _numpy_sum(values: np.ndarray) -> float:  # pragma: no cover (compiled)
     """``float(values.sum())`` bit for bit (numpy adds the pairwise sum to the identity 0)."""
     return 0.0 + _pairwise(values)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _python_sum(values: np.ndarray, n: int) -> float:  # pragma: no cover (compiled)
     """Python 3.12's built-in ``sum`` of floats from the int 0 (Neumaier-compensated), bit for bit."""
     if n == 0:
@@ -106,20 +106,16 @@ def _python_sum(values: np.ndarray, n: int) -> float:  # pragma: no cover (compi
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _record(records: np.ndarray, count: int, bar: int, asset: int, side: float, amount: float, price: float,
-            is_exit: float) -> np.ndarray:  # pragma: no cover (compiled)
-    """Append one (bar, asset, side, amount, price, is_exit) row at ``count``, doubling the buffer if full."""
-    if count == records.shape[0]:
-        grown = np.empty((2 * records.shape[0], records.shape[1]))
-        grown[:count] = records
-        records = grown
+            is_exit: float) -> None:  # pragma: no cover (compiled)
+    """Write the (bar, asset, side, amount, price, is_exit) row ``count`` (``simulate`` sizes the buffer for the
+    most orders a run can place: one per asset per decision, plus one data-end exit per asset)."""
     records[count, 0], records[count, 1], records[count, 2] = bar, asset, side
     records[count, 3], records[count, 4], records[count, 5] = amount, price, is_exit
-    return records
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _marks_times_units(values: np.ndarray, units: np.ndarray, start: int, stop: int) -> np.ndarray:  # pragma: no cover
     """``values[start:stop] @ units`` as numpy computes it: BLAS gemv, or the dot product for a single row."""
     if stop - start == 1:
@@ -129,13 +125,38 @@ def _marks_times_units(values: np.ndarray, units: np.ndarray, start: int, stop: 
     return np.dot(values[start:stop], units)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _walk_one_bar(mark: np.ndarray, funding: np.ndarray, equity: np.ndarray, held: np.ndarray, units: np.ndarray,
+                  cash: float, bar: int, long_only: bool,
+                  marks_non_negative: bool) -> tuple[float, float, int]:  # pragma: no cover (compiled)
+    """``_walk_segment`` on the single bar ``bar`` (numpy computes a one-row product as a dot product)."""
+    value = np.dot(mark[bar], units) + cash
+    has_funding = funding.shape[0] > 0
+    if not has_funding and long_only and cash > 0 and marks_non_negative:
+        equity[bar] = value
+        return cash, 0.0, -1
+    paid = 0.0
+    if has_funding:
+        paid = np.dot(funding[bar], units)
+        value -= paid
+        cash -= paid
+    if not np.isnan(value) and value <= 0:
+        held[bar] = 0.0
+        return 0.0, paid, bar
+    equity[bar] = value
+    return cash, paid, -1
+
+
+@njit(cache=True, error_model="numpy")
 def _walk_segment(mark: np.ndarray, funding: np.ndarray, equity: np.ndarray, held: np.ndarray,
                   units: np.ndarray, cash: float, start: int, stop: int, long_only: bool,
                   marks_non_negative: bool) -> tuple[float, float, int]:  # pragma: no cover (compiled)
     """Mark bars [start, stop) with constant units; (cash after funding, funding paid, ruined bar or -1)."""
     for bar in range(start, stop):
-        held[bar] = units
+        for asset in range(units.size):
+            held[bar, asset] = units[asset]
+    if stop - start == 1:  # a decision every bar: the same steps on one scalar, without temporary arrays
+        return _walk_one_bar(mark, funding, equity, held, units, cash, start, long_only, marks_non_negative)
     segment_equity = _marks_times_units(mark, units, start, stop) + cash
     has_funding = funding.shape[0] > 0
     if not has_funding and long_only and cash > 0 and marks_non_negative:
@@ -161,27 +182,29 @@ def _walk_segment(mark: np.ndarray, funding: np.ndarray, equity: np.ndarray, hel
     return cash, funding_paid, -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, reference: np.ndarray,
                tradeable: np.ndarray, wanted_row: np.ndarray, slip: np.ndarray, bar: int, fee_frac: float,
-               long_only: bool, min_notional: float, band: float) -> tuple[np.ndarray, int, float]:  # pragma: no cover
-    """Trade ``units`` toward ``wanted_row`` at ``reference`` (bar ``bar``'s open), as backtester._rebalance."""
+               long_only: bool, min_notional: float, band: float, work: np.ndarray,
+               order_asset: np.ndarray) -> tuple[int, float]:  # pragma: no cover (compiled)
+    """Trade ``units`` toward ``wanted_row`` at ``reference`` (bar ``bar``'s open), as backtester._rebalance.
+
+    ``work`` (7 x assets) and ``order_asset`` are scratch buffers reused from tick to tick."""
     n_assets = units.size
-    held_value = units * reference
+    held_value, wanted, order_side, order_amount = work[0], work[1], work[2], work[3]
+    order_fill, buys, sells = work[4], work[5], work[6]
+    for asset in range(n_assets):
+        held_value[asset] = units[asset] * reference[asset]
     book_equity = cash + _numpy_sum(held_value)
     if book_equity <= 0:
-        return records, count, cash
-    wanted = wanted_row.copy()
+        return count, cash
+    wanted[:] = wanted_row
     if band != 0:
         for asset in range(n_assets):
             current = held_value[asset] / book_equity
             if abs(wanted[asset] - current) < band and wanted[asset] != 0:
                 wanted[asset] = current
     threshold = max(min_notional, DUST_QUOTE)
-    order_asset = np.empty(n_assets, np.int64)
-    order_side = np.empty(n_assets)
-    order_amount = np.empty(n_assets)
-    order_fill = np.empty(n_assets)
     n_orders = 0
     for asset in range(n_assets):
         delta = (wanted[asset] * book_equity - held_value[asset]) * tradeable[asset]
@@ -195,10 +218,9 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
         order_fill[n_orders] = price * (1.0 + side * slip[asset])
         n_orders += 1
     if n_orders == 0:
-        return records, count, cash
-    keep = np.ones(n_orders, np.bool_)
+        return count, cash
+    scaled = False
     if long_only:  # sells settle first; buys scaled down to the cash left (backtester._fit_buys_to_cash)
-        buys, sells = np.empty(n_orders), np.empty(n_orders)
         n_buys, n_sells = 0, 0
         for k in range(n_orders):
             if order_side[k] > 0:
@@ -210,31 +232,31 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
         bought, sold = _python_sum(buys, n_buys), _python_sum(sells, n_sells)
         cost, available = bought * (1.0 + fee_frac), cash + sold * (1.0 - fee_frac)
         if not cost <= available:
+            scaled = True
             scale = max(available, 0.0) / cost
             for k in range(n_orders):
                 if order_side[k] > 0:
                     order_amount[k] = order_amount[k] * scale
-                    keep[k] = order_amount[k] * order_fill[k] >= min_notional
     for k in range(n_orders):
-        if not keep[k]:
-            continue
+        if scaled and order_side[k] > 0 and not order_amount[k] * order_fill[k] >= min_notional:
+            continue  # a buy the scaling pushed under the minimum notional is dropped
         asset, side, amount, fill = order_asset[k], order_side[k], order_amount[k], order_fill[k]
         units[asset] += side * amount
         notional = amount * fill
         cash -= side * notional + fee_frac * notional
-        records = _record(records, count, bar, asset, side, amount, fill, 0.0)
+        _record(records, count, bar, asset, side, amount, fill, 0.0)
         count += 1
     if long_only:  # only float dust can cross 0 after the cash fit
         for asset in range(n_assets):
             units[asset] = max(units[asset], 0.0)
         cash = max(cash, 0.0)
-    return records, count, cash
+    return count, cash
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _exit_ended(records: np.ndarray, count: int, units: np.ndarray, cash: float, mark_row: np.ndarray,
                 slip: np.ndarray, last_close_bar: np.ndarray, last_bar: int,
-                fee_frac: float) -> tuple[np.ndarray, int, float]:  # pragma: no cover (compiled)
+                fee_frac: float) -> tuple[int, float]:  # pragma: no cover (compiled)
     """Sell (or buy back) every held asset whose candles stop at ``last_bar``, at that close."""
     for asset in range(units.size):
         if last_close_bar[asset] != last_bar or units[asset] == 0:
@@ -244,12 +266,12 @@ def _exit_ended(records: np.ndarray, count: int, units: np.ndarray, cash: float,
         fill = mark_row[asset] * (1.0 + side * slip[asset])
         cash -= side * amount * fill + fee_frac * amount * fill
         units[asset] = 0.0
-        records = _record(records, count, last_bar, asset, side, amount, fill, 1.0)
+        _record(records, count, last_bar, asset, side, amount, fill, 1.0)
         count += 1
-    return records, count, cash
+    return count, cash
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target: np.ndarray,
              has_decision: np.ndarray, slip: np.ndarray, funding: np.ndarray, wants_position: np.ndarray,
              last_close_bar: np.ndarray, marks_non_negative: bool, starting_cash: float, fee_frac: float,
@@ -267,7 +289,9 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
-    records = np.empty((64, 6))
+    records = np.empty((int(has_decision.sum()) * n_assets + n_assets, 6))  # room for every order (see _record;
+    # pages never written are never resident)
+    work, order_asset = np.empty((7, n_assets)), np.empty(n_assets, np.int64)
     count, segment_start = 0, 0
     for bar in range(1, n_bars):
         if not (exit_tick[bar] or has_decision[bar]):
@@ -288,14 +312,18 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
         segment_start = bar
         if must_exit:
             exit_slip = slip[min(bar, n_bars - 1)] if per_bar_slip else slip[0]
-            records, count, cash = _exit_ended(records, count, units, cash, mark[bar - 1], exit_slip,
+            count, cash = _exit_ended(records, count, units, cash, mark[bar - 1], exit_slip,
                                                last_close_bar, bar - 1, fee_frac)
         if is_fill:
             fill_slip = slip[bar] if per_bar_slip else slip[0]
-            records, count, cash = _rebalance(records, count, units, cash, reference[bar], tradeable[bar],
+            count, cash = _rebalance(records, count, units, cash, reference[bar], tradeable[bar],
                                               target[bar - 1], fill_slip, bar, fee_frac, long_only, min_notional,
-                                              band)
-        is_flat = not (units != 0).any()
+                                              band, work, order_asset)
+        is_flat = True
+        for asset in range(n_assets):
+            if units[asset] != 0:
+                is_flat = False
+                break
     cash, paid, ruined_at = _walk_segment(mark, funding, equity, held, units, cash, segment_start, n_bars,
                                           long_only, marks_non_negative)
     funding_paid += paid
