@@ -19,6 +19,7 @@ from lib.data import ohlcv
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import BacktestResult, run_backtest, run_backtest_sweep
 from lib.research.live_risk import LiveRiskLimits
+from lib.research.study import simulation
 
 HOUR_MS = 3_600_000
 TOLERANCE = 1e-12
@@ -196,3 +197,23 @@ def test_compiled_walk_equals_the_python_walk_on_real_hourly_perps_with_funding(
     compiled = run_backtest(**kwargs)
     assert len(closes.columns) == 5 and len(compiled.trades) > 1000 and compiled.funding_paid_quote != 0
     assert_same_run(compiled, run_backtest(**kwargs, compiled=False))
+
+
+def test_simulate_grid_equals_one_simulate_per_set_with_and_without_the_live_risk_layer() -> None:
+    rng = np.random.default_rng(34)
+    opens, closes = random_market(rng, 90, 4)
+    targets = random_targets(rng, closes, "spot")
+    volatility = pd.DataFrame(rng.uniform(0, 0.03, closes.shape), index=closes.index, columns=closes.columns)
+    inputs = simulation.SimulationInputs(open=opens, close=closes, target_weights=targets,
+                                         bar_volatility_frac=volatility, is_tradeable=closes.notna().any(axis=1),
+                                         benchmark=None, funding=None)
+    base = BacktestParams(min_notional_quote=0.0)
+    grid = [dataclasses.replace(base, fee_bps=fee, slippage_vol_mult=vol, model_live_risk=risk)
+            for fee in (0.0, 30.0) for vol in (0.0, 0.5) for risk in (False, True)]
+    start_ms, end_ms = int(closes.index[5]), int(closes.index[80])
+    swept = simulation.simulate_grid(inputs, grid, start_ms=start_ms, end_ms=end_ms, live_risk=LOOSE_LIMITS)
+    for params, result in zip(grid, swept, strict=True):
+        alone = simulation.simulate(inputs, params, start_ms=start_ms, end_ms=end_ms, live_risk=LOOSE_LIMITS)
+        assert (result.live_risk is None) == (not params.model_live_risk)
+        pd.testing.assert_series_equal(result.equity, alone.equity, rtol=0, atol=0)
+        pd.testing.assert_frame_equal(result.trades, alone.trades, rtol=0, atol=0)
