@@ -88,7 +88,7 @@ def align_frames(
     return AlignedFrames(
         mark=mark, reference=reference, tradeable=(~blocked).astype(float), target=target,
         is_decision_row=is_decision_row, volatility=volatility, funding_per_unit=funding,
-        wants_position=target.any(axis=1),
+        wants_position=np.asarray(target.any(axis=1), dtype=bool),
         last_close_bar=last_close_bar(close_wide.to_numpy(dtype=float)), marks_non_negative=not (mark < 0).any(),
     )  # fmt: skip
 
