@@ -24,6 +24,8 @@ stays flat (closes only: no intrabar high/low, so this is optimistic for leverag
 Between rebalance ticks units are constant, so equity is computed per segment with numpy; the
 Python loop runs once per rebalance tick, except ticks where a flat book meets an all-zero target
 (nothing held, nothing wanted: the flat segment simply runs on, its equity being the cash either way).
+Without the live risk layer the same walk runs compiled (lib.research.sim_kernel, bit-identical; the Python walk
+here stays the reference, ``compiled=False``); ``run_backtest_sweep`` runs a grid of parameter sets on one alignment.
 """
 
 from __future__ import annotations
