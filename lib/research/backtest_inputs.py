@@ -70,7 +70,7 @@ def align_frames(
         raise DataError("target_weights has timestamps that are not bars of close_wide")
     target = np.ascontiguousarray(target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float))
     check_targets(target, params, index)
-    mark = np.nan_to_num(close_wide.ffill().to_numpy(dtype=float))
+    mark = np.ascontiguousarray(np.nan_to_num(close_wide.ffill().to_numpy(dtype=float)))  # C order, as below
     reference = np.array(open_wide.to_numpy(dtype=float), order="C")  # a copy, in C order: the walk reads rows
     blocked = ~(np.isfinite(reference) & (reference > 0))
     blocked_after_first = blocked[1:]
