@@ -8,7 +8,7 @@ simulator uses), ``price`` (fill reference: each bar's open), ``size`` (target w
 open, NaN = no order), ``init_cash``, ``fees`` and ``slippage`` (one value per simulation), ``rounds``,
 ``batched`` (1: also run every simulation in one call, one column group each). OUT.npz: ``cpu_s`` per round
 (one simulation = Portfolio.from_orders + value(); CPU seconds), ``batched_cpu_s`` per round, ``equity``
-(bars x simulations) and the vectorbt version.
+(bars x simulations), ``orders`` filled per simulation and the vectorbt version.
 
 Conventions aligned with lib/research/backtester.py: orders are target percents of the group's value at the
 fill price (``val_price`` = price), filled at price x (1 +/- slippage), fee = fees x notional, one cash pool
@@ -25,8 +25,8 @@ import vectorbt as vbt
 
 
 def simulate(close: np.ndarray, price: np.ndarray, size: np.ndarray, init_cash: float, fees: float | np.ndarray,
-             slippage: float | np.ndarray, n_groups: int = 1) -> np.ndarray:
-    """Equity (bars x groups); with ``n_groups`` > 1 the asset columns are tiled once per group."""
+             slippage: float | np.ndarray, n_groups: int = 1) -> tuple[np.ndarray, int]:
+    """(equity (bars x groups), orders filled); with ``n_groups`` > 1 the asset columns are tiled once per group."""
     tile = (1, n_groups)
     group_by = np.repeat(np.arange(n_groups), close.shape[1])
     portfolio = vbt.Portfolio.from_orders(
@@ -35,7 +35,7 @@ def simulate(close: np.ndarray, price: np.ndarray, size: np.ndarray, init_cash: 
         slippage=np.repeat(np.asarray(slippage, dtype=float), close.shape[1])[None, :] if n_groups > 1 else slippage,
         init_cash=init_cash, cash_sharing=True, group_by=group_by, call_seq="auto", freq="1h",
     )
-    return np.asarray(portfolio.value()).reshape(len(close), n_groups)
+    return np.asarray(portfolio.value()).reshape(len(close), n_groups), int(portfolio.orders.count().sum())
 
 
 def main(case_path: str, out_path: str) -> None:
@@ -46,10 +46,12 @@ def main(case_path: str, out_path: str) -> None:
     simulate(close, price, size, init_cash, float(fees[0]), float(slippage[0]))  # compile (not timed)
     cpu_s: list[float] = []
     equity = np.empty((len(close), len(fees)))
+    orders = np.zeros(len(fees), dtype=np.int64)
     for _ in range(rounds):
         started = time.process_time()
         for k in range(len(fees)):
-            equity[:, k] = simulate(close, price, size, init_cash, float(fees[k]), float(slippage[k]))[:, 0]
+            curve, orders[k] = simulate(close, price, size, init_cash, float(fees[k]), float(slippage[k]))
+            equity[:, k] = curve[:, 0]
         cpu_s.append(time.process_time() - started)
     batched_cpu_s: list[float] = []
     if batched:
@@ -58,7 +60,7 @@ def main(case_path: str, out_path: str) -> None:
             started = time.process_time()
             simulate(close, price, size, init_cash, fees, slippage, n_groups=len(fees))
             batched_cpu_s.append(time.process_time() - started)
-    np.savez(out_path, cpu_s=np.array(cpu_s), batched_cpu_s=np.array(batched_cpu_s), equity=equity,
+    np.savez(out_path, cpu_s=np.array(cpu_s), batched_cpu_s=np.array(batched_cpu_s), equity=equity, orders=orders,
              version=np.array(vbt.__version__))
 
 
