@@ -43,17 +43,13 @@ def trades_frame(
     return _frame(bars, assets, sides, amounts, prices, references, is_exit, index, columns, fee_frac)
 
 
-def trades_from_records(
-    records: np.ndarray, index: pd.Index, columns: pd.Index, reference: np.ndarray, mark: np.ndarray, fee_frac: float
-) -> pd.DataFrame:
-    """The same log from lib.research.sim_kernel's records ((bar, asset, side, amount, price, is_exit) rows,
-    already in the log's order)."""
+def trades_from_records(records: np.ndarray, index: pd.Index, columns: pd.Index, fee_frac: float) -> pd.DataFrame:
+    """The same log from lib.research.sim_kernel's records ((bar, asset, side, amount, price, is_exit, price before
+    slippage) rows, already in the log's order)."""
     if len(records) == 0:
         return empty_trades()
     bars, assets = records[:, 0].astype(np.int64), records[:, 1].astype(np.int64)
-    is_exit = records[:, 5]
-    references = np.where(is_exit > 0, mark[bars, assets], reference[bars, assets])
-    sides, amounts, prices = (np.ascontiguousarray(records[:, k]) for k in (2, 3, 4))
+    sides, amounts, prices, is_exit, references = (np.ascontiguousarray(records[:, k]) for k in (2, 3, 4, 5, 6))
     return _frame(bars, assets, sides, amounts, prices, references, is_exit, index, columns, fee_frac)
 
 

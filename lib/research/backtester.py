@@ -318,8 +318,8 @@ def _compiled_run(close_wide: pd.DataFrame, frames: AlignedFrames, params: Backt
         float(params.starting_capital_quote), fee_frac, params.market == "spot", float(params.min_notional_quote),
         float(params.no_trade_band_frac))  # fmt: skip
     index, columns = close_wide.index, close_wide.columns
-    trades = trades_from_records(records, index, columns, inputs.reference, inputs.mark, fee_frac)
-    exits = [(int(bar), (int(asset), side, amount, price)) for bar, asset, side, amount, price, _ in
+    trades = trades_from_records(records, index, columns, fee_frac)
+    exits = [(int(bar), (int(asset), side, amount, price)) for bar, asset, side, amount, price, _, _ in
              records[records[:, 5] > 0].tolist()]
     return _assemble(close_wide, equity, held_units, inputs.mark, trades, exits, funding_paid, None)
 

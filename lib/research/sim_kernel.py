@@ -8,8 +8,9 @@ the Python walk's order. Imported lazily by lib.research.backtester (numba loads
 cached next to this file on first use.
 
 ``simulate`` returns (equity per bar, units held per bar, fill records, funding paid, ruined bar or -1). A fill
-record is (bar, asset, side +1/-1, amount_base, fill price, is_exit) in the order the reference's trade log
-lists them: by bar, rebalance fills before data-end exits of the same bar.
+record is (bar, asset, side +1/-1, amount_base, fill price, is_exit, price before slippage: the open, or the last
+close for an exit) in the order the reference's trade log lists them: by bar, rebalance fills before data-end
+exits of the same bar.
 """
 
 from __future__ import annotations
@@ -108,11 +109,12 @@ def _python_sum(values: np.ndarray, n: int) -> float:  # pragma: no cover (compi
 
 @njit(cache=True, error_model="numpy")
 def _record(records: np.ndarray, count: int, bar: int, asset: int, side: float, amount: float, price: float,
-            is_exit: float) -> None:  # pragma: no cover (compiled)
-    """Write the (bar, asset, side, amount, price, is_exit) row ``count`` (``simulate`` sizes the buffer for the
-    most orders a run can place: one per asset per decision, plus one data-end exit per asset)."""
+            is_exit: float, unslipped: float) -> None:  # pragma: no cover (compiled)
+    """Write the (bar, asset, side, amount, price, is_exit, unslipped price) row ``count`` (``simulate`` sizes the
+    buffer for the most orders a run can place: one per asset per decision, plus one data-end exit per asset)."""
     records[count, 0], records[count, 1], records[count, 2] = bar, asset, side
     records[count, 3], records[count, 4], records[count, 5] = amount, price, is_exit
+    records[count, 6] = unslipped
 
 
 @njit(cache=True, error_model="numpy")
@@ -244,7 +246,7 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
         units[asset] += side * amount
         notional = amount * fill
         cash -= side * notional + fee_frac * notional
-        _record(records, count, bar, asset, side, amount, fill, 0.0)
+        _record(records, count, bar, asset, side, amount, fill, 0.0, reference[asset])
         count += 1
     if long_only:  # only float dust can cross 0 after the cash fit
         for asset in range(n_assets):
@@ -266,7 +268,7 @@ def _exit_ended(records: np.ndarray, count: int, units: np.ndarray, cash: float,
         fill = mark_row[asset] * (1.0 + side * slip[asset])
         cash -= side * amount * fill + fee_frac * amount * fill
         units[asset] = 0.0
-        _record(records, count, last_bar, asset, side, amount, fill, 1.0)
+        _record(records, count, last_bar, asset, side, amount, fill, 1.0, mark_row[asset])
         count += 1
     return count, cash
 
@@ -289,7 +291,7 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
-    records = np.empty((int(has_decision.sum()) * n_assets + n_assets, 6))  # room for every order (see _record;
+    records = np.empty((int(has_decision.sum()) * n_assets + n_assets, 7))  # room for every order (see _record;
     # pages never written are never resident)
     work, order_asset = np.empty((7, n_assets)), np.empty(n_assets, np.int64)
     count, segment_start = 0, 0
