@@ -63,3 +63,30 @@ def report(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], None]
     with capsys.disabled():
         for line in lines:
             print(f"\nBENCH {line} [{machine()}]")
+
+
+# ---- issue #12: the figures' table, printed again as one summary at the end of the session ----------------------
+
+SUMMARY_ROWS: list[tuple[str, str, str]] = []
+
+
+@pytest.fixture
+def table_row(report: Callable[[str], None]) -> Callable[[str, str, str], None]:
+    """``table_row(what, measured, target)``: one row of the issue's table, printed now (``report``) and kept for
+    the summary table at the end of the session."""
+
+    def add(what: str, measured: str, target: str) -> None:
+        SUMMARY_ROWS.append((what, measured, target))
+        report(f"{what} | {measured} | {target}")
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not SUMMARY_ROWS:
+        return
+    terminalreporter.write_sep("=", f"benchmark figures ({machine()})")
+    terminalreporter.write_line("| what | measured | target |")
+    terminalreporter.write_line("|---|---|---|")
+    for what, measured, target in SUMMARY_ROWS:
+        terminalreporter.write_line(f"| {what} | {measured} | {target} |")
