@@ -2,9 +2,10 @@
 
 Story: load the strategy timeframe's candles of every configured symbol -> cut them at the last
 closed candle -> quarantine undecided price jumps (lib.data.quarantine) -> staleness gate, late symbols held
-(lib.research.freshness) -> the strategy over the whole history (lib.research.strategy) -> the weights
-decided at the close of the last usable bar, with the per-asset breakdown, the held symbols and a note for
-every non-fatal problem (each also logged) -> targets.json, atomically. A failure leaves targets.json as it was.
+(lib.research.freshness) -> the strategy over the trailing window its parameters need (lib.research.live_window:
+its last row is the full history's) -> the weights decided at the close of the last usable bar, with the
+per-asset breakdown, the held symbols and a note for every non-fatal problem (each also logged) ->
+targets.json, atomically. A failure leaves targets.json as it was. The data fingerprint is the window's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lib.core.symbols import to_traded_symbols
 from lib.core.timeframes import format_ms, last_closed_open_ms
 from lib.data import ohlcv, quarantine
 from lib.ops.runner import RunContext, base_parser, run_script
+from lib.research import live_window
 from lib.research.freshness import select_fresh_candles
 from lib.research.sleeves.book import BookSettings, book_summary
 from lib.research.strategy import (
@@ -50,17 +52,23 @@ def _run(ctx: RunContext) -> None:
         )
     decisions = quarantine.parse_decisions(
         storage.read_json(ctx.paths.jump_decisions) if ctx.paths.jump_decisions.exists() else None)
+    window_bars = live_window.required_history_bars(
+        live_window.WindowParams(**{key: getattr(config, key) for key in live_window.WINDOW_SECTIONS}))
+    last_closed_ms = last_closed_open_ms(ctx.now_ms, timeframe)
+    # the as-of bar is at most max_staleness_bars before the last closed one (lib.research.freshness)
+    keep_from_ms = live_window.window_start_ms(as_of_ms=last_closed_ms, timeframe=timeframe,
+                                   bars=window_bars + config.data.max_staleness_bars)
     notes: list[str] = []
     stored: dict[str, pd.DataFrame] = {}
     quarantined: dict[str, str] = {}
-    for symbol in symbols:
+    for symbol in symbols:  # validated and quarantined on the whole file; only the tail is kept (memory)
         candles = _read_candles(ctx, symbol, notes)
         decided = decisions.get((symbol, timeframe), {"confirm": set(), "reject": set()})
         checked = quarantine.apply_quarantine(
-            candles[candles["timestamp"] <= last_closed_open_ms(ctx.now_ms, timeframe)], symbol=symbol,
+            candles[candles["timestamp"] <= last_closed_ms], symbol=symbol,
             max_jump_frac=config.data.max_jump_frac, confirm_bars=config.data.jump_confirm_bars,
             confirmed=decided["confirm"], rejected=decided["reject"])
-        stored[symbol] = checked.candles
+        stored[symbol] = live_window.candles_from(checked.candles, keep_from_ms, keep_last=True)
         notes += checked.notes
         if checked.cut_at_ms is not None:
             quarantined[symbol] = f"quarantined price jump at {format_ms(checked.cut_at_ms)}"
@@ -73,8 +81,9 @@ def _run(ctx: RunContext) -> None:
         logger.warning("{}", note)
     hold = {**{symbol: "stale" for symbol in fresh.stale}, **{symbol: "late" for symbol in fresh.late},
             **quarantined}
+    used = live_window.trailing_window(fresh.candles, as_of_ms=fresh.as_of_ms, timeframe=timeframe, bars=window_bars)
     output = compute_strategy(
-        fresh.candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
+        used, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
         universe=config.universe, spot=config.spot, perp=config.perp,
         book=BookSettings(trend=config.trend, sizing=config.sizing, combiner=config.combiner, turnover=config.turnover),
     )
@@ -85,7 +94,7 @@ def _run(ctx: RunContext) -> None:
     targets = Targets(
         as_of_ms=fresh.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
         exchange=config.exchange.id, market_type=config.exchange.market_type, timeframe=timeframe,
-        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(fresh.candles),
+        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(used),
         notes=tuple(notes), hold=dict(sorted(hold.items())),
         book={} if output.book is None else book_summary(output.book, fresh.as_of_ms),
     )

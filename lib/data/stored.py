@@ -1,12 +1,17 @@
 """Edge: reads stored candle and funding files (lib.core.storage's schema-checked Parquet reader) for the
-research scripts, refusing candles that fail validation."""
+research scripts, refusing candles that fail validation; and what a candle file spans, from its Parquet
+footer alone (fetch_prices' "nothing new" check must not read every full series)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lib.core import storage
 from lib.core.errors import DataError
@@ -14,6 +19,53 @@ from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.symbols import from_slug, to_perpetual, to_slug
 from lib.data import ohlcv
 from lib.data.funding import FUNDING_COLUMNS
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSpan:
+    """First and last candle open time (ms) and the row count of a stored candle file."""
+
+    first_ms: int
+    last_ms: int
+    rows: int
+
+
+def stored_candle_span(path: Path) -> StoredSpan | None:
+    """The span of the candle file ``path`` from its Parquet footer (row-group min/max statistics of
+    ``timestamp``, written by pyarrow with every file), without reading a candle. None when the file is
+    missing or empty, its schema is not the candle schema, or a statistic is absent: the caller then reads
+    the file the ordinary way (which also reports a bad file)."""
+    try:
+        metadata = pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return None
+    names = tuple(metadata.schema.names)
+    if names != ohlcv.OHLCV_COLUMNS or metadata.num_rows == 0:
+        return None
+    column = names.index("timestamp")
+    if metadata.schema.column(column).physical_type != "INT64":
+        return None
+    lows, highs = [], []
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(column).statistics
+        if statistics is None or not statistics.has_min_max:
+            return None
+        lows.append(int(statistics.min))
+        highs.append(int(statistics.max))
+    return StoredSpan(first_ms=min(lows), last_ms=max(highs), rows=int(metadata.num_rows))
+
+
+def read_candle_timestamps(path: Path) -> pd.DataFrame:
+    """Only the ``timestamp`` column of a stored candle file (for a gap check without the prices).
+
+    Raises:
+        DataError: the file cannot be read.
+    """
+    try:
+        values = pq.read_table(path, columns=["timestamp"]).column("timestamp").to_numpy()
+    except (OSError, pa.ArrowException, KeyError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    return pd.DataFrame({"timestamp": np.asarray(values, dtype="int64")})
 
 
 def read_valid_candles(path: Path, timeframe: str, *, max_jump_frac: float) -> pd.DataFrame:
