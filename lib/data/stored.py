@@ -4,7 +4,7 @@ footer alone (fetch_prices' "nothing new" check must not read every full series)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from lib.core import storage
 from lib.core.errors import DataError
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.symbols import from_slug, to_perpetual, to_slug
-from lib.data import ohlcv
+from lib.data import ohlcv, quarantine
 from lib.data.funding import FUNDING_COLUMNS
 
 
@@ -108,3 +108,44 @@ def series_files(
     paths = ProjectPaths(data_root, state_root, venue_dir_name(exchange_id, "swap" if is_perp else "spot"))
     chosen = [to_perpetual(symbol) if is_perp else symbol for symbol in symbols or configured_symbols]
     return {symbol: (paths.ohlcv(timeframe, symbol), paths.funding(symbol)) for symbol in chosen}
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCandles:
+    """One symbol's candles for a live run: validated and quarantined on the whole file, then only the tail
+    from ``keep_from_ms`` kept (at least the last candle, so a stale series still says when it stopped).
+    ``first_ms``: the file's first candle (None: no file); ``cut_at_ms``: the undecided jump the series was
+    cut before (None: not cut); ``notes``: every non-fatal problem."""
+
+    candles: pd.DataFrame
+    first_ms: int | None
+    cut_at_ms: int | None
+    notes: tuple[str, ...]
+
+
+def read_live_candles(path: Path, symbol: str, timeframe: str, *, closed_until_ms: int, keep_from_ms: int,
+                      max_jump_frac: float, confirm_bars: int, decided: Mapping[str, set[int]]) -> LiveCandles:
+    """The stored candles of ``symbol`` that closed by ``closed_until_ms`` (open time), checked as described
+    in ``LiveCandles``. A missing file is no data (the symbol is then stale, not fatal).
+
+    Raises:
+        DataError: the file is unreadable, empty or holds invalid candles.
+    """
+    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
+    if candles is None:
+        return LiveCandles(ohlcv.empty_frame(), None, None, (f"{symbol}: no candle file {path.name} (never "
+                                                              "fetched): no data",))
+    if candles.empty:
+        raise DataError(f"{path} holds no candles; delete it and run fetch_prices")
+    problems = ohlcv.validate(candles, timeframe, max_jump_frac=max_jump_frac)
+    if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
+        raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}; delete it and run fetch_prices")
+    notes = [f"{symbol} {timeframe}: {ohlcv.describe_problems(problems)}"] if problems else []
+    checked = quarantine.apply_quarantine(
+        candles[candles["timestamp"] <= closed_until_ms], symbol=symbol, max_jump_frac=max_jump_frac,
+        confirm_bars=confirm_bars, confirmed=decided["confirm"], rejected=decided["reject"])
+    kept = checked.candles
+    first = int(kept["timestamp"].to_numpy().searchsorted(keep_from_ms, side="left"))
+    first = min(first, max(len(kept) - 1, 0))
+    kept = kept.iloc[first:].reset_index(drop=True) if first else kept
+    return LiveCandles(kept, int(candles["timestamp"].iloc[0]), checked.cut_at_ms, (*notes, *checked.notes))

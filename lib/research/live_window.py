@@ -13,11 +13,14 @@ below is derived from the parameters, term by term, so a change of a lookback mo
   ``ceil(ln(EWMA_TOLERANCE) / ln(1 - alpha))`` bars, so the start's weight is below ``EWMA_TOLERANCE``
   (1e-13, relative; the signals are ratios of such averages, so their difference is of that order);
   chained statistics (EMA -> rolling RMS -> rolling IC) add their windows;
-- path-dependent states (the trend sleeve's Schmitt trigger, the turnover control's held/kept book)
-  forget their start at their next decision (a crossing outside the band; an exit or a re-sizing). No
-  finite window guarantees one, so the window adds ``PATH_SETTLE_PERIODS`` lengths of the longest
-  lookback after the warm-up, and the real-data test (tests/unit/research/test_live_window.py) checks
-  the last row against the full run at many dates, daily and hourly.
+- path-dependent states (the trend sleeve's Schmitt trigger, the turnover control's held/kept book) have
+  no fading memory: a kept-by-band weight can come from any time back. No finite window bounds them, so
+  the window is checked instead (``book_path_settled``): a trigger state is history-free from its first
+  decision (gap outside the band) in the window, and the turnover control from a bar where the settled
+  raw book is flat (it then holds nothing, whatever it held before). The window starts at
+  ``PATH_SETTLE_PERIODS`` lengths of the longest lookback after the warm-up and doubles until such a bar
+  is in it (``run_settled``); at worst it is the whole history. The real-data test
+  (tests/unit/research/test_live_window.py) checks the last row against the full run at many dates.
 Rolling sums in pandas are computed incrementally, so a window that starts elsewhere differs by float
 rounding (~1e-16 relative); those differences are what remains, far below the stated tolerance.
 """
@@ -25,9 +28,10 @@ rounding (~1e-16 relative); those differences are what remains, far below the st
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from lib.core.timeframes import timeframe_ms
@@ -35,6 +39,8 @@ from lib.research.ensemble_params import EnsembleParams
 from lib.research.portfolio_params import SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.sleeves.params import CombinerParams, SizingParams, TrendParams, TurnoverParams
+from lib.research.sleeves.trend import states_known_from_ms
+from lib.research.strategy import StrategyOutput
 from lib.research.strategy_params import BOOK_STRATEGIES, COMBINED, PERP_STRATEGY, StrategySection
 from lib.research.universe_params import UniverseParams
 
@@ -92,8 +98,7 @@ def _book_warmup_bars(params: WindowParams) -> int:
     return max(max(params.trend.horizons_bars), universe) + sizing
 
 
-def required_history_bars(params: WindowParams) -> int:
-    """Trailing bars (ending at the as-of bar) that make the live last row equal the full run's."""
+def _warmup_bars(params: WindowParams) -> int:
     strategy = params.strategy
     base = max(strategy.volatility_window_bars + 1, params.universe.min_history_bars,
                params.universe.dollar_volume_window_bars)
@@ -101,13 +106,60 @@ def required_history_bars(params: WindowParams) -> int:
         warmup = _book_warmup_bars(params)
         if strategy.name == COMBINED and "ensemble" in params.combiner.sleeves:
             warmup = max(warmup, _ensemble_warmup_bars(params))
+        return max(base, warmup)
+    warmup = _ensemble_warmup_bars(params)
+    if strategy.name == PERP_STRATEGY:
+        warmup = max(warmup, strategy.volatility_window_bars + 1)
+    return max(base, warmup)
+
+
+def book_path_settled(raw_weights: pd.DataFrame, candles_by_symbol: Mapping[str, pd.DataFrame],
+                      params: WindowParams, *, bars: int) -> bool:
+    """True when the sleeve book's turnover-controlled targets at the window's last row are provably the
+    full history's: a row of the window where (1) every input of the raw weights is settled (warm-up over,
+    every asset's trigger states decided, then one risk refresh period) and (2) the raw book is flat (every
+    raw weight < ``turnover.min_weight_frac``: the control then holds nothing, whatever it held before), so
+    the path from that row on is the same as the full run's. Non-book strategies hold no path state: True."""
+    if params.strategy.name not in BOOK_STRATEGIES or raw_weights.empty:
+        return True
+    step = timeframe_ms(params.strategy.timeframe)
+    index = raw_weights.index.to_numpy(dtype="int64")
+    settled_ms = window_start_ms(as_of_ms=int(index[-1]), timeframe=params.strategy.timeframe, bars=bars)
+    settled_ms += _warmup_bars(params) * step
+    for candles in candles_by_symbol.values():
+        known_ms = states_known_from_ms(candles, params.trend)
+        if known_ms is None:  # never decided: settled only once the asset is gone from the panel
+            known_ms = int(candles["timestamp"].iloc[-1]) + step
+        settled_ms = max(settled_ms, known_ms)
+    settled_ms += params.sizing.refresh_every_bars * step  # a risk re-estimate on settled inputs
+    raw = np.nan_to_num(raw_weights.to_numpy(dtype=float))
+    flat = (raw < params.turnover.min_weight_frac).all(axis=1) & (index >= settled_ms)
+    return bool(flat.any())
+
+
+def required_history_bars(params: WindowParams) -> int:
+    """Trailing bars (ending at the as-of bar) to start with: the warm-up, then room for the path states."""
+    if params.strategy.name in BOOK_STRATEGIES:
         slowest = max(max(params.trend.horizons_bars), params.sizing.window_bars)
     else:
-        warmup = _ensemble_warmup_bars(params)
-        if strategy.name == PERP_STRATEGY:
-            warmup = max(warmup, strategy.volatility_window_bars + 1)
         slowest = max(params.signals.ema_slow_length, params.signals.norm_window_bars)
-    return max(base, warmup) + PATH_SETTLE_PERIODS * slowest
+    return _warmup_bars(params) + PATH_SETTLE_PERIODS * slowest
+
+
+def run_settled(window: Callable[[int], tuple[dict[str, pd.DataFrame], bool]],
+                run: Callable[[Mapping[str, pd.DataFrame]], StrategyOutput],
+                params: WindowParams) -> tuple[StrategyOutput, dict[str, pd.DataFrame]]:
+    """``run`` over ``window(bars)`` (candles of the trailing ``bars`` and whether that is the whole
+    history), from ``required_history_bars`` on, doubling the window until the book's path is settled in it
+    (``book_path_settled``) or it holds the whole history (then it IS the full run)."""
+    bars = required_history_bars(params)
+    while True:
+        candles, whole = window(bars)
+        output = run(candles)
+        raw = output.book.raw_weights if output.book is not None else pd.DataFrame()
+        if whole or book_path_settled(raw, candles, params, bars=bars):
+            return output, candles
+        bars *= 2
 
 
 def window_start_ms(*, as_of_ms: int, timeframe: str, bars: int) -> int:
