@@ -22,6 +22,7 @@ from lib.research.portfolio_params import PerpParams, SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.sleeves.book import BookSettings
 from lib.research.sleeves.params import SizingParams, TrendParams, TurnoverParams
+from lib.research.sleeves.trend import states_known_from_ms
 from lib.research.strategy import StrategyOutput, compute_strategy
 from lib.research.strategy_params import StrategySection
 from lib.research.universe_params import UniverseParams
@@ -121,3 +122,34 @@ def test_trailing_window_is_a_clock_window_and_drops_symbols_without_a_bar_in_it
     assert window["NEW/USDT"]["timestamp"].tolist() == [6 * step, 7 * step, 8 * step, 9 * step]
     kept = live_window.candles_from(old, 6 * step, keep_last=True)
     assert kept["timestamp"].tolist() == [2 * step]
+
+
+def test_trigger_states_are_known_from_each_horizons_first_decision() -> None:
+    step = timeframe_ms("1d")
+    close = [100.0] * 5 + [110.0] + [100.0] * 4  # the 3-bar gap leaves the +-2 % band at bar 5 (up) and bar 7
+    candles = pd.DataFrame({"timestamp": np.arange(10) * step, "close": close})
+    # horizon 3: gap at bar 5 = 110 / 103.33 - 1 > 0.02 (first decision); horizon 2: bar 5 too (110 / 105 - 1)
+    assert states_known_from_ms(candles, TrendParams(horizons_bars=(2, 3), entry_buffer_frac=0.02)) == 5 * step
+    flat = pd.DataFrame({"timestamp": np.arange(10) * step, "close": [100.0] * 10})
+    assert states_known_from_ms(flat, TrendParams(horizons_bars=(2, 3), entry_buffer_frac=0.02)) is None
+
+
+def test_the_book_path_is_settled_only_by_a_flat_raw_row_after_the_warm_up() -> None:
+    params = live_window.WindowParams(**{**{k: getattr(_params("trend_core", "1d"), k)
+                                            for k in live_window.WINDOW_SECTIONS},
+                                         "trend": TrendParams(horizons_bars=(2,), entry_buffer_frac=0.0)})
+    step, rows = timeframe_ms("1d"), 1000
+    index = pd.Index(np.arange(rows) * step, name="timestamp")
+    candles = {"BTC/USDT": pd.DataFrame({"timestamp": index.to_numpy(), "close": 100.0 + np.arange(rows) % 7})}
+    bars = rows  # the window: all 1000 rows; warm-up 348 bars + one 7-bar refresh period -> settled from row 355
+    invested = pd.DataFrame({"BTC/USDT": np.full(rows, 0.5)}, index=index)
+    assert not live_window.book_path_settled(invested, candles, params, bars=bars)
+    early_flat = invested.copy()
+    early_flat.iloc[300] = 0.005  # below min_weight_frac (0.01) but inside the warm-up: proves nothing
+    assert not live_window.book_path_settled(early_flat, candles, params, bars=bars)
+    late_flat = invested.copy()
+    late_flat.iloc[600] = 0.0
+    assert live_window.book_path_settled(late_flat, candles, params, bars=bars)
+    spot = live_window.WindowParams(**{**{k: getattr(params, k) for k in live_window.WINDOW_SECTIONS},
+                                       "strategy": StrategySection(name="spot_long_only", timeframe="1d")})
+    assert live_window.book_path_settled(invested, candles, spot, bars=bars)  # no path state outside the book
