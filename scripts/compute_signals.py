@@ -83,13 +83,15 @@ def _run(ctx: RunContext) -> None:
             **quarantined}
     history_from_ms = min((c.first_ms for c in loaded.values() if c.first_ms is not None), default=fresh.as_of_ms)
 
-    def window(bars: int) -> tuple[dict[str, pd.DataFrame], bool]:  # a longer one is read again (rare)
+    whole: dict[str, pd.DataFrame] = {}
+
+    def window(bars: int) -> tuple[dict[str, pd.DataFrame], bool]:  # longer ones: the files read once more, whole
         start_ms = live_window.window_start_ms(as_of_ms=fresh.as_of_ms, timeframe=timeframe, bars=bars)
-        source = fresh.candles if start_ms >= kept_from_ms else {
-            symbol: checked.candles[checked.candles["timestamp"] <= fresh.as_of_ms]
-            for symbol, checked in load(start_ms).items() if symbol in fresh.candles}
-        return live_window.trailing_window(source, as_of_ms=fresh.as_of_ms, timeframe=timeframe,
-                                           bars=bars), start_ms <= history_from_ms
+        if start_ms < kept_from_ms and not whole:
+            whole.update({symbol: checked.candles[checked.candles["timestamp"] <= fresh.as_of_ms]
+                          for symbol, checked in load(history_from_ms).items() if symbol in fresh.candles})
+        return live_window.trailing_window(fresh.candles if start_ms >= kept_from_ms else whole, timeframe=timeframe,
+                                           as_of_ms=fresh.as_of_ms, bars=bars), start_ms <= history_from_ms
 
     output, used = live_window.run_settled(window, lambda candles: compute_strategy(
         candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,

@@ -19,7 +19,8 @@ below is derived from the parameters, term by term, so a change of a lookback mo
   decision (gap outside the band) in the window, and the turnover control from a bar where the settled
   raw book is flat (it then holds nothing, whatever it held before). The window starts at
   ``PATH_SETTLE_PERIODS`` lengths of the longest lookback after the warm-up and doubles until such a bar
-  is in it (``run_settled``); at worst it is the whole history. The real-data test
+  is in it (``run_settled``; for the trend core a cheap pre-check, ``may_settle``, skips sizing windows
+  that cannot settle); at worst it is the whole history, run once more than before. The real-data test
   (tests/unit/research/test_live_window.py) checks the last row against the full run at many dates.
 Rolling sums in pandas are computed incrementally, so a window that starts elsewhere differs by float
 rounding (~1e-16 relative); those differences are what remains, far below the stated tolerance.
@@ -39,9 +40,10 @@ from lib.research.ensemble_params import EnsembleParams
 from lib.research.portfolio_params import SpotParams
 from lib.research.signal_params import SignalParams
 from lib.research.sleeves.params import CombinerParams, SizingParams, TrendParams, TurnoverParams
-from lib.research.sleeves.trend import states_known_from_ms
-from lib.research.strategy import StrategyOutput
-from lib.research.strategy_params import BOOK_STRATEGIES, COMBINED, PERP_STRATEGY, StrategySection
+from lib.research.sleeves.trend import compute_trend_sleeve, states_known_from_ms
+from lib.research.strategy import StrategyOutput, to_wide_panel
+from lib.research.strategy_params import BOOK_STRATEGIES, COMBINED, PERP_STRATEGY, TREND_CORE, StrategySection
+from lib.research.universe import eligible_mask
 from lib.research.universe_params import UniverseParams
 
 EWMA_TOLERANCE = 1e-13
@@ -113,28 +115,49 @@ def _warmup_bars(params: WindowParams) -> int:
     return max(base, warmup)
 
 
-def book_path_settled(raw_weights: pd.DataFrame, candles_by_symbol: Mapping[str, pd.DataFrame],
-                      params: WindowParams, *, bars: int) -> bool:
-    """True when the sleeve book's turnover-controlled targets at the window's last row are provably the
-    full history's: a row of the window where (1) every input of the raw weights is settled (warm-up over,
-    every asset's trigger states decided, then one risk refresh period) and (2) the raw book is flat (every
-    raw weight < ``turnover.min_weight_frac``: the control then holds nothing, whatever it held before), so
-    the path from that row on is the same as the full run's. Non-book strategies hold no path state: True."""
-    if params.strategy.name not in BOOK_STRATEGIES or raw_weights.empty:
-        return True
+def _settled_from_ms(as_of_ms: int, candles_by_symbol: Mapping[str, pd.DataFrame], params: WindowParams, *,
+                     bars: int) -> int:
+    """First open time from which the raw book of the window is the full run's: warm-up over, every asset's
+    trigger states decided (an asset that never decides: once it is gone), then one risk refresh period."""
     step = timeframe_ms(params.strategy.timeframe)
-    index = raw_weights.index.to_numpy(dtype="int64")
-    settled_ms = window_start_ms(as_of_ms=int(index[-1]), timeframe=params.strategy.timeframe, bars=bars)
+    settled_ms = window_start_ms(as_of_ms=as_of_ms, timeframe=params.strategy.timeframe, bars=bars)
     settled_ms += _warmup_bars(params) * step
     for candles in candles_by_symbol.values():
         known_ms = states_known_from_ms(candles, params.trend)
-        if known_ms is None:  # never decided: settled only once the asset is gone from the panel
+        if known_ms is None:
             known_ms = int(candles["timestamp"].iloc[-1]) + step
         settled_ms = max(settled_ms, known_ms)
-    settled_ms += params.sizing.refresh_every_bars * step  # a risk re-estimate on settled inputs
+    return settled_ms + params.sizing.refresh_every_bars * step
+
+
+def book_path_settled(raw_weights: pd.DataFrame, candles_by_symbol: Mapping[str, pd.DataFrame],
+                      params: WindowParams, *, bars: int) -> bool:
+    """True when the sleeve book's turnover-controlled targets at the window's last row are provably the
+    full history's: a settled row (``_settled_from_ms``) where the raw book is flat (every raw weight 0 or <
+    ``turnover.min_weight_frac``: the control then holds nothing, whatever it held before), so the path
+    from that row on is the same as the full run's. Non-book strategies hold no path state: True."""
+    if params.strategy.name not in BOOK_STRATEGIES or raw_weights.empty:
+        return True
+    index = raw_weights.index.to_numpy(dtype="int64")
+    settled_ms = _settled_from_ms(int(index[-1]), candles_by_symbol, params, bars=bars)
     raw = np.nan_to_num(raw_weights.to_numpy(dtype=float))
-    flat = (raw < params.turnover.min_weight_frac).all(axis=1) & (index >= settled_ms)
+    flat = ((raw < params.turnover.min_weight_frac) | (raw == 0)).all(axis=1) & (index >= settled_ms)
     return bool(flat.any())
+
+
+def may_settle(candles_by_symbol: Mapping[str, pd.DataFrame], params: WindowParams, *, bars: int) -> bool:
+    """A cheap pre-check before the (costly) book: False when the trend core book surely has no settled bar
+    with no eligible asset in an up-trend (its raw book is then exactly 0), so a longer window is tried
+    without sizing this one. Other strategies: True (their full run decides)."""
+    if params.strategy.name != TREND_CORE or not candles_by_symbol:
+        return True
+    panel = to_wide_panel(candles_by_symbol)
+    eligible = eligible_mask(panel.close, panel.volume, params.universe)
+    conviction = compute_trend_sleeve(candles_by_symbol, panel.close, params.trend).conviction
+    wants = (np.nan_to_num(conviction.where(eligible).to_numpy(dtype=float)) > 0).any(axis=1)
+    index = panel.close.index.to_numpy(dtype="int64")
+    settled_ms = _settled_from_ms(int(index[-1]), candles_by_symbol, params, bars=bars)
+    return bool((~wants & (index >= settled_ms)).any())
 
 
 def required_history_bars(params: WindowParams) -> int:
@@ -152,9 +175,12 @@ def run_settled(window: Callable[[int], tuple[dict[str, pd.DataFrame], bool]],
     """``run`` over ``window(bars)`` (candles of the trailing ``bars`` and whether that is the whole
     history), from ``required_history_bars`` on, doubling the window until the book's path is settled in it
     (``book_path_settled``) or it holds the whole history (then it IS the full run)."""
-    bars = required_history_bars(params)
+    bars = first = required_history_bars(params)
     while True:
         candles, whole = window(bars)
+        if not (whole or bars == first or may_settle(candles, params, bars=bars)):  # the first is cheap: run
+            bars *= 2
+            continue
         output = run(candles)
         raw = output.book.raw_weights if output.book is not None else pd.DataFrame()
         if whole or book_path_settled(raw, candles, params, bars=bars):
