@@ -50,7 +50,8 @@ class Fanout:
     """A context manager whose instance maps tasks serially or on Dask (module docstring); closes what it started."""
 
     def __init__(self, *, workers: int = 0, scheduler: str = "", memory_limit: str = "auto",
-                 progress: bool = False) -> None:
+                 progress: bool = False, connect_timeout_s: float = 20.0) -> None:
+        self.connect_timeout_s = connect_timeout_s
         self.workers = workers or os.cpu_count() or 1
         self.scheduler = scheduler.strip()
         self.memory_limit = memory_limit
@@ -132,7 +133,7 @@ class Fanout:
 
         if self.scheduler:
             try:
-                self._client = Client(self.scheduler, timeout="20s")
+                self._client = Client(self.scheduler, timeout=f"{self.connect_timeout_s}s")
             except (OSError, TimeoutError) as error:
                 raise ConfigError(f"cannot reach the Dask scheduler at {self.scheduler} (--scheduler / "
                                   f"research.scheduler): {error}") from None
