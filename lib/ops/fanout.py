@@ -14,6 +14,7 @@ Research commands only: cron scripts never start a cluster (Dask is imported onl
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -141,7 +142,8 @@ class Fanout:
                         len(self._client.scheduler_info()["workers"]))
             return self._client
         self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                     memory_limit=self.memory_limit, dashboard_address=None)
+                                     memory_limit=self.memory_limit, dashboard_address=None,
+                                     silence_logs=logging.CRITICAL)  # a failed task is logged once, here
         self._client = Client(self._cluster)
         logger.info("fan-out on a local Dask cluster: {} worker processes, memory limit {} each", self.workers,
                     self.memory_limit)
