@@ -16,9 +16,13 @@ import pytest
 from lib.core.errors import ConfigError, DataError
 from lib.ops import fanout
 from lib.ops.config import ResearchSection
+from lib.research.carry.market import build_market
+from lib.research.carry.sleeve import CarryParams
+from lib.research.carry.study import grid_configurations, run_grid
 from lib.research.study import benchmark_curves, cost_grid, history, sections, simulation, walk_forward
 from lib.research.tasks import serial_map
 from lib.research.walkforward import WalkForwardParams
+from tests.unit.research.carry.synthetic import synthetic_frames
 from tests.unit.research.test_backtest_study import SETTINGS, synthetic_universe
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -70,6 +74,17 @@ def test_cost_grid_on_dask_equals_the_serial_run_bit_for_bit(dask_map: fanout.Fa
     assert list(serial.index) == list(levels) and serial["total_return_frac"].is_monotonic_decreasing
 
 
+def test_carry_grid_on_dask_equals_the_serial_run_bit_for_bit(dask_map: fanout.Fanout) -> None:
+    market = build_market(*synthetic_frames(days=90))
+    axes = {"holding_days": [7.0, 14.0], "enter_cost_multiple": [1.0, 2.0]}
+    configs = grid_configurations(CarryParams(), axes)
+    serial = run_grid(market, configs, list(axes), start_ms=None, end_ms=None)
+    spread = run_grid(market, configs, list(axes), start_ms=None, end_ms=None, map_tasks=dask_map)
+    pd.testing.assert_frame_equal(serial[0], spread[0], check_exact=True)
+    pd.testing.assert_frame_equal(serial[1], spread[1], check_exact=True)
+    assert len(serial[0]) == 4 and serial[1].shape[1] == 4 and serial[0]["config"].is_unique
+
+
 def test_results_come_back_in_item_order(dask_map: fanout.Fanout) -> None:
     items = [5, 1, 4, 0, 2]
     assert dask_map(square_or_fail, items, 10, label="order") == [35, 11, 26, 10, 14]
@@ -110,3 +125,11 @@ def test_the_fan_out_and_the_config_do_not_load_dask() -> None:
     code = ("import sys, lib.ops.fanout, lib.ops.config, lib.research.study.walk_forward; "
             "sys.exit(int(any(name.split('.')[0] in ('dask', 'distributed') for name in sys.modules)))")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False).returncode == 0
+
+
+def test_batches_are_contiguous_near_equal_and_cover_every_task_once() -> None:
+    assert fanout._batches(10, 4) == [range(0, 2), range(2, 5), range(5, 7), range(7, 10)]
+    assert fanout._batches(3, 8) == [range(0, 1), range(1, 2), range(2, 3)]
+    pieces = fanout._batches(564, 8)
+    assert [index for piece in pieces for index in piece] == list(range(564))
+    assert {len(piece) for piece in pieces} <= {70, 71}
