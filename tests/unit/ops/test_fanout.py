@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,23 @@ def test_batches_are_contiguous_near_equal_and_cover_every_task_once() -> None:
     pieces = fanout._batches(564, 8)
     assert [index for piece in pieces for index in piece] == list(range(564))
     assert {len(piece) for piece in pieces} <= {70, 71}
+
+
+def test_no_cron_script_can_start_a_cluster() -> None:
+    """Only research commands fan out: nothing a crontab line runs (or run_pipeline launches) imports lib.ops.fanout,
+    directly or through another module."""
+    from tests.unit.test_layout import import_graph
+
+    crontab = (REPO_ROOT / "crontab.txt").read_text()
+    cron = {name for line in crontab.splitlines() if not line.lstrip().startswith("#")
+            for name in re.findall(r"poetry run (\w+)|--stages ([\w ]+)", line) for name in " ".join(name).split()}
+    graph = import_graph(REPO_ROOT)
+    for script in sorted(cron):
+        seen, todo = set(), [f"scripts.{script}"]
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, {}))
+        assert f"scripts.{script}" in graph and "lib.ops.fanout" not in seen, script
+    assert {"fetch_prices", "run_pipeline", "compute_signals", "rebalance", "report"} <= cron
