@@ -128,7 +128,10 @@ class Fanout:
                     client.cancel(futures)  # after reading the error: cancelling releases it
                     raise _named(error, label, batch[getattr(error, PLACE_ATTRIBUTE, 0)], items) from None
                 bar.advance(len(batch))
-            return [result for results in client.gather(futures) for result in results]
+            results = [result for results in client.gather(futures) for result in results]
+            memory = [worker["metrics"]["memory"] >> 20 for worker in client.scheduler_info()["workers"].values()]
+            logger.info("{}: done; worker memory now {} MiB (limit {})", label, memory, self.memory_limit)
+            return results
         finally:
             bar.close()
             client.cancel([shared_future])
