@@ -1,4 +1,5 @@
 """Research: do GARCH forecasts beat EWMA volatility, and does HMM regime scaling help a BTC trend exposure?
+
 Story: daily closes of --coins from --data-dir (the ../shared/data layout), CUT AT 2022-12-31 before anything is
 computed (2023 is the hold-out) -> per coin, every pre-declared volatility forecaster, scored one day ahead
 (QLIKE, MSE, Diebold-Mariano vs EWMA; one task per coin, serially unless --workers N or --scheduler:
