@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for research_regime.json")
     parser.add_argument("--coins", nargs="+", default=["BTC", "ETH", "BNB", "XRP", "ADA", "LINK", "DOGE", "SOL"])
     parser.add_argument("--start", default="2018-09-01", help="first bar of the exposure comparison")
-    fanout.add_arguments(parser)  # default serial: GARCH fits are not bit-stable across processes (docstring)
+    fanout.add_arguments(parser, default_workers="1")  # serial: GARCH fits are not bit-stable across processes
     args = parser.parse_args(argv)
     candles = {coin: load_close(args.data_dir, coin) for coin in args.coins}
     btc = candles["BTC"]["close"]

@@ -33,10 +33,10 @@ BATCHES_PER_SLOT = 4  # tasks are sent in contiguous batches: a few per worker t
 PLACE_ATTRIBUTE = "fanout_batch_place"  # set on a task's error on the worker: its place in the batch
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, default_workers: str = "research.workers") -> None:
     """``--workers N`` and ``--scheduler ADDRESS`` (defaults: the config's ``[research]`` section)."""
     parser.add_argument("--workers", type=int, metavar="N", help="local worker processes for the grid (0 = every "
-                        "core, 1 = serially in this process; default research.workers)")
+                        f"core, 1 = serially in this process; default {default_workers})")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="run the grid on the Dask scheduler at ADDRESS "
                         "(tcp://host:8786) instead of a local cluster (default research.scheduler)")
 
