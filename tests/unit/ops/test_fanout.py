@@ -54,7 +54,7 @@ def square_or_fail(item: int, shared: int) -> int:
 
 def test_walk_forward_on_dask_equals_the_serial_run_bit_for_bit(dask_map: fanout.Fanout, study) -> None:
     candles, inputs, benchmarks = study
-    layout = WalkForwardParams(train_bars=150, test_bars=100)
+    layout = WalkForwardParams(train_days=6, test_days=4, purge_days=1)  # calendar days on hourly bars
     serial = walk_forward.walk_forward_study(candles, SETTINGS, inputs, benchmarks, grid=GRID, layout=layout)
     spread = walk_forward.walk_forward_study(candles, SETTINGS, inputs, benchmarks, grid=GRID, layout=layout,
                                              map_tasks=dask_map)
