@@ -20,7 +20,7 @@ from lib.core.state import Positions
 from lib.core.symbols import quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.data import ohlcv, symbol_failures
-from lib.ops import charts, reporting, risk_report
+from lib.ops import carry_report, charts, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
 
@@ -84,6 +84,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
                                    prices=mark.prices, candles=candles, timeframe=timeframe, limits=ctx.config.risk,
                                    targets_document=storage.read_json(ctx.paths.targets) if ctx.paths.targets.exists()
                                    else None)  # VaR/CVaR of the book and of each sleeve, perp shorts' margin
+    risk += carry_report.carry_lines(ctx.paths, ctx.config, positions)  # funding_carry: basis, funding, margin
     text = reporting.build_summary_text(now_ms=ctx.now_ms, title=title, health=health, quote=quote,
                                         performance=performance, mark=mark, risk=risk)
     return chart, text

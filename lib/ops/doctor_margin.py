@@ -5,6 +5,8 @@ forecast the rebalance guard uses (EWMA 0.94 of the stored daily closes, lib.exe
 
 FAIL: at or past liquidation (margin ratio >= 1). WARN: above ``risk.max_liquidation_prob_24h`` (the next
 rebalance cuts it first) or not assessable (the next rebalance refuses to add risk). No shorts: no row.
+The funding-carry book (two accounts): the shorts' margin balance is the futures wallet (``wallets``), their
+volatility comes from the USD-M venue's candles, and one more row shows both wallets' balances.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from collections.abc import Mapping
 
 from lib.core.errors import CoinbotError, StateError
 from lib.core.findings import Finding
-from lib.core.paths import ProjectPaths
+from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.short_margin import ShortMargin, assess_shorts
 from lib.core.state import Positions
 from lib.core.storage import read_json
+from lib.core.symbols import quote_of
 from lib.core.timeframes import format_ms
 from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import forecast_volatility
+from lib.execution.two_account_session import futures_section
 from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
 
 CHECK = "perp margin"
+WALLETS_CHECK = "carry wallets"
+CARRY_STRATEGY = "funding_carry"
 
 
 def read_positions(facts: FileFacts) -> Positions | None:
@@ -55,6 +61,33 @@ def _row(short: ShortMargin, positions: Positions, limits: RiskLimits) -> Findin
     return Finding(CHECK, "ok", detail)
 
 
+def margin_balance(positions: Positions) -> float:
+    """The shorts' cross-margin balance: the futures wallet of a two-wallet (carry) book, else the account's cash."""
+    return positions.wallets.get("futures", positions.cash_quote) if positions.wallets else positions.cash_quote
+
+
+def check_wallets(facts: FileFacts, quote: str) -> list[Finding]:
+    """The carry book's two wallets at the last rebalance (positions.json ``wallets``)."""
+    positions = read_positions(facts)
+    if positions is None:
+        return []
+    if set(positions.wallets) != {"spot", "futures"}:
+        return [Finding(WALLETS_CHECK, "warn", "positions.json has no spot/futures wallets for the carry book",
+                        "run rebalance (the carry path writes both wallets)")]
+    return [Finding(WALLETS_CHECK, "ok", f"spot {positions.wallets['spot']:.2f} {quote} free, futures "
+                                         f"{positions.wallets['futures']:.2f} {quote} margin balance (at "
+                                         f"{format_ms(positions.updated_ms)})")]
+
+
+def candle_paths(paths: ProjectPaths, config: Config) -> ProjectPaths:
+    """Where the perps' candles are: the USD-M venue's directory for the carry book, else the book's own."""
+    if config.strategy.name != CARRY_STRATEGY:
+        return paths
+    futures = futures_section(config.exchange, config.carry)
+    return ProjectPaths(data_dir=paths.data_dir, state_dir=paths.state_dir,
+                        venue=venue_dir_name(futures.id, futures.market_type))
+
+
 def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *, limits: RiskLimits) -> list[Finding]:
     """One row per perp short (see the module docstring)."""
     positions = read_positions(facts)
@@ -62,7 +95,7 @@ def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *
         return []
     perps = {s: a for s, a in positions.amounts_base.items() if ":" in s and a != 0}
     try:
-        shorts = assess_shorts(perps, positions.marks, positions.cash_quote, daily_volatility,
+        shorts = assess_shorts(perps, positions.marks, margin_balance(positions), daily_volatility,
                                max_probability=limits.max_liquidation_prob_24h,
                                fallback_rate=limits.fallback_maintenance_rate)
     except CoinbotError as error:
@@ -77,7 +110,11 @@ def findings(paths: ProjectPaths, config: Config) -> list[Finding]:
         facts = FileFacts(exists=True, document=read_json(paths.positions)) if paths.positions.exists() else None
     except CoinbotError:
         return []  # check_positions reports an unreadable file
-    shorts = held_perp_shorts(facts) if facts is not None else []
-    if facts is None or not shorts:
+    if facts is None:
         return []
-    return check_perp_margin(facts, forecast_volatility(paths, config.strategy.timeframe, shorts), limits=config.risk)
+    wallets = check_wallets(facts, quote_of(config.data.symbols[0])) if config.strategy.name == CARRY_STRATEGY else []
+    shorts = held_perp_shorts(facts)
+    if not shorts:
+        return wallets
+    volatility = forecast_volatility(candle_paths(paths, config), config.strategy.timeframe, shorts)
+    return wallets + check_perp_margin(facts, volatility, limits=config.risk)
