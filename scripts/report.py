@@ -84,7 +84,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
                                    prices=mark.prices, candles=candles, timeframe=timeframe, limits=ctx.config.risk,
                                    targets_document=storage.read_json(ctx.paths.targets) if ctx.paths.targets.exists()
                                    else None)  # VaR/CVaR of the book and of each sleeve, perp shorts' margin
-    risk += carry_report.carry_lines(ctx.paths, ctx.config, positions)  # funding_carry: basis, funding, margin
+    risk = carry_report.carry_lines(ctx.paths, ctx.config, positions) or risk  # funding_carry: both venues
     text = reporting.build_summary_text(now_ms=ctx.now_ms, title=title, health=health, quote=quote,
                                         performance=performance, mark=mark, risk=risk)
     return chart, text
@@ -117,6 +117,7 @@ def _check_health(ctx: RunContext, universe: list[str],
                      else _read_candles(ctx, timeframe, symbol, validate=False))
             stamps = None if frame is None else frame["timestamp"].to_numpy()
             newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms, timeframe=timeframe)
+    newest.update(carry_report.perp_freshness(ctx.paths, ctx.config, ctx.now_ms))  # funding_carry: USD-M candles
     raw_records, torn = storage.read_jsonl(ctx.paths.runs)
     notes = [f"{ctx.paths.runs.name} ends in a torn line (an interrupted append)"] if torn else []
     ledger = storage.read_json(ctx.paths.symbol_failures) if ctx.paths.symbol_failures.exists() else None

@@ -25,7 +25,7 @@ from lib.core.symbols import is_perpetual, quote_of, to_perpetual, to_spot
 from lib.execution.carry_risk import CarryCandles, leg_closes
 from lib.execution.journal import JournalEvent, parse_journal
 from lib.ops.config import Config
-from lib.ops.doctor_margin import CARRY_STRATEGY, candle_paths
+from lib.ops.doctor_margin import CARRY_STRATEGY, candle_paths, newest_perp_candles
 from lib.ops.risk_report import margin_lines, tail_lines
 
 
@@ -83,7 +83,8 @@ def sleeve_lines(positions: Positions, events: list[JournalEvent], closes: Mappi
 
 
 def carry_lines(paths: ProjectPaths, config: Config, positions: Positions) -> list[str]:
-    """The carry block for report ([] for any other book); an unreadable input is a line, never a failed report."""
+    """The carry book's risk block for report, in place of the one-venue block ([] for any other book: that one
+    stays); an unreadable input is a line, never a failed report."""
     if config.strategy.name != CARRY_STRATEGY:
         return []
     try:
@@ -97,3 +98,11 @@ def carry_lines(paths: ProjectPaths, config: Config, positions: Positions) -> li
                         max_probability=config.risk.max_liquidation_prob_24h,
                         fallback_rate=config.risk.fallback_maintenance_rate,
                         lookback_days=config.risk.var_lookback_days)
+
+
+def perp_freshness(paths: ProjectPaths, config: Config, now_ms: int) -> dict[tuple[str, str], int | None]:
+    """The health check's view of the carry book's USD-M candles: ``(perp symbol, timeframe) -> newest closed open``
+    from the futures venue's directory ({} for any other book), so stale perp data is a health problem too."""
+    if config.strategy.name != CARRY_STRATEGY:
+        return {}
+    return newest_perp_candles(candle_paths(paths, config), config, now_ms)

@@ -11,24 +11,27 @@ volatility comes from the USD-M venue's candles, and one more row shows both wal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 
 from lib.core.errors import CoinbotError, StateError
 from lib.core.findings import Finding
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.short_margin import ShortMargin, assess_shorts
 from lib.core.state import Positions
-from lib.core.storage import read_json
-from lib.core.symbols import quote_of
+from lib.core.storage import read_json, read_parquet
+from lib.core.symbols import quote_of, to_perpetual, to_spot
 from lib.core.timeframes import format_ms
 from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import forecast_volatility
 from lib.execution.two_account_session import futures_section
 from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
+from lib.ops.health import check_series, newest_closed_open_ms
 
 CHECK = "perp margin"
 WALLETS_CHECK = "carry wallets"
+PERP_DATA_CHECK = "carry perp data"
 CARRY_STRATEGY = "funding_carry"
 
 
@@ -104,17 +107,58 @@ def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *
     return [_row(short, positions, limits) for short in shorts]
 
 
-def findings(paths: ProjectPaths, config: Config) -> list[Finding]:
-    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles."""
+def check_perp_data(newest: Mapping[tuple[str, str], int | None], *, now_ms: int,
+                    max_staleness_bars: int) -> list[Finding]:
+    """The carry book's USD-M candles (``(perp, timeframe) -> newest closed open``): one row per series."""
+    rows = []
+    for series in check_series(newest, now_ms=now_ms, max_staleness_bars=max_staleness_bars):
+        where = f"{series.symbol} {series.timeframe} (USD-M)"
+        if series.last_open_ms is None:
+            rows.append(Finding(PERP_DATA_CHECK, "warn", f"{where}: no stored candles",
+                                "run fetch_prices (funding_carry fetches the USD-M venue too)"))
+        elif series.is_stale:
+            rows.append(Finding(PERP_DATA_CHECK, "warn", f"{where}: newest {format_ms(series.last_open_ms)}, "
+                                                         f"{series.lag_bars} bar(s) behind", "run fetch_prices"))
+        else:
+            rows.append(Finding(PERP_DATA_CHECK, "ok", f"{where}: newest {format_ms(series.last_open_ms)}"))
+    return rows
+
+
+def findings(paths: ProjectPaths, config: Config, now_ms: int | None = None) -> list[Finding]:
+    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles; for the
+    carry book also both wallets and the USD-M candles' freshness (``now_ms``: the clock when not given)."""
+    data: list[Finding] = []
+    if config.strategy.name == CARRY_STRATEGY:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        newest = newest_perp_candles(candle_paths(paths, config), config, now)
+        data = check_perp_data(newest, now_ms=now, max_staleness_bars=config.health.data_max_staleness_bars)
     try:
         facts = FileFacts(exists=True, document=read_json(paths.positions)) if paths.positions.exists() else None
     except CoinbotError:
-        return []  # check_positions reports an unreadable file
+        return data  # check_positions reports an unreadable file
     if facts is None:
-        return []
+        return data
     wallets = check_wallets(facts, quote_of(config.data.symbols[0])) if config.strategy.name == CARRY_STRATEGY else []
     shorts = held_perp_shorts(facts)
     if not shorts:
-        return wallets
+        return data + wallets
     volatility = forecast_volatility(candle_paths(paths, config), config.strategy.timeframe, shorts)
-    return wallets + check_perp_margin(facts, volatility, limits=config.risk)
+    return data + wallets + check_perp_margin(facts, volatility, limits=config.risk)
+
+
+def newest_perp_candles(perp_paths: ProjectPaths, config: Config, now_ms: int) -> dict[tuple[str, str], int | None]:
+    """``(perp symbol, timeframe) -> newest closed candle open`` of the carry book's USD-M candles."""
+    newest: dict[tuple[str, str], int | None] = {}
+    for timeframe in config.data.timeframes:
+        for perp in perp_symbols(config.data.symbols):
+            try:
+                frame = read_parquet(perp_paths.ohlcv(timeframe, perp), columns=["timestamp"])
+            except CoinbotError:
+                frame = None
+            stamps = None if frame is None else frame["timestamp"].to_numpy()
+            newest[(perp, timeframe)] = newest_closed_open_ms(stamps, now_ms=now_ms, timeframe=timeframe)
+    return newest
+
+
+def perp_symbols(symbols: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(to_perpetual(to_spot(s)) for s in symbols))

@@ -5,6 +5,7 @@ is scaled, journaled, alerted once; a drawdown breach flattens both legs hedged 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.core.state import HaltRecord
+from lib.core.state import HaltRecord, Positions
 from lib.core.storage import read_json, write_parquet_atomic
 from lib.core.symbols import to_slug
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
@@ -96,6 +97,20 @@ def test_a_short_near_liquidation_gets_collateral_from_spot_first(project: Proje
     assert_no_duplicates(project, fake)
     time.sleep(0.5)
     assert len(telegram.messages) == 1
+
+    # doctor: both wallets, the shorts' margin on the FUTURES wallet (within the limit now), the USD-M candles
+    wallets = Positions.from_dict(read_json(project.state / "positions.json")).wallets
+    rows = json.loads(project.run("doctor", "--json").stdout)["findings"]
+    assert [r["detail"] for r in rows if r["check"] == "carry wallets"] == [
+        f"spot {wallets['spot']:.2f} USDT free, futures {wallets['futures']:.2f} USDT margin balance (at "
+        + next(r["detail"] for r in rows if r["check"] == "carry wallets").split("(at ")[1]]
+    margin = {r["detail"].split(" ")[0]: r["status"] for r in rows if r["check"] == "perp margin"}
+    assert margin == {"BTC/USDT:USDT": "ok", "ETH/USDT:USDT": "ok"}
+    assert {r["detail"].split(" ")[0] for r in rows if r["check"] == "carry perp data"} == {"BTC/USDT:USDT",
+                                                                                            "ETH/USDT:USDT"}
+    report = project.run("report", "--dry-run")
+    assert "carry sleeve" in report.stdout and "funding earned" in report.stdout, report.stderr[-2000:]
+    assert "BTC/USDT: basis P&L" in report.stdout and "BTC/USDT:USDT short" in report.stdout
 
 
 def test_a_hedged_book_over_the_var_limit_is_scaled_on_its_basis_risk(project: Project, telegram: FakeTelegram,
