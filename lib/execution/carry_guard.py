@@ -10,11 +10,12 @@ from loguru import logger
 
 from lib.core import errors
 from lib.core.symbols import is_perpetual
-from lib.execution import carry_risk
-from lib.execution.carry_legs import PairTarget, collateral_needed, common_step, plan_transfer
+from lib.execution import carry_risk, risk
+from lib.execution.carry_legs import PairTarget, collateral_needed, common_step, pair_amount, plan_pair, plan_transfer
 from lib.execution.carry_risk import CarryCandles, CarryRisk, leg_closes
 from lib.execution.carry_state import RunState, book_equity, journal_risk, live_prices, wallet_facts
 from lib.execution.margin_guard import describe
+from lib.execution.orders import PlannedOrder
 from lib.execution.risk import RiskRejection
 from lib.execution.wallet_transfer import transfer_collateral
 
@@ -27,9 +28,34 @@ def pre_trade(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandl
     current = {s: float(held.get(s, Decimal(0))) * prices[s] / equity for s in pairs}
     closes = leg_closes(candles, carry_risk.leg_weights(pairs)) if state.settings.risk.tail_risk_action != "off" \
         else {}
-    checked = carry_risk.check_targets(pairs, closes, state.settings.risk, current)
+    spot_held = {s: held.get(s, Decimal(0)) for s in pairs}
+    checked = carry_risk.check_targets(pairs, closes, state.settings.risk, current, spot_held)
+    too_many = check_order_count(state, checked.pairs, held=held, prices=prices, equity=equity)
+    if too_many:  # as for the spot book: only the risk-reducing orders go, then the run fails
+        checked = CarryRisk(pairs=carry_risk.reduce_only(checked.pairs, spot_held), changed=checked.changed,
+                            refusals=checked.refusals + tuple(too_many))
     journal_risk(state, [*checked.changed, *checked.refusals])
     return checked
+
+
+def reduces(order: PlannedOrder) -> bool:
+    """A carry leg that only makes a position smaller: a reduce-only perp buy, or a spot sale (spot legs are long
+    only). Such an order is never blocked by a count or size cap (a flatten or a cut must go)."""
+    return order.reduce_only or (not is_perpetual(order.symbol) and order.side == "sell")
+
+
+def check_order_count(state: RunState, pairs: dict[str, PairTarget], *, held: dict[str, Decimal],
+                      prices: dict[str, float], equity: float) -> list[RiskRejection]:
+    """risk.max_orders_per_run over the orders of every pair that add risk (lib.execution.risk)."""
+    markets, orders = state.session.markets, []
+    for pair in pairs.values():
+        step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
+        amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
+        orders += plan_pair(pair, amount=amount, spot_held=held.get(pair.spot_symbol, Decimal(0)),
+                            perp_held=held.get(pair.perp_symbol, Decimal(0)), prices=prices, rules=markets,
+                            params=state.settings.carry, rebalance_id=state.run.rebalance_id,
+                            prefix=state.settings.orders.client_order_id_prefix)[0]
+    return risk.check_order_count([o for o in orders if not reduces(o)], state.settings.risk)
 
 
 def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> dict[str, PairTarget]:

@@ -69,15 +69,18 @@ def with_spot_weights(pairs: Mapping[str, PairTarget], spot_weights: Mapping[str
     return {s: replace(p, spot_weight=max(0.0, spot_weights.get(s, p.spot_weight))) for s, p in pairs.items()}
 
 
-def reduce_only(pairs: Mapping[str, PairTarget], current: Mapping[str, float]) -> dict[str, PairTarget]:
-    """Every pair at most at its current spot weight: a refused book only shrinks (exits still go)."""
-    return with_spot_weights(pairs, {s: min(p.spot_weight, current.get(s, 0.0)) for s, p in pairs.items()})
+def reduce_only(pairs: Mapping[str, PairTarget], held: Mapping[str, Decimal]) -> dict[str, PairTarget]:
+    """Every pair capped at the amount it holds per leg (``max_amount_base``): a refused book only shrinks, exits
+    still go. A cap in base units, not a weight: equity moving during the run cannot size a held pair down."""
+    return {s: replace(p, max_amount_base=held.get(s, Decimal(0)) if p.max_amount_base is None
+                       else min(held.get(s, Decimal(0)), p.max_amount_base)) for s, p in pairs.items()}
 
 
 def check_targets(pairs: Mapping[str, PairTarget], closes: Mapping[str, pd.Series], limits: RiskLimits,
-                  current: Mapping[str, float]) -> CarryRisk:
+                  current: Mapping[str, float], held: Mapping[str, Decimal] | None = None) -> CarryRisk:
     """Per-asset cap (clipped, both legs alike), exposure limits (a growing breach is refused), then the hedged
-    book fitted to the tail limits (scaled both legs alike, or refused). ``current``: spot weights held now."""
+    book fitted to the tail limits (scaled both legs alike, or refused). ``current``: spot weights held now,
+    ``held``: spot amounts held now (a refused pair is capped there)."""
     weights, changed = clip_target_weights(leg_weights(pairs), limits)
     fitted = with_spot_weights(pairs, {s: weights[s] for s in pairs})
     baseline = {**{s: w for s, w in current.items()}, **{p.perp_symbol: -current.get(s, 0.0)
@@ -88,7 +91,7 @@ def check_targets(pairs: Mapping[str, PairTarget], closes: Mapping[str, pd.Serie
         fitted = with_spot_weights(fitted, {s: tail.get(s, 0.0) for s in fitted})
         changed, refusals = changed + scaled, refusals + refused
     if refusals:
-        fitted = reduce_only(fitted, current)
+        fitted = reduce_only(fitted, held or {})
     return CarryRisk(pairs=fitted, changed=tuple(changed), refusals=tuple(refusals))
 
 
@@ -128,6 +131,7 @@ def cut_unsafe(pairs: Mapping[str, PairTarget], shorts: Iterable[ShortMargin], *
     drives both. One rejection per cut pair."""
     spot_of = {p.perp_symbol: s for s, p in pairs.items()}
     weights: dict[str, float] = {}
+    caps: dict[str, Decimal] = {}
     cuts = []
     for short in shorts:
         spot = spot_of.get(short.symbol)
@@ -135,9 +139,12 @@ def cut_unsafe(pairs: Mapping[str, PairTarget], shorts: Iterable[ShortMargin], *
             continue
         safe = round_down_to_step(Decimal(repr(max(short.safe_quantity, 0.0))), steps[spot])
         weights[spot] = min(pairs[spot].spot_weight, float(safe) * prices[spot] / sizing_quote)
+        cap = pairs[spot].max_amount_base
+        caps[spot] = safe if cap is None else min(safe, cap)
         cuts.append(RiskRejection(check=LIQUIDATION_RISK, symbol=short.symbol,
                                   detail=f"{describe(short, limit)}; the pair cut to {safe} per leg"))
-    return with_spot_weights(pairs, weights), cuts
+    cut = with_spot_weights(pairs, weights)
+    return {s: replace(p, max_amount_base=caps[s]) if s in caps else p for s, p in cut.items()}, cuts
 
 
 def would_hold(pairs: Mapping[str, PairTarget], held: Mapping[str, Decimal], *, sizing_quote: float,

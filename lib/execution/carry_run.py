@@ -228,7 +228,7 @@ def _trade_pair(state: RunState, pair: PairTarget) -> int:
 def _send(state: RunState, orders: list[PlannedOrder]) -> int:
     """The existing order path: fat-finger cap, ``planned`` + ``sent`` before each call, lookup after failures."""
     cap = state.settings.risk.max_order_notional_quote
-    too_big = [o for o in orders if o.notional_quote > cap]
+    too_big = [o for o in orders if o.notional_quote > cap and not carry_guard.reduces(o)]  # exits always go
     if too_big:
         raise errors.RiskCheckFailed(f"carry leg {too_big[0].symbol} {too_big[0].notional_quote:.2f} > "
                                      f"risk.max_order_notional_quote {cap}: nothing of this pair sent")

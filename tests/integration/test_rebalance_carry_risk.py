@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from lib.core.state import HaltRecord, Positions
-from lib.core.storage import read_json, write_parquet_atomic
+from lib.core.storage import read_json, write_json_atomic, write_parquet_atomic
 from lib.core.symbols import to_slug
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.data.ohlcv import OHLCV_COLUMNS
@@ -59,6 +59,12 @@ def write_hourly(project: Project, venue: str, symbol: str, log_returns: list[fl
     frame = pd.DataFrame({"timestamp": stamps, "open": values, "high": values, "low": values, "close": values,
                           "volume": 1.0})[list(OHLCV_COLUMNS)]
     write_parquet_atomic(project.data / "ohlcv" / venue / "1h" / f"{to_slug(symbol)}.parquet", frame)
+
+
+def write_targets(project: Project, weights: dict[str, float]) -> None:
+    """targets.json as setup writes it (the last closed hour), with other weights."""
+    path = project.state / "targets.json"
+    write_json_atomic(path, {**read_json(path), "weights": weights})
 
 
 def risk_events(project: Project) -> list[tuple[str | None, str | None]]:
@@ -144,6 +150,7 @@ def test_a_drawdown_flattens_both_legs_hedged_and_halts(project: Project, telegr
     assert project.run("rebalance").returncode == 0
     assert legs(fake)["BTC/USDT"] > 0
     fake.spot_balances["USDT"] = Decimal(0)  # ~425 of ~1000 gone: a 42 % drawdown > risk.max_drawdown_frac 25 %
+    setup(project, telegram, fake, risk={"max_order_notional_quote": 100})  # the ~230 BTC legs: exits still go
     halted = project.run("rebalance")
     assert halted.returncode != 0
     assert legs(fake) == {}  # both legs of both pairs closed
@@ -158,8 +165,28 @@ def test_a_drawdown_flattens_both_legs_hedged_and_halts(project: Project, telegr
     assert project.run("rebalance").returncode != 0  # halted: nothing sent
     assert [o for o in fake.orders if o.accepted] == accepted
     (project.state / "halt.json").unlink()  # a person looked, and accepts today's equity as the new peak
+    setup(project, telegram, fake)
     resumed = project.run("rebalance", "--reset-high-water-mark")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert legs(fake)["BTC/USDT"] > 0
     assert_hedged_or_flat(fake)
     assert_no_duplicates(project, fake)
+
+
+def test_too_many_orders_send_only_the_risk_reducing_ones(project: Project, telegram: FakeTelegram,
+                                                          fake: FakeBinance) -> None:
+    setup(project, telegram, fake)
+    assert project.run("rebalance").returncode == 0
+    accepted = [o for o in fake.orders if o.accepted]
+    setup(project, telegram, fake, risk={"max_orders_per_run": 1})
+    write_targets(project, {"BTC/USDT": 0.0, "BTC/USDT:USDT": 0.0, "ETH/USDT": 0.4, "ETH/USDT:USDT": -0.4})
+    refused = project.run("rebalance")  # ETH's two growing legs > 1: refused; BTC's exit (both legs) still goes
+    assert refused.returncode != 0
+    assert ("order_count", None) in risk_events(project)
+    new = [(o.market, o.params["symbol"], o.params["side"]) for o in fake.orders[len(accepted):] if o.accepted]
+    assert new == [("futures", "BTCUSDT", "BUY"), ("spot", "BTCUSDT", "SELL")]
+    assert "BTC/USDT" not in legs(fake) and legs(fake)["ETH/USDT"] == Decimal("0.02")
+    assert_hedged_or_flat(fake)
+    assert len(telegram.wait_for_messages(1)) == 1 and "order_count" in telegram.texts[0]
+    time.sleep(0.5)
+    assert len(telegram.messages) == 1

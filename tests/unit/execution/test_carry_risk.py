@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
@@ -9,8 +10,15 @@ import pandas as pd
 import pytest
 
 from lib.core.short_margin import assess_short
-from lib.execution.carry_legs import pair_targets
-from lib.execution.carry_risk import check_targets, cut_unsafe, guard_top_up, leg_weights, would_hold
+from lib.execution.carry_legs import pair_amount, pair_targets
+from lib.execution.carry_risk import (
+    check_targets,
+    cut_unsafe,
+    guard_top_up,
+    leg_weights,
+    reduce_only,
+    would_hold,
+)
 from lib.execution.risk import RiskLimits
 
 PAIRS = {p.spot_symbol: p for p in pair_targets({"BTC/USDT": 0.3, "BTC/USDT:USDT": -0.3, "ETH/USDT": 0.2,
@@ -49,7 +57,7 @@ def test_cut_unsafe_cuts_both_legs_to_the_safe_size_on_the_lot_grid() -> None:
     cut, rejections = cut_unsafe(pairs, [SHORT], prices={"XYZ/USDT": 100.0}, sizing_quote=200.0,
                                  steps={"XYZ/USDT": Decimal("0.01")}, limit=0.005)
     # safe 0.25624 -> 0.25 per leg = 25 of 200 sized: spot weight 0.125 (the perp leg follows: -0.125)
-    assert cut["XYZ/USDT"].spot_weight == pytest.approx(0.125)
+    assert cut["XYZ/USDT"].spot_weight == pytest.approx(0.125) and cut["XYZ/USDT"].max_amount_base == Decimal("0.25")
     assert leg_weights(cut) == pytest.approx({"XYZ/USDT": 0.125, "XYZ/USDT:USDT": -0.125})
     assert [(r.check, r.symbol) for r in rejections] == [("liquidation_risk", "XYZ/USDT:USDT")]
 
@@ -81,12 +89,14 @@ def test_legs_that_move_together_carry_no_tail_risk() -> None:
 def test_a_refused_book_only_shrinks() -> None:
     refuse = RiskLimits(**{**TAIL, "tail_risk_action": "refuse"})
     closes = {"BTC/USDT": FLAT, "ETH/USDT": FLAT, "BTC/USDT:USDT": JUMP, "ETH/USDT:USDT": FLAT}
-    checked = check_targets(PAIRS, closes, refuse, current={"BTC/USDT": 0.1, "ETH/USDT": 0.4})
-    assert {s: p.spot_weight for s, p in checked.pairs.items()} == {"BTC/USDT": 0.1, "ETH/USDT": 0.2}
+    checked = check_targets(PAIRS, closes, refuse, current={"BTC/USDT": 0.1, "ETH/USDT": 0.4},  # refused: capped
+                            held={"BTC/USDT": Decimal("0.001"), "ETH/USDT": Decimal("0.4")})
     assert [r.check for r in checked.refusals] == ["tail_risk"]
+    assert {s: p.max_amount_base for s, p in checked.pairs.items()} == {"BTC/USDT": Decimal("0.001"),
+                                                                         "ETH/USDT": Decimal("0.4")}
     unknown = check_targets(PAIRS, {"BTC/USDT": FLAT}, refuse, current={})  # no perp history: unknown = refused
     assert [r.check for r in unknown.refusals] == ["tail_risk"]
-    assert all(p.spot_weight == 0 for p in unknown.pairs.values())
+    assert all(p.max_amount_base == 0 for p in unknown.pairs.values())  # nothing held: nothing bought
 
 
 def test_the_asset_cap_clips_both_legs_and_exposure_refuses_growth() -> None:
@@ -97,6 +107,18 @@ def test_the_asset_cap_clips_both_legs_and_exposure_refuses_growth() -> None:
     assert [(r.check, r.symbol) for r in checked.changed] == [("asset_weight_clipped", "BTC/USDT"),
                                                                 ("asset_weight_clipped", "BTC/USDT:USDT")]
     tight = RiskLimits(max_gross_exposure_frac=0.4, tail_risk_action="off")  # spot gross 0.5 > 0.4, grown from 0.1
-    refused = check_targets(PAIRS, {}, tight, current={"BTC/USDT": 0.1})
+    refused = check_targets(PAIRS, {}, tight, current={"BTC/USDT": 0.1}, held={"BTC/USDT": Decimal("0.003")})
     assert [r.check for r in refused.refusals] == ["exposure"]
-    assert {s: p.spot_weight for s, p in refused.pairs.items()} == {"BTC/USDT": 0.1, "ETH/USDT": 0.0}
+    assert {s: p.max_amount_base for s, p in refused.pairs.items()} == {"BTC/USDT": Decimal("0.003"),
+                                                                         "ETH/USDT": Decimal(0)}
+
+
+def test_a_refused_pair_is_capped_at_its_held_amount() -> None:
+    # held 0.02 ETH: the target 0.4 x 1000 / 7113.24 = 0.0562 -> 0.05 is capped at 0.02 (no growth); a target below
+    # it still trades (0.01 x 1000 / 7113.24 = 0.0014 -> 0: the exit goes)
+    pair = {p.spot_symbol: p for p in pair_targets({"ETH/USDT": 0.4, "ETH/USDT:USDT": -0.4})}
+    capped = reduce_only(pair, {"ETH/USDT": Decimal("0.02")})["ETH/USDT"]
+    assert capped.spot_weight == 0.4 and capped.max_amount_base == Decimal("0.02")
+    assert pair_amount(capped, sizing_quote=1000.0, spot_price=7113.24, step=Decimal("0.01")) == Decimal("0.02")
+    smaller = replace(capped, spot_weight=0.01)
+    assert pair_amount(smaller, sizing_quote=1000.0, spot_price=7113.24, step=Decimal("0.01")) == Decimal(0)
