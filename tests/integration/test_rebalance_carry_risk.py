@@ -119,6 +119,35 @@ def test_a_short_near_liquidation_gets_collateral_from_spot_first(project: Proje
     assert "BTC/USDT: basis P&L" in report.stdout and "BTC/USDT:USDT short" in report.stdout
 
 
+def test_a_short_near_liquidation_without_free_spot_cash_is_cut_both_legs_first(project: Project,
+                                                                                telegram: FakeTelegram,
+                                                                                fake: FakeBinance) -> None:
+    carry = "[carry]\nleverage = 10\n"
+    calm = {"max_drawdown_frac": 0.9, "daily_loss_limit_frac": 0.9}  # the cash taken away is not the point here
+    setup(project, telegram, fake, extra=carry, risk=calm)
+    assert project.run("rebalance").returncode == 0
+    accepted = [o for o in fake.orders if o.accepted]
+    fake.spot_balances["USDT"] = Decimal(0)  # no free quote on spot: no collateral can be added
+    write_hourly(project, PERP, "BTC/USDT:USDT", [0.15 if i % 2 else -0.15 for i in range(60)])
+    write_hourly(project, PERP, "ETH/USDT:USDT", [0.01 if i % 2 else -0.01 for i in range(60)])
+    setup(project, telegram, fake, extra=carry, risk={**calm, "max_liquidation_prob_24h": 0.005})
+    result = project.run("rebalance")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(fake.wallet_transfers) == 1  # the first run's only
+    # safe short at ~74 of margin: 74 / (P (e^(0.15 x 2.807) x 1.004 - 1)) = 74 / (77 827 x 0.529) = 0.0018 -> 0.001
+    new = [(o.market, o.params["symbol"], o.params["side"], o.params.get("reduceOnly")) for o in
+           fake.orders[len(accepted):] if o.accepted]
+    assert new[:2] == [("futures", "BTCUSDT", "BUY", "true"), ("spot", "BTCUSDT", "SELL", None)]  # first, hedged
+    assert legs(fake)["BTC/USDT"] == Decimal("0.001")  # (ETH re-sized to 0.2 of the smaller equity: 0.01)
+    assert_hedged_or_flat(fake)
+    assert risk_events(project) == [("liquidation_risk_collateral", "BTC/USDT:USDT"),
+                                    ("liquidation_risk", "BTC/USDT:USDT")]
+    assert_no_duplicates(project, fake)
+    assert len(telegram.wait_for_messages(1)) == 1 and "cut to 0.001" in telegram.texts[0]
+    time.sleep(0.5)
+    assert len(telegram.messages) == 1
+
+
 def test_a_hedged_book_over_the_var_limit_is_scaled_on_its_basis_risk(project: Project, telegram: FakeTelegram,
                                                                      fake: FakeBinance) -> None:
     # spot flat; BTC's perp jumps 30 % on the last day (the basis): the hedged book loses 0.3 x 30 % = 9 % that day
