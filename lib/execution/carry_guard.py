@@ -61,7 +61,9 @@ def check_order_count(state: RunState, pairs: dict[str, PairTarget], *, held: di
 def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> dict[str, PairTarget]:
     """The liquidation guard first: a held short above risk.max_liquidation_prob_24h gets collateral from the spot
     wallet's free cash (in the same one transfer that tops the futures wallet up to the initial margin of
-    max(held, target) short legs + buffer), else its pair is cut, both legs. Returns the cut pairs (traded first)."""
+    max(held, target) short legs + buffer), else its pair is cut, both legs. Returns the cut pairs (traded first).
+    A risk that cannot be assessed (no perp candles): no transfer, every pair capped at what it holds, the run
+    fails after the exits (``state.refused``)."""
     held, spot_cash, futures_balance = wallet_facts(state)
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
     prices = live_prices(state, symbols)
@@ -83,12 +85,15 @@ def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: Carr
             volatility = carry_risk.perp_volatility(leg_closes(candles, [s for s in symbols if is_perpetual(s)]))
             holding = carry_risk.would_hold(pairs, held, sizing_quote=equity, prices=prices, steps=steps)
             shorts = carry_risk.held_shorts(holding, prices, futures_balance, volatility, limits)
-        except errors.CoinbotError as error:  # unknown risk: nothing is traded, the run fails (one alert)
-            journal_risk(state, [carry_risk.unknown_liquidation_risk(error)])
-            raise errors.RiskCheckFailed(f"carry book not traded: {error}") from None
+        except errors.CoinbotError as error:  # unknown risk: no transfer, nothing grows, exits go, the run fails
+            refusal = carry_risk.unknown_liquidation_risk(error)
+            journal_risk(state, [refusal])
+            state.refused.append(f"{refusal.check}: {refusal.detail}")
+            return carry_risk.reduce_only(pairs, {s: held.get(s, Decimal(0)) for s in pairs})
     top_up = carry_risk.guard_top_up(shorts, buffer_frac=carry.collateral_buffer_frac,
                                      min_quote=carry.min_transfer_quote)
-    plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=max(needed, futures_balance + top_up),
+    floor = max(needed, futures_balance + top_up) if top_up > 0 else needed  # no top-up: the usual hysteresis
+    plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=floor,
                          spot_free_quote=spot_cash, params=carry, rebalance_id=state.run.rebalance_id)
     if plan is not None and plan.from_wallet == "futures" and shorts and any(s.breaches for s in carry_risk.held_shorts(
             holding, prices, futures_balance - plan.amount_quote, volatility, limits)):

@@ -133,9 +133,10 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     summary = "; ".join(state.failures + state.incidents)
     if state.failures:
         raise errors.RiskCheckFailed(f"carry book NOT hedged or outcome unknown: {summary}")
-    if checked.refusals:  # only risk-reducing orders went; the run fails (the runner alerts once)
-        raise errors.RiskCheckFailed("carry book refused, only risk-reducing orders sent: " + "; ".join(
-            [records.describe_rejections(list(checked.refusals)), *state.incidents]))
+    if checked.refusals or state.refused:  # only risk-reducing orders went; the run fails (the runner alerts once)
+        found = [records.describe_rejections(list(checked.refusals))] if checked.refusals else []
+        raise errors.RiskCheckFailed("carry book refused, only risk-reducing orders sent: "
+                                     + "; ".join([*found, *state.refused, *state.incidents]))
     if state.incidents:
         alert(f"coinbot: carry rebalance {run.rebalance_id}: {summary}")
     logger.info("carry rebalance {}: {} order(s) filled, {} pair(s)", run.rebalance_id, filled, len(pairs))

@@ -62,6 +62,7 @@ class RunState:
     reset: bool = False  # --reset-high-water-mark: today's equity is the new peak and start of day
     incidents: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # risk refusals found while trading: exits went, the run fails
 
 
 def wallet_facts(state: RunState) -> tuple[dict[str, Decimal], Decimal, Decimal]:

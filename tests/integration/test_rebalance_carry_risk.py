@@ -219,3 +219,14 @@ def test_too_many_orders_send_only_the_risk_reducing_ones(project: Project, tele
     assert len(telegram.wait_for_messages(1)) == 1 and "order_count" in telegram.texts[0]
     time.sleep(0.5)
     assert len(telegram.messages) == 1
+
+
+def test_an_unknown_liquidation_risk_trades_nothing_that_grows(project: Project, telegram: FakeTelegram,
+                                                              fake: FakeBinance) -> None:
+    setup(project, telegram, fake, risk={"max_liquidation_prob_24h": 0.005})  # no perp candles: no volatility
+    result = project.run("rebalance")
+    assert result.returncode != 0
+    assert [o for o in fake.orders if o.accepted] == [] and fake.wallet_transfers == []
+    assert risk_events(project) == [("liquidation_risk", None)]
+    assert len(telegram.wait_for_messages(1)) == 1 and "liquidation risk of the carry shorts unknown" in \
+        telegram.texts[0]
