@@ -15,6 +15,7 @@ from loguru import logger
 
 from lib.core import errors
 from lib.core.state import HaltRecord
+from lib.core.symbols import to_perpetual, to_spot
 from lib.execution.carry_legs import PairTarget
 from lib.execution.carry_state import RunState, book_equity, live_prices, wallet_facts
 from lib.execution.rebalance_engine import FLATTEN_SUFFIX, HOW_TO_RESUME
@@ -43,12 +44,14 @@ def flatten(state: RunState, pairs: Mapping[str, PairTarget], halt: HaltRecord, 
             trade_pair: TradePair, write_positions: WritePositions) -> None:
     """Close every pair (the targets' and every coin held), hedged; mark the halt flattened when all are flat."""
     state.run = replace(state.run, rebalance_id=f"{state.run.rebalance_id}-{FLATTEN_SUFFIX}")
+    settings = state.settings  # every leg the exchange takes is closed: no carry.min_leg_quote dust left behind
+    state.settings = replace(settings, carry=replace(settings.carry, min_leg_quote=Decimal(0)))
     held = wallet_facts(state)[0]
     closing = {s: replace(p, spot_weight=0.0) for s, p in pairs.items()}
     for symbol in held:
-        spot = symbol.split(":")[0]
+        spot = to_spot(symbol)
         if spot not in closing:
-            closing[spot] = PairTarget(spot_symbol=spot, perp_symbol=f"{spot}:{spot.split('/')[1]}", spot_weight=0.0)
+            closing[spot] = PairTarget(spot_symbol=spot, perp_symbol=to_perpetual(spot), spot_weight=0.0)
     filled = 0
     try:
         for pair in sorted(closing.values(), key=lambda p: p.spot_symbol):
@@ -58,7 +61,7 @@ def flatten(state: RunState, pairs: Mapping[str, PairTarget], halt: HaltRecord, 
     finally:
         write_positions(state, final=True)
     left = {s: a for s, a in wallet_facts(state)[0].items() if a != Decimal(0)}
-    complete = not state.failures and not any(_dust_above_minimum(state, s, a) for s, a in left.items())
+    complete = not state.failures and not _tradeable(state, left)
     if complete and state.journal.write:
         write_halt(halt_path, replace(halt, flattened=True, flattened_ms=state.run.time_ms))
     status = "complete" if complete else f"INCOMPLETE (the next run retries it): {'; '.join(state.failures) or left}"
@@ -67,7 +70,12 @@ def flatten(state: RunState, pairs: Mapping[str, PairTarget], halt: HaltRecord, 
                                f"{filled} order(s) filled; {HOW_TO_RESUME}")
 
 
-def _dust_above_minimum(state: RunState, symbol: str, amount: Decimal) -> bool:
-    """A remainder the market could still trade (at or above its minimum amount) means the flatten is unfinished."""
-    rules = state.session.markets.get(symbol)
-    return rules is None or abs(amount) >= rules.min_amount_base
+def _tradeable(state: RunState, left: dict[str, Decimal]) -> list[str]:
+    """Remainders the market could still trade (at or above its minimum amount and notional): the flatten is
+    unfinished while any is left; dust below the minimums cannot be sold and does not hold the halt open."""
+    if not left:
+        return []
+    prices = state.session.fetch_prices(set(left))
+    markets = state.session.markets
+    return [s for s, a in left.items() if s not in markets or s not in prices or (
+        abs(a) >= markets[s].min_amount_base and abs(a) * Decimal(repr(prices[s])) >= markets[s].min_notional_quote)]

@@ -230,3 +230,19 @@ def test_an_unknown_liquidation_risk_trades_nothing_that_grows(project: Project,
     assert risk_events(project) == [("liquidation_risk", None)]
     assert len(telegram.wait_for_messages(1)) == 1 and "liquidation risk of the carry shorts unknown" in \
         telegram.texts[0]
+
+
+def test_a_halt_whose_flatten_is_unfinished_is_finished_first(project: Project, telegram: FakeTelegram,
+                                                               fake: FakeBinance) -> None:
+    setup(project, telegram, fake)
+    assert project.run("rebalance").returncode == 0
+    halt = HaltRecord(created_ms=0, run_id="earlier", reason="drawdown", detail="drawdown: an earlier run died",
+                      equity_quote=700.0, high_water_mark_quote=1000.0)  # written, the flatten never finished
+    write_json_atomic(project.state / "halt.json", halt.to_dict())
+    dry = project.run("rebalance", "--dry-run")
+    assert dry.returncode == 0 and "weight 0.0000" in dry.stdout and len(legs(fake)) == 4  # shows it, sends nothing
+    result = project.run("rebalance")
+    assert result.returncode != 0 and "flatten of both legs complete" in result.stderr
+    assert legs(fake) == {}
+    assert HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
+    assert len(telegram.wait_for_messages(1)) == 1
