@@ -3,13 +3,13 @@
 Story: candles (+ funding for perps) from data/ or --data-dir, cut at --end -> the SAME lib.research.strategy
 composition over all of it, once (causal) -> lib.research.backtester from the first tradeable bar >= --start (close
 of t -> open of t+1; fees, slippage, funding) -> metrics vs buy-and-hold BTC and equal-weight baskets ->
-optional walk-forward and fee sensitivity -> every file written atomically at the end -> summary on stdout.
+optional walk-forward and fee sensitivity (independent tasks: a local Dask cluster, --scheduler, or --workers 1
+serially; lib.ops.fanout) -> every file written atomically at the end -> summary on stdout.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +17,11 @@ from typing import Any
 
 import pandas as pd
 from loguru import logger
-from tqdm import tqdm
 
 from lib.core import storage
 from lib.core.timeframes import format_ms
 from lib.data import stored
-from lib.ops import charts, datasets
+from lib.ops import charts, datasets, fanout
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research.carry import run as carry
 from lib.research.strategy import data_fingerprint
@@ -30,6 +29,7 @@ from lib.research.strategy_params import PERP_STRATEGY, STRATEGY_NAMES
 from lib.research.study import (
     benchmark_curves,
     chart_data,
+    cost_grid,
     funding_coverage,
     grids,
     history,
@@ -40,7 +40,6 @@ from lib.research.study import (
     simulation,
     walk_forward,
 )
-from lib.research.walkforward import cost_sensitivity
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "reduce-only, caps) that runs live and is modelled by default (backtest.model_live_risk)")
     add("--run-id", help="output folder name (default: strategy-timeframe-UTCtime-inputhash)")
     add("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    fanout.add_arguments(parser)
     return run_script("backtest", parser.parse_args(argv), _run)
 
 
@@ -99,18 +99,17 @@ def _run(ctx: RunContext) -> None:
     equity_frame = benchmark_curves.to_equity_frame(result.equity, benchmarks)
     outputs: dict[str, object] = {"equity.parquet": equity_frame, "trades.parquet": result.trades,
                                   "weights.parquet": result.weights.reset_index(names="timestamp")}
-    if args.walk_forward:
-        grid = grids.parse_grid(args.grid, settings) or grids.default_grid(settings, research)
-        with tqdm(desc="walk-forward", unit="run", disable=not (args.progress or sys.stderr.isatty())) as bar:
+    with fanout.from_args(args, config.research, progress=args.progress) as map_tasks:
+        if args.walk_forward:
+            grid = grids.parse_grid(args.grid, settings) or grids.default_grid(settings, research)
             outputs["walkforward.json"], outputs["walkforward.parquet"] = walk_forward.walk_forward_study(
-                candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, progress=bar.update,
-                study=research)
-    if args.costs:
-        run_at = functools.partial(simulation.simulate, inputs, start_ms=start_ms, end_ms=end_ms,
-                                   live_risk=settings.live_risk)
-        fees_bps = config.walkforward.cost_levels_bps
-        table = cost_sensitivity(run_at, params, timeframe=timeframe, fee_levels_bps=fees_bps)
-        outputs["cost_sensitivity.json"] = reports.cost_report(table)
+                candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, study=research,
+                map_tasks=map_tasks)
+        if args.costs:
+            shared = cost_grid.CostShared(inputs=inputs, params=params, start_ms=start_ms, end_ms=end_ms,
+                                          live_risk=settings.live_risk)
+            outputs["cost_sensitivity.json"] = reports.cost_report(cost_grid.cost_table(
+                shared, timeframe=timeframe, fee_levels_bps=config.walkforward.cost_levels_bps, map_tasks=map_tasks))
     span = f"{format_ms(int(result.equity.index[0]))} → {format_ms(int(result.equity.index[-1]))}"
     outputs["chart.png"] = charts.render_backtest_chart(*chart_data.chart_frames(equity_frame, result.weights),
                                                         title=f"{strategy.name} {timeframe} {span}, net of costs")

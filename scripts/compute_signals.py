@@ -2,9 +2,10 @@
 
 Story: load the strategy timeframe's candles of every configured symbol -> cut them at the last
 closed candle -> quarantine undecided price jumps (lib.data.quarantine) -> staleness gate, late symbols held
-(lib.research.freshness) -> the strategy over the whole history (lib.research.strategy) -> the weights
-decided at the close of the last usable bar, with the per-asset breakdown, the held symbols and a note for
-every non-fatal problem (each also logged) -> targets.json, atomically. A failure leaves targets.json as it was.
+(lib.research.freshness) -> the strategy over the trailing window its parameters need (lib.research.live_window:
+its last row is the full history's) -> the weights decided at the close of the last usable bar, with the
+per-asset breakdown, the held symbols and a note for every non-fatal problem (each also logged) ->
+targets.json, atomically. A failure leaves targets.json as it was. The data fingerprint is the window's.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import pandas as pd
 from loguru import logger
 
 from lib.core import storage
-from lib.core.errors import ConfigError, DataError
+from lib.core.errors import ConfigError
 from lib.core.state import Targets
 from lib.core.symbols import to_traded_symbols
 from lib.core.timeframes import format_ms, last_closed_open_ms
-from lib.data import ohlcv, quarantine
+from lib.data import quarantine
+from lib.data.stored import LiveCandles, read_live_candles
 from lib.ops.carry_signals import carry_signals_or
 from lib.ops.runner import RunContext, base_parser, run_script
+from lib.research import live_window
 from lib.research.freshness import select_fresh_candles
 from lib.research.sleeves.book import BookSettings, book_summary
 from lib.research.strategy import (
@@ -31,6 +34,8 @@ from lib.research.strategy import (
     latest_targets,
     no_data_breakdown,
 )
+
+NO_DECISIONS: dict[str, set[int]] = {"confirm": set(), "reject": set()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,34 +56,49 @@ def _run(ctx: RunContext) -> None:
         )
     decisions = quarantine.parse_decisions(
         storage.read_json(ctx.paths.jump_decisions) if ctx.paths.jump_decisions.exists() else None)
-    notes: list[str] = []
-    stored: dict[str, pd.DataFrame] = {}
-    quarantined: dict[str, str] = {}
-    for symbol in symbols:
-        candles = _read_candles(ctx, symbol, notes)
-        decided = decisions.get((symbol, timeframe), {"confirm": set(), "reject": set()})
-        checked = quarantine.apply_quarantine(
-            candles[candles["timestamp"] <= last_closed_open_ms(ctx.now_ms, timeframe)], symbol=symbol,
-            max_jump_frac=config.data.max_jump_frac, confirm_bars=config.data.jump_confirm_bars,
-            confirmed=decided["confirm"], rejected=decided["reject"])
-        stored[symbol] = checked.candles
-        notes += checked.notes
-        if checked.cut_at_ms is not None:
-            quarantined[symbol] = f"quarantined price jump at {format_ms(checked.cut_at_ms)}"
+    params = live_window.WindowParams(**{key: getattr(config, key) for key in live_window.WINDOW_SECTIONS})
+    last_closed_ms = last_closed_open_ms(ctx.now_ms, timeframe)
+
+    def load(keep_from_ms: int) -> dict[str, LiveCandles]:  # whole files checked, only the tail kept (memory)
+        return {symbol: read_live_candles(
+            ctx.paths.ohlcv(timeframe, symbol), symbol, timeframe, closed_until_ms=last_closed_ms,
+            keep_from_ms=keep_from_ms, max_jump_frac=config.data.max_jump_frac,
+            confirm_bars=config.data.jump_confirm_bars, decided=decisions.get((symbol, timeframe), NO_DECISIONS),
+        ) for symbol in symbols}  # fmt: skip
+
+    # the as-of bar is at most max_staleness_bars before the last closed one (lib.research.freshness)
+    kept_from_ms = live_window.window_start_ms(as_of_ms=last_closed_ms, timeframe=timeframe, bars=live_window.
+                                               required_history_bars(params) + config.data.max_staleness_bars)
+    loaded = load(kept_from_ms)
+    notes = [note for checked in loaded.values() for note in checked.notes]
+    quarantined = {symbol: f"quarantined price jump at {format_ms(checked.cut_at_ms)}"
+                   for symbol, checked in loaded.items() if checked.cut_at_ms is not None}
     fresh = select_fresh_candles(
-        stored, now_ms=ctx.now_ms, timeframe=timeframe, max_staleness_bars=config.data.max_staleness_bars,
-        benchmark=benchmark,
+        {symbol: checked.candles for symbol, checked in loaded.items()}, now_ms=ctx.now_ms, timeframe=timeframe,
+        max_staleness_bars=config.data.max_staleness_bars, benchmark=benchmark,
     )
     notes += fresh.notes
     for note in notes:
         logger.warning("{}", note)
     hold = {**{symbol: "stale" for symbol in fresh.stale}, **{symbol: "late" for symbol in fresh.late},
             **quarantined}
-    output = compute_strategy(
-        fresh.candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
+    history_from_ms = min((c.first_ms for c in loaded.values() if c.first_ms is not None), default=fresh.as_of_ms)
+
+    whole: dict[str, pd.DataFrame] = {}
+
+    def window(bars: int) -> tuple[dict[str, pd.DataFrame], bool]:  # longer ones: the files read once more, whole
+        start_ms = live_window.window_start_ms(as_of_ms=fresh.as_of_ms, timeframe=timeframe, bars=bars)
+        if start_ms < kept_from_ms and not whole:
+            whole.update({symbol: checked.candles[checked.candles["timestamp"] <= fresh.as_of_ms]
+                          for symbol, checked in load(history_from_ms).items() if symbol in fresh.candles})
+        return live_window.trailing_window(fresh.candles if start_ms >= kept_from_ms else whole, timeframe=timeframe,
+                                           as_of_ms=fresh.as_of_ms, bars=bars), start_ms <= history_from_ms
+
+    output, used = live_window.run_settled(window, lambda candles: compute_strategy(
+        candles, strategy=config.strategy, signals=config.signals, ensemble=config.ensemble,
         universe=config.universe, spot=config.spot, perp=config.perp,
         book=BookSettings(trend=config.trend, sizing=config.sizing, combiner=config.combiner, turnover=config.turnover),
-    )
+    ), params)
     weights, breakdown = latest_targets(output, as_of_ms=fresh.as_of_ms)
     for symbol in symbols:  # a symbol without any candle up to as-of is still reported, at weight 0
         weights.setdefault(symbol, 0.0)
@@ -86,7 +106,7 @@ def _run(ctx: RunContext) -> None:
     targets = Targets(
         as_of_ms=fresh.as_of_ms, created_ms=ctx.now_ms, strategy=config.strategy.name,
         exchange=config.exchange.id, market_type=config.exchange.market_type, timeframe=timeframe,
-        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(fresh.candles),
+        weights=weights, breakdown=breakdown, data_fingerprint=data_fingerprint(used),
         notes=tuple(notes), hold=dict(sorted(hold.items())),
         book={} if output.book is None else book_summary(output.book, fresh.as_of_ms),
     )
@@ -94,34 +114,12 @@ def _run(ctx: RunContext) -> None:
     held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}
     logger.info(
         "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale, {} kept as they are; "
-        "fingerprint {}", config.strategy.name, format_ms(fresh.as_of_ms), len(held), len(weights),
-        sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0, len(fresh.stale), len(hold),
-        targets.data_fingerprint[:12],
+        "computed over the last {} bars; fingerprint {}", config.strategy.name, format_ms(fresh.as_of_ms), len(held),
+        len(weights), sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0,
+        len(fresh.stale), len(hold), len(output.target_weights), targets.data_fingerprint[:12],
     )
     if ctx.args.print_table:
         print(_weights_table(targets))
-
-
-def _read_candles(ctx: RunContext, symbol: str, notes: list[str]) -> pd.DataFrame:
-    """The stored, validated candles of ``symbol`` on the strategy timeframe; non-fatal problems go to ``notes``.
-
-    A missing file is no data (the symbol is stale: a symbol that was never fetchable must not stop the book).
-    Raises:
-        DataError: the file is unreadable, empty or holds invalid candles.
-    """
-    path = ctx.paths.ohlcv(ctx.config.strategy.timeframe, symbol)
-    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
-    if candles is None:
-        notes.append(f"{symbol}: no candle file {path.name} (never fetched): no data")
-        return ohlcv.empty_frame()
-    if candles.empty:
-        raise DataError(f"{path} holds no candles; delete it and run fetch_prices")
-    problems = ohlcv.validate(candles, ctx.config.strategy.timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
-    if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
-        raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}; delete it and run fetch_prices")
-    if problems:
-        notes.append(f"{symbol} {ctx.config.strategy.timeframe}: {ohlcv.describe_problems(problems)}")
-    return candles
 
 
 def _weights_table(targets: Targets) -> str:

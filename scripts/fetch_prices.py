@@ -1,5 +1,6 @@
 """Fetch missing OHLCV candles (and perpetual funding) for the universe into data/ (incremental, validated, atomic).
 
+"Nothing new" is read from each file's Parquet footer; the exchange is contacted only for series that may be due.
 Each series is written once complete. Some symbols failing is PARTIAL (exit 5: run_pipeline goes on; each symbol
 alerted once, when it starts failing, held ones flagged); all failing is exit 1. A kept price jump is alerted and
 quarantined by compute_signals. ``funding_carry``: the spot and the USD-M venue (lib.ops.carry_signals).
@@ -20,8 +21,7 @@ from lib.core.symbols import to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.core.venue import MarketData
 from lib.data import funding, ohlcv, symbol_failures
-from lib.data.fetcher import exchange_now_ms, fetch_candle_update, fetch_funding_update
-from lib.execution.venue_session import connect_market_data
+from lib.data.fetcher import due_series, exchange_now_ms, fetch_candle_update, fetch_funding_update
 from lib.ops.carry_signals import carry_fetch_or
 from lib.ops.runner import RunContext, base_parser, run_script
 
@@ -33,6 +33,9 @@ class Summary:
     failures: dict[str, str] = field(default_factory=dict)  # symbol -> what failed (all its series)
     jumps: list[str] = field(default_factory=list)  # price jumps kept after a re-fetch: quarantined
 
+    def fail(self, symbol: str, what: str) -> None:
+        self.failures[symbol] = f"{self.failures[symbol]}; {what}" if symbol in self.failures else what
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
@@ -42,19 +45,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(ctx: RunContext) -> None:
-    settings = ctx.config.data
-    venue = connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms,
-                                simulated=ctx.config.simulated)
-    ctx = replace(ctx, now_ms=exchange_now_ms(venue, ctx.now_ms))  # never ahead of the exchange's clock
-    symbols = to_traded_symbols(ctx.args.symbols or settings.symbols, market_type=ctx.config.exchange.market_type)
-    show_progress = ctx.args.progress or sys.stderr.isatty()
-    summary = Summary()
-    with tqdm(desc="candles", unit="c", disable=not show_progress, file=sys.stderr) as progress:
-        for symbol in symbols:
-            for timeframe in settings.timeframes:
-                _update_series(ctx, venue, symbol, timeframe, summary, progress.update)
-            if ctx.config.exchange.market_type == "swap" and settings.fetch_funding:
-                _update_funding(ctx, venue, symbol, summary)
+    settings, market_type = ctx.config.data, ctx.config.exchange.market_type
+    symbols = to_traded_symbols(ctx.args.symbols or settings.symbols, market_type=market_type)
+    due = due_series(ctx.paths, symbols, settings.timeframes, now_ms=ctx.now_ms)  # from file footers
+    summary = Summary(unchanged=len(symbols) * len(settings.timeframes) - len(due))
+    funding_due = market_type == "swap" and settings.fetch_funding
+    if due or funding_due:  # the exchange (and ccxt) only when something may be new
+        from lib.execution.venue_session import connect_market_data
+        venue = connect_market_data(ctx.config.exchange, ctx.secrets, now_ms=ctx.now_ms, simulated=ctx.config.simulated)
+        ctx = replace(ctx, now_ms=exchange_now_ms(venue, ctx.now_ms))  # never ahead of the exchange's clock
+        show_progress = ctx.args.progress or sys.stderr.isatty()
+        with tqdm(desc="candles", unit="c", disable=not show_progress, file=sys.stderr) as progress:
+            for symbol in symbols:
+                for timeframe in (timeframe for timeframe in settings.timeframes if (symbol, timeframe) in due):
+                    _update_series(ctx, venue, symbol, timeframe, summary, progress.update)
+                if funding_due:
+                    _update_funding(ctx, venue, symbol, summary)
     logger.info("fetch_prices: {} series updated, {} unchanged, {} symbol(s) failed", summary.updated,
                 summary.unchanged, len(summary.failures))
     if summary.jumps:
@@ -100,14 +106,13 @@ def _update_series(ctx: RunContext, venue: MarketData, symbol: str, timeframe: s
     try:
         stored = storage.read_parquet(candles_path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
         stored_gaps = storage.read_parquet(gaps_path, columns=ohlcv.KNOWN_GAP_COLUMNS)
-        update = fetch_candle_update(
-            venue, symbol, timeframe, stored=stored, stored_gaps=stored_gaps,
-            backfill_start_ms=settings.backfill_start_ms, now_ms=ctx.now_ms, limit=settings.fetch_limit,
-            max_jump_frac=settings.max_jump_frac, on_page=on_page,  # type: ignore[arg-type]
-        )
+        update = fetch_candle_update(venue, symbol, timeframe, stored=stored, stored_gaps=stored_gaps,
+                                     backfill_start_ms=settings.backfill_start_ms, now_ms=ctx.now_ms,
+                                     limit=settings.fetch_limit, max_jump_frac=settings.max_jump_frac,
+                                     on_page=on_page)  # type: ignore[arg-type]
     except CoinbotError as error:
         logger.error("{} {}: {}", symbol, timeframe, error)
-        _fail(summary, symbol, f"{timeframe}: {type(error).__name__}: {error}")
+        summary.fail(symbol, f"{timeframe}: {type(error).__name__}: {error}")
         return
     summary.jumps += [f"{symbol} {timeframe} {format_ms(jump.timestamp_ms)}: {jump.detail}"
                       for jump in update.jumps_kept]
@@ -125,8 +130,7 @@ def _update_series(ctx: RunContext, venue: MarketData, symbol: str, timeframe: s
 
 
 def _update_funding(ctx: RunContext, venue: MarketData, symbol: str, summary: Summary) -> None:
-    settings = ctx.config.data
-    path = ctx.paths.funding(symbol)
+    settings, path = ctx.config.data, ctx.paths.funding(symbol)
     try:
         stored = storage.read_parquet(path, columns=funding.FUNDING_COLUMNS)
         merged, new_rows = fetch_funding_update(
@@ -135,15 +139,11 @@ def _update_funding(ctx: RunContext, venue: MarketData, symbol: str, summary: Su
         )
     except CoinbotError as error:
         logger.error("{} funding: {}", symbol, error)
-        _fail(summary, symbol, f"funding: {type(error).__name__}: {error}")
+        summary.fail(symbol, f"funding: {type(error).__name__}: {error}")
         return
     if new_rows:
         storage.write_parquet_atomic(path, merged)
         logger.info("fetched {} funding rates {}", new_rows, symbol)
-
-
-def _fail(summary: Summary, symbol: str, what: str) -> None:
-    summary.failures[symbol] = f"{summary.failures[symbol]}; {what}" if symbol in summary.failures else what
 
 
 if __name__ == "__main__":

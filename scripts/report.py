@@ -19,8 +19,9 @@ from lib.core.errors import CoinbotError, DataError
 from lib.core.state import Positions
 from lib.core.symbols import quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
-from lib.data import ohlcv, symbol_failures
-from lib.ops import carry_report, charts, reporting, risk_report
+from lib.data import symbol_failures
+from lib.data.stored import read_candle_timestamps, read_valid_candles
+from lib.ops import carry_report, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
 
@@ -74,6 +75,8 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
     history = history[history["time_ms"] <= ctx.now_ms]
     performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms)
     frames = reporting.build_chart_frames(history)
+
+    from lib.ops import charts  # matplotlib (~0.35 s, ~40 MB) only when a chart is drawn
     chart = charts.render_equity_chart(frames.curves_quote, frames.drawdowns_frac, quote=quote,
                                        title=f"coinbot equity vs buy & hold ({title})")
     storage.write_bytes_atomic(ctx.paths.chart, chart)
@@ -110,14 +113,13 @@ def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFram
 
 def _check_health(ctx: RunContext, universe: list[str],
                   candles: dict[str, pd.DataFrame | None]) -> HealthReport:
-    newest: dict[tuple[str, str], int | None] = {}
+    newest = carry_report.perp_freshness(ctx.paths, ctx.config, ctx.now_ms)  # funding_carry: USD-M candles
     for timeframe in ctx.config.data.timeframes:
         for symbol in universe:
             frame = (candles[symbol] if timeframe == ctx.config.strategy.timeframe
                      else _read_candles(ctx, timeframe, symbol, validate=False))
             stamps = None if frame is None else frame["timestamp"].to_numpy()
             newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms, timeframe=timeframe)
-    newest.update(carry_report.perp_freshness(ctx.paths, ctx.config, ctx.now_ms))  # funding_carry: USD-M candles
     raw_records, torn = storage.read_jsonl(ctx.paths.runs)
     notes = [f"{ctx.paths.runs.name} ends in a torn line (an interrupted append)"] if torn else []
     ledger = storage.read_json(ctx.paths.symbol_failures) if ctx.paths.symbol_failures.exists() else None
@@ -134,14 +136,14 @@ def _read_positions(path: Path) -> Positions | None:  # None: rebalance never ra
 
 def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *,
                   validate: bool = True) -> pd.DataFrame | None:
-    """Stored candles (None when there is no file). Raises DataError for an unreadable or invalid file."""
+    """Stored timestamps and closes (None when there is no file); DataError for an unreadable or invalid file."""
     path = ctx.paths.ohlcv(timeframe, symbol)
-    candles = storage.read_parquet(path, columns=ohlcv.OHLCV_COLUMNS, dtypes=ohlcv.OHLCV_DTYPES)
-    if candles is not None and validate:
-        found = ohlcv.validate(candles, timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
-        if problems := [problem for problem in found if ohlcv.is_fatal(problem)]:
-            raise DataError(f"{path}: {ohlcv.describe_problems(problems)}; delete it and run fetch_prices")
-    return candles
+    if not path.exists():
+        return None
+    if not validate:  # only the newest candle matters: the timestamps alone
+        return read_candle_timestamps(path)
+    candles = read_valid_candles(path, timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
+    return candles[["timestamp", "close"]]  # all the report uses: the rest is freed now (memory)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 
 Story: daily candles (+ funding) from --data-dir or data/, cut at the research end (default 2022-12-31; a later
 end is refused and later candles are never used) -> every candidate of lib.research.candidates through the existing
-backtester, all from cash on their common first tradeable day (--own-starts: each from its own, protocol v1) ->
-the returns matrix (one column per trial) -> lib.research.protocol (calendar walk-forward, CPCV, PBO, deflated
-Sharpe, paired bootstrap, the stated selection rule) -> report.json, report.md, returns.parquet and PNG charts,
-written atomically once everything is computed.
+backtester (a Dask task each, lib.ops.fanout), all from cash on their common first tradeable day (--own-starts: each
+from its own, protocol v1) -> the returns matrix -> lib.research.protocol (calendar walk-forward, CPCV, PBO, deflated
+Sharpe, paired bootstrap, the stated selection rule) -> report.json/.md, returns.parquet, charts, written atomically.
 --final-holdout REPORT: evaluates ONLY the configuration REPORT chose on the hold-out (to --holdout-end), once, and
 appends the result to REPORT; it never re-selects.
 """
@@ -19,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
 
 from lib.core import storage
 from lib.core.errors import ConfigError
 from lib.data import stored
-from lib.ops import charts, datasets
+from lib.ops import charts, datasets, fanout
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research import candidates as registry
 from lib.research.protocol.bootstrap import BootstrapParams
@@ -33,7 +31,7 @@ from lib.research.protocol.markdown import render_markdown
 from lib.research.protocol.report import build_report, distribution_panels, final_holdout, oos_curves
 from lib.research.protocol.run import ProtocolParams, run_protocol
 from lib.research.protocol.walkforward import CalendarLayout
-from lib.research.study import history, sections
+from lib.research.study import candidate_runs, history, sections
 
 RESEARCH_END = "2022-12-31"  # 2023 is the untouched hold-out (docs: research on data <= 2022 only)
 
@@ -60,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--run-id", help="output folder name (default: research-UTCtime-inputhash)")
     add("--final-holdout", type=Path, metavar="REPORT_JSON", help="evaluate REPORT's chosen config on the hold-out")
     add("--holdout-end", default="2023-12-31", help="last hold-out day (with --final-holdout)")
+    fanout.add_arguments(parser)  # the candidates' backtests: a local Dask cluster, --scheduler, or --workers 1
     return run_script("research", parser.parse_args(argv), _run)
 
 
@@ -94,8 +93,9 @@ def _run(ctx: RunContext) -> None:
     start_ms = history.parse_time_ms(args.start, is_end=False) if args.start else 0
     if not args.own_starts:
         start_ms = registry.common_start_ms(trials, data, start_ms=start_ms)
-    runs = {candidate.name: registry.evaluate_candidate(candidate, data, start_ms=start_ms, end_ms=end_ms)
-            for candidate in tqdm(trials, desc="candidates", unit="config", disable=not sys.stderr.isatty())}
+    with fanout.from_args(args, ctx.config.research) as map_tasks:
+        runs = candidate_runs.candidate_runs(trials, candidate_runs.CandidateShared(
+            data=data, start_ms=start_ms, end_ms=end_ms), map_tasks=map_tasks)
     matrix, btc = registry.returns_matrix(runs, registry.benchmark_returns(data))
     purge, embargo = args.purge_days, args.embargo_days
     params = ProtocolParams(

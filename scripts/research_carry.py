@@ -2,9 +2,10 @@
 
 Story: parse the grid axes -> load spot + perp hourly candles and funding from --data-dir (the layout of
 ../shared/data), cut at --end, which may not be later than the research cutoff (the hold-out stays
-untouched) -> one carry backtest per configuration (lib.research.carry.study.run_grid) -> grid.csv (one row
-of metrics per configuration, every one tried) and returns.parquet (daily net returns, one column per
-configuration: the research protocol's input) -> a markdown table on stdout.
+untouched) -> one carry backtest per configuration (lib.research.carry.study.run_grid; one task each on a
+local Dask cluster, --scheduler or --workers 1: lib.ops.fanout) -> grid.csv (one row of metrics per
+configuration, every one tried) and returns.parquet (daily net returns, one column per configuration: the
+research protocol's input) -> a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from lib.core import storage
 from lib.core.errors import ConfigError
+from lib.ops import fanout
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research.carry import run as carry
 from lib.research.carry.sleeve import CarryParams
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
                         help=f"a CarryParams axis, repeatable (default: {' '.join(DEFAULT_GRID)})")
     parser.add_argument("--run-id", default="grid", help="output folder: state/backtests/carry-research-RUN_ID/")
+    fanout.add_arguments(parser)
     return run_script("research_carry", parser.parse_args(argv), _run)
 
 
@@ -53,8 +56,9 @@ def _run(ctx: RunContext) -> None:
                                         end_ms=end_ms)
     base = CarryParams(fee_rate=config.backtest.fee_bps / 10_000, slippage_rate=config.backtest.slippage_bps / 10_000)
     configs = grid_configurations(base, axes)
-    table, returns = run_grid(market, configs, list(axes), start_ms=parse_time_ms(args.start, is_end=False),
-                              end_ms=end_ms)
+    with fanout.from_args(args, config.research) as map_tasks:
+        table, returns = run_grid(market, configs, list(axes), start_ms=parse_time_ms(args.start, is_end=False),
+                                  end_ms=end_ms, map_tasks=map_tasks)
     out = ctx.paths.backtest_dir(f"carry-research-{args.run_id}")
     storage.write_bytes_atomic(out / "grid.csv", table.to_csv(index=False).encode())
     storage.write_parquet_atomic(out / "returns.parquet", returns.rename_axis("day").reset_index())

@@ -5,7 +5,8 @@ goes on with the healthy symbols, and run_pipeline itself exits 5 at the end whe
 
 Each stage is its own process (scripts never import each other) with its own lock, run record and alert;
 this wrapper only guarantees the order and that a stage never runs on the output of a failed one. It is
-what crontab.txt and the README quickstart call.
+what crontab.txt and the README quickstart call. It imports nothing heavy (no pandas, ccxt, matplotlib: a
+test pins it), so its own start costs about a bare interpreter.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import subprocess
 import sys
 
 from lib.core.errors import EXIT_CONFIG, EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL
-from lib.ops.runner import CONFIG_ENV, DEFAULT_CONFIG
+from lib.core.paths import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE
 
 STAGES = ("fetch_prices", "compute_signals", "rebalance", "report")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+    parser.add_argument("--config", default=os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
     parser.add_argument("--as-of", dest="as_of", default=None, help="passed to every stage (paper mode only)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
                         help="run only these stages (still in pipeline order)")

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from lib.core.symbols import to_slug
 
+DEFAULT_CONFIG_FILE = "config.toml"
+"""The config file a script reads when neither --config nor $COINBOT_CONFIG names one."""
+CONFIG_FILE_ENV = "COINBOT_CONFIG"
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 

@@ -7,16 +7,20 @@ bad data never reaches the disk because `fetch_candle_update` raises DataError i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from loguru import logger
 
+from lib.core import storage
 from lib.core.errors import DataError
+from lib.core.paths import ProjectPaths
 from lib.core.timeframes import MS_PER_DAY, last_closed_open_ms, timeframe_ms
 from lib.core.venue import MarketData
 from lib.data import funding, ohlcv
+from lib.data.stored import read_candle_timestamps, stored_candle_span
 
 MAX_PAGES_PER_SERIES = 100_000  # a bound on paging loops, in case a venue keeps returning the same page
 CLOSE_GRACE_MS = 30_000  # a candle counts as closed only this long after its close: our clock may run ahead
@@ -35,6 +39,32 @@ def exchange_now_ms(venue: MarketData, now_ms: int) -> int:
                        "(fix the host's clock: NTP)", (now_ms - server_ms) / 1000)
         return server_ms
     return now_ms
+
+
+def candles_up_to_date(candles_path: Path, gaps_path: Path, timeframe: str, *, now_ms: int) -> bool:
+    """True when ``fetch_candle_update`` would find nothing to do for this series, decided without the
+    exchange and without reading the prices: the stored file's last candle (Parquet footer) is the last
+    closed one by ``now_ms`` (less CLOSE_GRACE_MS, as there), and the file has no hole that is not a known gap
+    (its row count says whether there is any hole; only then are its timestamps read). False when unsure.
+
+    The local clock is safe here: running ahead only moves the last closed candle later (fetch then).
+    """
+    span = stored_candle_span(candles_path)
+    if span is None or span.last_ms < last_closed_open_ms(now_ms - CLOSE_GRACE_MS, timeframe):
+        return False
+    if span.rows == (span.last_ms - span.first_ms) // timeframe_ms(timeframe) + 1:
+        return True  # unique, on-grid rows (validated when written) filling first..last: no hole
+    timestamps = read_candle_timestamps(candles_path)
+    known_gaps = storage.read_parquet(gaps_path, columns=ohlcv.KNOWN_GAP_COLUMNS)
+    return not ohlcv.find_gaps(timestamps, timeframe, known_gaps=known_gaps)
+
+
+def due_series(paths: ProjectPaths, symbols: Sequence[str], timeframes: Sequence[str], *,
+               now_ms: int) -> set[tuple[str, str]]:
+    """(symbol, timeframe) of every series that may have new candles (``candles_up_to_date`` is False)."""
+    return {(symbol, timeframe) for symbol in symbols for timeframe in timeframes
+            if not candles_up_to_date(paths.ohlcv(timeframe, symbol), paths.known_gaps(timeframe, symbol), timeframe,
+                                      now_ms=now_ms)}
 
 
 def gap_confirm_ms(timeframe: str) -> int:

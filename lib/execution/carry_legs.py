@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from lib.core.errors import ConfigError, DataError, StateError
 from lib.core.perp_margin import check_leverage, tier_for
 from lib.core.symbols import base_of, is_perpetual, to_perpetual
 from lib.core.venue import MarketRules, Side
+from lib.execution.exchange_section import ExchangeSection
 from lib.execution.orders import PlannedOrder, SkippedOrder, client_order_id, round_down_to_step, to_decimal
 
 WALLETS = ("spot", "futures")
@@ -228,3 +229,9 @@ def transfer_id(rebalance_id: str, from_wallet: str, to_wallet: str, amount_quot
         raise DataError(f"transfer {from_wallet} -> {to_wallet}: wallets must be two of {WALLETS}")
     content = "\x1f".join((rebalance_id, from_wallet, to_wallet, format(amount_quote.normalize(), "f")))
     return "tr-" + hashlib.sha256(content.encode()).hexdigest()[:24]
+
+
+def futures_section(exchange: ExchangeSection, carry: CarrySection) -> ExchangeSection:
+    """The USD-M account's section: same mode, keys, URL and limits; the futures id (simulated stays simulated)."""
+    futures_id = exchange.id if exchange.id == "simulated" else carry.futures_exchange_id
+    return replace(exchange, id=futures_id, market_type="swap")

@@ -9,7 +9,7 @@ lookup by client id after any failure and before any resend) serves both legs un
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual
 from lib.core.venue import Broker, Holdings, MarketRules, OrderResult, Side
-from lib.execution.carry_legs import CarrySection
+from lib.execution.carry_legs import CarrySection, futures_section
 from lib.execution.exchange_section import ExchangeSection
 from lib.execution.paper import PaperBroker, PaperParams, PaperSnapshot
 from lib.execution.simulated import SimulatedParams
@@ -90,12 +90,6 @@ class TwoAccountSession:
                 "spot": self.paper.spot.to_snapshot(keep_orders_since_ms=keep_orders_since_ms).to_dict(),
                 "futures": self.paper.futures.to_snapshot(keep_orders_since_ms=keep_orders_since_ms).to_dict(),
                 "transfers": dict(self.paper.records)}
-
-
-def futures_section(exchange: ExchangeSection, carry: CarrySection) -> ExchangeSection:
-    """The USD-M account's section: same mode, keys, URL and limits; the futures id (simulated stays simulated)."""
-    futures_id = exchange.id if exchange.id == "simulated" else carry.futures_exchange_id
-    return replace(exchange, id=futures_id, market_type="swap")
 
 
 def connect_two(exchange: ExchangeSection, carry: CarrySection, secrets: Secrets, *, simulated: SimulatedParams,

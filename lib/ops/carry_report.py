@@ -18,15 +18,17 @@ from dataclasses import replace
 import pandas as pd
 
 from lib.core.errors import CoinbotError
-from lib.core.paths import ProjectPaths
+from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.state import Positions
-from lib.core.storage import read_jsonl
+from lib.core.storage import read_jsonl, read_parquet
 from lib.core.symbols import is_perpetual, quote_of, to_perpetual, to_spot
-from lib.execution.carry_risk import CarryCandles, leg_closes
+from lib.execution.carry_legs import futures_section
 from lib.execution.journal import JournalEvent, parse_journal
 from lib.ops.config import Config
-from lib.ops.doctor_margin import CARRY_STRATEGY, candle_paths, newest_perp_candles
+from lib.ops.health import newest_closed_open_ms
 from lib.ops.risk_report import margin_lines, tail_lines
+
+CARRY_STRATEGY = "funding_carry"
 
 
 def leg_pnl(fills: Iterable[JournalEvent], held: Mapping[str, float], marks: Mapping[str, float]) -> dict[str, float]:
@@ -87,6 +89,8 @@ def carry_lines(paths: ProjectPaths, config: Config, positions: Positions) -> li
     stays); an unreadable input is a line, never a failed report."""
     if config.strategy.name != CARRY_STRATEGY:
         return []
+    from lib.execution.carry_risk import CarryCandles, leg_closes  # the exchange client only for a carry book
+
     try:
         lines, _ = read_jsonl(paths.journal)
         events = parse_journal(lines)
@@ -106,3 +110,26 @@ def perp_freshness(paths: ProjectPaths, config: Config, now_ms: int) -> dict[tup
     if config.strategy.name != CARRY_STRATEGY:
         return {}
     return newest_perp_candles(candle_paths(paths, config), config, now_ms)
+
+
+def candle_paths(paths: ProjectPaths, config: Config) -> ProjectPaths:
+    """Where the perps' candles are: the USD-M venue's directory for the carry book, else the book's own."""
+    if config.strategy.name != CARRY_STRATEGY:
+        return paths
+    futures = futures_section(config.exchange, config.carry)
+    return ProjectPaths(data_dir=paths.data_dir, state_dir=paths.state_dir,
+                        venue=venue_dir_name(futures.id, futures.market_type))
+
+
+def newest_perp_candles(perp_paths: ProjectPaths, config: Config, now_ms: int) -> dict[tuple[str, str], int | None]:
+    """``(perp symbol, timeframe) -> newest closed candle open`` of the carry book's USD-M candles."""
+    newest: dict[tuple[str, str], int | None] = {}
+    for timeframe in config.data.timeframes:
+        for perp in dict.fromkeys(to_perpetual(to_spot(s)) for s in config.data.symbols):
+            try:
+                frame = read_parquet(perp_paths.ohlcv(timeframe, perp), columns=["timestamp"])
+            except CoinbotError:
+                frame = None
+            stamps = None if frame is None else frame["timestamp"].to_numpy()
+            newest[(perp, timeframe)] = newest_closed_open_ms(stamps, now_ms=now_ms, timeframe=timeframe)
+    return newest

@@ -16,7 +16,7 @@ from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.state import Targets
 from lib.core.symbols import to_spot
 from lib.core.timeframes import format_ms, last_closed_open_ms
-from lib.execution.two_account_session import futures_section
+from lib.execution.carry_legs import futures_section
 from lib.ops.runner import RunContext
 from lib.research.carry.live import check_fresh, live_targets
 from lib.research.carry.run import TIMEFRAME, load_market, sources

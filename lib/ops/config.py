@@ -148,6 +148,22 @@ class LoggingSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ResearchSection:
+    """Where research grids run (lib.ops.fanout): ``scheduler`` = a Dask scheduler address ("" = a local
+    cluster of ``workers`` processes, 0 = one per core, 1 = serially in-process); research commands only."""
+
+    scheduler: str = ""
+    workers: int = 0
+    worker_memory_limit: str = "auto"  # per local worker, Dask syntax ("2GB"); auto = RAM / workers
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"research.workers must be >= 0 (0 = every core), got {self.workers}")
+        if not self.worker_memory_limit.strip():
+            raise ConfigError("research.worker_memory_limit must be \"auto\" or a size such as \"2GB\"")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     exchange: ExchangeSection = field(default_factory=ExchangeSection)
     data: DataSection = field(default_factory=DataSection)
@@ -168,6 +184,7 @@ class Config:
     backtest: BacktestParams = field(default_factory=BacktestParams)
     study: StudyParams = field(default_factory=StudyParams)  # backtest's research defaults (backtest --help)
     walkforward: WalkForwardParams = field(default_factory=WalkForwardParams)
+    research: ResearchSection = field(default_factory=ResearchSection)  # research fan-out (lib.ops.fanout)
     trend: TrendParams = field(default_factory=TrendParams)  # sleeve book (trend_core, combined)
     sizing: SizingParams = field(default_factory=SizingParams)
     combiner: CombinerParams = field(default_factory=CombinerParams)

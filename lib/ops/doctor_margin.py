@@ -12,27 +12,26 @@ volatility comes from the USD-M venue's candles, and one more row shows both wal
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from lib.core.errors import CoinbotError, StateError
 from lib.core.findings import Finding
-from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.paths import ProjectPaths
 from lib.core.short_margin import ShortMargin, assess_shorts
 from lib.core.state import Positions
-from lib.core.storage import read_json, read_parquet
-from lib.core.symbols import quote_of, to_perpetual, to_spot
+from lib.core.storage import read_json
+from lib.core.symbols import quote_of
 from lib.core.timeframes import format_ms
 from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import forecast_volatility
-from lib.execution.two_account_session import futures_section
+from lib.ops.carry_report import CARRY_STRATEGY, candle_paths, newest_perp_candles
 from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
-from lib.ops.health import check_series, newest_closed_open_ms
+from lib.ops.health import check_series
 
 CHECK = "perp margin"
 WALLETS_CHECK = "carry wallets"
 PERP_DATA_CHECK = "carry perp data"
-CARRY_STRATEGY = "funding_carry"
 
 
 def read_positions(facts: FileFacts) -> Positions | None:
@@ -80,15 +79,6 @@ def check_wallets(facts: FileFacts, quote: str) -> list[Finding]:
     return [Finding(WALLETS_CHECK, "ok", f"spot {positions.wallets['spot']:.2f} {quote} free, futures "
                                          f"{positions.wallets['futures']:.2f} {quote} margin balance (at "
                                          f"{format_ms(positions.updated_ms)})")]
-
-
-def candle_paths(paths: ProjectPaths, config: Config) -> ProjectPaths:
-    """Where the perps' candles are: the USD-M venue's directory for the carry book, else the book's own."""
-    if config.strategy.name != CARRY_STRATEGY:
-        return paths
-    futures = futures_section(config.exchange, config.carry)
-    return ProjectPaths(data_dir=paths.data_dir, state_dir=paths.state_dir,
-                        venue=venue_dir_name(futures.id, futures.market_type))
 
 
 def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *, limits: RiskLimits) -> list[Finding]:
@@ -144,21 +134,3 @@ def findings(paths: ProjectPaths, config: Config, now_ms: int | None = None) -> 
         return data + wallets
     volatility = forecast_volatility(candle_paths(paths, config), config.strategy.timeframe, shorts)
     return data + wallets + check_perp_margin(facts, volatility, limits=config.risk)
-
-
-def newest_perp_candles(perp_paths: ProjectPaths, config: Config, now_ms: int) -> dict[tuple[str, str], int | None]:
-    """``(perp symbol, timeframe) -> newest closed candle open`` of the carry book's USD-M candles."""
-    newest: dict[tuple[str, str], int | None] = {}
-    for timeframe in config.data.timeframes:
-        for perp in perp_symbols(config.data.symbols):
-            try:
-                frame = read_parquet(perp_paths.ohlcv(timeframe, perp), columns=["timestamp"])
-            except CoinbotError:
-                frame = None
-            stamps = None if frame is None else frame["timestamp"].to_numpy()
-            newest[(perp, timeframe)] = newest_closed_open_ms(stamps, now_ms=now_ms, timeframe=timeframe)
-    return newest
-
-
-def perp_symbols(symbols: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(to_perpetual(to_spot(s)) for s in symbols))

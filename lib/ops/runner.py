@@ -30,15 +30,15 @@ from lib.core.errors import (
     ConfigError,
     PartialFailure,
 )
-from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.paths import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, ProjectPaths, venue_dir_name
 from lib.core.state import RunRecord
 from lib.core.storage import LockHeld, append_jsonl, exclusive_lock
 from lib.core.timeframes import parse_time_ms
 from lib.ops import alerts
 from lib.ops.config import Config, Secrets, load_alerts_section_best_effort, load_config, load_secrets
 
-DEFAULT_CONFIG = "config.toml"
-CONFIG_ENV = "COINBOT_CONFIG"
+DEFAULT_CONFIG = DEFAULT_CONFIG_FILE  # re-exported: defined in lib.core.paths (run_pipeline needs no pandas)
+CONFIG_ENV = CONFIG_FILE_ENV
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ TRADE_DTYPES = {
 }
 """Schema of BacktestResult.trades."""
 TRADE_COLUMNS = tuple(TRADE_DTYPES)
+SIDE_NAMES = np.array(["sell", "buy"], dtype=object)  # indexed by side > 0 (a take: no string built per row)
+REASON_NAMES = np.array(["rebalance", DATA_ENDED], dtype=object)  # indexed by is_exit
 
 
 def trades_frame(
@@ -35,20 +37,41 @@ def trades_frame(
             for order in orders]
     rows += [(bar, *order, float(mark[bar, order[0]]), 1) for bar, order in exits]
     if not rows:
-        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TRADE_DTYPES.items()})
+        return empty_trades()
     rows.sort(key=lambda row: row[0])  # stable: within a bar, fills keep their order
     bars, assets, sides, amounts, prices, references, is_exit = (np.array(column) for column in zip(*rows, strict=True))
+    return _frame(bars, assets, sides, amounts, prices, references, is_exit, index, columns, fee_frac)
+
+
+def trades_from_records(records: np.ndarray, index: pd.Index, columns: pd.Index, fee_frac: float) -> pd.DataFrame:
+    """The same log from lib.research.sim_kernel's records ((bar, asset, side, amount, price, is_exit, price before
+    slippage) rows, already in the log's order)."""
+    if len(records) == 0:
+        return empty_trades()
+    bars, assets = records[:, 0].astype(np.int64), records[:, 1].astype(np.int64)
+    sides, amounts, prices, is_exit, references = (np.ascontiguousarray(records[:, k]) for k in (2, 3, 4, 5, 6))
+    return _frame(bars, assets, sides, amounts, prices, references, is_exit, index, columns, fee_frac)
+
+
+def empty_trades() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in TRADE_DTYPES.items()})
+
+
+def _frame(bars: np.ndarray, assets: np.ndarray, sides: np.ndarray, amounts: np.ndarray, prices: np.ndarray,
+           references: np.ndarray, is_exit: np.ndarray, index: pd.Index, columns: pd.Index,
+           fee_frac: float) -> pd.DataFrame:
     notionals = amounts * prices
     return pd.DataFrame(
         {
             "timestamp": np.asarray(index)[bars],
             "symbol": np.asarray(columns, dtype=object)[assets],
-            "side": np.where(sides > 0, "buy", "sell").astype(object),
+            "side": SIDE_NAMES[(sides > 0).astype(np.intp)],
             "amount_base": amounts,
             "price": prices,
             "notional_quote": notionals,
             "fee_quote": notionals * fee_frac,
             "slippage_quote": amounts * np.abs(prices - references),
-            "reason": np.where(is_exit > 0, DATA_ENDED, "rebalance").astype(object),
-        }
+            "reason": REASON_NAMES[(is_exit > 0).astype(np.intp)],
+        },
+        copy=False,  # every column is a fresh array: no copy into consolidated blocks
     )

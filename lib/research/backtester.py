@@ -24,26 +24,28 @@ stays flat (closes only: no intrabar high/low, so this is optimistic for leverag
 Between rebalance ticks units are constant, so equity is computed per segment with numpy; the
 Python loop runs once per rebalance tick, except ticks where a flat book meets an all-zero target
 (nothing held, nothing wanted: the flat segment simply runs on, its equity being the cash either way).
+Without the live risk layer the same walk runs compiled (lib.research.sim_kernel, bit-identical; the Python walk
+here stays the reference, ``compiled=False``); ``run_backtest_sweep`` runs a grid of parameter sets on one alignment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataError
-from lib.research.backtest_inputs import check_targets, funding_per_unit, last_close_bar
+from lib.research.backtest_inputs import BPS_PER_UNIT, AlignedFrames, align_frames, schedule
+from lib.research.backtest_inputs import SimInputs as _Inputs
 from lib.research.backtest_params import BacktestParams
-from lib.research.backtest_trades import TRADE_COLUMNS, TRADE_DTYPES, Order, trades_frame
+from lib.research.backtest_trades import TRADE_COLUMNS, TRADE_DTYPES, Order, trades_frame, trades_from_records
 from lib.research.live_risk import LiveRiskLimits, LiveRiskReport, LiveRiskState, reduce_only_weights
 from lib.research.portfolio import apply_no_trade_band
 
-__all__ = ["TRADE_COLUMNS", "TRADE_DTYPES", "BacktestResult", "run_backtest"]
+__all__ = ["TRADE_COLUMNS", "TRADE_DTYPES", "BacktestResult", "run_backtest", "run_backtest_sweep"]
 
-BPS_PER_UNIT = 10_000.0  # 1 = 10,000 basis points
 DUST_QUOTE = 1e-9  # a trade smaller than this (quote) is float noise, never an order
 
 
@@ -62,22 +64,6 @@ class BacktestResult:
     turnover: float
     live_risk: LiveRiskReport | None = None  # None: the live risk layer was not modelled
     data_end_exits: tuple[str, ...] = ()  # one warning per held asset sold because its candles stopped
-
-
-@dataclass(slots=True)
-class _Inputs:
-    """Input frames as aligned float arrays (time x symbol), precomputed per FILL bar."""
-
-    mark: np.ndarray  # close, forward-filled, 0 before the first price
-    reference: np.ndarray  # price of bar i's open, or the last mark where the open is missing
-    tradeable: np.ndarray  # 1.0 where bar i has a usable open, else 0.0 (no trade)
-    target: np.ndarray  # target decided at bar i (NaN -> 0), filled at bar i + 1's open
-    has_decision: np.ndarray  # bar i - 1 holds a decision on the schedule: bar i's open fills it
-    slip_frac: np.ndarray  # slippage fraction for a fill at bar i's open (may be a broadcast view)
-    funding_per_unit: np.ndarray | None  # sum of funding rates settled in bar i x funding price
-    wants_position: np.ndarray  # the target of bar i holds a non-zero weight
-    last_close_bar: np.ndarray  # per asset: the last bar with a close (-1: none)
-    marks_non_negative: bool  # no mark < 0: a long-only book with cash > 0 cannot reach equity <= 0
 
 
 @dataclass(slots=True)
@@ -109,6 +95,7 @@ def run_backtest(
     funding_wide: pd.DataFrame | None = None,
     volatility_wide: pd.DataFrame | None = None,
     live_risk: LiveRiskLimits | None = None,
+    compiled: bool = True,
 ) -> BacktestResult:
     """Simulate trading ``target_weights`` over the bars of ``close_wide`` (see module docstring).
 
@@ -118,9 +105,13 @@ def run_backtest(
     [open_i, open_i + bar) is paid by the units held during bar i, on units x open_i. Symbols
     missing from it pay no funding. ``volatility_wide``: per-bar return volatility fraction, read
     at the decision bar for the volatility-scaled slippage. ``live_risk``: the ``[risk]`` limits, applied
-    when ``params.model_live_risk`` (lib.research.live_risk).
+    when ``params.model_live_risk`` (lib.research.live_risk). ``compiled``: without the live risk layer, run
+    the walk compiled (lib.research.sim_kernel; same numbers); False runs the Python walk (the reference).
     """
-    inputs = _prepare(open_wide, close_wide, target_weights, params, funding_wide, volatility_wide)
+    frames = align_frames(open_wide, close_wide, target_weights, params, funding_wide, volatility_wide)
+    if compiled and (live_risk is None or not params.model_live_risk):
+        return _compiled_run(close_wide, frames, params)
+    inputs = schedule(frames, params)
     n_bars, n_assets = inputs.mark.shape
     equity = np.zeros(n_bars)
     ledger = _Ledger(cash=float(params.starting_capital_quote), units=np.zeros(n_assets))
@@ -294,59 +285,44 @@ def _fit_buys_to_cash(
     return [order for order in fitted if order[1] < 0 or order[2] * order[3] >= min_notional_quote]
 
 
-def _prepare(
+def run_backtest_sweep(
+    *,
     open_wide: pd.DataFrame,
     close_wide: pd.DataFrame,
     target_weights: pd.DataFrame,
-    params: BacktestParams,
-    funding_wide: pd.DataFrame | None,
-    volatility_wide: pd.DataFrame | None,
-) -> _Inputs:
-    """Validate and align the inputs to ``close_wide``'s bars and symbols."""
+    grid: Sequence[BacktestParams],
+    funding_wide: pd.DataFrame | None = None,
+    volatility_wide: pd.DataFrame | None = None,
+) -> list[BacktestResult]:
+    """``run_backtest`` (without the live risk layer) at each parameter set of ``grid`` on the same frames: they
+    are validated and aligned once, then each set only schedules and walks (compiled). One market per grid."""
+    if len({params.market for params in grid}) > 1:
+        raise DataError("a sweep runs one market: split spot and perp parameter sets")
+    if not grid:
+        return []
+    frames = align_frames(open_wide, close_wide, target_weights, grid[0], funding_wide, volatility_wide)
+    return [_compiled_run(close_wide, frames, params) for params in grid]
+
+
+def _compiled_run(close_wide: pd.DataFrame, frames: AlignedFrames, params: BacktestParams) -> BacktestResult:
+    """The walk without the live risk layer, compiled (lib.research.sim_kernel, imported here: numba loads late)."""
+    from lib.research import sim_kernel
+
+    inputs = schedule(frames, params)
+    n_assets = inputs.mark.shape[1]
+    slip = inputs.slip_frac[:1] if inputs.slip_frac.strides[0] == 0 else inputs.slip_frac
+    funding = inputs.funding_per_unit if inputs.funding_per_unit is not None else np.zeros((0, n_assets))
+    fee_frac = params.fee_bps / BPS_PER_UNIT
+    equity, held_units, records, funding_paid, _ = sim_kernel.simulate(
+        inputs.mark, inputs.reference, inputs.tradeable, inputs.target, inputs.has_decision, slip, funding,
+        inputs.wants_position, inputs.last_close_bar, inputs.marks_non_negative,
+        float(params.starting_capital_quote), fee_frac, params.market == "spot", float(params.min_notional_quote),
+        float(params.no_trade_band_frac))  # fmt: skip
     index, columns = close_wide.index, close_wide.columns
-    if not (open_wide.index.equals(index) and open_wide.columns.equals(columns)):
-        raise DataError("open_wide and close_wide must have the same index and columns")
-    if not (index.is_monotonic_increasing and index.is_unique) or len(index) == 0:
-        raise DataError("close_wide index must be non-empty, increasing and unique")
-    unknown = target_weights.columns.difference(columns)
-    if len(unknown):
-        raise DataError(f"target_weights has symbols without prices: {list(unknown)}")
-    if not target_weights.index.equals(index) and len(target_weights.index.difference(index)):
-        raise DataError("target_weights has timestamps that are not bars of close_wide")
-    target = target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float)
-    check_targets(target, params, index)
-    mark = np.nan_to_num(close_wide.ffill().to_numpy(dtype=float))
-    reference = open_wide.to_numpy(dtype=float, copy=True)
-    blocked = ~(np.isfinite(reference) & (reference > 0))
-    blocked_after_first = blocked[1:]
-    reference[1:][blocked_after_first] = mark[:-1][blocked_after_first]  # value at the last mark
-    reference[0][blocked[0]] = mark[0][blocked[0]]
-    slip_frac = np.broadcast_to(np.full(len(columns), params.slippage_bps / BPS_PER_UNIT), target.shape)
-    if volatility_wide is not None and params.slippage_vol_mult > 0:
-        vol = volatility_wide.reindex(index=index, columns=columns).to_numpy(dtype=float)
-        slip_frac = slip_frac.copy()
-        slip_frac[1:] += params.slippage_vol_mult * np.nan_to_num(vol[:-1])
-    has_decision = np.zeros(len(index), dtype=bool)
-    on_schedule = np.arange(len(index) - 1) % params.rebalance_every_bars == 0
-    has_decision[1:] = np.isfinite(target[:-1]).any(axis=1) & on_schedule
-    funding = None
-    if funding_wide is not None:
-        if params.market != "perp":
-            raise DataError("funding_wide is only meaningful for backtest.market = 'perp'")
-        funding = funding_per_unit(funding_wide, index, columns, reference)
-    target = np.nan_to_num(target)
-    return _Inputs(
-        mark=mark,
-        reference=reference,
-        tradeable=(~blocked).astype(float),
-        target=target,
-        has_decision=has_decision,
-        slip_frac=slip_frac,
-        funding_per_unit=funding,
-        wants_position=target.any(axis=1),
-        last_close_bar=last_close_bar(close_wide.to_numpy(dtype=float)),
-        marks_non_negative=not (mark < 0).any(),
-    )
+    trades = trades_from_records(records, index, columns, fee_frac)
+    exits = [(int(bar), (int(asset), side, amount, price)) for bar, asset, side, amount, price, _, _ in
+             records[records[:, 5] > 0].tolist()]
+    return _assemble(close_wide, equity, held_units, inputs.mark, trades, exits, funding_paid, None)
 
 
 def _result(
@@ -358,11 +334,19 @@ def _result(
     held_units = np.repeat(np.array([units for _, units in ledger.segments]), np.diff(starts), axis=0)
     if ledger.ruined_at >= 0:
         held_units[ledger.ruined_at :] = 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weights = np.where(equity[:, None] > 0, held_units * inputs.mark / equity[:, None], 0.0)
     trades = trades_frame(ledger.fills, ledger.exits, index, columns, inputs.reference, inputs.mark, fee_frac)
+    return _assemble(close_wide, equity, held_units, inputs.mark, trades, ledger.exits, ledger.funding, risk)
+
+
+def _assemble(
+    close_wide: pd.DataFrame, equity: np.ndarray, held_units: np.ndarray, mark: np.ndarray, trades: pd.DataFrame,
+    exit_orders: list[tuple[int, Order]], funding_paid: float, risk: LiveRiskState | None,
+) -> BacktestResult:
+    index, columns = close_wide.index, close_wide.columns
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = np.where(equity[:, None] > 0, held_units * mark / equity[:, None], 0.0)
     exits = tuple(f"{columns[asset]}: candles stop after {index[bar]}; held {amount:.8g} sold at its last close "
-                  f"{price:.8g}" for bar, (asset, _, amount, price) in ledger.exits)
+                  f"{price:.8g}" for bar, (asset, _, amount, price) in exit_orders)
     mean_equity = float(equity.mean())
     return BacktestResult(
         equity=pd.Series(equity, index=index, name="equity"),
@@ -370,7 +354,7 @@ def _result(
         trades=trades,
         fees_paid_quote=float(trades["fee_quote"].sum()),
         slippage_paid_quote=float(trades["slippage_quote"].sum()),
-        funding_paid_quote=ledger.funding,
+        funding_paid_quote=funding_paid,
         turnover=float(trades["notional_quote"].sum()) / mean_equity if mean_equity > 0 else 0.0,
         live_risk=None if risk is None else risk.report(),
         data_end_exits=exits,

@@ -21,14 +21,22 @@ neither pandas nor pandas-ta.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 import numpy as np
 import pandas as pd
 
 from lib.core.errors import ConfigError, DataError, IndicatorError
-from lib.research import indicators
 from lib.research.signal_params import SIGNAL_NAMES, SignalParams
+
+
+def _indicators() -> ModuleType:
+    """``lib.research.indicators``, imported on first use: it loads pandas-ta and numba (~0.5 s, ~60 MB),
+    which a strategy without the ensemble's signals (the trend core book) never needs."""
+    from lib.research import indicators
+
+    return indicators
+
 
 WINDOW_MIN_VALID_FRAC = 0.75
 """A trailing statistic on a wide (union-index) frame needs this share of its window valid: gap rows
@@ -106,16 +114,16 @@ def _combine(components: list[pd.Series], params: SignalParams) -> pd.Series:
 
 
 def _trend(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    emas = indicators.compute_ema_cross(
+    emas = _indicators().compute_ema_cross(
         frame, fast_length=params.ema_fast_length, slow_length=params.ema_slow_length
     )
-    adx = indicators.compute_adx(frame, length=params.adx_length)
+    adx = _indicators().compute_adx(frame, length=params.adx_length)
     components = [
         _directional(np.log(emas["ema_fast"] / emas["ema_slow"]), params),
         _directional((adx["dmp"] - adx["dmn"]) / (adx["dmp"] + adx["dmn"]) * adx["adx"] / 100.0, params),
     ]
     if params.trend_use_supertrend:
-        supertrend = indicators.compute_supertrend(
+        supertrend = _indicators().compute_supertrend(
             frame, length=params.supertrend_length, multiplier=params.supertrend_multiplier
         )
         components.append(_directional(supertrend["supertrend_direction"], params))
@@ -123,22 +131,22 @@ def _trend(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
 
 
 def _momentum(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    roc = indicators.compute_roc(frame, lengths=params.roc_lengths)
+    roc = _indicators().compute_roc(frame, lengths=params.roc_lengths)
     return _combine(
         [_directional(np.log1p(roc[f"roc_{n}_frac"]), params) for n in params.roc_lengths], params
     )
 
 
 def _mean_reversion(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    rsi = indicators.compute_rsi(frame, length=params.rsi_length)["rsi"]
-    bbands = indicators.compute_bbands(frame, length=params.bbands_length, std=params.bbands_std)
+    rsi = _indicators().compute_rsi(frame, length=params.rsi_length)["rsi"]
+    bbands = _indicators().compute_bbands(frame, length=params.bbands_length, std=params.bbands_std)
     components = [_directional(50.0 - rsi, params), _directional(0.5 - bbands["bb_percent"], params)]
     return _combine(components, params)
 
 
 def _volatility(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    natr = indicators.compute_atr(frame, length=params.atr_length)["natr_frac"]
-    realized = indicators.compute_realized_vol(frame, length=params.realized_vol_length)["realized_vol_frac"]
+    natr = _indicators().compute_atr(frame, length=params.atr_length)["natr_frac"]
+    realized = _indicators().compute_realized_vol(frame, length=params.realized_vol_length)["realized_vol_frac"]
     components = [
         rolling_zscore(
             -np.log(level.where(level > 0)),
@@ -152,7 +160,7 @@ def _volatility(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
 
 
 def _volume(frame: pd.DataFrame, params: SignalParams) -> pd.Series:
-    flow = indicators.compute_obv(frame, flow_length=params.obv_flow_length)["obv_flow_frac"]
+    flow = _indicators().compute_obv(frame, flow_length=params.obv_flow_length)["obv_flow_frac"]
     return _directional(flow, params)
 
 
@@ -177,7 +185,7 @@ def compute_base_signals(candles: pd.DataFrame, params: SignalParams, *, strict:
         IndicatorError: (strict only) an indicator needs more bars than the candles have.
         DataError: malformed candles (see ``lib.research.indicators.to_candle_frame``).
     """
-    frame = indicators.to_candle_frame(candles)
+    frame = _indicators().to_candle_frame(candles)
     columns: dict[str, pd.Series] = {}
     for name in SIGNAL_NAMES:
         try:
@@ -199,7 +207,7 @@ def _candle_index(candles: pd.DataFrame) -> pd.Index:
             index = pd.Index(timestamps.to_numpy(), name="timestamp")
             if index.is_unique and index.is_monotonic_increasing:
                 return index
-    return indicators.to_candle_frame(candles).index
+    return _indicators().to_candle_frame(candles).index
 
 
 def compute_signal_panel(

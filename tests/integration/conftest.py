@@ -66,6 +66,9 @@ def script_env(extra: dict[str, str] | None) -> dict[str, str]:
     """The parent environment minus anything coinbot-specific, plus ``extra``; no proxies for loopback."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("COINBOT")}
     env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    # research grids serially in-process unless a test asks for Dask (tests/unit/ops/test_fanout.py and
+    # test_research_fanout.py cover the cluster paths; a LocalCluster per script run costs ~15 s on 2 cores)
+    env["COINBOT__RESEARCH__WORKERS"] = "1"
     env.update(extra or {})
     return env
 

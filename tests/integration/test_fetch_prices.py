@@ -110,15 +110,17 @@ def test_backfill_stores_exactly_the_closed_candles(binance_project: Project, fa
     assert [r["event"] for r in records] == ["start", "finish"] and records[-1]["status"] == "ok"
 
 
-def test_rerun_with_nothing_new_is_one_request_per_series_and_rewrites_nothing(
+def test_rerun_with_nothing_new_asks_the_exchange_nothing_and_rewrites_nothing(
     binance_project: Project, fake: FakeBinance
 ) -> None:
     assert_ok(fetch(binance_project, fake))
     files = sorted((binance_project.data / "ohlcv").rglob("*.parquet"))
     before = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in files}
     fake.reset_requests()
-    assert_ok(fetch(binance_project, fake))
-    assert len(fake.requests("/api/v3/klines")) == len(SYMBOLS) * 2
+    result = fetch(binance_project, fake)
+    assert_ok(result)
+    assert "0 series updated, 4 unchanged" in result.stderr
+    assert fake.requests("/api/v3/klines") == []  # "nothing new" is read from the files' footers (issue 12)
     assert {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in files} == before
 
 
@@ -147,7 +149,7 @@ def test_exchange_gap_is_recorded_once_and_not_rerequested(binance_project: Proj
     assert gaps is not None and gaps.values.tolist() == [[gap_start, gap_start + 2 * MS_PER_HOUR]]
     fake.reset_requests()
     assert_ok(fetch(binance_project, fake))
-    assert len(fake.requests("/api/v3/klines")) == len(SYMBOLS) * 2  # the gap is not asked for again
+    assert fake.requests("/api/v3/klines") == []  # the known gap is not asked for again (nor anything else)
 
 
 def test_transient_bad_candle_is_refetched(binance_project: Project, fake: FakeBinance) -> None:

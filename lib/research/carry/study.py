@@ -3,7 +3,8 @@
 Weights are computed on all bars up to the end (every input is causal, so earlier bars never see
 later ones: tested by truncation) and the book starts flat at ``start_ms``. A grid returns one row of
 metrics per configuration and the returns matrix (one column of daily net returns per configuration)
-that the research protocol's deflated Sharpe consumes.
+that the research protocol's deflated Sharpe consumes; each configuration is one task through ``map_tasks``
+(lib.research.tasks), the market sent once per worker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lib.research.carry import report
 from lib.research.carry.book import CarryBookResult, simulate_book
 from lib.research.carry.market import CarryMarket, slice_market
 from lib.research.carry.sleeve import CarryParams, carry_weights, perp_daily_volatility
+from lib.research.tasks import MapTasks, serial_map
 
 STRATEGY_NAME = "funding_carry"
 
@@ -74,19 +76,36 @@ def config_label(params: CarryParams, names: Iterable[str]) -> str:
     return ",".join(f"{name}={getattr(params, name)}" for name in names)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GridShared:
+    """What every configuration's task reads: the market, the span, and the axis names of the table."""
+
+    market: CarryMarket
+    start_ms: int | None
+    end_ms: int | None
+    names: tuple[str, ...]
+
+
+def grid_task(config: CarryParams, shared: GridShared) -> tuple[dict[str, Any], pd.Series]:
+    """One configuration's backtest -> (its metrics row, its daily net returns)."""
+    run = run_carry(shared.market, config, start_ms=shared.start_ms, end_ms=shared.end_ms)
+    flat = {key: value for key, value in run.metrics.items() if not key.startswith("yearly_")}
+    flat.update({f"return_{year}": value for year, value in run.metrics["yearly_returns"].items()})
+    for year, parts in run.metrics["yearly_breakdown"].items():
+        flat.update({f"{name.removesuffix('_quote')}_{year}": value for name, value in parts.items()})
+    return {"config": config_label(config, shared.names), **{name: getattr(config, name) for name in shared.names},
+            **flat}, run.daily_net_returns
+
+
 def run_grid(market: CarryMarket, configs: list[CarryParams], names: list[str], *, start_ms: int | None,
-             end_ms: int | None, progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             end_ms: int | None, progress: Callable[[int], None] | None = None,
+             map_tasks: MapTasks = serial_map) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one metrics row per configuration, daily net returns matrix with one column per configuration)."""
+    shared = GridShared(market=market, start_ms=start_ms, end_ms=end_ms, names=tuple(names))
     rows, columns = [], {}
-    for config in configs:
-        label = config_label(config, names)
-        run = run_carry(market, config, start_ms=start_ms, end_ms=end_ms)
-        flat = {key: value for key, value in run.metrics.items() if not key.startswith("yearly_")}
-        flat.update({f"return_{year}": value for year, value in run.metrics["yearly_returns"].items()})
-        for year, parts in run.metrics["yearly_breakdown"].items():
-            flat.update({f"{name.removesuffix('_quote')}_{year}": value for name, value in parts.items()})
-        rows.append({"config": label, **{name: getattr(config, name) for name in names}, **flat})
-        columns[label] = run.daily_net_returns
+    for row, returns in map_tasks(grid_task, configs, shared, label="carry grid"):
+        rows.append(row)
+        columns[row["config"]] = returns
         if progress is not None:
             progress(1)
     return pd.DataFrame(rows), pd.DataFrame(columns)

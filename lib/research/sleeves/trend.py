@@ -50,6 +50,23 @@ def trend_states(candles: pd.DataFrame, params: TrendParams) -> pd.DataFrame:
     return pd.DataFrame(states, index=index)
 
 
+def states_known_from_ms(candles: pd.DataFrame, params: TrendParams) -> int | None:
+    """Open time from which this asset's trigger states no longer depend on bars before ``candles``: the
+    latest, over horizons, of each horizon's first decision (gap outside the band) in ``candles``. Before
+    a first decision a state is the "down" default, which a longer history could contradict; from it on,
+    the state is the same whatever came before. None: some horizon never decides within ``candles``."""
+    index = candles["timestamp"].to_numpy(dtype="int64")
+    close = pd.Series(candles["close"].to_numpy(dtype="float64"))
+    known = -1
+    for n in params.horizons_bars:
+        gap = sma_gap(close, n).to_numpy()
+        decided = np.flatnonzero(np.abs(gap) > params.entry_buffer_frac)  # NaN compares False
+        if decided.size == 0:
+            return None
+        known = max(known, int(index[decided[0]]))
+    return known
+
+
 def sma_gap(close: pd.Series, length: int) -> pd.Series:
     """close_t / SMA_length(close)_t - 1; NaN for the first ``length - 1`` bars."""
     return close / close.rolling(length, min_periods=length).mean() - 1.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 from lib.core.errors import DataError
 from lib.core.timeframes import periods_per_year
 from lib.research.backtest_params import BacktestParams
-from lib.research.backtester import BacktestResult, run_backtest
+from lib.research.backtester import BacktestResult, run_backtest, run_backtest_sweep
 from lib.research.live_risk import LiveRiskLimits
 from lib.research.strategy import compute_strategy
 from lib.research.study.sections import StudySettings, to_backtest_params, with_overrides
@@ -82,6 +82,28 @@ def simulate(
         volatility_wide=inputs.bar_volatility_frac.loc[bars] if params.slippage_vol_mult > 0 else None,
         live_risk=live_risk,
     )  # fmt: skip
+
+def simulate_grid(
+    inputs: SimulationInputs, grid: Sequence[BacktestParams], *, start_ms: int | None = None,
+    end_ms: int | None = None, live_risk: LiveRiskLimits | None = None,
+) -> list[BacktestResult]:  # fmt: skip
+    """``simulate`` at each parameter set of ``grid`` (one market), in order. Sets without the live risk layer
+    share one alignment of the frames and run the compiled walk (lib.research.backtester.run_backtest_sweep); sets
+    that model it run one by one (the layer is a Python walk). Same results as one ``simulate`` per set."""
+    modelled = [live_risk is not None and params.model_live_risk for params in grid]
+    fast = [params for params, is_modelled in zip(grid, modelled, strict=True) if not is_modelled]
+    needs_vol = any(params.slippage_vol_mult > 0 for params in fast)
+    bars = slice(start_ms, end_ms)
+    close = inputs.close.loc[bars]
+    if len(close) < 2:
+        raise DataError(f"backtest range [{start_ms}, {end_ms}] holds {len(close)} bar(s); need >= 2")
+    swept = iter(run_backtest_sweep(
+        open_wide=inputs.open.loc[bars], close_wide=close, target_weights=inputs.target_weights.loc[bars], grid=fast,
+        funding_wide=inputs.funding if fast and fast[0].market == "perp" else None,
+        volatility_wide=inputs.bar_volatility_frac.loc[bars] if needs_vol else None,
+    ))  # fmt: skip
+    return [simulate(inputs, params, start_ms=start_ms, end_ms=end_ms, live_risk=live_risk) if is_modelled
+            else next(swept) for params, is_modelled in zip(grid, modelled, strict=True)]
 
 def make_evaluate(
     candles_by_symbol: Mapping[str, Frame], settings: StudySettings, *,

@@ -1,11 +1,17 @@
 """Pure: the walk-forward study: a grid point chosen on each train window, traded on the next test window,
-stitched (``lib.research.walkforward``), as the walkforward.json document and an out-of-sample equity frame."""
+stitched (``lib.research.walkforward``), as the walkforward.json document and an out-of-sample equity frame.
+
+The grid goes through ``map_tasks`` (lib.research.tasks) in two fans of independent tasks: one strategy run per
+distinct strategy-side setting, then every grid point on every train window; the choice per window and the
+test-window runs (one per window) stay in the caller's process.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,15 +22,52 @@ from lib.research.study.benchmark_curves import STRATEGY_COLUMN, benchmark_equit
 from lib.research.study.grids import Grid
 from lib.research.study.json_values import json_safe
 from lib.research.study.reports import SCHEMA_VERSION
-from lib.research.study.sections import StudyParams, StudySettings
-from lib.research.study.simulation import Frame, SimulationInputs, make_evaluate
+from lib.research.study.sections import StudyParams, StudySettings, to_backtest_params, with_overrides
+from lib.research.study.simulation import (
+    Frame,
+    SimulationInputs,
+    build_simulation_inputs,
+    simulate,
+    strategy_key,
+)
+from lib.research.tasks import MapTasks, serial_map
 from lib.research.walkforward import WalkForwardParams, build_windows, expand_grid, run_walk_forward
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyShared:
+    """What every strategy-run task reads: the candles and the funding of the already computed run."""
+
+    candles_by_symbol: Mapping[str, Frame]
+    funding_wide: Frame | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationShared:
+    """What every evaluation task reads: each grid point's settings and the strategy run of its key."""
+
+    points: tuple[StudySettings, ...]
+    runs: Mapping[tuple[Any, ...], SimulationInputs]
+
+
+def strategy_run_task(settings: StudySettings, shared: StrategyShared) -> SimulationInputs:
+    """One strategy composition over the whole history (causal) for a strategy-side grid setting."""
+    return build_simulation_inputs(shared.candles_by_symbol, settings, funding_wide=shared.funding_wide)
+
+
+def evaluation_task(job: tuple[int, int, int], shared: EvaluationShared) -> pd.Series:
+    """``(point, start_ms, end_ms)`` -> that grid point's equity over [start_ms, end_ms] (from cash)."""
+    number, start_ms, end_ms = job
+    point = shared.points[number]
+    return simulate(shared.runs[strategy_key(point)], to_backtest_params(point), start_ms=start_ms, end_ms=end_ms,
+                    live_risk=point.live_risk).equity
 
 
 def walk_forward_study(
     candles_by_symbol: Mapping[str, Frame], settings: StudySettings, inputs: SimulationInputs,
     benchmarks: Frame, *, grid: Grid, layout: WalkForwardParams,
     progress: Callable[[], object] | None = None, study: StudyParams | None = None,
+    map_tasks: MapTasks = serial_map,
 ) -> tuple[dict[str, Any], Frame]:  # fmt: skip
     """Walk-forward over ``benchmarks``' bars: choose a grid point on each train window by
     ``layout.metric``, trade it on the next test window, stitch (lib.research.walkforward). Returns the
@@ -32,16 +75,22 @@ def walk_forward_study(
     the out-of-sample start (``study``: their settings; an equal-weight basket bought at ``benchmarks``' start
     and rebased would carry the weights it drifted to in the training span).
 
-    ``progress()`` is called once per evaluation (windows x (grid points + 1) in all).
+    ``progress()`` is called once per evaluation used (windows x (grid points + 1) in all); ``map_tasks`` runs
+    the strategy runs and the train-window evaluations (serially by default; the result does not depend on it).
     """
     points, windows = expand_grid(grid), build_windows(benchmarks.index, layout)
-    evaluate = make_evaluate(candles_by_symbol, settings, computed=inputs)
     timeframe = settings.strategy.timeframe
+    shared = _strategy_runs(candles_by_symbol, settings, inputs, points, map_tasks)
+    jobs = [(number, int(window.train_start_ts), int(window.train_end_ts))
+            for window in windows for number in range(len(points))]
+    trained = dict(zip(jobs, map_tasks(evaluation_task, jobs, shared, label="walk-forward train runs"), strict=True))
+    number_of = {_point_key(point): number for number, point in enumerate(points)}
 
     def counted(overrides: Mapping[str, Any], start_ms: Any, end_ms: Any) -> pd.Series:
         if progress is not None:
             progress()
-        return evaluate(overrides, start_ms, end_ms)
+        job = (number_of[_point_key(overrides)], int(start_ms), int(end_ms))
+        return trained[job] if job in trained else evaluation_task(job, shared)  # a test window: here
 
     walk = run_walk_forward(counted, points, windows, timeframe=timeframe, metric=layout.metric,
                             starting_capital_quote=settings.backtest.starting_capital_quote)
@@ -66,3 +115,22 @@ def walk_forward_study(
         "out_of_sample_end": format_ms(int(equity.index[-1])),
     }  # fmt: skip
     return json_safe(document), to_equity_frame(equity, oos)
+
+
+def _strategy_runs(candles_by_symbol: Mapping[str, Frame], settings: StudySettings, inputs: SimulationInputs,
+                   points: list[dict[str, Any]], map_tasks: MapTasks) -> EvaluationShared:
+    """Each grid point's settings and one strategy run per distinct strategy-side setting (``inputs`` is
+    ``settings``' own run, reused with its funding)."""
+    point_settings = tuple(with_overrides(settings, point) for point in points)
+    todo = {strategy_key(point): point for point in reversed(point_settings)}  # first point of each key
+    todo.pop(strategy_key(settings), None)
+    ordered = [todo[key] for key in dict.fromkeys(strategy_key(point) for point in point_settings) if key in todo]
+    computed = map_tasks(strategy_run_task, ordered, StrategyShared(candles_by_symbol, inputs.funding),
+                         label="walk-forward strategy runs")
+    runs = {strategy_key(settings): inputs, **{strategy_key(point): run for point, run in zip(ordered, computed,
+                                                                                                strict=True)}}
+    return EvaluationShared(point_settings, runs)
+
+
+def _point_key(overrides: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(dict(overrides).items()))

@@ -22,6 +22,7 @@ from lib.research.indicators import (
     compute_rsi,
     compute_supertrend,
     to_candle_frame,
+    wilder_adx,
 )
 from lib.research.signal_params import SignalParams
 from tests.helpers import synthetic_candles
@@ -208,3 +209,23 @@ BAD_CANDLES = [
 def test_malformed_candles_raise_data_error(case, change, message):
     with pytest.raises(DataError, match=message):
         to_candle_frame(_broken(change))
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("timeframe", ["1d", "1h"])
+def test_wilder_adx_is_bit_identical_to_pandas_ta_adx_on_real_candles(shared_data_dir, timeframe):
+    """The vectorized zero rule must not change a single bit of pandas-ta's ADX (every coin, NaNs included)."""
+    import pandas_ta as ta
+
+    paths = sorted((shared_data_dir / "market" / timeframe).glob("*.parquet"))
+    for path in paths if timeframe == "1d" else paths[:4]:
+        frame = pd.read_parquet(path).set_index("timestamp").astype("float64")
+        for length in (5, 14):
+            expected = ta.adx(frame["high"], frame["low"], frame["close"], length=length, talib=False, tvmode=False)
+            ours = wilder_adx(frame["high"], frame["low"], frame["close"], length=length)
+            assert ours is not None
+            for key, prefix in (("adx", "ADX_"), ("dmp", "DMP_"), ("dmn", "DMN_")):
+                column = next(c for c in expected.columns if c.startswith(prefix))
+                want, got = expected[column].to_numpy(), ours[key].to_numpy()
+                assert np.array_equal(want, got, equal_nan=True), (path.name, length, key)
+                assert np.array_equal(np.signbit(want), np.signbit(got)), (path.name, length, key)
