@@ -21,7 +21,7 @@ from lib.core.symbols import quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.data import symbol_failures
 from lib.data.stored import read_candle_timestamps, read_valid_candles
-from lib.ops import reporting, risk_report
+from lib.ops import carry_report, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
 
@@ -87,6 +87,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
                                    prices=mark.prices, candles=candles, timeframe=timeframe, limits=ctx.config.risk,
                                    targets_document=storage.read_json(ctx.paths.targets) if ctx.paths.targets.exists()
                                    else None)  # VaR/CVaR of the book and of each sleeve, perp shorts' margin
+    risk = carry_report.carry_lines(ctx.paths, ctx.config, positions) or risk  # funding_carry: both venues
     text = reporting.build_summary_text(now_ms=ctx.now_ms, title=title, health=health, quote=quote,
                                         performance=performance, mark=mark, risk=risk)
     return chart, text
@@ -112,7 +113,7 @@ def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFram
 
 def _check_health(ctx: RunContext, universe: list[str],
                   candles: dict[str, pd.DataFrame | None]) -> HealthReport:
-    newest: dict[tuple[str, str], int | None] = {}
+    newest = carry_report.perp_freshness(ctx.paths, ctx.config, ctx.now_ms)  # funding_carry: USD-M candles
     for timeframe in ctx.config.data.timeframes:
         for symbol in universe:
             frame = (candles[symbol] if timeframe == ctx.config.strategy.timeframe

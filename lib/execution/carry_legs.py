@@ -66,6 +66,7 @@ class PairTarget:
     spot_symbol: str
     perp_symbol: str
     spot_weight: float
+    max_amount_base: Decimal | None = None  # a risk refusal or cut: never more per leg than this (held / safe)
 
 
 def pair_targets(weights: Mapping[str, float]) -> list[PairTarget]:
@@ -97,7 +98,8 @@ def pair_amount(target: PairTarget, *, sizing_quote: float, spot_price: float, s
         raise DataError(f"{target.spot_symbol}: cannot size the pair (equity {sizing_quote}, price {spot_price})")
     if target.spot_weight == 0:
         return Decimal(0)
-    return round_down_to_step(to_decimal(target.spot_weight * sizing_quote / spot_price), step)
+    amount = round_down_to_step(to_decimal(target.spot_weight * sizing_quote / spot_price), step)
+    return amount if target.max_amount_base is None else min(amount, target.max_amount_base)
 
 
 def plan_pair(target: PairTarget, *, amount: Decimal, spot_held: Decimal, perp_held: Decimal,

@@ -13,9 +13,8 @@ naming every incident; a run that could not end hedged (or whose orders' outcome
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from decimal import Decimal
-from pathlib import Path
 
 from loguru import logger
 
@@ -24,11 +23,10 @@ from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
+from lib.execution import carry_guard, carry_halt, state_files
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
-from lib.execution import state_files
 from lib.execution.carry_legs import (
-    CarrySection,
     PairTarget,
     collateral_needed,
     common_step,
@@ -39,60 +37,36 @@ from lib.execution.carry_legs import (
     plan_transfer,
     unhedged_quote,
 )
-from lib.execution.exchange_section import ExchangeSection
+from lib.execution.carry_state import (
+    CarryPaths,
+    CarrySettings,
+    RunState,
+    book_equity,
+    live_prices,
+    wallet_facts,
+)
 from lib.execution.journal import RunInfo
-from lib.execution.orders import OrderParams, PlannedOrder, to_decimal
-from lib.execution.paper import PaperParams
-from lib.execution.risk import RiskLimits, check_daily_loss, check_drawdown, check_price_sanity, check_staleness
+from lib.execution.orders import PlannedOrder, to_decimal
+from lib.execution.risk import (
+    RiskRejection,
+    check_daily_loss,
+    check_drawdown,
+    check_price_sanity,
+    check_staleness,
+)
 from lib.execution.risk_baselines import roll_baselines
-from lib.execution.simulated import SimulatedParams
 from lib.execution.state_files import PAPER_ORDER_RETENTION_MS, Journal
-from lib.execution.two_account_session import TwoAccountSession, connect_two
+from lib.execution.two_account_session import connect_two
 from lib.execution.venue_session import require_safe_key
-from lib.execution.wallet_transfer import reconcile_open_transfers, transfer_collateral
+from lib.execution.wallet_transfer import reconcile_open_transfers
 
 CARRY_STRATEGY = "funding_carry"
 MAX_TARGET_AGE_BARS = 2
 """targets.json older than this many bars after its signal candle closed is stale: nothing is traded."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CarrySettings:
-    """What a carry run reads from the config (lib.ops composes it; lib.execution never imports lib.ops)."""
-
-    exchange: ExchangeSection
-    carry: CarrySection
-    orders: OrderParams
-    risk: RiskLimits
-    paper: PaperParams
-    simulated: SimulatedParams
-    quote: str
-
-
-@dataclass
-class CarryPaths:
-    targets: Path
-    positions: Path
-    journal: Path
-    halt: Path
-    kill_switch: Path
-    venue: str
-
-
-@dataclass
-class _Run:
-    settings: CarrySettings
-    session: TwoAccountSession
-    journal: Journal
-    run: RunInfo
-    positions_path: Path
-    previous: Positions | None
-    incidents: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-
 def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets, *, now_ms: int, run_id: str,
-                    alert: Callable[[str], object], dry_run: bool = False) -> str:
+                    alert: Callable[[str], object], dry_run: bool = False, reset_high_water_mark: bool = False) -> str:
     """One carry rebalance; returns what it did (``dry_run``: the plan, nothing sent or written). Alerts once when
     something went wrong and was put right; raises (the runner alerts once) when the book could not be left hedged
     or an outcome is unknown."""
@@ -103,12 +77,13 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     if now_ms > targets.as_of_ms + (1 + MAX_TARGET_AGE_BARS) * bar_ms:
         raise errors.StateError(f"{paths.targets} is stale (signal bar {targets.as_of_ms}, now {now_ms}): run "
                                 "compute_signals; nothing traded")
-    previous = state_files.read_positions(paths.positions, mode=exchange.mode, venue=paths.venue, journal=journal)
+    previous = state_files.read_positions(paths.positions, mode=exchange.mode, venue=paths.venue, journal=journal,
+                                          reset_baselines=reset_high_water_mark)
     run = RunInfo(time_ms=now_ms, run_id=run_id, rebalance_id=engine.rebalance_id_of(targets), mode=exchange.mode,
                   venue=paths.venue)
-    if engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=state_files.read_halt(paths.halt),
-                          journal=journal, run=run):
-        raise errors.TradingHalted("a drawdown halt is in force: the carry book is not traded; " + engine.HOW_TO_RESUME)
+    halt = state_files.read_halt(paths.halt)
+    finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt, journal=journal,
+                                           run=run)  # a halt whose flatten is unfinished: finish it, nothing else
     pairs = {p.spot_symbol: p for p in pair_targets({s: w for s, w in targets.weights.items()
                                                      if to_spot(s) not in targets.hold})}
     held_before = set() if previous is None else {s for s, a in previous.amounts_base.items() if a}
@@ -122,16 +97,30 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     for client in session.clients:  # the same key on both accounts: may trade each, may never withdraw
         require_safe_key(client, mode=exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
-    state = _Run(settings, session, journal, run, paths.positions, previous)
+    state = RunState(settings, session, journal, run, paths.positions, previous, reset=reset_high_water_mark)
     state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}), earlier run: {e.detail}"
                         for e in reconcile_open_transfers(session, journal=journal, run=run)]
-    _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms, reference_prices=targets.signal_closes())
+    if finishing_flatten and halt is not None:
+        logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
+        if dry_run:
+            return _plan_text(state, {s: replace(p, spot_weight=0.0) for s, p in pairs.items()})
+        carry_halt.flatten(state, pairs, halt, paths.halt, _trade_pair, _write_positions)
+    breach = _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms,
+                        reference_prices=targets.signal_closes())
+    if breach is not None:  # a drawdown: both legs of every pair closed, hedged, then halted
+        if dry_run:
+            return _plan_text(state, {s: replace(p, spot_weight=0.0) for s, p in pairs.items()})
+        carry_halt.flatten(state, pairs, carry_halt.write_new_halt(state, breach, paths.halt), paths.halt, _trade_pair,
+                           _write_positions)
+    checked = carry_guard.pre_trade(state, pairs, paths.candles)
+    pairs = checked.pairs
     if dry_run:
         return _plan_text(state, pairs)
     filled = 0
     try:
-        _move_collateral(state, pairs, targets_weights=targets.weights)
-        for pair in sorted(pairs.values(), key=lambda p: p.spot_symbol):
+        first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
+        pairs = {**pairs, **first}
+        for pair in sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol)):
             if pair.spot_symbol in targets.hold:
                 logger.warning("{} kept as it is ({}): not traded this run", pair.spot_symbol,
                                targets.hold[pair.spot_symbol])
@@ -144,17 +133,21 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     summary = "; ".join(state.failures + state.incidents)
     if state.failures:
         raise errors.RiskCheckFailed(f"carry book NOT hedged or outcome unknown: {summary}")
+    if checked.refusals or state.refused:  # only risk-reducing orders went; the run fails (the runner alerts once)
+        found = [records.describe_rejections(list(checked.refusals))] if checked.refusals else []
+        raise errors.RiskCheckFailed("carry book refused, only risk-reducing orders sent: "
+                                     + "; ".join([*found, *state.refused, *state.incidents]))
     if state.incidents:
         alert(f"coinbot: carry rebalance {run.rebalance_id}: {summary}")
     logger.info("carry rebalance {}: {} order(s) filled, {} pair(s)", run.rebalance_id, filled, len(pairs))
     return f"carry rebalance {run.rebalance_id}: {filled} order(s) filled, {len(pairs)} pair(s)"
 
 
-def _plan_text(state: _Run, pairs: dict[str, PairTarget]) -> str:
+def _plan_text(state: RunState, pairs: dict[str, PairTarget]) -> str:
     """The dry run's product: the collateral transfer and every pair's legs as the exchange holds it now."""
-    held, spot_cash, futures_balance = _wallet_facts(state)
-    prices = _prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
-    equity = _equity(held, spot_cash, futures_balance, prices)
+    held, spot_cash, futures_balance = wallet_facts(state)
+    prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
+    equity = book_equity(held, spot_cash, futures_balance, prices)
     notionals = {p.perp_symbol: max(p.spot_weight * equity, float(abs(held.get(p.perp_symbol, Decimal(0))))
                                     * prices[p.perp_symbol]) for p in pairs.values()}
     needed = collateral_needed(notionals, state.settings.carry)
@@ -179,86 +172,39 @@ def _plan_text(state: _Run, pairs: dict[str, PairTarget]) -> str:
     return "\n".join([*lines, "dry run: nothing sent, nothing written"])
 
 
-def _wallet_facts(state: _Run) -> tuple[dict[str, Decimal], Decimal, Decimal]:
-    """What the exchange holds now: (legs by symbol, spot free quote, futures margin balance)."""
-    wallets = state.session.wallets()
-    held = {s: to_decimal(a) for w in wallets.values() for s, a in w.amounts_base.items() if a}
-    return held, to_decimal(wallets["spot"].cash_quote), to_decimal(wallets["futures"].cash_quote)
-
-
-def _prices(state: _Run, symbols: set[str]) -> dict[str, float]:
-    prices = state.session.fetch_prices(symbols)
-    missing = sorted(symbols - set(prices))
-    if missing:
-        raise errors.DataError(f"no live price for {', '.join(missing)}: the carry book is not traded")
-    return prices
-
-
-def _equity(held: dict[str, Decimal], spot_cash: Decimal, futures_balance: Decimal, prices: dict[str, float]) -> float:
-    """Spot cash + spot legs at last prices + futures margin balance (perp legs' PnL is inside it)."""
-    spot_value = sum((a * Decimal(repr(prices[s])) for s, a in held.items() if not is_perpetual(s)), Decimal(0))
-    return float(spot_cash + spot_value + futures_balance)
-
-
-def _risk_gate(state: _Run, symbols: set[str], *, targets_close_ms: int, reference_prices: dict[str, float]) -> None:
-    """Before any transfer or order: live prices fresh and sane, no drawdown or daily-loss breach (lib.execution.risk);
-    a breach is journaled and nothing is traded (the carry path has no flatten of its own yet)."""
-    held, spot_cash, futures_balance = _wallet_facts(state)
-    prices = _prices(state, symbols | set(held))
+def _risk_gate(state: RunState, symbols: set[str], *, targets_close_ms: int,
+               reference_prices: dict[str, float]) -> RiskRejection | None:
+    """Before any transfer or order: live prices fresh and sane, no daily-loss breach (lib.execution.risk): a breach
+    is journaled and nothing is traded. A drawdown breach is returned (journaled): the caller flattens and halts."""
+    held, spot_cash, futures_balance = wallet_facts(state)
+    prices = live_prices(state, symbols | set(held))
     limits, run = state.settings.risk, state.run
-    equity = _equity(held, spot_cash, futures_balance, prices)
-    baselines = roll_baselines(state.previous, equity_quote=equity, now_ms=run.time_ms)
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    baselines = roll_baselines(state.previous, equity_quote=equity, now_ms=run.time_ms, reset=state.reset)
     times = state.session.price_times_ms()
+    drawdown = check_drawdown(equity_quote=equity, high_water_mark_quote=baselines.high_water_mark_quote,
+                              limits=limits)
     rejections = [
         *check_staleness(targets_as_of_ms=targets_close_ms, price_times_ms={s: times.get(s) for s in prices},
                          required_symbols=symbols, now_ms=run.time_ms, limits=limits),
-        *check_price_sanity(prices, reference_prices, limits),
-        *check_drawdown(equity_quote=equity, high_water_mark_quote=baselines.high_water_mark_quote, limits=limits),
-        *check_daily_loss(equity_quote=equity, start_of_day_equity_quote=baselines.day_start_equity_quote,
-                          limits=limits)]
+        *check_price_sanity(prices, reference_prices, limits), *drawdown]
+    if not drawdown:  # a drawdown flattens whatever today's loss (the flatten reduces risk only)
+        rejections += check_daily_loss(equity_quote=equity, start_of_day_equity_quote=baselines.day_start_equity_quote,
+                                       limits=limits)
     for rejection in rejections:
         state.journal.append(records.to_risk_rejected_event(rejection, run))
-    if rejections:
+    if len(rejections) > len(drawdown):
         raise errors.RiskCheckFailed(f"carry book not traded: {records.describe_rejections(rejections)}")
+    return drawdown[0] if drawdown else None
 
-
-def _move_collateral(state: _Run, pairs: dict[str, PairTarget], *, targets_weights: dict[str, float]) -> None:
-    """Top up (or return) the futures wallet to the initial margin of max(held, target) short legs + buffer."""
-    held, spot_cash, futures_balance = _wallet_facts(state)
-    symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
-    prices = _prices(state, symbols)
-    equity = _equity(held, spot_cash, futures_balance, prices)
-    notionals = {}
-    for pair in pairs.values():
-        target = pair.spot_weight * equity
-        current = float(abs(held.get(pair.perp_symbol, Decimal(0)))) * prices[pair.perp_symbol]
-        notionals[pair.perp_symbol] = max(target, current)
-    needed = collateral_needed(notionals, state.settings.carry)
-    plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=needed, spot_free_quote=spot_cash,
-                         params=state.settings.carry, rebalance_id=state.run.rebalance_id)
-    logger.info("carry collateral: futures wallet {} needs {} ({})", futures_balance, needed,
-                "no transfer" if plan is None else f"{plan.amount_quote} {plan.from_wallet}->{plan.to_wallet}")
-    if plan is None:
-        return
-    before = len(state.journal.appended)
-    try:
-        transfer_collateral(state.session, plan.amount_quote, plan.from_wallet, plan.to_wallet, plan.transfer_id,
-                            journal=state.journal, run=state.run)
-    except errors.OrderRejected as error:  # the legs still go: the exchange refuses a short it cannot margin
-        state.incidents.append(f"collateral transfer {plan.transfer_id} refused: {error}")
-    recovered = [e for e in state.journal.appended[before:] if e.event == "transferred" and e.detail]
-    state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}): {e.detail}, "
-                        "not sent again" for e in recovered]
-
-
-def _trade_pair(state: _Run, pair: PairTarget) -> int:
+def _trade_pair(state: RunState, pair: PairTarget) -> int:
     """Both legs (perp first), then the mismatch rule on what the exchange holds. Returns orders filled."""
     settings, session = state.settings, state.session
-    held, spot_cash, futures_balance = _wallet_facts(state)
+    held, spot_cash, futures_balance = wallet_facts(state)
     legs = {pair.spot_symbol, pair.perp_symbol}
-    prices = _prices(state, legs | {s for s in held if not is_perpetual(s)})
+    prices = live_prices(state, legs | {s for s in held if not is_perpetual(s)})
     spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
-    equity = _equity(held, spot_cash, futures_balance, prices)
+    equity = book_equity(held, spot_cash, futures_balance, prices)
     start_gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
     if start_gap > settings.carry.max_unhedged_quote:
         state.incidents.append(f"{pair.spot_symbol}: found unhedged at the start ({spot_held} spot / {perp_held} "
@@ -280,10 +226,10 @@ def _trade_pair(state: _Run, pair: PairTarget) -> int:
     return filled + _enforce_hedge(state, pair, prices, had_trouble=trouble)
 
 
-def _send(state: _Run, orders: list[PlannedOrder]) -> int:
+def _send(state: RunState, orders: list[PlannedOrder]) -> int:
     """The existing order path: fat-finger cap, ``planned`` + ``sent`` before each call, lookup after failures."""
     cap = state.settings.risk.max_order_notional_quote
-    too_big = [o for o in orders if o.notional_quote > cap]
+    too_big = [o for o in orders if o.notional_quote > cap and not carry_guard.reduces(o)]  # exits always go
     if too_big:
         raise errors.RiskCheckFailed(f"carry leg {too_big[0].symbol} {too_big[0].notional_quote:.2f} > "
                                      f"risk.max_order_notional_quote {cap}: nothing of this pair sent")
@@ -304,12 +250,12 @@ def _send(state: _Run, orders: list[PlannedOrder]) -> int:
     return len(outcome.filled)
 
 
-def _enforce_hedge(state: _Run, pair: PairTarget, prices: dict[str, float], *, had_trouble: bool) -> int:
+def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], *, had_trouble: bool) -> int:
     """After the legs: what the exchange holds; unhedged -> the missing leg for the net, else unwind the excess."""
     limit = state.settings.carry.max_unhedged_quote
     filled, mismatched = 0, False
     for attempt in range(3):
-        held = _wallet_facts(state)[0]
+        held = wallet_facts(state)[0]
         spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
         gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
         if spot_held + perp_held == 0 or (gap <= limit and not had_trouble):
@@ -330,7 +276,7 @@ def _enforce_hedge(state: _Run, pair: PairTarget, prices: dict[str, float], *, h
         had_trouble = had_trouble or len(state.incidents) > before
     if not mismatched:
         return filled
-    held = _wallet_facts(state)[0]
+    held = wallet_facts(state)[0]
     spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
     gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
     if gap > limit:
@@ -342,7 +288,7 @@ def _enforce_hedge(state: _Run, pair: PairTarget, prices: dict[str, float], *, h
     return filled
 
 
-def _journal_mismatch(state: _Run, pair: PairTarget, spot_held: Decimal, perp_held: Decimal, gap: Decimal,
+def _journal_mismatch(state: RunState, pair: PairTarget, spot_held: Decimal, perp_held: Decimal, gap: Decimal,
                       fixes: list[PlannedOrder]) -> None:
     plan = ", then ".join(f"{o.side} {o.amount_base} {o.symbol}" for o in fixes) or "none possible"
     state.journal.append(records.to_leg_mismatch_event(state.run, symbol=pair.spot_symbol, unhedged_quote=gap,
@@ -351,7 +297,7 @@ def _journal_mismatch(state: _Run, pair: PairTarget, spot_held: Decimal, perp_he
                    spot_held, perp_held, gap, plan)
 
 
-def _write_positions(state: _Run, *, final: bool) -> None:
+def _write_positions(state: RunState, *, final: bool) -> None:
     """positions.json: one book over both wallets (``wallets``), both legs; the two paper wallets in ``paper``."""
     session, run = state.session, state.run
     wallets = session.wallets()
@@ -361,9 +307,9 @@ def _write_positions(state: _Run, *, final: bool) -> None:
     except errors.CoinbotError as error:  # keep the last good file rather than write a book without prices
         logger.error("positions.json not updated: {}", error)
         return
-    equity = _equity({s: to_decimal(a) for s, a in held.items()}, to_decimal(wallets["spot"].cash_quote),
+    equity = book_equity({s: to_decimal(a) for s, a in held.items()}, to_decimal(wallets["spot"].cash_quote),
                      to_decimal(wallets["futures"].cash_quote), prices)
-    baselines = roll_baselines(state.previous, equity_quote=equity, now_ms=run.time_ms)
+    baselines = roll_baselines(state.previous, equity_quote=equity, now_ms=run.time_ms, reset=state.reset)
     fees = records.compute_fees_quote(e for e in state.journal.history if (e.mode, e.venue) == (run.mode, run.venue))
     baselines = baselines.__class__(**{**asdict(baselines), "fees_paid_quote": fees,
                                        "high_water_mark_quote": max(baselines.high_water_mark_quote, equity)})

@@ -129,7 +129,7 @@ def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets,
                                           detail=f"liquidation risk of the shorts unknown ({error}): only "
                                                  "risk-reducing orders"))
     if limits.tail_risk_action != "off":
-        weights, scaled, refused = _fit_tail(weights, closes, fixed=set(hold) | set(book.unpriced), limits=limits)
+        weights, scaled, refused = fit_tail(weights, closes, fixed=set(hold) | set(book.unpriced), limits=limits)
         changed += scaled
         refusals += refused
     for rejection in changed:
@@ -142,9 +142,10 @@ def pre_trade(target_weights: Mapping[str, float], book: Book, targets: Targets,
                     guarded=frozenset(r.symbol for r in changed if r.check == LIQUIDATION_RISK and r.symbol))
 
 
-def _fit_tail(weights: dict[str, float], closes: Mapping[str, pd.Series], *, fixed: set[str],
-              limits: RiskLimits) -> tuple[dict[str, float], list[RiskRejection], list[RiskRejection]]:
-    """(weights, [the scaling done], [a refusal]) for the target book against the tail limits."""
+def fit_tail(weights: dict[str, float], closes: Mapping[str, pd.Series], *, fixed: set[str],
+             limits: RiskLimits) -> tuple[dict[str, float], list[RiskRejection], list[RiskRejection]]:
+    """(weights, [the scaling done], [a refusal]) for the target book against the tail limits. The carry book
+    passes both legs of each pair with their own closes (spot and perp): its risk is the basis, not the coin."""
     if not weights:
         return weights, [], []
     held = {s: w for s, w in weights.items() if s in fixed and s in closes}

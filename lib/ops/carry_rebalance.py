@@ -5,25 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lib.core.errors import ConfigError
 from lib.core.symbols import quote_of
+from lib.execution.carry_risk import CarryCandles
 from lib.execution.carry_run import CARRY_STRATEGY, CarryPaths, CarrySettings, rebalance_carry
 from lib.execution.risk_live_key import check_mode_allowed
+from lib.ops.carry_signals import futures_context
 from lib.ops.runner import RunContext
 
 
 def run_carry_rebalance(ctx: RunContext) -> None:
     """Both legs of every carry pair, the collateral transfer and the mismatch rule (lib.execution.carry_run)."""
     config, paths, args = ctx.config, ctx.paths, ctx.args
-    if args.reset_high_water_mark:
-        raise ConfigError("rebalance --reset-high-water-mark is not supported for funding_carry yet")
     check_mode_allowed(config.exchange, ctx.secrets, live_flag=args.live or args.dry_run)
     settings = CarrySettings(exchange=config.exchange, carry=config.carry, orders=config.orders, risk=config.risk,
                              paper=config.paper, simulated=config.simulated, quote=quote_of(config.data.symbols[0]))
     carry_paths = CarryPaths(targets=paths.targets, positions=paths.positions, journal=paths.journal,
-                             halt=paths.halt, kill_switch=paths.kill_switch, venue=paths.venue)
+                             halt=paths.halt, kill_switch=paths.kill_switch, venue=paths.venue,
+                             candles=CarryCandles(spot=paths, perp=futures_context(ctx).paths,
+                                                  timeframe=config.strategy.timeframe))
     text = rebalance_carry(settings, carry_paths, ctx.secrets, now_ms=ctx.now_ms, run_id=ctx.run_id, alert=ctx.alert,
-                           dry_run=args.dry_run)
+                           dry_run=args.dry_run, reset_high_water_mark=args.reset_high_water_mark)
     if args.dry_run:
         print(text)
 

@@ -5,10 +5,13 @@ forecast the rebalance guard uses (EWMA 0.94 of the stored daily closes, lib.exe
 
 FAIL: at or past liquidation (margin ratio >= 1). WARN: above ``risk.max_liquidation_prob_24h`` (the next
 rebalance cuts it first) or not assessable (the next rebalance refuses to add risk). No shorts: no row.
+The funding-carry book (two accounts): the shorts' margin balance is the futures wallet (``wallets``), their
+volatility comes from the USD-M venue's candles, and one more row shows both wallets' balances.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from lib.core.errors import CoinbotError, StateError
@@ -17,13 +20,18 @@ from lib.core.paths import ProjectPaths
 from lib.core.short_margin import ShortMargin, assess_shorts
 from lib.core.state import Positions
 from lib.core.storage import read_json
+from lib.core.symbols import quote_of
 from lib.core.timeframes import format_ms
 from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import forecast_volatility
+from lib.ops.carry_report import CARRY_STRATEGY, candle_paths, newest_perp_candles
 from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
+from lib.ops.health import check_series
 
 CHECK = "perp margin"
+WALLETS_CHECK = "carry wallets"
+PERP_DATA_CHECK = "carry perp data"
 
 
 def read_positions(facts: FileFacts) -> Positions | None:
@@ -55,6 +63,24 @@ def _row(short: ShortMargin, positions: Positions, limits: RiskLimits) -> Findin
     return Finding(CHECK, "ok", detail)
 
 
+def margin_balance(positions: Positions) -> float:
+    """The shorts' cross-margin balance: the futures wallet of a two-wallet (carry) book, else the account's cash."""
+    return positions.wallets.get("futures", positions.cash_quote) if positions.wallets else positions.cash_quote
+
+
+def check_wallets(facts: FileFacts, quote: str) -> list[Finding]:
+    """The carry book's two wallets at the last rebalance (positions.json ``wallets``)."""
+    positions = read_positions(facts)
+    if positions is None:
+        return []
+    if set(positions.wallets) != {"spot", "futures"}:
+        return [Finding(WALLETS_CHECK, "warn", "positions.json has no spot/futures wallets for the carry book",
+                        "run rebalance (the carry path writes both wallets)")]
+    return [Finding(WALLETS_CHECK, "ok", f"spot {positions.wallets['spot']:.2f} {quote} free, futures "
+                                         f"{positions.wallets['futures']:.2f} {quote} margin balance (at "
+                                         f"{format_ms(positions.updated_ms)})")]
+
+
 def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *, limits: RiskLimits) -> list[Finding]:
     """One row per perp short (see the module docstring)."""
     positions = read_positions(facts)
@@ -62,7 +88,7 @@ def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *
         return []
     perps = {s: a for s, a in positions.amounts_base.items() if ":" in s and a != 0}
     try:
-        shorts = assess_shorts(perps, positions.marks, positions.cash_quote, daily_volatility,
+        shorts = assess_shorts(perps, positions.marks, margin_balance(positions), daily_volatility,
                                max_probability=limits.max_liquidation_prob_24h,
                                fallback_rate=limits.fallback_maintenance_rate)
     except CoinbotError as error:
@@ -71,13 +97,40 @@ def check_perp_margin(facts: FileFacts, daily_volatility: Mapping[str, float], *
     return [_row(short, positions, limits) for short in shorts]
 
 
-def findings(paths: ProjectPaths, config: Config) -> list[Finding]:
-    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles."""
+def check_perp_data(newest: Mapping[tuple[str, str], int | None], *, now_ms: int,
+                    max_staleness_bars: int) -> list[Finding]:
+    """The carry book's USD-M candles (``(perp, timeframe) -> newest closed open``): one row per series."""
+    rows = []
+    for series in check_series(newest, now_ms=now_ms, max_staleness_bars=max_staleness_bars):
+        where = f"{series.symbol} {series.timeframe} (USD-M)"
+        if series.last_open_ms is None:
+            rows.append(Finding(PERP_DATA_CHECK, "warn", f"{where}: no stored candles",
+                                "run fetch_prices (funding_carry fetches the USD-M venue too)"))
+        elif series.is_stale:
+            rows.append(Finding(PERP_DATA_CHECK, "warn", f"{where}: newest {format_ms(series.last_open_ms)}, "
+                                                         f"{series.lag_bars} bar(s) behind", "run fetch_prices"))
+        else:
+            rows.append(Finding(PERP_DATA_CHECK, "ok", f"{where}: newest {format_ms(series.last_open_ms)}"))
+    return rows
+
+
+def findings(paths: ProjectPaths, config: Config, now_ms: int | None = None) -> list[Finding]:
+    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles; for the
+    carry book also both wallets and the USD-M candles' freshness (``now_ms``: the clock when not given)."""
+    data: list[Finding] = []
+    if config.strategy.name == CARRY_STRATEGY:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        newest = newest_perp_candles(candle_paths(paths, config), config, now)
+        data = check_perp_data(newest, now_ms=now, max_staleness_bars=config.health.data_max_staleness_bars)
     try:
         facts = FileFacts(exists=True, document=read_json(paths.positions)) if paths.positions.exists() else None
     except CoinbotError:
-        return []  # check_positions reports an unreadable file
-    shorts = held_perp_shorts(facts) if facts is not None else []
-    if facts is None or not shorts:
-        return []
-    return check_perp_margin(facts, forecast_volatility(paths, config.strategy.timeframe, shorts), limits=config.risk)
+        return data  # check_positions reports an unreadable file
+    if facts is None:
+        return data
+    wallets = check_wallets(facts, quote_of(config.data.symbols[0])) if config.strategy.name == CARRY_STRATEGY else []
+    shorts = held_perp_shorts(facts)
+    if not shorts:
+        return data + wallets
+    volatility = forecast_volatility(candle_paths(paths, config), config.strategy.timeframe, shorts)
+    return data + wallets + check_perp_margin(facts, volatility, limits=config.risk)

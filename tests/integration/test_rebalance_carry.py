@@ -4,6 +4,7 @@ client order id accepted twice, no transfer executed twice, and exactly one Tele
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -38,7 +39,12 @@ def fake() -> Iterator[FakeBinance]:
         yield server
 
 
-def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeout_ms: int = 5000) -> None:
+def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeout_ms: int = 5000,
+          risk: dict[str, object] | None = None, extra: str = "") -> None:
+    """The carry book's config. These runs have no stored candles, so the tail-risk pass and the liquidation guard
+    (which refuse an unknown risk) are off unless a test turns them on (test_rebalance_carry_risk.py)."""
+    values = {"max_order_notional_quote": 1000, "tail_risk_action": "off", "max_liquidation_prob_24h": 1.0,
+              **(risk or {})}
     project.write_config(f"""[exchange]
 id = "binance"
 market_type = "spot"
@@ -54,10 +60,9 @@ timeframes = ["1h"]
 name = "funding_carry"
 timeframe = "1h"
 [risk]
-max_order_notional_quote = 1000
-[alerts]
+{"".join(f"{key} = {json.dumps(value)}{chr(10)}" for key, value in values.items())}[alerts]
 telegram_base_url = "{telegram.base_url}"
-""")
+{extra}""")
     project.write_env(**TELEGRAM, **KEYS)
     wall_ms = int(time.time() * 1000)
     as_of = wall_ms - wall_ms % MS_PER_HOUR - MS_PER_HOUR
@@ -218,6 +223,8 @@ name = "funding_carry"
 timeframe = "1h"
 [risk]
 max_order_notional_quote = 1000
+tail_risk_action = "off"
+max_liquidation_prob_24h = 1.0
 [alerts]
 telegram_base_url = "{telegram.base_url}"
 """)

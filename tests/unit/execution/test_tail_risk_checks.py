@@ -13,7 +13,7 @@ from lib.core.venue import Holdings, MarketRules
 from lib.execution.margin_guard import LIQUIDATION_RISK, guard_shorts, reductions_first
 from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskLimits, RiskRejection, RiskVerdict
-from lib.execution.tail_risk_checks import TAIL_RISK_REFUSED, TAIL_RISK_SCALED, PreTrade, _fit_tail, daily_volatility
+from lib.execution.tail_risk_checks import TAIL_RISK_REFUSED, TAIL_RISK_SCALED, PreTrade, daily_volatility, fit_tail
 from tests.unit.execution.test_risk import order
 
 BTC = "BTC/USDT:USDT"
@@ -82,21 +82,21 @@ def test_ewma_volatility_forecast_of_daily_closes() -> None:
 
 def test_a_breaching_target_is_scaled_or_refused() -> None:
     closes = {"A/USDT": closes_of(CRASH), "B/USDT": closes_of(CRASH)}
-    scaled, changed, refused = _fit_tail({"A/USDT": 1.0}, closes, fixed=set(), limits=RiskLimits())
+    scaled, changed, refused = fit_tail({"A/USDT": 1.0}, closes, fixed=set(), limits=RiskLimits())
     assert scaled["A/USDT"] == pytest.approx(0.8) and refused == []
     assert [r.check for r in changed] == [TAIL_RISK_SCALED] and "scaled by 0.8000" in changed[0].detail
-    held, _, _ = _fit_tail({"A/USDT": 1.0, "B/USDT": 0.5}, closes, fixed={"B/USDT"}, limits=RiskLimits())
+    held, _, _ = fit_tail({"A/USDT": 1.0, "B/USDT": 0.5}, closes, fixed={"B/USDT"}, limits=RiskLimits())
     assert held["B/USDT"] == 0.5 and held["A/USDT"] == pytest.approx(0.3, abs=1e-9)
-    same, none, refused = _fit_tail({"A/USDT": 1.0}, closes, fixed=set(), limits=RiskLimits(tail_risk_action="refuse"))
+    same, none, refused = fit_tail({"A/USDT": 1.0}, closes, fixed=set(), limits=RiskLimits(tail_risk_action="refuse"))
     assert same == {"A/USDT": 1.0} and none == [] and [r.check for r in refused] == [TAIL_RISK_REFUSED]
-    _, _, unknown = _fit_tail({"C/USDT": 0.1}, closes, fixed=set(), limits=RiskLimits())
+    _, _, unknown = fit_tail({"C/USDT": 0.1}, closes, fixed=set(), limits=RiskLimits())
     assert "unknown" in unknown[0].detail
     young = {**closes, "N/USDT": closes_of(CRASH[-5:]).set_axis(range(15, 21))}  # listed 5 days ago
-    _, _, new_listing = _fit_tail({"A/USDT": 0.1, "N/USDT": 0.1}, young, fixed=set(), limits=RiskLimits())
+    _, _, new_listing = fit_tail({"A/USDT": 0.1, "N/USDT": 0.1}, young, fixed=set(), limits=RiskLimits())
     assert "fewer than 20 daily returns for ['N/USDT']" in new_listing[0].detail
-    kept, _, none = _fit_tail({"A/USDT": 0.5, "DEAD/USDT": 0.1}, closes, fixed={"DEAD/USDT"}, limits=RiskLimits())
+    kept, _, none = fit_tail({"A/USDT": 0.5, "DEAD/USDT": 0.1}, closes, fixed={"DEAD/USDT"}, limits=RiskLimits())
     assert kept == {"A/USDT": 0.5, "DEAD/USDT": 0.1} and none == []  # held, no candles: left out, not refused
-    cut, _, _ = _fit_tail({"A/USDT": 1.0, "DEAD/USDT": 0.1}, closes, fixed={"DEAD/USDT"}, limits=RiskLimits())
+    cut, _, _ = fit_tail({"A/USDT": 1.0, "DEAD/USDT": 0.1}, closes, fixed={"DEAD/USDT"}, limits=RiskLimits())
     assert cut == {"A/USDT": pytest.approx(0.8), "DEAD/USDT": 0.1}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lib.core.state import Positions
 from lib.execution.risk import RiskLimits
 from lib.ops.doctor import FileFacts
-from lib.ops.doctor_margin import check_perp_margin
+from lib.ops.doctor_margin import check_perp_data, check_perp_margin, check_wallets
 
 BTC = "BTC/USDT:USDT"
 
@@ -36,3 +36,32 @@ def test_no_shorts_no_row_and_unknown_risk_warns() -> None:
     assert check_perp_margin(FileFacts(exists=False), {}, limits=RiskLimits()) == []
     unknown = check_perp_margin(facts(500.0, {BTC: -0.1}), {}, limits=RiskLimits())
     assert unknown[0].status == "warn" and "volatility" in unknown[0].detail
+
+
+def carry_facts(spot: float, futures: float) -> FileFacts:
+    """A carry book: positions.json's cash is both wallets; the short's margin is the futures wallet alone."""
+    positions = Positions(mode="testnet", venue="binance", updated_ms=0, cash_quote=spot + futures,
+                          amounts_base={"BTC/USDT": 0.1, BTC: -0.1}, marks={"BTC/USDT": 50_000.0, BTC: 50_000.0},
+                          equity_quote=spot + futures + 5_000.0, high_water_mark_quote=0.0, day_start_ms=0,
+                          day_start_equity_quote=0.0, inception_ms=0, inception_equity_quote=0.0,
+                          wallets={"spot": spot, "futures": futures})
+    return FileFacts(exists=True, document=positions.to_dict())
+
+
+def test_a_carry_short_is_margined_by_the_futures_wallet_only() -> None:
+    # the same 0.1 BTC short on a 500 futures wallet as above (L = 54 780.9), although spot holds 4 500 more
+    rows = check_perp_margin(carry_facts(4_500.0, 500.0), {BTC: 0.03}, limits=RiskLimits())
+    assert "margin ratio 0.0400, liquidation price 54780.9 (+9.6%)" in rows[0].detail
+    assert [r.detail for r in check_wallets(carry_facts(4_500.0, 500.0), "USDT")] == [
+        "spot 4500.00 USDT free, futures 500.00 USDT margin balance (at 1970-01-01T00:00Z)"]
+    assert check_wallets(facts(500.0, {BTC: -0.1}), "USDT")[0].status == "warn"  # a carry book without wallets
+
+
+def test_perp_data_rows() -> None:
+    hour = 3_600_000
+    now = 100 * hour + 60_000  # the last closed 1h candle opened at 99 h
+    rows = check_perp_data({(BTC, "1h"): 99 * hour, ("ETH/USDT:USDT", "1h"): 90 * hour, ("XRP/USDT:USDT", "1h"): None},
+                           now_ms=now, max_staleness_bars=2)
+    assert [(r.detail.split(" ")[0], r.status) for r in rows] == [(BTC, "ok"), ("ETH/USDT:USDT", "warn"),
+                                                                  ("XRP/USDT:USDT", "warn")]
+    assert "9 bar(s) behind" in rows[1].detail and "no stored candles" in rows[2].detail

@@ -1,0 +1,129 @@
+"""Edge: the carry run's pre-trade pass: per-asset cap, exposure and the hedged book's VaR/CVaR on the targets
+(lib.execution.carry_risk), then the liquidation guard of the short legs: collateral from the spot wallet first
+(journaled, idempotent, in the run's one transfer), else the pair is cut, both legs, and traded before the rest."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from loguru import logger
+
+from lib.core import errors
+from lib.core.symbols import is_perpetual
+from lib.execution import carry_risk, risk
+from lib.execution.carry_legs import PairTarget, collateral_needed, common_step, pair_amount, plan_pair, plan_transfer
+from lib.execution.carry_risk import CarryCandles, CarryRisk, leg_closes
+from lib.execution.carry_state import RunState, book_equity, journal_risk, live_prices, wallet_facts
+from lib.execution.margin_guard import describe
+from lib.execution.orders import PlannedOrder
+from lib.execution.risk import RiskRejection
+from lib.execution.wallet_transfer import transfer_collateral
+
+
+def pre_trade(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> CarryRisk:
+    """Asset cap, exposure and the hedged book's VaR/CVaR (lib.execution.carry_risk); journaled, one alert."""
+    held, spot_cash, futures_balance = wallet_facts(state)
+    prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    current = {s: float(held.get(s, Decimal(0))) * prices[s] / equity for s in pairs}
+    closes = leg_closes(candles, carry_risk.leg_weights(pairs)) if state.settings.risk.tail_risk_action != "off" \
+        else {}
+    spot_held = {s: held.get(s, Decimal(0)) for s in pairs}
+    checked = carry_risk.check_targets(pairs, closes, state.settings.risk, current, spot_held)
+    too_many = check_order_count(state, checked.pairs, held=held, prices=prices, equity=equity)
+    if too_many:  # as for the spot book: only the risk-reducing orders go, then the run fails
+        checked = CarryRisk(pairs=carry_risk.reduce_only(checked.pairs, spot_held), changed=checked.changed,
+                            refusals=checked.refusals + tuple(too_many))
+    journal_risk(state, [*checked.changed, *checked.refusals])
+    return checked
+
+
+def reduces(order: PlannedOrder) -> bool:
+    """A carry leg that only makes a position smaller: a reduce-only perp buy, or a spot sale (spot legs are long
+    only). Such an order is never blocked by a count or size cap (a flatten or a cut must go)."""
+    return order.reduce_only or (not is_perpetual(order.symbol) and order.side == "sell")
+
+
+def check_order_count(state: RunState, pairs: dict[str, PairTarget], *, held: dict[str, Decimal],
+                      prices: dict[str, float], equity: float) -> list[RiskRejection]:
+    """risk.max_orders_per_run over the orders of every pair that add risk (lib.execution.risk)."""
+    markets, orders = state.session.markets, []
+    for pair in pairs.values():
+        step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
+        amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
+        orders += plan_pair(pair, amount=amount, spot_held=held.get(pair.spot_symbol, Decimal(0)),
+                            perp_held=held.get(pair.perp_symbol, Decimal(0)), prices=prices, rules=markets,
+                            params=state.settings.carry, rebalance_id=state.run.rebalance_id,
+                            prefix=state.settings.orders.client_order_id_prefix)[0]
+    return risk.check_order_count([o for o in orders if not reduces(o)], state.settings.risk)
+
+
+def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> dict[str, PairTarget]:
+    """The liquidation guard first: a held short above risk.max_liquidation_prob_24h gets collateral from the spot
+    wallet's free cash (in the same one transfer that tops the futures wallet up to the initial margin of
+    max(held, target) short legs + buffer), else its pair is cut, both legs. Returns the cut pairs (traded first).
+    A risk that cannot be assessed (no perp candles): no transfer, every pair capped at what it holds, the run
+    fails after the exits (``state.refused``)."""
+    held, spot_cash, futures_balance = wallet_facts(state)
+    symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
+    prices = live_prices(state, symbols)
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    limits, carry = state.settings.risk, state.settings.carry
+    notionals = {}
+    for pair in pairs.values():
+        target = pair.spot_weight * equity
+        current = float(abs(held.get(pair.perp_symbol, Decimal(0)))) * prices[pair.perp_symbol]
+        notionals[pair.perp_symbol] = max(target, current)
+    needed = collateral_needed(notionals, carry)
+    markets = state.session.markets
+    steps = {s: common_step(markets[s].amount_step, markets[p.perp_symbol].amount_step) for s, p in pairs.items()}
+    volatility: dict[str, float] = {}
+    holding: dict[str, Decimal] = {}
+    shorts = []
+    if carry_risk.guard_on(limits):
+        try:
+            volatility = carry_risk.perp_volatility(leg_closes(candles, [s for s in symbols if is_perpetual(s)]))
+            holding = carry_risk.would_hold(pairs, held, sizing_quote=equity, prices=prices, steps=steps)
+            shorts = carry_risk.held_shorts(holding, prices, futures_balance, volatility, limits)
+        except errors.CoinbotError as error:  # unknown risk: no transfer, nothing grows, exits go, the run fails
+            refusal = carry_risk.unknown_liquidation_risk(error)
+            journal_risk(state, [refusal])
+            state.refused.append(f"{refusal.check}: {refusal.detail}")
+            return carry_risk.reduce_only(pairs, {s: held.get(s, Decimal(0)) for s in pairs})
+    top_up = carry_risk.guard_top_up(shorts, buffer_frac=carry.collateral_buffer_frac,
+                                     min_quote=carry.min_transfer_quote)
+    floor = max(needed, futures_balance + top_up) if top_up > 0 else needed  # no top-up: the usual hysteresis
+    plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=floor,
+                         spot_free_quote=spot_cash, params=carry, rebalance_id=state.run.rebalance_id)
+    if plan is not None and plan.from_wallet == "futures" and shorts and any(s.breaches for s in carry_risk.held_shorts(
+            holding, prices, futures_balance - plan.amount_quote, volatility, limits)):
+        plan = None  # returning the excess would put a short over the limit: it stays as margin
+    logger.info("carry collateral: futures wallet {} needs {} (guard top-up {}): {}", futures_balance, needed, top_up,
+                "no transfer" if plan is None else f"{plan.amount_quote} {plan.from_wallet}->{plan.to_wallet}")
+    if top_up > 0:
+        journal_risk(state, [RiskRejection(
+            check=carry_risk.COLLATERAL_ADDED, symbol=s.symbol,
+            detail=f"{describe(s, limits.max_liquidation_prob_24h)}; adding collateral from the spot wallet "
+                   f"({'none free' if plan is None else plan.amount_quote})") for s in shorts if s.breaches])
+    if plan is not None:
+        send_transfer(state, plan.amount_quote, plan.from_wallet, plan.to_wallet, plan.transfer_id)
+    if not shorts:
+        return {}
+    futures_balance = wallet_facts(state)[2]
+    after = carry_risk.held_shorts(holding, prices, futures_balance, volatility, limits)
+    cut, cuts = carry_risk.cut_unsafe(pairs, after, prices=prices, sizing_quote=equity, steps=steps,
+                                      limit=limits.max_liquidation_prob_24h)
+    journal_risk(state, cuts)
+    return {s: p for s, p in cut.items() if p != pairs[s]}
+
+
+def send_transfer(state: RunState, amount: Decimal, from_wallet: str, to_wallet: str, transfer_id: str) -> None:
+    before = len(state.journal.appended)
+    try:
+        transfer_collateral(state.session, amount, from_wallet, to_wallet, transfer_id, journal=state.journal,
+                            run=state.run)
+    except errors.OrderRejected as error:  # the legs still go: the exchange refuses a short it cannot margin
+        state.incidents.append(f"collateral transfer {transfer_id} refused: {error}")
+    recovered = [e for e in state.journal.appended[before:] if e.event == "transferred" and e.detail]
+    state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}): {e.detail}, "
+                        "not sent again" for e in recovered]
