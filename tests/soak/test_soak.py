@@ -35,7 +35,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -46,7 +46,7 @@ import pytest
 
 from lib.core.errors import EXIT_HALTED, EXIT_PARTIAL
 from lib.core.state import HaltRecord, Positions, Targets
-from lib.core.storage import read_json, read_parquet
+from lib.core.storage import read_json, read_parquet, write_json_atomic
 from lib.core.symbols import to_slug
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, format_ms
 from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
@@ -78,6 +78,7 @@ FOREIGN = {"XRP": Decimal(500)}  # testnet: a coin in the account that is not th
 DEPOSIT_QUOTE, WITHDRAW_FRAC = Decimal(800), Decimal("0.35")  # both recorded with `cashflow`; 35 % > the 12 % halt
 TESTNET_TIMEOUT_MS = 5000  # an order that times out fails its run: keep loopback replies well inside it
 OWNERS_QUOTE, SHARED_BOOK = Decimal(4000), {"capital_quote": 1000}  # shared: the owner's USDT, the bot's capital
+SHARED_TARGETS = {"BTC/USDT": 0.2, "ETH/USDT": 0.15}  # within the default risk.max_asset_weight_frac
 
 PAPER_FAULTS = (*harness.TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
                 "overlap", "disk_full", "corrupt_state", "kill_switch", "drawdown_halt", "bad_benchmark_print",
@@ -541,17 +542,23 @@ class TestnetSoak(harness.Driver):
 
 class SharedSoak(TestnetSoak):
     """The testnet cycles in a shared account: the bot's 1,000 (book.capital_quote) next to the owner's USDT and
-    the foreign coin; spot buys pay their commission in the coin bought (Binance without BNB fees)."""
+    the foreign coin; spot buys pay their commission in the coin bought (Binance without BNB fees). The wall-clock
+    market may well be bearish (all targets 0: only sells), so the operator sets the book to SHARED_TARGETS once,
+    as compute_signals would write them, and the bot buys too."""
 
     __test__ = False
     label = "shared"
 
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, cycles: int) -> None:
         super().__init__(root, fake, telegram, seed=seed, cycles=cycles)
-        self.owners_quote = OWNERS_QUOTE
+        self.owners_quote, self.targets_set = OWNERS_QUOTE, False
 
     def deposit(self) -> None:
         """The operator puts a coin of the bot's universe in (USDT would be the owner's): the plan trades it."""
+        if not self.targets_set:  # compute_signals' targets.json with the operator's weights
+            targets = Targets.from_dict(read_json(self.state / "targets.json"))
+            write_json_atomic(self.state / "targets.json", replace(targets, weights=SHARED_TARGETS).to_dict())
+            self.targets_set = True
         symbol = str(self.rng.choice(SYMBOLS))
         amount = (Decimal(str(self.rng.uniform(150, 300))) / self.fake.last_price(symbol)).quantize(
             self.fake.rules(symbol).amount_step, ROUND_DOWN)
@@ -590,6 +597,9 @@ def run_testnet_soak(root: Path, *, cycles: int, seed: int, shared: bool = False
         soak.run_all()
         soak.span += (f", {sum(order.accepted for order in fake.orders)} orders executed by the exchange, "
                       f"{soak.withdrawn_frac:.0%} of the book withdrawn (recorded)")
+        if shared:
+            in_coin = sum(trade["commissionAsset"] != "USDT" for trade in fake._trades["spot"])
+            soak.span += f", {in_coin} buys paid their commission in the coin bought"
     return soak
 
 
