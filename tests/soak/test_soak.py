@@ -24,7 +24,7 @@ commissions are charged in the coin bought: after every successful run the bot's
 account's USDT minus the owner's (each commission counted once), its coins exactly the exchange's.
 
 Commands (``-s`` prints the summary; COINBOT_SOAK_SEED=<int> picks another schedule):
-    .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 9 cycles, ~2.5 min on 2 cores
+    .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 2 x 9 cycles, ~3-6 min on 2 cores
     .venv/bin/python -m pytest tests/soak -m soak_long -s   # release check: 180 days + 40 cycles
 """
 
