@@ -56,6 +56,9 @@ class OrderResult:
     average_price: float | None
     fee_quote: float
     timestamp_ms: int
+    fees_paid: tuple[tuple[str, Decimal], ...] = ()
+    """The commission as the exchange charged it: ``(currency, amount)`` per currency, sorted by currency (a spot
+    buy's may be in the coin bought, or in BNB). Empty: the venue did not say (``fee_quote`` only)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,9 +8,12 @@ keeps a ledger (positions.json ``ledger``):
 - start (first run with a capital setting): the capital is ``capital_frac`` of the managed book (all quote
   cash + managed coins), at most ``capital_quote``; the managed coins are the bot's, its cash is the rest of the
   capital, never more than the quote cash the account holds;
-- every fill in the journal moves it once: a sell adds its notional, a buy takes its notional, every fee is
-  taken (whatever currency paid it: a commission charged in the coin bought is thereby counted twice, which
-  understates the bot's equity by it and never overstates it);
+- every fill in the journal moves it once: a sell adds its notional, a buy takes its notional, and the fee is
+  taken only where it was paid in the quote (the journal's ``fees_paid``, as the exchange charged it). A
+  commission in the coin bought or sold is already in the coin balance the bot's equity counts; one in a third
+  asset (BNB) left the account's BNB, which is not the bot's (the bot does not manage BNB: the owner keeps it
+  topped up; its quote value still counts in fees_paid_quote). A journal line written before ``fees_paid``
+  existed is read as the old code read it: its whole ``fee_quote`` paid in the quote;
 - a cash flow recorded with ``scripts/cashflow.py`` moves it (and the baselines): the owner gives the bot more
   capital or takes some back. Deposits and withdrawals the exchange reports are the account's, not the bot's;
 - it is reconciled every run with the account: the account's quote cash (free + locked) below the ledger means
@@ -28,6 +31,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from lib.core.state import CashLedger
+from lib.core.symbols import quote_of
 from lib.core.timeframes import MS_PER_DAY
 from lib.execution.journal import JournalEvent
 from lib.execution.managed_book import BookParams
@@ -66,11 +70,20 @@ def start_ledger(*, account_cash: Decimal, coins_value: Decimal, params: BookPar
 
 
 def fill_cash_quote(event: JournalEvent) -> Decimal:
-    """What one fill did to the bot's cash: + a sell's notional, - a buy's, - its fee (in the quote)."""
-    assert event.filled_amount_base is not None
+    """What one fill did to the bot's cash: + a sell's notional, - a buy's, - the fee it paid in the quote."""
+    assert event.filled_amount_base is not None and event.symbol is not None
     price = event.average_price if event.average_price else event.reference_price
     notional = event.filled_amount_base * Decimal(repr(float(price or 0.0)))
-    return (notional if event.requested_side == "sell" else -notional) - Decimal(repr(event.fee_quote or 0.0))
+    return (notional if event.requested_side == "sell" else -notional) - fee_paid_in_quote(event)
+
+
+def fee_paid_in_quote(event: JournalEvent) -> Decimal:
+    """The part of a fill's fee that left the quote cash: its ``fees_paid`` in the symbol's quote currency; for a
+    line without ``fees_paid`` (written before it existed) the whole ``fee_quote``, as then."""
+    if event.fees_paid is None:
+        return Decimal(repr(event.fee_quote or 0.0))
+    quote = quote_of(event.symbol or "")
+    return sum((amount for currency, amount in event.fees_paid if currency == quote), Decimal(0))
 
 
 def book_fills(ledger: CashLedger, events: Iterable[JournalEvent], *, mode: str, venue: str,

@@ -4,7 +4,8 @@ over one client from ``lib.execution.ccxt_client`` and the market parsing of ``l
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -199,7 +200,8 @@ class CcxtVenue:
         base = rule.base if rule is not None else symbol.split("/")[0]
         fee = fee_in_quote(fills, base=base, quote=self.quote, price_of=self._conversion_price,
                            what=f"order {client_order_id}")
-        return to_order_result(order, client_order_id=client_order_id, requested=requested, fee_quote=fee)
+        result = to_order_result(order, client_order_id=client_order_id, requested=requested, fee_quote=fee)
+        return replace(result, fees_paid=fees_by_currency(fee for fee, _ in fills))
 
     def _conversion_price(self, currency: str) -> float | None:
         """The last price of ``currency`` in the book's quote (a fee paid in BNB, say), if it has a market."""
@@ -237,6 +239,24 @@ def fee_in_quote(fills: Sequence[tuple[Mapping[str, Any], Any]], *, base: str, q
             raise DataError(f"{what}: cannot convert a fee of {amount} {currency} to {quote} (no price)")
         total += amount * _decimal(rate, f"{what} {currency} price")
     return float(total)
+
+
+def fees_by_currency(fees: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, Decimal], ...]:
+    """ccxt fees ``{cost, currency}`` summed per currency, as the exchange charged them (nothing converted).
+
+    >>> fees_by_currency([{"cost": 0.0001, "currency": "ETH"}, {"cost": "0.0002", "currency": "ETH"}])
+    (('ETH', Decimal('0.0003')),)
+
+    Raises:
+        DataError: a fee without a cost or currency (fail closed: never guessed).
+    """
+    totals: dict[str, Decimal] = {}
+    for fee in fees:
+        cost, currency = fee.get("cost"), fee.get("currency")
+        if cost is None or not isinstance(currency, str) or not currency:
+            raise DataError(f"fee without cost or currency: {dict(fee)!r}")
+        totals[currency] = totals.get(currency, Decimal(0)) + _decimal(cost, f"fee in {currency}")
+    return tuple(sorted(totals.items()))
 
 
 def _fees_of(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:

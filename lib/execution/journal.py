@@ -2,10 +2,14 @@
 
 Every line stands alone: an order event repeats the intent (``requested_*``, ``reference_price``) next to the
 exchange's facts (``status``, ``filled_amount_base``, ``average_price``, ``fee_quote``, ``exchange_order_id``),
-so a reader never has to join lines to know what was asked and what happened. Reconciliation answers the
-questions a re-run after a crash must ask first: which client ids were ``sent`` without a final event (the
-exchange must be asked about them before anything is planned), which ids already filled (never send them
-again), and what positions the fills imply.
+so a reader never has to join lines to know what was asked and what happened. A fill's fee is there twice:
+``fee_quote``, every commission converted to the quote (what fees_paid_quote adds up), and ``fees_paid``, each
+currency's commission as the exchange charged it (the coin bought, BNB, the quote); a line written before
+``fees_paid`` existed has none, and its whole fee is read as paid in the quote (what was assumed then).
+
+Reconciliation answers the questions a re-run after a crash must ask first: which client ids were ``sent``
+without a final event (the exchange must be asked about them before anything is planned), which ids already
+filled (never send them again), and what positions the fills imply.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class JournalEvent:
     filled_amount_base: Decimal | None = None
     average_price: float | None = None
     fee_quote: float | None = None
+    fees_paid: tuple[tuple[str, Decimal], ...] | None = None  # filled: (currency, amount) as the exchange charged
     exchange_order_id: str | None = None
     exchange_time_ms: int | None = None
     transfer_id: str | None = None  # transfer_* events: the deterministic id of a wallet transfer
@@ -95,6 +100,10 @@ class JournalEvent:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                       or not math.isfinite(value)):
                 raise StateError(f"{where}: {name} {value!r} is not a finite number")
+        if self.fees_paid is not None and not all(
+                isinstance(currency, str) and currency and isinstance(amount, Decimal) and amount.is_finite()
+                and amount >= 0 for currency, amount in self.fees_paid):
+            raise StateError(f"{where}: fees_paid {self.fees_paid!r} is not (currency, Decimal >= 0) pairs")
         if self.requested_side not in (None, "buy", "sell"):
             raise StateError(f"{where}: requested_side {self.requested_side!r} is not buy/sell")
         if self.status not in (None, *ORDER_STATUSES):
@@ -126,6 +135,8 @@ class JournalEvent:
             value = getattr(self, spec.name)
             if value is None:
                 continue
+            if spec.name == "fees_paid":
+                value = {currency: str(amount) for currency, amount in value}
             document[spec.name] = str(value) if isinstance(value, Decimal) else value
         return document
 
@@ -153,13 +164,13 @@ class JournalEvent:
 
 
 def _parse_field(name: str, value: Any) -> Any:
+    if name == "fees_paid":
+        if not isinstance(value, dict):
+            raise StateError(f"journal line: fees_paid must map currencies to decimal strings, got {value!r}")
+        return tuple(sorted((str(currency), _parse_decimal(f"fees_paid.{currency}", amount))
+                            for currency, amount in value.items()))
     if name in _DECIMAL_FIELDS:
-        if not isinstance(value, str):
-            raise StateError(f"journal line: {name} must be a decimal string, got {value!r}")
-        try:
-            return Decimal(value)
-        except InvalidOperation:
-            raise StateError(f"journal line: {name} is not a number: {value!r}") from None
+        return _parse_decimal(name, value)
     if name in _INT_FIELDS and (isinstance(value, bool) or not isinstance(value, int)):
         raise StateError(f"journal line: {name} must be an integer, got {value!r}")
     if name in _BOOL_FIELDS and not isinstance(value, bool):
@@ -167,6 +178,15 @@ def _parse_field(name: str, value: Any) -> Any:
     if name not in _DECIMAL_FIELDS + _FLOAT_FIELDS + _INT_FIELDS + _BOOL_FIELDS and not isinstance(value, str):
         raise StateError(f"journal line: {name} must be a string, got {value!r}")
     return value
+
+
+def _parse_decimal(name: str, value: Any) -> Decimal:
+    if not isinstance(value, str):
+        raise StateError(f"journal line: {name} must be a decimal string, got {value!r}")
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise StateError(f"journal line: {name} is not a number: {value!r}") from None
 
 
 def parse_journal(records: Sequence[Mapping[str, Any]]) -> list[JournalEvent]:
@@ -230,7 +250,8 @@ def to_result_event(sent: JournalEvent, result: OrderResult, run: RunInfo, *, de
     return JournalEvent(
         event="filled" if filled else "rejected", **_run(run), **_intent_of(sent), status=result.status,
         filled_amount_base=result.filled_amount_base, average_price=result.average_price,
-        fee_quote=result.fee_quote, exchange_order_id=result.exchange_order_id or None,
+        fee_quote=result.fee_quote, fees_paid=result.fees_paid or None,
+        exchange_order_id=result.exchange_order_id or None,
         exchange_time_ms=result.timestamp_ms, reason=None if filled else "not_filled",
         detail=detail or ("" if filled else f"exchange status {result.status}, nothing filled"))
 

@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lib.core.errors import ConfigError, DataError, OrderRejected, StateError
+from lib.core.symbols import quote_of
 from lib.core.venue import Holdings, OrderResult, Side
 
 PAPER_SNAPSHOT_VERSION = 1
@@ -171,7 +172,7 @@ class PaperBroker:
             client_order_id=client_order_id, exchange_order_id=_exchange_order_id(client_order_id),
             symbol=symbol, side=side, status="closed", requested_amount_base=amount_base,
             filled_amount_base=amount_base, average_price=float(fill_price), fee_quote=float(fee),
-            timestamp_ms=self._now_ms)
+            timestamp_ms=self._now_ms, fees_paid=((quote_of(symbol), fee),))
         self._orders[client_order_id] = result
         return result
 
@@ -292,6 +293,7 @@ def _order_to_dict(result: OrderResult) -> dict[str, Any]:
         "requested_amount_base": str(result.requested_amount_base),
         "filled_amount_base": str(result.filled_amount_base), "average_price": result.average_price,
         "fee_quote": result.fee_quote, "timestamp_ms": result.timestamp_ms,
+        "fees_paid": {currency: str(amount) for currency, amount in result.fees_paid},
     }
 
 
@@ -307,4 +309,11 @@ def _order_from_dict(raw: Any) -> OrderResult:
         filled_amount_base=_decimal(raw["filled_amount_base"]),
         average_price=None if average is None else float(average), fee_quote=float(raw["fee_quote"]),
         timestamp_ms=int(raw["timestamp_ms"]),
+        fees_paid=_fees_paid_from(raw.get("fees_paid", {})),  # snapshots before fees_paid: none
     )
+
+
+def _fees_paid_from(raw: Any) -> tuple[tuple[str, Decimal], ...]:
+    if not isinstance(raw, dict):
+        raise TypeError(f"fees_paid must map currencies to decimal strings, got {raw!r}")
+    return tuple(sorted((str(currency), _decimal(amount)) for currency, amount in raw.items()))

@@ -139,8 +139,9 @@ class FakeBinance:
 
     ticker_time_lag_ms: int | None = 0
     """24hr tickers say their prices are this old (closeTime = now - lag); None: no closeTime at all."""
-    spot_fee_asset: Literal["quote", "received"] = "quote"
-    """"received": a spot buy's commission is charged in the coin bought (Binance without BNB), a sell's in quote."""
+    spot_fee_asset: Literal["quote", "received", "BNB"] = "quote"
+    """"received": a spot buy's commission is charged in the coin bought (Binance without BNB), a sell's in quote;
+    "BNB": every spot commission is paid from the BNB balance at BNB_FEE_DISCOUNT (in the quote when too little)."""
     dual_side_position: bool = False
     """The USD-M account's position mode: True is hedge mode (separate long and short positions)."""
     ticker_clock: Literal["exchange", "wall"] = "exchange"
@@ -459,6 +460,8 @@ class FakeBinance:
 
 # == endpoints ===========================================================================================
 _D8 = Decimal("1e-8")
+BNB_FEE_DISCOUNT = Decimal("0.75")
+"""Binance's 25 % off a commission paid in BNB (spot_fee_asset = "BNB")."""
 _INSUFFICIENT = "Account has insufficient balance for requested action."
 
 
@@ -751,6 +754,13 @@ def _fill_spot(fake: FakeBinance, params: Mapping[str, str], client_id: str) -> 
     if fee_in_base:
         fee = (quantity * fake._fees["spot"]).quantize(_D8)
     balances = fake.spot_balances
+    bnb_fee = (fee * BNB_FEE_DISCOUNT / fake.last_price(f"BNB/{rules.quote}")).quantize(_D8) \
+        if fake.spot_fee_asset == "BNB" else None
+    selling_bnb = quantity if side == "SELL" and rules.base == "BNB" else Decimal(0)
+    if bnb_fee is not None and balances.get("BNB", Decimal(0)) >= bnb_fee + selling_bnb:
+        fee, fee_in_base = Decimal(0), False  # taken from BNB below, nothing out of the quote or the coin
+    else:
+        bnb_fee = None
     paid, paid_amount = (rules.quote, notional + (0 if fee_in_base else fee)) if side == "BUY" \
         else (rules.base, quantity)
     if balances.get(paid, Decimal(0)) < paid_amount:
@@ -759,6 +769,10 @@ def _fill_spot(fake: FakeBinance, params: Mapping[str, str], client_id: str) -> 
     got, got_amount = (rules.base, quantity - (fee if fee_in_base else 0)) if side == "BUY" \
         else (rules.quote, notional - fee)
     balances[got] = balances.get(got, Decimal(0)) + got_amount
+    if bnb_fee is not None:
+        balances["BNB"] -= bnb_fee
+        return _record_fill(fake, "spot", symbol, side, client_id, quantity, price, bnb_fee, Decimal(0),
+                            fee_asset="BNB")
     return _record_fill(fake, "spot", symbol, side, client_id, quantity, price, fee, Decimal(0),
                         fee_asset=rules.base if fee_in_base else rules.quote)
 

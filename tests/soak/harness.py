@@ -472,10 +472,12 @@ def expected_equity_quote(fills: Sequence[Fill], snapshot: PaperSnapshot, closes
 
 def check_exchange_book(expect: Expect, events: Sequence[JournalEvent], fake: FakeBinance, *,
                         positions: Positions | None, settled: bool,
-                        foreign: Mapping[str, Decimal] | None = None) -> None:
+                        foreign: Mapping[str, Decimal] | None = None, owners_quote: Decimal | None = None) -> None:
     """Each client id executed at most once by the exchange; the journal's fills are exactly the exchange's
     (an executed order not yet journaled is still ``sent``); after a successful run positions.json is what
-    the exchange holds. ``foreign`` assets are not the bot's: never traded, their balance never changes."""
+    the exchange holds. ``foreign`` assets are not the bot's: never traded, their balance never changes.
+    ``owners_quote`` (a shared account, book.capital_quote): the owner's part of the quote cash; the bot's cash
+    ledger must be exactly the rest (its fills' quote moves, commissions in the coin bought not taken twice)."""
     foreign = foreign or {}
     for asset, amount in foreign.items():
         expect(fake.spot_balances.get(asset) == amount, f"foreign {asset} is {fake.spot_balances.get(asset)}, "
@@ -503,5 +505,9 @@ def check_exchange_book(expect: Expect, events: Sequence[JournalEvent], fake: Fa
             held = {f"{asset}/USDT": float(amount) for asset, amount in fake.spot_balances.items()
                     if asset != "USDT" and asset not in foreign and amount != 0}
             expect(positions.amounts_base == held, f"positions.json {positions.amounts_base} != exchange {held}")
-            expect(positions.cash_quote == float(fake.spot_balances["USDT"]),
-                   f"positions.json cash {positions.cash_quote} != exchange {fake.spot_balances['USDT']}")
+            bots_cash = fake.spot_balances["USDT"] - (owners_quote or 0)
+            exact = positions.cash_quote == float(bots_cash) if owners_quote is None else (
+                positions.ledger is not None and abs(positions.ledger.cash_quote - bots_cash) < Decimal("1e-6")
+                and positions.account_cash_quote == float(fake.spot_balances["USDT"]))
+            expect(exact, f"positions.json cash {positions.cash_quote} != the bot's on the exchange {bots_cash} "
+                          f"(USDT {fake.spot_balances['USDT']} - the owner's {owners_quote or 0})")

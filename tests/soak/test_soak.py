@@ -18,10 +18,13 @@ and a configured symbol the exchange does not list (DEAD_SYMBOL: every fetch is 
 once; the chain trades the others). The testnet variant carries the trade-book episodes (issue 9 items 2, 3;
 ``cashflow`` refuses paper mode, where no money moves): a recorded deposit, then a recorded withdrawal of a third
 of the book (USDT and coins) that must not trip the 12 % drawdown halt, and a foreign coin (FOREIGN) in the
-account that is never traded and whose balance never changes.
+account that is never traded and whose balance never changes. The shared variant runs the testnet cycles in an
+account the bot shares with its owner (``book.capital_quote = 1000`` among the owner's 4,000 USDT) whose spot
+commissions are charged in the coin bought: after every successful run the bot's cash ledger must be exactly the
+account's USDT minus the owner's (each commission counted once), its coins exactly the exchange's.
 
 Commands (``-s`` prints the summary; COINBOT_SOAK_SEED=<int> picks another schedule):
-    .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 9 cycles, ~2.5 min on 2 cores
+    .venv/bin/python -m pytest tests/soak -m soak -s        # CI: 20 days + 2 x 9 cycles, ~3-6 min on 2 cores
     .venv/bin/python -m pytest tests/soak -m soak_long -s   # release check: 180 days + 40 cycles
 """
 
@@ -32,7 +35,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -43,7 +46,7 @@ import pytest
 
 from lib.core.errors import EXIT_HALTED, EXIT_PARTIAL
 from lib.core.state import HaltRecord, Positions, Targets
-from lib.core.storage import read_json, read_parquet
+from lib.core.storage import read_json, read_parquet, write_json_atomic
 from lib.core.symbols import to_slug
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR, format_ms
 from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
@@ -74,6 +77,8 @@ PAPER_TIMEOUT_MS = 1500  # a spurious timeout on a loaded machine is retried: re
 FOREIGN = {"XRP": Decimal(500)}  # testnet: a coin in the account that is not the bot's (not in data.symbols)
 DEPOSIT_QUOTE, WITHDRAW_FRAC = Decimal(800), Decimal("0.35")  # both recorded with `cashflow`; 35 % > the 12 % halt
 TESTNET_TIMEOUT_MS = 5000  # an order that times out fails its run: keep loopback replies well inside it
+OWNERS_QUOTE, SHARED_BOOK = Decimal(4000), {"capital_quote": 1000}  # shared: the owner's USDT, the bot's capital
+SHARED_TARGETS = {"BTC/USDT": 0.2, "ETH/USDT": 0.15}  # within the default risk.max_asset_weight_frac
 
 PAPER_FAULTS = (*harness.TRANSIENT, "malformed_response", "bad_candle", "absurd_candle", "stale_feed", "sigkill",
                 "overlap", "disk_full", "corrupt_state", "kill_switch", "drawdown_halt", "bad_benchmark_print",
@@ -103,7 +108,8 @@ SMALL_WINDOWS = {
 
 
 def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfill_start: str,
-                max_target_age_ms: int, timeout_ms: int, extra_symbols: tuple[str, ...] = ()) -> str:
+                max_target_age_ms: int, timeout_ms: int, extra_symbols: tuple[str, ...] = (),
+                book: dict[str, Any] | None = None) -> str:
     """A small paper book, a 12 % drawdown halt, one bar of staleness tolerated (so a quarantined jump is decided
     by one later candle), the fakes' URLs."""
     sections: dict[str, dict[str, Any]] = {
@@ -116,6 +122,7 @@ def config_text(fake: FakeBinance, telegram: FakeTelegram, *, mode: str, backfil
         "health": {"fetch_prices_max_age_ms": 26 * MS_PER_HOUR},
         "paper": {"starting_cash_quote": 1000, "fee_bps": 10, "slippage_bps": 5},
         "alerts": {"telegram_base_url": telegram.base_url},
+        **({"book": book} if book else {}),
     }
     return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
                    for name, values in sections.items())
@@ -404,6 +411,7 @@ class TestnetSoak(harness.Driver):
 
     __test__ = False  # not a pytest class
     label, kinds = "testnet", TESTNET_FAULTS
+    owners_quote: Decimal | None = None  # a shared account (SharedSoak): the owner's USDT, not the bot's
 
     def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, cycles: int) -> None:
         super().__init__(root, fake, telegram, seed=seed, timeout_ms=TESTNET_TIMEOUT_MS)
@@ -521,7 +529,8 @@ class TestnetSoak(harness.Driver):
         events = self.load(self.state / "orders.jsonl", harness.read_journal) or []
         harness.check_journal(self.expect, events)
         harness.check_exchange_book(self.expect, events, self.fake, positions=positions, foreign=FOREIGN,
-                                    settled=run.script == "rebalance" and run.exit_code == 0)
+                                    settled=run.script == "rebalance" and run.exit_code == 0,
+                                    owners_quote=self.owners_quote)
         halted = (self.state / "halt.json").exists()  # the fake's prices are calm: only a misread flow could halt
         self.expect(not halted, f"{run.name} left state/halt.json (after {self.injected['cash_flows']} cash flows)")
         if run.script == "rebalance" and run.exit_code == 0 and positions is not None:
@@ -531,24 +540,77 @@ class TestnetSoak(harness.Driver):
                 self.recovered["cash_flows"] = 1  # a rebalance after the withdrawal traded on without a halt
 
 
-def run_testnet_soak(root: Path, *, cycles: int, seed: int) -> TestnetSoak:
+class SharedSoak(TestnetSoak):
+    """The testnet cycles in a shared account: the bot's 1,000 (book.capital_quote) next to the owner's USDT and
+    the foreign coin; spot buys pay their commission in the coin bought (Binance without BNB fees). The wall-clock
+    market may well be bearish (all targets 0: only sells), so the operator sets the book to SHARED_TARGETS once,
+    as compute_signals would write them, and the bot buys too."""
+
+    __test__ = False
+    label = "shared"
+
+    def __init__(self, root: Path, fake: FakeBinance, telegram: FakeTelegram, *, seed: int, cycles: int) -> None:
+        super().__init__(root, fake, telegram, seed=seed, cycles=cycles)
+        self.owners_quote, self.targets_set = OWNERS_QUOTE, False
+
+    def deposit(self) -> None:
+        """The operator puts a coin of the bot's universe in (USDT would be the owner's): the plan trades it."""
+        if not self.targets_set:  # compute_signals' targets.json with the operator's weights
+            targets = Targets.from_dict(read_json(self.state / "targets.json"))
+            write_json_atomic(self.state / "targets.json", replace(targets, weights=SHARED_TARGETS).to_dict())
+            self.targets_set = True
+        symbol = str(self.rng.choice(SYMBOLS))
+        amount = (Decimal(str(self.rng.uniform(150, 300))) / self.fake.last_price(symbol)).quantize(
+            self.fake.rules(symbol).amount_step, ROUND_DOWN)
+        base = symbol.split("/")[0]
+        self.fake.spot_balances[base] = self.fake.spot_balances.get(base, Decimal(0)) + amount
+
+    def recorded_flow(self, amount_quote: Decimal, balances: dict[str, Decimal]) -> None:
+        """``cashflow`` moves capital between the owner's and the bot's cash inside the account: nothing moves on
+        the exchange; the owner's part of the USDT changes by it."""
+        self.faults_now += f" + capital {amount_quote:+.2f}"
+        run = self.run("cashflow", ["--note", "soak", "--", str(amount_quote)])
+        if self.expect(run.exit_code == 0, f"{run.name} could not record a cash flow: {run.stderr[-300:]}"):
+            self.owners_quote = (self.owners_quote or Decimal(0)) - amount_quote
+        self.injected["cash_flows"] += 1
+
+    def recorded_withdrawal(self) -> None:
+        """The owner takes back WITHDRAW_FRAC of the bot's equity, at most 90 % of the bot's own cash."""
+        book = Positions.from_dict(read_json(self.state / "positions.json"))
+        equity = Decimal(str(book.equity_quote))
+        amount = min(equity * WITHDRAW_FRAC, Decimal(str(book.cash_quote)) * Decimal("0.9")).quantize(
+            Decimal("0.01"), ROUND_DOWN)
+        self.withdrawn_frac = float(amount / equity)
+        self.recorded_flow(-amount, {})
+
+
+def run_testnet_soak(root: Path, *, cycles: int, seed: int, shared: bool = False) -> TestnetSoak:
     backfill = (datetime.now(UTC) - timedelta(days=HISTORY_DAYS)).date().isoformat()
-    with FakeBinance(now_ms=None, spot_balances={"USDT": 1000, **FOREIGN}) as fake, FakeTelegram() as telegram:
+    quote = Decimal(1000) + (OWNERS_QUOTE if shared else 0)
+    with FakeBinance(now_ms=None, spot_balances={"USDT": quote, **FOREIGN}) as fake, FakeTelegram() as telegram:
         write_project(root, config_text(fake, telegram, mode="testnet", backfill_start=backfill,  # wall-clock
-                                        max_target_age_ms=50 * MS_PER_HOUR, timeout_ms=TESTNET_TIMEOUT_MS))
-        soak = TestnetSoak(root, fake, telegram, seed=seed, cycles=cycles)
+                                        max_target_age_ms=50 * MS_PER_HOUR, timeout_ms=TESTNET_TIMEOUT_MS,
+                                        book=SHARED_BOOK if shared else None))
+        if shared:
+            fake.spot_fee_asset = "received"
+        soak = (SharedSoak if shared else TestnetSoak)(root, fake, telegram, seed=seed, cycles=cycles)
         soak.run_all()
         soak.span += (f", {sum(order.accepted for order in fake.orders)} orders executed by the exchange, "
                       f"{soak.withdrawn_frac:.0%} of the book withdrawn (recorded)")
+        if shared:
+            in_coin = sum(trade["commissionAsset"] != "USDT" for trade in fake._trades["spot"])
+            soak.span += f", {in_coin} buys paid their commission in the coin bought"
     return soak
 
 
 def soak_both(root: Path, *, days: int, cycles: int) -> list[harness.Driver]:
-    """Both variants at once (one core each); the summaries are printed before anything is asserted."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """The variants at once (the paper one on a core, the two testnet ones, mostly waiting on loopback, on the
+    other); the summaries are printed before anything is asserted."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
         paper = pool.submit(run_paper_soak, root / "paper", days=days, seed=SEED)
         testnet = pool.submit(run_testnet_soak, root / "testnet", cycles=cycles, seed=SEED + 1)
-        soaks = [paper.result(), testnet.result()]
+        shared = pool.submit(run_testnet_soak, root / "shared", cycles=cycles, seed=SEED + 2, shared=True)
+        soaks = [paper.result(), testnet.result(), shared.result()]
     for soak in soaks:
         print("\n" + soak.summary())
     return soaks

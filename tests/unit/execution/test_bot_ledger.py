@@ -27,10 +27,13 @@ D = Decimal
 
 
 def fill(cid: str, side: str, amount: str, price: float | None, fee: float, *, time_ms: int = NOW,
-         mode: str = "live", venue: str = "binance", reference: float = 99.0) -> JournalEvent:
+         mode: str = "live", venue: str = "binance", reference: float = 99.0,
+         paid: dict[str, str] | None = None) -> JournalEvent:
+    """A fill; ``paid`` None is a journal line written before ``fees_paid`` existed."""
     return JournalEvent(event="filled", time_ms=time_ms, run_id="r", rebalance_id="rb", mode=mode, venue=venue,
                         symbol="BTC/USDT", client_order_id=cid, requested_side=side, requested_amount_base=D(amount),
                         reference_price=reference, filled_amount_base=D(amount), average_price=price, fee_quote=fee,
+                        fees_paid=None if paid is None else tuple(sorted((c, D(a)) for c, a in paid.items())),
                         status="closed")
 
 
@@ -77,6 +80,32 @@ def test_a_new_ledger_counts_fills_this_run_already_found_as_booked() -> None:
 ])
 def test_fill_cash(event: JournalEvent, expected: str) -> None:
     assert fill_cash_quote(event) == D(expected)
+
+
+@pytest.mark.parametrize(("event", "expected"), [
+    # a buy of 0.5 at 100.2 = 50.1 spent; its 0.1 % commission is 0.0501 USDT = 0.0005 BTC = 0.0000626 BNB at 600
+    (fill("q", "buy", "0.5", 100.2, 0.0501, paid={"USDT": "0.0501"}), "-50.1501"),  # quote: out of the cash
+    (fill("b", "buy", "0.5", 100.2, 0.0501, paid={"BTC": "0.0005"}), "-50.1"),  # base: the coin came in net of it
+    (fill("n", "buy", "0.5", 100.2, 0.03756, paid={"BNB": "0.0000626"}), "-50.1"),  # BNB: not the bot's cash
+    (fill("m", "buy", "0.5", 100.2, 0.04, paid={"BNB": "0.00005", "USDT": "0.01"}), "-50.11"),  # mixed: 0.01
+    (fill("s", "sell", "2", 30.5, 0.061, paid={"BTC": "0.002"}), "61"),  # a sell's fee in the coin sold
+    (fill("o", "buy", "0.5", 100.2, 0.0501), "-50.1501"),  # an old line: all of fee_quote from the cash, as then
+])
+def test_only_fees_paid_in_the_quote_leave_the_bots_cash(event: JournalEvent, expected: str) -> None:
+    assert fill_cash_quote(event) == D(expected)
+
+
+def test_a_buy_with_its_commission_in_the_coin_bought_costs_the_bot_the_commission_once() -> None:
+    """1,000 of cash buys 0.1 BTC at 2,000 (200); the exchange keeps 0.1 % of the coin: 0.0999 BTC arrive. At
+    2,000 the bot holds 800 + 199.8 = 999.8: it lost the 0.2 commission, once (the old ledger also took 0.2 of
+    cash: 999.6)."""
+    event = fill("b", "buy", "0.1", 2000.0, 0.2, paid={"BTC": "0.0001"})
+    booked = book_fills(ledger(), [event], mode="live", venue="binance", now_ms=NOW)
+    held = D("0.1") - D("0.0001")
+    assert booked.cash_quote == D(800) and booked.cash_quote + held * 2000 == D("999.8")
+    old_line = fill("b", "buy", "0.1", 2000.0, 0.2)
+    old = book_fills(ledger(), [old_line], mode="live", venue="binance", now_ms=NOW)
+    assert old.cash_quote + held * 2000 == D("999.6")
 
 
 def test_book_fills_books_each_fill_once_and_only_the_bots() -> None:

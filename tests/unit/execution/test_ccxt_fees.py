@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from lib.core.errors import DataError
-from lib.execution.ccxt_venue import fee_in_quote
+from lib.execution.ccxt_venue import fee_in_quote, fees_by_currency
 
 
 def bnb_price(currency: str) -> float | None:
@@ -36,3 +38,20 @@ def test_fee_in_quote(fills: list, expected: float) -> None:
 def test_unconvertible_fees_fail_closed(fills: list) -> None:
     with pytest.raises(DataError):
         fee_in_quote(fills, base="ETH", quote="USDT", price_of=bnb_price, what="t")
+
+
+@pytest.mark.parametrize(("fees", "expected"), [
+    ([{"cost": 0.0001, "currency": "ETH"}, {"cost": "0.0002", "currency": "ETH"}], (("ETH", Decimal("0.0003")),)),
+    ([{"cost": 0.35, "currency": "USDT"}, {"cost": 0.0005, "currency": "BNB"}],
+     (("BNB", Decimal("0.0005")), ("USDT", Decimal("0.35")))),  # one total per currency, nothing converted
+    ([], ()),
+])
+def test_fees_by_currency(fees: list, expected: tuple) -> None:
+    assert fees_by_currency(fees) == expected
+
+
+@pytest.mark.parametrize("fee", [{"cost": 0.1}, {"cost": None, "currency": "ETH"}, {"cost": -1, "currency": "ETH"},
+                                 {"cost": "nan", "currency": "ETH"}])
+def test_fees_without_a_currency_or_cost_fail_closed(fee: dict) -> None:
+    with pytest.raises(DataError):
+        fees_by_currency([fee])

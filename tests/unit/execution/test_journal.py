@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -63,6 +64,28 @@ def sent_and_filled(client_id: str, *, side: str = "buy", amount: str = "0.5",
 
 
 # --- records ------------------------------------------------------------------------------------------------
+
+
+def test_a_fill_journals_its_fee_as_the_exchange_charged_it() -> None:
+    """``fees_paid`` per currency next to the converted ``fee_quote``; a line without it (written before it
+    existed) still loads, with no currency (read as paid in the quote)."""
+    sent = to_sent_event(order(), RUN)
+    charged = replace(result(), fees_paid=(("BNB", D("0.0000625")), ("BTC", D("0.0005"))))
+    filled = to_result_event(sent, charged, RUN)
+    line = json.loads(json.dumps(filled.to_dict()))
+    assert line["fees_paid"] == {"BNB": "0.0000625", "BTC": "0.0005"} and line["fee_quote"] == 0.05
+    assert JournalEvent.from_dict(line) == filled and filled.fees_paid == charged.fees_paid
+    assert to_result_event(sent, result(), RUN).fees_paid is None  # the venue did not say: no field
+    old = {key: value for key, value in line.items() if key != "fees_paid"}
+    assert JournalEvent.from_dict(old).fees_paid is None and JournalEvent.from_dict(old).fee_quote == 0.05
+
+
+@pytest.mark.parametrize("fees_paid", [["BTC", "0.1"], {"BTC": 0.1}, {"BTC": "-0.1"}, {"BTC": "NaN"}, {"": "1"},
+                                       {"BTC": "x"}])
+def test_a_bad_fees_paid_is_refused(fees_paid: Any) -> None:
+    line = to_result_event(to_sent_event(order(), RUN), result(), RUN).to_dict()
+    with pytest.raises(StateError, match="fees_paid"):
+        JournalEvent.from_dict({**line, "fees_paid": fees_paid})
 
 
 def test_every_builder_round_trips_through_json() -> None:

@@ -101,6 +101,18 @@ def test_same_client_order_id_fills_once() -> None:
     assert account.fetch_order_by_client_id("BTC/USDT", "cb-unknown") is None
 
 
+def test_paper_fees_are_paid_in_the_quote_and_saved() -> None:
+    """1 BTC bought at 100 + 5 bps = 100.05; 10 bps of it is 0.10005 USDT; a snapshot saved before fees_paid
+    existed gives its orders none."""
+    account = broker({"BTC/USDT": 100.0})
+    bought = account.create_market_order("BTC/USDT", "buy", D("1"), client_order_id="cb-fee")
+    assert bought.fees_paid == (("USDT", D("0.10005")),) and bought.fee_quote == pytest.approx(0.10005)
+    saved = json.loads(json.dumps(account.to_snapshot().to_dict()))
+    assert PaperSnapshot.from_dict(saved).orders["cb-fee"] == bought
+    del saved["orders"][0]["fees_paid"]
+    assert PaperSnapshot.from_dict(saved).orders["cb-fee"].fees_paid == ()
+
+
 def test_rerun_after_crash_finds_the_order_in_the_saved_snapshot() -> None:
     account = broker({"BTC/USDT": 100.0})
     first = account.create_market_order("BTC/USDT", "buy", D("1"), client_order_id="cb-run1-x")
