@@ -66,7 +66,8 @@ MAX_TARGET_AGE_BARS = 2
 
 
 def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets, *, now_ms: int, run_id: str,
-                    alert: Callable[[str], object], dry_run: bool = False, reset_high_water_mark: bool = False) -> str:
+                    alert: Callable[[str], object], dry_run: bool = False, reset_high_water_mark: bool = False,
+                    interrupted: str = "") -> str:
     """One carry rebalance; returns what it did (``dry_run``: the plan, nothing sent or written). Alerts once when
     something went wrong and was put right; raises (the runner alerts once) when the book could not be left hedged
     or an outcome is unknown."""
@@ -98,6 +99,7 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
         require_safe_key(client, mode=exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
     state = RunState(settings, session, journal, run, paths.positions, previous, reset=reset_high_water_mark)
+    state.incidents += [interrupted] if interrupted else []  # killed mid-run: said once, with what this run found
     state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}), earlier run: {e.detail}"
                         for e in reconcile_open_transfers(session, journal=journal, run=run)]
     if finishing_flatten and halt is not None:

@@ -24,7 +24,8 @@ def run_carry_rebalance(ctx: RunContext) -> None:
                              candles=CarryCandles(spot=paths, perp=futures_context(ctx).paths,
                                                   timeframe=config.strategy.timeframe))
     text = rebalance_carry(settings, carry_paths, ctx.secrets, now_ms=ctx.now_ms, run_id=ctx.run_id, alert=ctx.alert,
-                           dry_run=args.dry_run, reset_high_water_mark=args.reset_high_water_mark)
+                           dry_run=args.dry_run, reset_high_water_mark=args.reset_high_water_mark,
+                           interrupted=ctx.interrupted)
     if args.dry_run:
         print(text)
 

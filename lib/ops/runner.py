@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -32,8 +32,8 @@ from lib.core.errors import (
 )
 from lib.core.paths import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, ProjectPaths, venue_dir_name
 from lib.core.state import RunRecord
-from lib.core.storage import LockHeld, append_jsonl, exclusive_lock
-from lib.core.timeframes import parse_time_ms
+from lib.core.storage import LockHeld, append_jsonl, exclusive_lock, read_jsonl
+from lib.core.timeframes import format_ms, parse_time_ms
 from lib.ops import alerts
 from lib.ops.config import Config, Secrets, load_alerts_section_best_effort, load_config, load_secrets
 
@@ -50,6 +50,7 @@ class RunContext:
     secrets: Secrets
     paths: ProjectPaths
     args: argparse.Namespace
+    interrupted: str = ""  # the previous run of this script started and never finished (killed): what we know of it
 
     def alert(self, text: str, *, image: bytes | None = None, incident: bool = True) -> bool:
         """Send a Telegram message (the one alert path); False when not delivered.
@@ -118,6 +119,9 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
     """Run the body between a start and a finish record; exactly one alert whatever fails (disk included)."""
     exit_code, status, error_text = EXIT_OK, "ok", ""
     try:
+        context = replace(context, interrupted=_interrupted_previous(context))
+        if context.interrupted:
+            logger.warning("{}", context.interrupted)
         _record(context, event="start", status="running", exit_code=None)
         body(context)
     except PartialFailure as error:  # the script alerted what is new; the chain goes on
@@ -157,6 +161,24 @@ def _skipped_locked(context: RunContext, log_location: str) -> int:
     except OSError as error:
         logger.error("could not record the skipped run in {}: {}", context.paths.runs, error)
     return EXIT_LOCKED
+
+
+def _interrupted_previous(context: RunContext) -> str:
+    """Non-empty when this script's last record is a start without its finish: that run was killed (SIGKILL, OOM,
+    power) before it could record or alert anything. We hold the lock, so it is not still running. An unreadable
+    runs.jsonl says nothing here (the health check reports it)."""
+    try:
+        records, _ = read_jsonl(context.paths.runs)
+    except (OSError, CoinbotError):
+        return ""
+    mine = [r for r in records if isinstance(r, dict) and r.get("script") == context.script]
+    if not mine or mine[-1].get("event") != "start":
+        return ""
+    last = mine[-1]
+    started = last.get("now_ms")
+    when = format_ms(started) if isinstance(started, int) else "at an unknown time"
+    return (f"the previous {context.script} run {last.get('run_id', '?')} (started {when}) never finished: killed or "
+            "crashed hard; this run checks what it left")
 
 
 def _record(context: RunContext, *, event: Literal["start", "finish"], status: str, exit_code: int | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -117,6 +118,21 @@ def test_runner_success_records_ok(project: Project, telegram: FakeTelegram) -> 
     assert run_in_process(project, telegram, lambda ctx: seen.append(ctx.now_ms)) == 0
     assert seen == [1_767_225_600_000]
     assert project.runs()[-1]["status"] == "ok" and telegram.messages == []
+
+
+def test_a_run_that_never_finished_is_told_to_the_next_run_of_that_script(project: Project,
+                                                                          telegram: FakeTelegram) -> None:
+    seen: list[str] = []
+    assert run_in_process(project, telegram, lambda ctx: seen.append(ctx.interrupted)) == 0
+    assert seen == [""]  # the last run finished: nothing to tell
+    records = project.runs()
+    runs = project.state / "runs.jsonl"  # as if SIGKILLed: the finish record was never written
+    runs.write_text("".join(json.dumps(record) + "\n" for record in records[:-1]))
+    assert run_in_process(project, telegram, lambda ctx: seen.append(ctx.interrupted)) == 0
+    assert "never finished" in seen[-1] and records[-1]["run_id"] in seen[-1] and "2026-01-01" in seen[-1]
+    assert run_in_process(project, telegram, lambda ctx: seen.append(ctx.interrupted)) == 0
+    assert seen[-1] == ""  # told once: that run finished
+    assert telegram.messages == []  # the runner only tells the body; a script decides what to alert (carry: once)
 
 
 def test_config_error_exits_2_and_alerts(project: Project, telegram: FakeTelegram) -> None:
