@@ -47,7 +47,10 @@ def test_the_report_on_an_external_scheduler_equals_the_serial_one(ready: Projec
 def test_a_failed_task_exits_non_zero_and_writes_nothing(ready: Project, scheduler: str, tmp_path: Path) -> None:
     data = write_market(tmp_path / "data", future_seed=1)
     shutil.rmtree(data / "funding")  # the perpetual family's tasks then fail (no candles)
-    result = ready.run("research", "--data-dir", str(data), *FAST, "--run-id", "broken", "--scheduler", scheduler)
+    # --own-starts: each candidate from its own first day, so the failure happens inside the task on the cluster
+    # (the default common start would already refuse in the driver, before any task: also non-zero, nothing written)
+    result = ready.run("research", "--data-dir", str(data), *FAST, "--run-id", "broken", "--scheduler", scheduler,
+                       "--own-starts")
     assert result.returncode == EXIT_FAILURE
     assert "candidates: task" in result.stderr and "no perpetual (with funding) candles" in result.stderr
     assert not (ready.state / "research" / "broken").exists()

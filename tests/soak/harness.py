@@ -223,11 +223,15 @@ class Driver:
                and time.monotonic() < deadline):
             time.sleep(0.02)
         stalled = first.process.poll() is None and self.fake.request_count(path, **match) > seen
-        if stalled:
-            before = self.snapshot()
-            second = self.run(script, args)
-            self.expect(second.exit_code == EXIT_LOCKED, f"the overlapping {second.name} was not refused")
-            after = self.snapshot()
+        if stalled:  # frozen inside the call, holding its lock, until the second run is over: on a slow machine
+            first.process.send_signal(signal.SIGSTOP)  # the first could otherwise give up and free the lock first
+            try:
+                before = self.snapshot()
+                second = self.run(script, args)
+                self.expect(second.exit_code == EXIT_LOCKED, f"the overlapping {second.name} was not refused")
+                after = self.snapshot()
+            finally:
+                first.process.send_signal(signal.SIGCONT)
             changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
                              and name != "state/runs.jsonl")  # its skip record, checked with the records
             self.expect(not changed, f"the overlapping {second.name} changed {changed[:5]}")
