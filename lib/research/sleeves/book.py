@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.timeframes import periods_per_year, timeframe_ms
-from lib.research.sleeves.combiner import CombinerParams, combine_row, normalized_budgets
+from lib.research.sleeves.combiner import CombinedRow, CombinerParams, combine_row, normalized_budgets
 from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_risk
 from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
 from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
@@ -82,9 +82,12 @@ def compute_book(
     settings: BookSettings,
     timeframe: str,
     ensemble_weights: pd.DataFrame | None = None,
+    compiled: bool = True,
 ) -> BookOutput:
     """The book over the whole history. ``eligible``: the point-in-time universe (close's shape);
-    ``ensemble_weights``: the spot ensemble's weights, needed when the ``ensemble`` sleeve runs."""
+    ``ensemble_weights``: the spot ensemble's weights, needed when the ``ensemble`` sleeve runs.
+    ``compiled``: the sequential inner loops run in lib.research.sleeves.book_kernel (numba; weights equal
+    to 1e-12); False runs the numpy reference."""
     budgets = book_sleeves(strategy_name, settings.combiner)
     shape = close.shape
     trend = compute_trend_sleeve(candles_by_symbol, close, settings.trend)
@@ -121,7 +124,7 @@ def compute_book(
             risk_candidates, risk_period, sized = candidates, int(periods[row]), None
             risk = row_risk(returns, row, candidates, window_bars=sizing.window_bars,
                             cluster_correlation=sizing.cluster_correlation,
-                            periods_per_year=periods_per_year(timeframe))
+                            periods_per_year=periods_per_year(timeframe), compiled=compiled)
         if risk is None:
             continue
         members = risk.members
@@ -130,7 +133,7 @@ def compute_book(
         if TREND_CORE in budgets:
             row_conviction = conviction[row, members]
             if sized is None or not np.array_equal(row_conviction, sized_conviction, equal_nan=True):
-                sized, sized_conviction = size_row(row_conviction, risk, sizing), row_conviction
+                sized, sized_conviction = size_row(row_conviction, risk, sizing, compiled=compiled), row_conviction
             sleeve_row[TREND_CORE] = sized.weights
             trend_budgets[row, members] = sized.budgets
             stats_binding[row] = sized.binding
@@ -139,14 +142,14 @@ def compute_book(
                                                         sizing.target_vol_annual_frac)
         if "ensemble" in budgets:
             sleeve_row["ensemble"] = ensemble[row, members]
-        combined = combine_row(sleeve_row, budgets, risk.covariance, settings.combiner)
+        combined, bets = _combine(sleeve_row, budgets, risk.covariance, settings.combiner, compiled=compiled)
         raw[row, members] = combined.weights
         for name, weights in sleeve_row.items():
             sleeve_arrays[name][row, members] = weights
             contribution_arrays[name][row, members] = combined.contributions[name]
         stats[row, :4] = (combined.predicted_vol_annual_frac, combined.vol_scale,
-                          effective_bets(combined.weights, risk.covariance), float(np.unique(risk.clusters).size))
-    targets, reasons = control_turnover(raw, settings.turnover)
+                          bets, float(np.unique(risk.clusters).size))
+    targets, reasons = control_turnover(raw, settings.turnover, compiled=compiled)
 
     def frame(values: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(values, index=close.index, columns=close.columns)
@@ -160,6 +163,23 @@ def compute_book(
         trend_conviction=trend.conviction, trend_states=trend.states, trend_budgets=frame(trend_budgets),
         clusters=frame(clusters), reasons=frame(reasons.astype(float)), row_stats=row_stats,
     )  # fmt: skip
+
+
+def _combine(sleeve_row: dict[str, np.ndarray], budgets: dict[str, float], covariance: np.ndarray,
+             params: CombinerParams, *, compiled: bool) -> tuple[CombinedRow, float]:
+    """``combine_row`` and the effective bets of its weights; ``compiled``: both in one numba call."""
+    if not compiled:
+        combined = combine_row(sleeve_row, budgets, covariance, params)
+        return combined, effective_bets(combined.weights, covariance)
+    from lib.research.sleeves import book_kernel  # numba loads on first use
+
+    names = list(sleeve_row)
+    sleeves = np.array([sleeve_row[name] for name in names], dtype=float).reshape(len(names), covariance.shape[0])
+    weights, contributions, vol_scale, final_vol, bets = book_kernel.combine_row(
+        sleeves, np.array([budgets[name] for name in names], dtype=float), covariance,
+        params.max_book_vol_annual_frac, params.max_asset_weight_frac)
+    parts = {name: contributions[k] for k, name in enumerate(names)}
+    return CombinedRow(weights, parts, vol_scale, final_vol), bets
 
 
 def _vol_capped(weights: np.ndarray, covariance: np.ndarray, target_vol: float) -> np.ndarray:
