@@ -118,13 +118,21 @@ def compute_book(
     risk_candidates: np.ndarray = np.empty(0, dtype=int)
     risk_period = -1
     sized_conviction: np.ndarray = np.empty(0)
-    for row in np.flatnonzero(wants).tolist():
+    rows = np.flatnonzero(wants)
+    # compiled: the eligible set equals the last refresh's iff it equals the previous processed row's
+    same_eligible = np.zeros(rows.size, dtype=bool)
+    same_eligible[1:] = (eligible_arr[rows[1:]] == eligible_arr[rows[:-1]]).all(axis=1) if compiled else False
+    cluster_count = float("nan")
+    last: tuple[RowRisk, dict[str, np.ndarray], CombinedRow, float] | None = None
+    for position, row in enumerate(rows.tolist()):
         candidates = np.flatnonzero(eligible_arr[row])
-        if risk is None or periods[row] != risk_period or not np.array_equal(candidates, risk_candidates):
+        changed = not same_eligible[position] if compiled else not np.array_equal(candidates, risk_candidates)
+        if risk is None or periods[row] != risk_period or changed:
             risk_candidates, risk_period, sized = candidates, int(periods[row]), None
             risk = row_risk(returns, row, candidates, window_bars=sizing.window_bars,
                             cluster_correlation=sizing.cluster_correlation,
                             periods_per_year=periods_per_year(timeframe), compiled=compiled)
+            cluster_count = float(np.unique(risk.clusters).size) if risk is not None else cluster_count
         if risk is None:
             continue
         members = risk.members
@@ -142,13 +150,17 @@ def compute_book(
                                                         sizing.target_vol_annual_frac)
         if "ensemble" in budgets:
             sleeve_row["ensemble"] = ensemble[row, members]
-        combined, bets = _combine(sleeve_row, budgets, risk.covariance, settings.combiner, compiled=compiled)
+        if compiled and last is not None and _same_inputs(last[0], last[1], risk, sleeve_row):
+            combined, bets = last[2], last[3]  # the same risk model and sleeve weights: the same book
+        else:
+            combined, bets = _combine(sleeve_row, budgets, risk.covariance, settings.combiner, compiled=compiled)
+            last = (risk, sleeve_row, combined, bets)
         raw[row, members] = combined.weights
         for name, weights in sleeve_row.items():
             sleeve_arrays[name][row, members] = weights
             contribution_arrays[name][row, members] = combined.contributions[name]
         stats[row, :4] = (combined.predicted_vol_annual_frac, combined.vol_scale,
-                          bets, float(np.unique(risk.clusters).size))
+                          bets, cluster_count)
     targets, reasons = control_turnover(raw, settings.turnover, compiled=compiled)
 
     def frame(values: np.ndarray) -> pd.DataFrame:
@@ -163,6 +175,14 @@ def compute_book(
         trend_conviction=trend.conviction, trend_states=trend.states, trend_budgets=frame(trend_budgets),
         clusters=frame(clusters), reasons=frame(reasons.astype(float)), row_stats=row_stats,
     )  # fmt: skip
+
+
+def _same_inputs(risk: RowRisk, sleeve_row: dict[str, np.ndarray], next_risk: RowRisk,
+                 next_row: dict[str, np.ndarray]) -> bool:
+    """Whether the combiner's inputs of two bars are the same (same risk model object, equal sleeve weights)."""
+    return risk is next_risk and sleeve_row.keys() == next_row.keys() and all(
+        weights is sleeve_row[name] or np.array_equal(weights, sleeve_row[name], equal_nan=True)
+        for name, weights in next_row.items())
 
 
 def _combine(sleeve_row: dict[str, np.ndarray], budgets: dict[str, float], covariance: np.ndarray,

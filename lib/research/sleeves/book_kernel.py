@@ -158,11 +158,15 @@ BINDINGS = ("none", "vol_target", "kelly", "asset_cap", "no_leverage")  # sizing
 
 @njit(cache=True, error_model="numpy")
 def size_row(
-    conviction: np.ndarray, clusters: np.ndarray, covariance: np.ndarray, inverse_vol: bool, cluster_aware: bool,
-    target_vol: float, kelly_fraction: float, assumed_sharpe: float, max_asset_weight: float,
-    tolerance: float, max_iterations: int,
+    conviction: np.ndarray, clusters: np.ndarray, covariance: np.ndarray, settings: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float, float, int]:  # pragma: no cover (compiled)
-    """``sizing.size_row``: (weights, budgets, vol_scale, kelly_scale, index of the binding in ``BINDINGS``)."""
+    """``sizing.size_row``: (weights, budgets, vol_scale, kelly_scale, index of the binding in ``BINDINGS``).
+    ``settings`` (one array: each argument costs numba's dispatcher a type check per call): inverse_vol (1/0),
+    cluster_aware (1/0), target vol, Kelly fraction, assumed Sharpe, max asset weight, ERC tolerance and
+    iterations."""
+    inverse_vol, cluster_aware = settings[0] != 0, settings[1] != 0
+    target_vol, kelly_fraction, assumed_sharpe, max_asset_weight = settings[2], settings[3], settings[4], settings[5]
+    tolerance, max_iterations = settings[6], int(settings[7])
     n = conviction.size
     held = np.empty(n)
     for k in range(n):

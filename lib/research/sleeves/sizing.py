@@ -73,10 +73,11 @@ def size_row(conviction: np.ndarray, risk: RowRisk, params: SizingParams, *, com
     if compiled:
         from lib.research.sleeves import book_kernel  # numba loads on first use
 
+        settings = np.array([params.method == "inverse_vol", params.cluster_aware, params.target_vol_annual_frac,
+                             params.kelly_fraction, params.assumed_sharpe, params.max_asset_weight_frac,
+                             ERC_TOLERANCE, ERC_MAX_ITERATIONS], dtype=float)
         weights, budgets, vol_scale, kelly_scale, binding = book_kernel.size_row(
-            conviction, risk.clusters, risk.covariance, params.method == "inverse_vol", params.cluster_aware,
-            params.target_vol_annual_frac, params.kelly_fraction, params.assumed_sharpe,
-            params.max_asset_weight_frac, ERC_TOLERANCE, ERC_MAX_ITERATIONS)
+            conviction, risk.clusters, risk.covariance, settings)
         return SizedRow(weights, budgets, vol_scale, kelly_scale, book_kernel.BINDINGS[binding])
     budgets = risk_budgets(conviction, risk.clusters, cluster_aware=params.cluster_aware)
     weights = np.zeros(budgets.size)
