@@ -47,6 +47,31 @@ def risk_parity_weights(
 
 
 @njit(cache=True, error_model="numpy")
+def correlation_distance(covariance: np.ndarray) -> np.ndarray:  # pragma: no cover (compiled)
+    """``risk.correlation_clusters``' distance sqrt(clip((1 - clip(rho, -1, 1)) / 2, 0, 1)), rho = cov_ij x
+    (s_i s_j) with s = 1 / vol (0 where vol is not > 0); inf on the diagonal; NaN stays NaN as in np.clip."""
+    n = covariance.shape[0]
+    scale = np.empty(n)
+    for k in range(n):
+        vol = np.sqrt(covariance[k, k])
+        scale[k] = 1.0 / vol if vol > 0 else 0.0
+    distance = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                distance[i, j] = np.inf
+                continue
+            rho = covariance[i, j] * (scale[i] * scale[j])
+            if not math.isnan(rho):
+                rho = min(max(rho, -1.0), 1.0)
+            half = (1.0 - rho) / 2.0
+            if not math.isnan(half):
+                half = min(max(half, 0.0), 1.0)
+            distance[i, j] = np.sqrt(half)
+    return distance
+
+
+@njit(cache=True, error_model="numpy")
 def cluster_labels(distance: np.ndarray, cut: float) -> np.ndarray:  # pragma: no cover (compiled)
     """``risk.correlation_clusters`` from its distance matrix (diagonal inf; modified in place): merge the
     closest alive pair (numpy's argmin: first minimum in row-major order, a NaN wins) while within ``cut``

@@ -99,13 +99,14 @@ def correlation_clusters(covariance: np.ndarray, cluster_correlation: float, *, 
     sqrt((1 - rho) / 2), merging while the closest pair of clusters is within the distance of
     ``cluster_correlation``, i.e. scipy's ``fcluster(linkage(d, "average"), t, "distance")``."""
     n = covariance.shape[0]
-    distance = np.sqrt(np.clip((1.0 - to_correlation(covariance)) / 2.0, 0.0, 1.0))
-    np.fill_diagonal(distance, np.inf)
     cut = math.sqrt((1.0 - cluster_correlation) / 2.0)
     if compiled:
         from lib.research.sleeves import book_kernel  # numba loads on first use
 
-        return np.asarray(book_kernel.cluster_labels(distance, cut), dtype=int)
+        labels_of = book_kernel.cluster_labels(book_kernel.correlation_distance(covariance), cut)
+        return np.asarray(labels_of, dtype=int)
+    distance = np.sqrt(np.clip((1.0 - to_correlation(covariance)) / 2.0, 0.0, 1.0))
+    np.fill_diagonal(distance, np.inf)
     labels, sizes = np.arange(n), np.ones(n)
     alive = np.ones(n, dtype=bool)
     while alive.sum() > 1:

@@ -19,7 +19,7 @@ from lib.ops.config import Config
 from lib.research.sleeves.book import BookOutput, BookSettings, _combine, compute_book
 from lib.research.sleeves.combiner import CombinerParams, combine_row, normalized_budgets
 from lib.research.sleeves.params import SizingParams, TurnoverParams
-from lib.research.sleeves.risk import RowRisk, correlation_clusters, effective_bets
+from lib.research.sleeves.risk import RowRisk, correlation_clusters, effective_bets, to_correlation
 from lib.research.sleeves.sizing import risk_parity_weights, size_row
 from lib.research.sleeves.turnover import control_turnover
 from lib.research.strategy import to_wide_panel
@@ -56,6 +56,11 @@ def test_compiled_risk_parity_matches_the_reference(seed: int, n: int, common: f
 def test_compiled_clusters_match_the_reference(seed: int, n: int, common: float, cut: float) -> None:
     covariance = _covariance(np.random.default_rng(seed), n, common)
     reference = correlation_clusters(covariance, cut)
+    from lib.research.sleeves import book_kernel
+
+    distance = np.sqrt(np.clip((1.0 - to_correlation(covariance)) / 2.0, 0.0, 1.0))
+    np.fill_diagonal(distance, np.inf)
+    np.testing.assert_array_equal(book_kernel.correlation_distance(covariance), distance)
     np.testing.assert_array_equal(correlation_clusters(covariance, cut, compiled=True), reference)
 
 
