@@ -128,6 +128,11 @@ def compute_book(
     # compiled: the eligible set equals the last refresh's iff it equals the previous processed row's
     same_eligible = np.zeros(rows.size, dtype=bool)
     same_eligible[1:] = (eligible_arr[rows[1:]] == eligible_arr[rows[:-1]]).all(axis=1) if compiled else False
+    # compiled: a conviction row equal to the previous processed row's is the one the sizing was made from
+    same_conviction = np.zeros(rows.size, dtype=bool)
+    if compiled and rows.size > 1:
+        now, before = conviction[rows[1:]], conviction[rows[:-1]]
+        same_conviction[1:] = ((now == before) | (np.isnan(now) & np.isnan(before))).all(axis=1)
     cluster_count = float("nan")
     last: tuple[RowRisk, dict[str, np.ndarray], CombinedRow, float] | None = None
     for position, row in enumerate(rows.tolist()):
@@ -146,7 +151,8 @@ def compute_book(
         sleeve_row: dict[str, np.ndarray] = {}
         if TREND_CORE in budgets:
             row_conviction = conviction[row, members]
-            if sized is None or not np.array_equal(row_conviction, sized_conviction, equal_nan=True):
+            if sized is None or not (same_conviction[position]
+                                     or np.array_equal(row_conviction, sized_conviction, equal_nan=True)):
                 sized, sized_conviction = size_row(row_conviction, risk, sizing, compiled=compiled), row_conviction
             sleeve_row[TREND_CORE] = sized.weights
             trend_budgets[row, members] = sized.budgets
