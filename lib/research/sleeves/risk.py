@@ -53,9 +53,11 @@ def row_risk(
     window_bars: int,
     cluster_correlation: float,
     periods_per_year: float,
+    compiled: bool = False,
 ) -> RowRisk | None:
     """The risk model at ``row`` over the ``candidates`` (column positions) with enough returns in the
-    window; None when fewer than one qualifies. Missing returns count as 0 (no move)."""
+    window; None when fewer than one qualifies. Missing returns count as 0 (no move). ``compiled``: the
+    clusters' merge loop runs in lib.research.sleeves.book_kernel (same labels)."""
     start = row - window_bars + 1
     if start < 0 or candidates.size == 0:
         return None
@@ -67,7 +69,7 @@ def row_risk(
     sample = np.where(valid[:, members_mask], window[:, members_mask], 0.0)
     covariance = ledoit_wolf_covariance(sample) * periods_per_year
     members = candidates[members_mask]
-    clusters = correlation_clusters(covariance, cluster_correlation)
+    clusters = correlation_clusters(covariance, cluster_correlation, compiled=compiled)
     return RowRisk(members=members, covariance=covariance, clusters=clusters)
 
 
@@ -92,14 +94,19 @@ def ledoit_wolf_covariance(sample: np.ndarray) -> np.ndarray:
     return shrunk
 
 
-def correlation_clusters(covariance: np.ndarray, cluster_correlation: float) -> np.ndarray:
+def correlation_clusters(covariance: np.ndarray, cluster_correlation: float, *, compiled: bool = False) -> np.ndarray:
     """Cluster labels 1..K (numbered by their first member): average linkage (UPGMA) on the distance
     sqrt((1 - rho) / 2), merging while the closest pair of clusters is within the distance of
     ``cluster_correlation``, i.e. scipy's ``fcluster(linkage(d, "average"), t, "distance")``."""
     n = covariance.shape[0]
+    cut = math.sqrt((1.0 - cluster_correlation) / 2.0)
+    if compiled:
+        from lib.research.sleeves import book_kernel  # numba loads on first use
+
+        labels_of = book_kernel.cluster_labels(book_kernel.correlation_distance(covariance), cut)
+        return np.asarray(labels_of, dtype=int)
     distance = np.sqrt(np.clip((1.0 - to_correlation(covariance)) / 2.0, 0.0, 1.0))
     np.fill_diagonal(distance, np.inf)
-    cut = math.sqrt((1.0 - cluster_correlation) / 2.0)
     labels, sizes = np.arange(n), np.ones(n)
     alive = np.ones(n, dtype=bool)
     while alive.sum() > 1:

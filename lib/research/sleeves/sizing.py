@@ -67,8 +67,18 @@ def risk_parity_weights(covariance: np.ndarray, budgets: np.ndarray) -> np.ndarr
     return y / y.sum()
 
 
-def size_row(conviction: np.ndarray, risk: RowRisk, params: SizingParams) -> SizedRow:
-    """Weights over ``risk.members`` from their ``conviction`` (aligned with members, in [0, 1])."""
+def size_row(conviction: np.ndarray, risk: RowRisk, params: SizingParams, *, compiled: bool = False) -> SizedRow:
+    """Weights over ``risk.members`` from their ``conviction`` (aligned with members, in [0, 1]).
+    ``compiled``: the same steps run in lib.research.sleeves.book_kernel (same numbers to 1e-12)."""
+    if compiled:
+        from lib.research.sleeves import book_kernel  # numba loads on first use
+
+        settings = np.array([params.method == "inverse_vol", params.cluster_aware, params.target_vol_annual_frac,
+                             params.kelly_fraction, params.assumed_sharpe, params.max_asset_weight_frac,
+                             ERC_TOLERANCE, ERC_MAX_ITERATIONS], dtype=float)
+        weights, budgets, vol_scale, kelly_scale, binding = book_kernel.size_row(
+            conviction, risk.clusters, risk.covariance, settings)
+        return SizedRow(weights, budgets, vol_scale, kelly_scale, book_kernel.BINDINGS[binding])
     budgets = risk_budgets(conviction, risk.clusters, cluster_aware=params.cluster_aware)
     weights = np.zeros(budgets.size)
     active = np.flatnonzero(budgets > 0)

@@ -45,9 +45,17 @@ def control_row(raw: np.ndarray, previous: np.ndarray, params: TurnoverParams) -
     return targets, reasons
 
 
-def control_turnover(raw: np.ndarray, params: TurnoverParams) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and reason codes for every bar of ``raw`` (time x asset, NaN = 0), starting from cash."""
+def control_turnover(
+    raw: np.ndarray, params: TurnoverParams, *, compiled: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and reason codes for every bar of ``raw`` (time x asset, NaN = 0), starting from cash.
+    ``compiled``: the loop runs in lib.research.sleeves.book_kernel (the same operations in the same order)."""
     clean = np.nan_to_num(np.clip(raw, 0.0, None))
+    if compiled:
+        from lib.research.sleeves import book_kernel  # numba loads on first use
+
+        return book_kernel.control_turnover(np.ascontiguousarray(clean, dtype=float), params.min_weight_frac,
+                                            params.band_abs_frac, params.band_rel_frac, params.min_rebalance_frac)
     targets = np.zeros_like(clean)
     reasons = np.zeros(clean.shape, dtype=np.int8)
     previous = np.zeros(clean.shape[1])
