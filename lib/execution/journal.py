@@ -22,6 +22,7 @@ from typing import Any
 
 from lib.core.errors import ExchangeUnavailable, OrderRejected, StateError
 from lib.core.state import JOURNAL_EVENTS, JOURNAL_SCHEMA_VERSION
+from lib.core.symbols import base_of
 from lib.core.venue import OrderResult
 from lib.execution.orders import PlannedOrder, SkippedOrder
 from lib.execution.risk import RiskRejection
@@ -319,15 +320,18 @@ def find_sent_ids(events: Iterable[JournalEvent]) -> frozenset[str]:
 
 
 def compute_fill_positions(events: Iterable[JournalEvent]) -> dict[str, Decimal]:
-    """Signed base amount per symbol implied by the fills (buys +, sells -); symbols netting to 0 dropped.
+    """Signed base amount per symbol implied by the fills (buys +, sells -) net of commissions charged in the
+    symbol's own base coin (``fees_paid``); symbols netting to 0 dropped.
 
     From an empty account this equals what the venue holds, which is how a test (or a person) checks the
-    journal against positions.json. Spot fees paid in quote do not change base amounts.
+    journal against positions.json. Fees paid in the quote or another asset (BNB) do not change base amounts.
     """
     totals: dict[str, Decimal] = {}
     for event in events:
         if event.event == "filled" and event.symbol is not None:
-            totals[event.symbol] = totals.get(event.symbol, Decimal(0)) + event.signed_filled_base
+            in_base = sum((amount for currency, amount in event.fees_paid or () if currency == base_of(event.symbol)),
+                          Decimal(0))
+            totals[event.symbol] = totals.get(event.symbol, Decimal(0)) + event.signed_filled_base - in_base
     return {symbol: amount for symbol, amount in sorted(totals.items()) if amount != 0}
 
 

@@ -8,7 +8,7 @@
   simulations/s and >= 5x vectorbt (its faster mode: all sets in one call).
 
 vectorbt is not a project dependency: it runs in another interpreter, $COINBOT_VECTORBT_PYTHON (a throwaway venv:
-``python3.12 -m venv ~/.venvs/vbt && ~/.venvs/vbt/bin/pip install vectorbt``), through tests/bench/vectorbt_side.py; without
+``python3.12 -m venv ~/vbt && ~/vbt/bin/pip install vectorbt``), through tests/bench/vectorbt_side.py; without
 it the ratios are skipped and our own figures still print. Both sides get the same arrays: marks, fill prices (the
 open), target weights scaled to 98 % gross so that the cash never binds (vectorbt fills the last buy partially where
 we scale every buy: with spare cash the fills are the same), no minimum notional; the equity curves are compared

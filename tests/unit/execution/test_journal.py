@@ -186,6 +186,15 @@ def test_fill_positions_net_buys_and_sells_exactly() -> None:
     assert compute_fees_quote(events) == pytest.approx(0.2)
 
 
+def test_fill_positions_net_out_commissions_charged_in_the_coin_bought() -> None:
+    sent = to_sent_event(order("cb-1", amount="0.5"), RUN)
+    in_coin = replace(result("cb-1"), fees_paid=(("BTC", D("0.0005")),))  # Binance's default: the coin bought
+    sent_eth = to_sent_event(order("cb-2", symbol="ETH/USDT", amount="2"), RUN)
+    in_bnb = replace(result("cb-2", symbol="ETH/USDT", filled="2", requested="2"), fees_paid=(("BNB", D("0.01")),))
+    events = [sent, to_result_event(sent, in_coin, RUN), sent_eth, to_result_event(sent_eth, in_bnb, RUN)]
+    assert compute_fill_positions(events) == {"BTC/USDT": D("0.4995"), "ETH/USDT": D("2")}  # 0.5 - 0.0005; BNB aside
+
+
 def test_a_consistent_journal_has_no_problems() -> None:
     sent = to_sent_event(order("cb-late"), RUN)
     late = [sent, to_failed_event(sent, RUN, reason="not_found", detail="x"),
