@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.exchange_server import FakeBinance
+from tests.fakes.telegram_server import FakeTelegram
+
 SCRIPT_TIMEOUT_S = 300
 
 
@@ -76,3 +79,20 @@ def script_env(extra: dict[str, str] | None) -> dict[str, str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     yield Project(tmp_path)
+
+
+FAKE_NOW_MS = 1_767_225_600_000 + 30 * 60_000  # the fake exchange's clock (its prices): 2026-01-01T00:30Z
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    """A fake Telegram Bot API on loopback (the one alert path's destination in tests)."""
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBinance]:
+    """The fake Binance (spot + USD-M) with 1,000 USDT in each wallet; a test file may define its own."""
+    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=1000) as server:
+        yield server

@@ -20,12 +20,6 @@ SECRETS = Secrets(telegram_bot_token="123:secret-token", telegram_chat_id="42", 
 
 
 @pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def log_lines() -> Iterator[list[str]]:
     lines: list[str] = []
     sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")

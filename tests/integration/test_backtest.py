@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +66,6 @@ def plain(fetched: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     project.write_config(config_text(market_type=fetched[0]))
     shutil.copytree(fetched[1], project.data)
     return project, backtest(project, "--run-id", "plain")
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture

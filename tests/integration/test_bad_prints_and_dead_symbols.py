@@ -4,9 +4,6 @@ real ccxt HTTP. One bad benchmark print must not trade the book; one dead symbol
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from lib.core.state import Targets
 from lib.core.storage import read_json, read_jsonl, write_json_atomic
@@ -39,12 +36,6 @@ name = "spot_long_only"  # the strategy whose regime reads the benchmark: what a
 [alerts]
 telegram_base_url = "{telegram.base_url}"
 """
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 def start(project: Project, fake: FakeBinance, telegram: FakeTelegram, symbols: tuple[str, ...] = SYMBOLS) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,12 +55,6 @@ def fetched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     result = template.run("fetch_prices", "--as-of", AS_OF)
     assert result.returncode == 0, result.stderr
     return request.param, template.data
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ the fetch_prices -> compute_signals -> rebalance chain against the fake exchange
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -19,12 +17,6 @@ from tests.unit.research.carry.synthetic import START_MS, H, synthetic_frames
 DAYS = 60
 AS_OF_MS = START_MS + (DAYS * 24 - 1) * H  # the last stored bar
 NOW_MS = AS_OF_MS + H + 5 * 60_000  # 5 minutes after it closed
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 def setup(project: Project, telegram: FakeTelegram, *, drop_last_prints: int = 0) -> None:

@@ -132,10 +132,6 @@ def test_one_garbled_exchange_info_is_retried_not_bad_symbol(fake: FakeBinance, 
 
 
 # --- rebalance's price read --------------------------------------------------------------------------------
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 def test_rebalance_retries_an_empty_reply_to_its_price_read(project: Project, telegram: FakeTelegram) -> None:

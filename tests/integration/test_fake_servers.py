@@ -386,10 +386,6 @@ def test_manual_entry_point_prints_its_url() -> None:
 
 
 # -- telegram --------------------------------------------------------------------------------------------
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 def test_telegram_records_message_and_photo(telegram: FakeTelegram) -> None:

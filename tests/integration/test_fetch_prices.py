@@ -57,12 +57,6 @@ def fake() -> Iterator[FakeBinance]:
 
 
 @pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def binance_project(project: Project, fake: FakeBinance, telegram: FakeTelegram) -> Project:
     project.write_config(config_text(fake.base_url, telegram_url=telegram.base_url))
     project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")

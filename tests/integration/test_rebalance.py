@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pandas as pd
@@ -25,11 +24,10 @@ from lib.execution.journal import JournalEvent, compute_fill_positions, find_ope
 from lib.execution.paper import PaperSnapshot
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
-from tests.integration.conftest import Project
+from tests.integration.conftest import FAKE_NOW_MS, Project
 
 PAPER_NOW_MS = 1_767_225_600_000 + MS_PER_HOUR  # 2026-01-01T01:00Z (paper runs use --as-of)
 PAPER_AS_OF_MS = PAPER_NOW_MS - PAPER_NOW_MS % MS_PER_DAY - MS_PER_DAY  # the last closed daily candle
-FAKE_NOW_MS = 1_767_225_600_000 + 30 * 60_000  # the fake exchange's clock (its prices)
 SPOT = {"BTC/USDT": 0.3, "ETH/USDT": 0.25, "SOL/USDT": 0.0}
 KEYS = {"COINBOT_EXCHANGE_API_KEY": "fake-api-key-1234", "COINBOT_EXCHANGE_API_SECRET": "fake-api-secret-5678"}
 TELEGRAM = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:test-token", "COINBOT_TELEGRAM_CHAT_ID": "42"}
@@ -37,18 +35,6 @@ ORDER_PATH = "/api/v3/order"
 
 
 # --- harness ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=1000) as server:
-        yield server
 
 
 def config_text(telegram: FakeTelegram, *, fake: FakeBinance | None = None, exchange_id: str = "binance",

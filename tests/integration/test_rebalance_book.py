@@ -7,7 +7,6 @@ reduce-only mode and in a drawdown flatten); targets over the asset cap are clip
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -41,12 +40,6 @@ from tests.integration.test_rebalance import (
     with_risk,
     write_targets,
 )
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 def held_book(fake: FakeBinance, quote: dict[str, float]) -> None:

@@ -4,7 +4,6 @@ its baselines, and a re-run after a crash books every fill once. Before: all quo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -31,12 +30,6 @@ from tests.integration.test_rebalance import (
 )
 
 SHARED = "[book]\ncapital_quote = 1000\n"  # the owner's account holds far more USDT than the bot may use
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 def shared_setup(project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:

@@ -6,7 +6,6 @@ was understated by it on every buy (counted twice; for BNB never paid from the b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 
@@ -22,12 +21,6 @@ from tests.integration.test_rebalance_bot_capital import shared_setup
 
 TARGETS = {"BTC/USDT": 0.3, "ETH/USDT": 0.2}
 OWNERS_BNB = Decimal(2)  # kept in the account for fees: not in data.symbols, so not the bot's
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 @pytest.mark.parametrize("fee_asset", ["received", "BNB"])

@@ -27,12 +27,6 @@ WEIGHTS = {"BTC/USDT": 0.3, "BTC/USDT:USDT": -0.3, "ETH/USDT": 0.2, "ETH/USDT:US
 
 
 @pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeBinance]:
     with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=0) as server:
         server.ticker_clock = "wall"  # the bot runs on the wall clock

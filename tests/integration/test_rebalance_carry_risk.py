@@ -36,12 +36,6 @@ SPOT, PERP = "binance", "binanceusdm_swap"
 
 
 @pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def fake() -> Iterator[FakeBinance]:
     with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=0) as server:
         server.ticker_clock = "wall"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,6 @@ from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 from tests.integration.test_rebalance import (
-    FAKE_NOW_MS,
     assert_consistent,
     assert_ok,
     journal,
@@ -32,18 +30,6 @@ from tests.integration.test_rebalance import (
 )
 
 CRASH = [0.01] * 29 + [-0.40]  # worst 99 % 1-day VaR / CVaR of a unit weight: the 40 % day (hand: historical)
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=1000) as server:
-        yield server
 
 
 def write_daily_candles(project: Project, venue: str, symbol: str, returns: list[float]) -> None:

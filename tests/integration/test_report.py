@@ -4,7 +4,6 @@ fake Telegram; the clock is set with --as-of (paper mode)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,12 +26,6 @@ CLOSES = {"BTC/USDT": [100.0, 110.0, 120.0, 150.0, 160.0], "ETH/USDT": [10.0, 8.
 EQUITY_QUOTE, GROSS_QUOTE = 1150.0, 950.0
 # inception 2026-01-02T01:00Z buys at D0's closes: BTC 1000 x 160/100; basket 5 BTC + 50 ETH
 BTC_BENCHMARK_QUOTE, BASKET_BENCHMARK_QUOTE = 1600.0, 5 * 160.0 + 50 * 15.0
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ FakeBinance on loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +20,7 @@ from lib.ops.config import Secrets
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
-from tests.integration.test_rebalance import FAKE_NOW_MS, SPOT, accepted_ids, assert_ok, setup, write_targets
+from tests.integration.test_rebalance import SPOT, accepted_ids, assert_ok, setup, write_targets
 
 KEYS = Secrets(exchange_api_key="k", exchange_api_secret="s")
 PRODUCTION_HOSTS = {"api.binance.com", "fapi.binance.com", "dapi.binance.com", "eapi.binance.com",
@@ -81,16 +80,6 @@ def test_live_fails_closed_when_the_exchange_cannot_report_key_permissions() -> 
 
 
 # --- rebalance in testnet against the fake on loopback -----------------------------------------------------
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=1000) as server:
-        yield server
 
 
 def test_testnet_refuses_a_key_that_can_withdraw(project: Project, telegram: FakeTelegram,

@@ -5,7 +5,6 @@ currency whatever currency the exchange charged them in, also for orders found b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -20,18 +19,6 @@ from tests.integration.conftest import Project
 from tests.integration.test_rebalance import FAKE_NOW_MS, SPOT, accepted_ids, assert_ok, journal, setup, write_targets
 
 KEYS = Secrets(exchange_api_key="test-key", exchange_api_secret="test-secret")
-
-
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=1000) as server:
-        yield server
 
 
 def venue(fake: FakeBinance, *, market_type: str = "spot") -> CcxtVenue:

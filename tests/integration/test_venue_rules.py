@@ -71,12 +71,6 @@ def test_a_hedge_mode_account_is_detected(fake: FakeBinance) -> None:
         perps.check_one_way_mode()
 
 
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
-        yield server
-
-
 def test_rebalance_refuses_a_hedge_mode_account(project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
     fake.dual_side_position = True
     setup(project, telegram, fake=fake, exchange_id="binanceusdm", market_type="swap")
