@@ -96,3 +96,16 @@ def fake() -> Iterator[FakeBinance]:
     """The fake Binance (spot + USD-M) with 1,000 USDT in each wallet; a test file may define its own."""
     with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=1000) as server:
         yield server
+
+
+def carry_config_text(exchange: dict[str, Any], telegram_url: str, *, risk: dict[str, Any] | None = None,
+                      data: dict[str, Any] | None = None, extra: str = "") -> str:
+    """config.toml of a two-coin (BTC, ETH) hourly ``funding_carry`` book: the given [exchange] keys, [risk] keys
+    when given, alerts to ``telegram_url``; ``extra`` is appended as TOML text."""
+    def section(name: str, values: dict[str, Any]) -> str:
+        return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+
+    data_keys = {"symbols": ["BTC/USDT", "ETH/USDT"], "timeframes": ["1h"], **(data or {})}
+    return (section("exchange", exchange) + section("data", data_keys)
+            + section("strategy", {"name": "funding_carry", "timeframe": "1h"})
+            + (section("risk", risk) if risk else "") + section("alerts", {"telegram_base_url": telegram_url}) + extra)

@@ -11,7 +11,7 @@ from lib.core.state import Targets
 from lib.core.storage import read_json, write_parquet_atomic
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
-from tests.integration.conftest import Project
+from tests.integration.conftest import Project, carry_config_text
 from tests.unit.research.carry.synthetic import START_MS, H, synthetic_frames
 
 DAYS = 60
@@ -20,19 +20,8 @@ NOW_MS = AS_OF_MS + H + 5 * 60_000  # 5 minutes after it closed
 
 
 def setup(project: Project, telegram: FakeTelegram, *, drop_last_prints: int = 0) -> None:
-    project.write_config(f"""[exchange]
-id = "binance"
-market_type = "spot"
-mode = "paper"
-[data]
-symbols = ["BTC/USDT", "ETH/USDT"]
-timeframes = ["1h"]
-[strategy]
-name = "funding_carry"
-timeframe = "1h"
-[alerts]
-telegram_base_url = "{telegram.base_url}"
-""")
+    project.write_config(carry_config_text({"id": "binance", "market_type": "spot", "mode": "paper"},
+                                           telegram.base_url))
     project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")
     spot, perp, funding = synthetic_frames(days=DAYS)
     for coin in ("BTC", "ETH"):
@@ -73,23 +62,10 @@ def test_fetch_prices_then_compute_signals_then_rebalance_on_the_fake_exchange(p
     stamps = np.arange(1_759_276_800_000, now_ms, 8 * H)
     funding = {s: np.column_stack([stamps, np.full(len(stamps), 0.0003)]) for s in ("BTC/USDT", "ETH/USDT")}
     with FakeBinance(now_ms=now_ms, funding=funding) as fake:
-        project.write_config(f"""[exchange]
-id = "binance"
-market_type = "spot"
-mode = "paper"
-rest_base_url = "{fake.base_url}"
-enable_rate_limit = false
-retry_base_delay_ms = 1
-[data]
-symbols = ["BTC/USDT", "ETH/USDT"]
-timeframes = ["1h"]
-backfill_start = "2025-10-15"
-[strategy]
-name = "funding_carry"
-timeframe = "1h"
-[alerts]
-telegram_base_url = "{telegram.base_url}"
-""")
+        project.write_config(carry_config_text(
+            {"id": "binance", "market_type": "spot", "mode": "paper", "rest_base_url": fake.base_url,
+             "enable_rate_limit": False, "retry_base_delay_ms": 1}, telegram.base_url,
+            data={"backfill_start": "2025-10-15"}))
         project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")
         for script, args in (("fetch_prices", ()), ("compute_signals", ("--as-of", str(now_ms))),
                              ("rebalance", ("--as-of", str(now_ms)))):

@@ -4,7 +4,6 @@ client order id accepted twice, no transfer executed twice, and exactly one Tele
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from lib.core.timeframes import MS_PER_HOUR
 from lib.execution.journal import JournalEvent, find_open_orders, find_problems, parse_journal
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
-from tests.integration.conftest import Project
+from tests.integration.conftest import Project, carry_config_text
 
 FAKE_NOW_MS = 1_767_225_600_000 + 30 * 60_000
 KEYS = {"COINBOT_EXCHANGE_API_KEY": "fake-api-key-1234", "COINBOT_EXCHANGE_API_SECRET": "fake-api-secret-5678"}
@@ -39,24 +38,10 @@ def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeou
     (which refuse an unknown risk) are off unless a test turns them on (test_rebalance_carry_risk.py)."""
     values = {"max_order_notional_quote": 1000, "tail_risk_action": "off", "max_liquidation_prob_24h": 1.0,
               **(risk or {})}
-    project.write_config(f"""[exchange]
-id = "binance"
-market_type = "spot"
-mode = "testnet"
-rest_base_url = "{fake.base_url}"
-enable_rate_limit = false
-retry_base_delay_ms = 1
-timeout_ms = {timeout_ms}
-[data]
-symbols = ["BTC/USDT", "ETH/USDT"]
-timeframes = ["1h"]
-[strategy]
-name = "funding_carry"
-timeframe = "1h"
-[risk]
-{"".join(f"{key} = {json.dumps(value)}{chr(10)}" for key, value in values.items())}[alerts]
-telegram_base_url = "{telegram.base_url}"
-{extra}""")
+    project.write_config(carry_config_text(
+        {"id": "binance", "market_type": "spot", "mode": "testnet", "rest_base_url": fake.base_url,
+         "enable_rate_limit": False, "retry_base_delay_ms": 1, "timeout_ms": timeout_ms}, telegram.base_url,
+        risk=values, extra=extra))
     project.write_env(**TELEGRAM, **KEYS)
     wall_ms = int(time.time() * 1000)
     as_of = wall_ms - wall_ms % MS_PER_HOUR - MS_PER_HOUR
@@ -205,23 +190,9 @@ PAPER_NOW_MS = 1_767_225_600_000 + MS_PER_HOUR  # runs with --as-of on the built
 
 def test_paper_mode_keeps_two_wallets_and_both_legs_on_the_simulated_market(project: Project,
                                                                             telegram: FakeTelegram) -> None:
-    project.write_config(f"""[exchange]
-id = "simulated"
-market_type = "spot"
-mode = "paper"
-[data]
-symbols = ["BTC/USDT", "ETH/USDT"]
-timeframes = ["1h"]
-[strategy]
-name = "funding_carry"
-timeframe = "1h"
-[risk]
-max_order_notional_quote = 1000
-tail_risk_action = "off"
-max_liquidation_prob_24h = 1.0
-[alerts]
-telegram_base_url = "{telegram.base_url}"
-""")
+    project.write_config(carry_config_text(
+        {"id": "simulated", "market_type": "spot", "mode": "paper"}, telegram.base_url,
+        risk={"max_order_notional_quote": 1000, "tail_risk_action": "off", "max_liquidation_prob_24h": 1.0}))
     project.write_env(**TELEGRAM)
     as_of = PAPER_NOW_MS - 2 * MS_PER_HOUR
     write_json_atomic(project.state / "targets.json", Targets(

@@ -9,33 +9,24 @@ import pytest
 from lib.core.errors import ConfigError, DataError
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import TRADE_COLUMNS, BacktestResult, run_backtest
+from tests.unit.research.backtest_frames import decision_targets, price_frame
 
 HOUR_MS = 3_600_000
 A, B = "A/USDT", "B/USDT"
 ZERO_COST = {"fee_bps": 0.0, "slippage_bps": 0.0, "min_notional_quote": 0.0}
 
 
-def _frame(columns: dict[str, list[float]]) -> pd.DataFrame:
-    n_bars = len(next(iter(columns.values())))
-    index = pd.Index(np.arange(n_bars, dtype=np.int64) * HOUR_MS, name="timestamp")
-    return pd.DataFrame(columns, index=index, dtype=float)
 
 
-def _targets(like: pd.DataFrame, rows: dict[int, dict[str, float]]) -> pd.DataFrame:
-    """All-NaN frame (no decision) except the given bar positions."""
-    targets = pd.DataFrame(np.nan, index=like.index, columns=like.columns)
-    for position, weights in rows.items():
-        targets.iloc[position] = [weights.get(symbol, 0.0) for symbol in like.columns]
-    return targets
 
 
 # ---- exact accounting ---------------------------------------------------------------------------
 
 
 def test_hand_computed_two_assets_five_bars_with_fees_and_slippage() -> None:
-    opens = _frame({A: [100, 102, 104, 111, 108], B: [50, 49, 50, 45, 46]})
-    closes = _frame({A: [100, 104, 110, 108, 120], B: [50, 50, 45, 46, 40]})
-    targets = _targets(closes, {0: {A: 0.5, B: 0.4}, 2: {A: 1.0, B: 0.0}})
+    opens = price_frame({A: [100, 102, 104, 111, 108], B: [50, 49, 50, 45, 46]})
+    closes = price_frame({A: [100, 104, 110, 108, 120], B: [50, 50, 45, 46, 40]})
+    targets = decision_targets(closes, {0: {A: 0.5, B: 0.4}, 2: {A: 1.0, B: 0.0}})
     params = BacktestParams(fee_bps=10, slippage_bps=5, min_notional_quote=0)
     result = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=params)
 
@@ -79,11 +70,11 @@ def test_hand_computed_two_assets_five_bars_with_fees_and_slippage() -> None:
 
 def test_zero_cost_constant_weights_equal_the_analytic_portfolio_return() -> None:
     rng = np.random.default_rng(11)
-    closes = _frame({s: 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 60))) for s in (A, B, "C/USDT")})
+    closes = price_frame({s: 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 60))) for s in (A, B, "C/USDT")})
     opens = closes.shift(1).fillna(100.0)  # no gaps: every open equals the previous close
     opens.iloc[0] = closes.iloc[0]
     weights = {A: 0.5, B: 0.3, "C/USDT": 0.1}
-    targets = _targets(closes, dict.fromkeys(range(60), weights))
+    targets = decision_targets(closes, dict.fromkeys(range(60), weights))
     result = run_backtest(
         open_wide=opens, close_wide=closes, target_weights=targets, params=BacktestParams(**ZERO_COST)
     )
@@ -94,9 +85,9 @@ def test_zero_cost_constant_weights_equal_the_analytic_portfolio_return() -> Non
 
 
 def test_zero_cost_buy_and_hold_is_units_times_close() -> None:
-    opens = _frame({A: [10, 11, 12, 13], B: [20, 21, 19, 18]})
-    closes = _frame({A: [10, 12, 13, 9], B: [20, 22, 18, 20]})
-    targets = _targets(closes, {0: {A: 0.6, B: 0.3}})
+    opens = price_frame({A: [10, 11, 12, 13], B: [20, 21, 19, 18]})
+    closes = price_frame({A: [10, 12, 13, 9], B: [20, 22, 18, 20]})
+    targets = decision_targets(closes, {0: {A: 0.6, B: 0.3}})
     result = run_backtest(
         open_wide=opens, close_wide=closes, target_weights=targets, params=BacktestParams(**ZERO_COST)
     )
@@ -110,9 +101,9 @@ def test_zero_cost_buy_and_hold_is_units_times_close() -> None:
 
 def test_target_set_at_close_t_fills_at_open_t_plus_1_and_misses_the_gap() -> None:
     # bar 2 opens 50 % above bar 1's close; a target decided at bar 1's close must buy AFTER the gap
-    opens = _frame({A: [100, 100, 150, 150]})
-    closes = _frame({A: [100, 100, 150, 165]})
-    targets = _targets(closes, {1: {A: 1.0}})
+    opens = price_frame({A: [100, 100, 150, 150]})
+    closes = price_frame({A: [100, 100, 150, 165]})
+    targets = decision_targets(closes, {1: {A: 1.0}})
     result = run_backtest(
         open_wide=opens, close_wide=closes, target_weights=targets, params=BacktestParams(**ZERO_COST)
     )
@@ -125,8 +116,8 @@ def test_target_set_at_close_t_fills_at_open_t_plus_1_and_misses_the_gap() -> No
 
 
 def test_target_on_the_last_bar_is_never_filled() -> None:
-    closes = _frame({A: [100, 101, 102]})
-    targets = _targets(closes, {2: {A: 1.0}})
+    closes = price_frame({A: [100, 101, 102]})
+    targets = decision_targets(closes, {2: {A: 1.0}})
     result = run_backtest(
         open_wide=closes, close_wide=closes, target_weights=targets, params=BacktestParams()
     )
@@ -138,7 +129,7 @@ def test_target_on_the_last_bar_is_never_filled() -> None:
 def test_truncating_the_future_leaves_the_past_unchanged(market: str) -> None:
     rng = np.random.default_rng(5)
     n_bars, symbols = 120, [A, B, "C/USDT", "D/USDT"]
-    closes = _frame({s: 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n_bars))) for s in symbols})
+    closes = price_frame({s: 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n_bars))) for s in symbols})
     closes.iloc[:30, 3] = np.nan  # D lists later
     opens = closes.shift(1) * np.exp(rng.normal(0, 0.005, closes.shape))
     opens.iloc[0] = closes.iloc[0]
@@ -196,8 +187,8 @@ def test_truncating_the_future_leaves_the_past_unchanged(market: str) -> None:
     ],
 )
 def test_funding_sign(long_rate: float, short_rate: float, expected_paid: float) -> None:
-    prices = _frame({A: [100] * 6, B: [100] * 6})
-    targets = _targets(prices, {0: {A: 0.5, B: -0.5}})
+    prices = price_frame({A: [100] * 6, B: [100] * 6})
+    targets = decision_targets(prices, {0: {A: 0.5, B: -0.5}})
     # one settlement at bar 3's open, one before the position exists (bar 0), one mid bar 4
     funding = pd.DataFrame(
         {A: [long_rate, long_rate, long_rate], B: [short_rate, short_rate, short_rate]},
@@ -218,20 +209,20 @@ def test_funding_sign(long_rate: float, short_rate: float, expected_paid: float)
 
 
 def test_funding_on_a_spot_backtest_is_refused() -> None:
-    prices = _frame({A: [100, 100]})
+    prices = price_frame({A: [100, 100]})
     with pytest.raises(DataError, match="perp"):
         run_backtest(
             open_wide=prices,
             close_wide=prices,
-            target_weights=_targets(prices, {}),
+            target_weights=decision_targets(prices, {}),
             params=BacktestParams(),
             funding_wide=pd.DataFrame({A: [0.001]}, index=[0]),
         )
 
 
 def test_min_notional_leaves_dust_on_a_small_book() -> None:
-    prices = _frame({A: [100] * 7})
-    targets = _targets(prices, {0: {A: 0.008}, 1: {A: 0.5}, 3: {A: 0.492}, 5: {A: 0.0}})
+    prices = price_frame({A: [100] * 7})
+    targets = decision_targets(prices, {0: {A: 0.008}, 1: {A: 0.5}, 3: {A: 0.492}, 5: {A: 0.0}})
     params = BacktestParams(fee_bps=0, slippage_bps=0, min_notional_quote=10)
     result = run_backtest(open_wide=prices, close_wide=prices, target_weights=targets, params=params)
     # $8 buy skipped; $500 buy done; $8 trim skipped; $500 exit done
@@ -241,8 +232,8 @@ def test_min_notional_leaves_dust_on_a_small_book() -> None:
 
 
 def test_dust_below_min_notional_cannot_be_sold() -> None:
-    prices = _frame({A: [100, 100, 100, 1.0, 1.0]})  # the position collapses to $5
-    targets = _targets(prices, {0: {A: 0.5}, 3: {A: 0.0}})
+    prices = price_frame({A: [100, 100, 100, 1.0, 1.0]})  # the position collapses to $5
+    targets = decision_targets(prices, {0: {A: 0.5}, 3: {A: 0.0}})
     params = BacktestParams(fee_bps=0, slippage_bps=0, min_notional_quote=10)
     result = run_backtest(open_wide=prices, close_wide=prices, target_weights=targets, params=params)
     assert len(result.trades) == 1  # the exit of $5 is under the minimum: the dust stays
@@ -250,8 +241,8 @@ def test_dust_below_min_notional_cannot_be_sold() -> None:
 
 
 def test_no_trade_band_skips_small_reweights() -> None:
-    prices = _frame({A: [100] * 5, B: [100] * 5})
-    targets = _targets(prices, {0: {A: 0.5, B: 0.5}, 2: {A: 0.51, B: 0.40}})
+    prices = price_frame({A: [100] * 5, B: [100] * 5})
+    targets = decision_targets(prices, {0: {A: 0.5, B: 0.5}, 2: {A: 0.51, B: 0.40}})
     params = BacktestParams(fee_bps=0, slippage_bps=0, min_notional_quote=0, no_trade_band_frac=0.05)
     result = run_backtest(open_wide=prices, close_wide=prices, target_weights=targets, params=params)
     assert result.trades["symbol"].tolist() == [A, B, B]  # A stays at 0.5; B moves to 0.40
@@ -259,9 +250,9 @@ def test_no_trade_band_skips_small_reweights() -> None:
 
 
 def test_volatility_scaled_slippage_uses_the_decision_bar_volatility() -> None:
-    prices = _frame({A: [100, 100, 100]})
-    vol = _frame({A: [0.02, 0.5, 0.5]})  # only bar 0 (the decision bar) matters
-    targets = _targets(prices, {0: {A: 0.5}})
+    prices = price_frame({A: [100, 100, 100]})
+    vol = price_frame({A: [0.02, 0.5, 0.5]})  # only bar 0 (the decision bar) matters
+    targets = decision_targets(prices, {0: {A: 0.5}})
     params = BacktestParams(fee_bps=0, slippage_bps=5, slippage_vol_mult=0.1, min_notional_quote=0)
     result = run_backtest(
         open_wide=prices, close_wide=prices, target_weights=targets, params=params, volatility_wide=vol
@@ -271,9 +262,9 @@ def test_volatility_scaled_slippage_uses_the_decision_bar_volatility() -> None:
 
 
 def test_missing_open_blocks_trading_that_asset_only() -> None:
-    opens = _frame({A: [100, np.nan, 100], B: [100, 100, 100]})
-    closes = _frame({A: [100, 100, 100], B: [100, 100, 100]})
-    targets = _targets(closes, {0: {A: 0.4, B: 0.4}})
+    opens = price_frame({A: [100, np.nan, 100], B: [100, 100, 100]})
+    closes = price_frame({A: [100, 100, 100], B: [100, 100, 100]})
+    targets = decision_targets(closes, {0: {A: 0.4, B: 0.4}})
     result = run_backtest(
         open_wide=opens, close_wide=closes, target_weights=targets, params=BacktestParams(**ZERO_COST)
     )
@@ -281,8 +272,8 @@ def test_missing_open_blocks_trading_that_asset_only() -> None:
 
 
 def test_rebalance_schedule_ignores_off_schedule_rows() -> None:
-    prices = _frame({A: [100] * 6})
-    targets = _targets(prices, {0: {A: 0.2}, 1: {A: 0.9}, 3: {A: 0.6}})
+    prices = price_frame({A: [100] * 6})
+    targets = decision_targets(prices, {0: {A: 0.2}, 1: {A: 0.9}, 3: {A: 0.6}})
     params = BacktestParams(fee_bps=0, slippage_bps=0, min_notional_quote=0, rebalance_every_bars=3)
     result = run_backtest(open_wide=prices, close_wide=prices, target_weights=targets, params=params)
     assert result.weights[A].tolist() == pytest.approx([0, 0.2, 0.2, 0.2, 0.6, 0.6])
@@ -295,7 +286,7 @@ def test_rebalance_schedule_ignores_off_schedule_rows() -> None:
 def test_spot_cash_never_negative_and_weights_long_only(seed: int) -> None:
     rng = np.random.default_rng(seed)
     symbols = [f"X{k}/USDT" for k in range(6)]
-    closes = _frame({s: 100 * np.exp(np.cumsum(rng.normal(0, 0.05, 80))) for s in symbols})
+    closes = price_frame({s: 100 * np.exp(np.cumsum(rng.normal(0, 0.05, 80))) for s in symbols})
     opens = closes.shift(1).fillna(100.0) * np.exp(rng.normal(0, 0.02, closes.shape))
     raw = pd.DataFrame(rng.uniform(0, 1, closes.shape), index=closes.index, columns=symbols)
     targets = raw.div(raw.sum(axis=1), axis=0)  # fully invested every bar: the cash fit must bind
@@ -308,9 +299,9 @@ def test_spot_cash_never_negative_and_weights_long_only(seed: int) -> None:
 
 
 def test_perp_book_that_loses_everything_is_liquidated_and_stays_flat() -> None:
-    opens = _frame({A: [100, 100, 150, 300, 300]})
-    closes = _frame({A: [100, 100, 200, 400, 100]})
-    targets = _targets(closes, {0: {A: -1.0}, 3: {A: -1.0}})
+    opens = price_frame({A: [100, 100, 150, 300, 300]})
+    closes = price_frame({A: [100, 100, 200, 400, 100]})
+    targets = decision_targets(closes, {0: {A: -1.0}, 3: {A: -1.0}})
     result = run_backtest(
         open_wide=opens,
         close_wide=closes,
@@ -335,30 +326,30 @@ def test_perp_book_that_loses_everything_is_liquidated_and_stays_flat() -> None:
     ],
 )
 def test_bad_spot_targets_raise(weights: dict[str, float], message: str) -> None:
-    prices = _frame({A: [100, 100], B: [100, 100]})
+    prices = price_frame({A: [100, 100], B: [100, 100]})
     with pytest.raises(DataError, match=message):
         run_backtest(
             open_wide=prices,
             close_wide=prices,
-            target_weights=_targets(prices, {0: weights}),
+            target_weights=decision_targets(prices, {0: weights}),
             params=BacktestParams(),
         )
 
 
 def test_misaligned_frames_and_unknown_symbols_raise() -> None:
-    prices = _frame({A: [100, 100, 100]})
+    prices = price_frame({A: [100, 100, 100]})
     with pytest.raises(DataError, match="same index"):
         run_backtest(
             open_wide=prices.iloc[:2], close_wide=prices, target_weights=prices * 0, params=BacktestParams()
         )
     with pytest.raises(DataError, match="not bars"):
-        shifted = _targets(prices, {0: {A: 0.1}}).set_axis(prices.index + 1)
+        shifted = decision_targets(prices, {0: {A: 0.1}}).set_axis(prices.index + 1)
         run_backtest(open_wide=prices, close_wide=prices, target_weights=shifted, params=BacktestParams())
     with pytest.raises(DataError, match="without prices"):
         run_backtest(
             open_wide=prices,
             close_wide=prices,
-            target_weights=_frame({B: [0.1, 0.1, 0.1]}),
+            target_weights=price_frame({B: [0.1, 0.1, 0.1]}),
             params=BacktestParams(),
         )
 
@@ -391,7 +382,7 @@ def test_real_btc_buy_and_hold_matches_price_ratio(shared_data_dir) -> None:
         candles[["open"]].rename(columns={"open": "BTC/USDT"}),
         candles[["close"]].rename(columns={"close": "BTC/USDT"}),
     )
-    targets = _targets(closes, {0: {"BTC/USDT": 1.0}})
+    targets = decision_targets(closes, {0: {"BTC/USDT": 1.0}})
     result = run_backtest(
         open_wide=opens, close_wide=closes, target_weights=targets, params=BacktestParams(**ZERO_COST)
     )

@@ -17,22 +17,14 @@ from lib.execution.risk_targets import clip_target_weights
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import run_backtest
 from lib.research.live_risk import LiveRiskLimits, reduce_only_weights
+from tests.unit.research.backtest_frames import decision_targets, price_frame
 
 A, B = "A/USDT", "B/USDT"
 ZERO_COST = BacktestParams(fee_bps=0.0, slippage_bps=0.0, min_notional_quote=0.0)
 
 
-def _frame(columns: dict[str, list[float]], step_ms: int) -> pd.DataFrame:
-    n_bars = len(next(iter(columns.values())))
-    index = pd.Index(np.arange(n_bars, dtype=np.int64) * step_ms, name="timestamp")
-    return pd.DataFrame(columns, index=index, dtype=float)
 
 
-def _targets(like: pd.DataFrame, rows: dict[int, dict[str, float]]) -> pd.DataFrame:
-    targets = pd.DataFrame(np.nan, index=like.index, columns=like.columns)
-    for position, weights in rows.items():
-        targets.iloc[position] = [weights.get(symbol, 0.0) for symbol in like.columns]
-    return targets
 
 
 def _limits(**overrides: object) -> LiveRiskLimits:
@@ -48,9 +40,9 @@ def test_limits_are_the_risk_sections_values() -> None:
 
 
 def test_a_drawdown_from_the_high_water_mark_flattens_and_stays_flat_to_the_end() -> None:
-    opens = _frame({A: [100, 100, 110, 85, 70]}, MS_PER_HOUR)
-    closes = _frame({A: [100, 120, 90, 80, 100]}, MS_PER_HOUR)
-    targets = _targets(closes, {bar: {A: 1.0} for bar in range(4)})
+    opens = price_frame({A: [100, 100, 110, 85, 70]}, MS_PER_HOUR)
+    closes = price_frame({A: [100, 120, 90, 80, 100]}, MS_PER_HOUR)
+    targets = decision_targets(closes, {bar: {A: 1.0} for bar in range(4)})
     limits = _limits(max_drawdown_frac=0.25, daily_loss_limit_frac=1.0)
     live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
                         live_risk=limits)
@@ -72,9 +64,9 @@ def test_a_drawdown_from_the_high_water_mark_flattens_and_stays_flat_to_the_end(
 
 def test_an_unfinished_flatten_is_retried_at_the_next_tick() -> None:
     nan = np.nan
-    opens = _frame({A: [100, 100, 110, 85, 70], B: [100, 100, 110, nan, 100]}, MS_PER_HOUR)
-    closes = _frame({A: [100, 120, 90, 80, 100], B: [100, 100, 100, 100, 80]}, MS_PER_HOUR)
-    targets = _targets(closes, {bar: {A: 0.5, B: 0.5} for bar in range(4)})
+    opens = price_frame({A: [100, 100, 110, 85, 70], B: [100, 100, 110, nan, 100]}, MS_PER_HOUR)
+    closes = price_frame({A: [100, 120, 90, 80, 100], B: [100, 100, 100, 100, 80]}, MS_PER_HOUR)
+    targets = decision_targets(closes, {bar: {A: 0.5, B: 0.5} for bar in range(4)})
     live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
                         live_risk=_limits(max_drawdown_frac=0.1, daily_loss_limit_frac=1.0))
     # 5 A + 5 B; bar 2's open: 550 each (on target), 1050 vs peak 1100: trade nothing. Bar 3's open: 425 + 500
@@ -86,9 +78,9 @@ def test_an_unfinished_flatten_is_retried_at_the_next_tick() -> None:
 
 
 def _daily_loss_case(second_target: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    opens = _frame({A: [100, 100, 80, 80]}, MS_PER_DAY)
-    closes = _frame({A: [100, 80, 70, 90]}, MS_PER_DAY)
-    return opens, closes, _targets(closes, {0: {A: 0.5}, 1: {A: second_target}, 2: {A: 1.0}})
+    opens = price_frame({A: [100, 100, 80, 80]}, MS_PER_DAY)
+    closes = price_frame({A: [100, 80, 70, 90]}, MS_PER_DAY)
+    return opens, closes, decision_targets(closes, {0: {A: 0.5}, 1: {A: second_target}, 2: {A: 1.0}})
 
 
 def test_a_daily_loss_allows_only_risk_reducing_orders_that_day() -> None:
@@ -120,11 +112,11 @@ def test_reduce_only_still_sells_down_to_the_target() -> None:
 
 
 def test_a_cap_breach_sends_nothing_that_tick() -> None:
-    opens = _frame({A: [100, 100, 100]}, MS_PER_DAY)
-    closes = _frame({A: [100, 100, 100]}, MS_PER_DAY)
+    opens = price_frame({A: [100, 100, 100]}, MS_PER_DAY)
+    closes = price_frame({A: [100, 100, 100]}, MS_PER_DAY)
     for targets, limits, check in (
-        (_targets(closes, {0: {A: 0.3}}), _limits(max_order_notional_quote=Decimal(250)), "fat_finger"),
-        (_targets(closes, {0: {A: 0.3}}), _limits(max_gross_exposure_frac=0.2), "exposure"),
+        (decision_targets(closes, {0: {A: 0.3}}), _limits(max_order_notional_quote=Decimal(250)), "fat_finger"),
+        (decision_targets(closes, {0: {A: 0.3}}), _limits(max_gross_exposure_frac=0.2), "exposure"),
     ):
         live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
                             live_risk=limits)
@@ -133,10 +125,11 @@ def test_a_cap_breach_sends_nothing_that_tick() -> None:
 
 
 def test_an_over_cap_target_is_clipped_to_the_cap_as_live_and_the_rest_trades() -> None:
-    opens = _frame({A: [100, 100, 100], B: [50, 50, 50]}, MS_PER_DAY)
-    closes = _frame({A: [100, 100, 100], B: [50, 50, 50]}, MS_PER_DAY)
+    opens = price_frame({A: [100, 100, 100], B: [50, 50, 50]}, MS_PER_DAY)
+    closes = price_frame({A: [100, 100, 100], B: [50, 50, 50]}, MS_PER_DAY)
     risk = RiskLimits(max_asset_weight_frac=0.35, max_order_notional_quote=Decimal("1e9"))
-    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=_targets(closes, {0: {A: 0.5, B: 0.2}}),
+    wanted = decision_targets(closes, {0: {A: 0.5, B: 0.2}})
+    live = run_backtest(open_wide=opens, close_wide=closes, target_weights=wanted,
                         params=ZERO_COST, live_risk=LiveRiskLimits.from_risk_limits(risk))
     # A wants 50 % > the 35 % cap: 350 / 100 = 3.5 A; B is under the cap: 200 / 50 = 4 B (live clips the same way)
     assert live.trades[["symbol", "amount_base"]].values.tolist() == [[A, 3.5], [B, 4.0]]
@@ -149,8 +142,8 @@ REARM_CLOSES = {A: [100, 120, 90, 80, 70, 70, 60, 65]}
 
 
 def test_a_halt_is_cleared_after_the_review_delay_with_the_peak_reset_to_that_runs_equity() -> None:
-    opens, closes = _frame(REARM_OPENS, MS_PER_DAY), _frame(REARM_CLOSES, MS_PER_DAY)
-    targets = _targets(closes, {bar: {A: 1.0} for bar in range(7)})
+    opens, closes = price_frame(REARM_OPENS, MS_PER_DAY), price_frame(REARM_CLOSES, MS_PER_DAY)
+    targets = decision_targets(closes, {bar: {A: 1.0} for bar in range(7)})
     limits = _limits(max_drawdown_frac=0.25, daily_loss_limit_frac=1.0)
     params = dataclasses.replace(ZERO_COST, halt_review_days=2)
     live = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=params, live_risk=limits)
@@ -177,8 +170,8 @@ def test_on_hourly_bars_the_review_delay_is_calendar_days_and_the_daily_limit_ap
     hours = 30
     opens = {A: [100.0, 100.0] + [70.0] * 25 + [60.0] * 3}  # bars 2..26 open at 70, bars 27.. at 60
     closes = {A: [100.0, 100.0] + [70.0] * 24 + [66.0] + [60.0] * 3}  # bar 26 closes at 66
-    frame_open, frame_close = _frame(opens, MS_PER_HOUR), _frame(closes, MS_PER_HOUR)
-    targets = _targets(frame_close, {bar: {A: 1.0} for bar in range(hours - 1)})
+    frame_open, frame_close = price_frame(opens, MS_PER_HOUR), price_frame(closes, MS_PER_HOUR)
+    targets = decision_targets(frame_close, {bar: {A: 1.0} for bar in range(hours - 1)})
     limits = _limits(max_drawdown_frac=0.25, daily_loss_limit_frac=0.1)
     live = run_backtest(open_wide=frame_open, close_wide=frame_close, target_weights=targets, live_risk=limits,
                         params=dataclasses.replace(ZERO_COST, halt_review_days=1))
@@ -199,9 +192,9 @@ def test_a_negative_review_delay_is_a_config_error() -> None:
 
 def test_a_held_coin_whose_candles_stop_is_sold_at_its_last_close() -> None:
     nan = np.nan
-    opens = _frame({A: [100, 100, 100, nan, nan], B: [50, 50, 50, 50, 50]}, MS_PER_DAY)
-    closes = _frame({A: [100, 100, 110, nan, nan], B: [50, 50, 50, 55, 60]}, MS_PER_DAY)
-    targets = _targets(closes, {0: {A: 0.4, B: 0.4}})
+    opens = price_frame({A: [100, 100, 100, nan, nan], B: [50, 50, 50, 50, 50]}, MS_PER_DAY)
+    closes = price_frame({A: [100, 100, 110, nan, nan], B: [50, 50, 50, 55, 60]}, MS_PER_DAY)
+    targets = decision_targets(closes, {0: {A: 0.4, B: 0.4}})
     params = BacktestParams(fee_bps=10, slippage_bps=0, min_notional_quote=0)
     result = run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=params)
     # bar 1: 4 A, 8 B, fees 0.8 -> cash 199.2. A's last close is bar 2 (110): sold there, fee 0.44.
@@ -219,9 +212,9 @@ def test_a_held_coin_whose_candles_stop_is_sold_at_its_last_close() -> None:
 
 def test_an_ended_coin_alone_leaves_the_book_out_of_the_market() -> None:
     nan = np.nan
-    opens = _frame({A: [100, 100, nan, nan], B: [50, 50, 50, 50]}, MS_PER_DAY)
-    closes = _frame({A: [100, 120, nan, nan], B: [50, 50, 50, 50]}, MS_PER_DAY)
-    result = run_backtest(open_wide=opens, close_wide=closes, target_weights=_targets(closes, {0: {A: 1.0}}),
+    opens = price_frame({A: [100, 100, nan, nan], B: [50, 50, 50, 50]}, MS_PER_DAY)
+    closes = price_frame({A: [100, 120, nan, nan], B: [50, 50, 50, 50]}, MS_PER_DAY)
+    result = run_backtest(open_wide=opens, close_wide=closes, target_weights=decision_targets(closes, {0: {A: 1.0}}),
                           params=ZERO_COST)
     assert result.equity.tolist() == pytest.approx([1000, 1200, 1200, 1200], rel=1e-15)
     assert (result.weights.abs().sum(axis=1) > 0).tolist() == [False, True, False, False]
