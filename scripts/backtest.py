@@ -41,6 +41,9 @@ from lib.research.study import (
     walk_forward,
 )
 
+GRID_MODULES = ("lib.research.study.walk_forward", "lib.research.study.cost_grid", "lib.research.strategy",
+                "lib.research.sim_kernel")  # what the walk-forward and cost-grid tasks import on a worker
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
@@ -69,6 +72,14 @@ def _run(ctx: RunContext) -> None:
     args, config = ctx.args, ctx.config
     if args.strategy == carry.STRATEGY_NAME:  # its own two-wallet book (spot + perp legs): lib/research/carry
         return print(carry.backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
+    with fanout.from_args(args, config.research, progress=args.progress) as map_tasks:
+        if args.walk_forward or args.costs:  # the workers start and import while this process runs the base
+            map_tasks.start_early(GRID_MODULES)
+        _backtest(ctx, map_tasks)
+
+
+def _backtest(ctx: RunContext, map_tasks: fanout.Fanout) -> None:
+    args, config = ctx.args, ctx.config
     strategy = dataclasses.replace(config.strategy, name=args.strategy or config.strategy.name)
     settings = sections.settings_from(config, strategy)
     research, params = config.study, sections.to_backtest_params(settings)
@@ -99,17 +110,16 @@ def _run(ctx: RunContext) -> None:
     equity_frame = benchmark_curves.to_equity_frame(result.equity, benchmarks)
     outputs: dict[str, object] = {"equity.parquet": equity_frame, "trades.parquet": result.trades,
                                   "weights.parquet": result.weights.reset_index(names="timestamp")}
-    with fanout.from_args(args, config.research, progress=args.progress) as map_tasks:
-        if args.walk_forward:
-            grid = grids.parse_grid(args.grid, settings) or grids.default_grid(settings, research)
-            outputs["walkforward.json"], outputs["walkforward.parquet"] = walk_forward.walk_forward_study(
-                candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, study=research,
-                map_tasks=map_tasks)
-        if args.costs:
-            shared = cost_grid.CostShared(inputs=inputs, params=params, start_ms=start_ms, end_ms=end_ms,
-                                          live_risk=settings.live_risk)
-            outputs["cost_sensitivity.json"] = reports.cost_report(cost_grid.cost_table(
-                shared, timeframe=timeframe, fee_levels_bps=config.walkforward.cost_levels_bps, map_tasks=map_tasks))
+    if args.walk_forward:
+        grid = grids.parse_grid(args.grid, settings) or grids.default_grid(settings, research)
+        outputs["walkforward.json"], outputs["walkforward.parquet"] = walk_forward.walk_forward_study(
+            candles, settings, inputs, benchmarks, grid=grid, layout=config.walkforward, study=research,
+            map_tasks=map_tasks)
+    if args.costs:
+        shared = cost_grid.CostShared(inputs=inputs, params=params, start_ms=start_ms, end_ms=end_ms,
+                                      live_risk=settings.live_risk)
+        outputs["cost_sensitivity.json"] = reports.cost_report(cost_grid.cost_table(
+            shared, timeframe=timeframe, fee_levels_bps=config.walkforward.cost_levels_bps, map_tasks=map_tasks))
     span = f"{format_ms(int(result.equity.index[0]))} → {format_ms(int(result.equity.index[-1]))}"
     outputs["chart.png"] = charts.render_backtest_chart(*chart_data.chart_frames(equity_frame, result.weights),
                                                         title=f"{strategy.name} {timeframe} {span}, net of costs")

@@ -14,10 +14,12 @@ Research commands only: cron scripts never start a cluster (Dask is imported onl
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
@@ -63,6 +65,17 @@ class Fanout:
         self.progress = progress
         self._client: Any = None
         self._cluster: Any = None
+        self._starting: Future[Any] | None = None
+
+    def start_early(self, warm_modules: Sequence[str] = ()) -> None:
+        """Start the cluster now, in the background, when the caller knows a grid will follow: the workers'
+        start-up and the imports named in ``warm_modules`` then overlap the driver's own work (loading data,
+        the base run) instead of delaying the first grid. Errors surface at the first grid. No-op when serial."""
+        if self.is_serial or self._client is not None or self._starting is not None:
+            return
+        starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-start")
+        self._starting = starter.submit(self._start_client, tuple(warm_modules))
+        starter.shutdown(wait=False)  # the thread ends with the start; close() and _connect() wait for it
 
     @property
     def is_serial(self) -> bool:
@@ -76,6 +89,9 @@ class Fanout:
         self.close()
 
     def close(self) -> None:
+        if self._starting is not None:  # a start in the background: let it finish, then close what it made
+            self._starting.exception()
+            self._starting = None
         if self._client is not None:
             self._client.close()
         if self._cluster is not None:
@@ -141,9 +157,15 @@ class Fanout:
         return self.scheduler or f"{self.workers} local workers"
 
     def _connect(self) -> Any:
-        """The client, started on first use: a LocalCluster, or a connection to ``scheduler``."""
-        if self._client is not None:
-            return self._client
+        """The client, started on first use (or by ``start_early``): a LocalCluster or the ``scheduler``."""
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            starting.result()  # re-raises the background start's error here
+        if self._client is None:
+            self._start_client(())
+        return self._client
+
+    def _start_client(self, warm_modules: tuple[str, ...]) -> None:
         from dask.distributed import Client, LocalCluster
 
         if self.scheduler:
@@ -154,14 +176,23 @@ class Fanout:
                                   f"research.scheduler): {error}") from None
             logger.info("fan-out on the Dask scheduler {} ({} workers)", self.scheduler,
                         len(self._client.scheduler_info()["workers"]))
-            return self._client
-        self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                     memory_limit=self.memory_limit, dashboard_address=None,
-                                     silence_logs=logging.CRITICAL)  # a failed task is logged once, here
-        self._client = Client(self._cluster)
-        logger.info("fan-out on a local Dask cluster: {} worker processes, memory limit {} each", self.workers,
-                    self.memory_limit)
-        return self._client
+        else:
+            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                         memory_limit=self.memory_limit, dashboard_address="127.0.0.1:0",
+                                         silence_logs=logging.CRITICAL)  # a failed task is logged once, here
+            # the scheduler's HTTP endpoint: loopback on a free port (the default binds every interface on 8787
+            # and clashes with a second study running at the same time)
+            self._client = Client(self._cluster)
+            logger.info("fan-out on a local Dask cluster: {} worker processes, memory limit {} each", self.workers,
+                        self.memory_limit)
+        if warm_modules:
+            self._client.run(_import_modules, warm_modules)
+
+
+def _import_modules(names: tuple[str, ...]) -> None:
+    """On each worker: import what the tasks will need while the driver is still busy."""
+    for name in names:
+        importlib.import_module(name)
 
 
 def _batches(count: int, at_most: int) -> list[range]:

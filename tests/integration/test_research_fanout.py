@@ -19,7 +19,8 @@ from tests.integration.test_research import CONFIG, FAST, write_market
 
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address="127.0.0.1:0") as cluster:  # 8787 may be taken by a parallel test
         yield cluster.scheduler_address
 
 

@@ -100,6 +100,25 @@ def test_a_failed_task_raises_its_own_error_naming_the_task(workers: int, dask_m
     assert "in squares task 4 of 6: 3" in raised.value.__notes__
 
 
+def test_a_cluster_started_early_warms_its_workers_and_then_maps_like_any_other() -> None:
+    with fanout.Fanout(workers=2) as mapper:
+        mapper.start_early(("tests.unit.ops.warm_marker",))  # imported on each worker while this test goes on
+        assert mapper(square_or_fail, [2, 1], 10, label="early") == [14, 11]
+        imported = mapper._client.run(lambda: "tests.unit.ops.warm_marker" in sys.modules)
+        assert list(imported.values()) == [True, True]
+    assert mapper._client is None and mapper._cluster is None  # closed with the block
+
+
+def test_a_failed_early_start_surfaces_at_the_first_grid_and_serial_ignores_it() -> None:
+    with fanout.Fanout(workers=2) as mapper:
+        mapper.start_early(("tests.unit.ops.no_such_module",))
+        with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+            mapper(square_or_fail, [0, 1], 0, label="broken start")
+    serial = fanout.Fanout(workers=1)
+    serial.start_early(("tests.unit.ops.no_such_module",))  # --workers 1: nothing starts, nothing fails
+    assert serial(square_or_fail, [0, 1], 0, label="serial") == [0, 1] and serial._client is None
+
+
 def test_workers_and_scheduler_come_from_the_command_line_or_the_config() -> None:
     parser = argparse.ArgumentParser()
     fanout.add_arguments(parser)
