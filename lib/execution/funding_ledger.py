@@ -189,7 +189,7 @@ def book_run_funding(state: RunState) -> list[FundingRecord]:
     path, run, session = ledger_path(state.positions_path.parent), state.run, state.session
     try:
         if session.paper is not None:
-            records = _paper_records(state)
+            records = paper_run_records(state)
         else:
             first_fill = min((e.time_ms for e in state.journal.history if e.event == "filled" and e.symbol
                               and is_perpetual(e.symbol) and (e.mode, e.venue) == (run.mode, run.venue)), default=None)
@@ -206,7 +206,7 @@ def book_run_funding(state: RunState) -> list[FundingRecord]:
     return booked
 
 
-def _paper_records(state: RunState) -> list[FundingRecord]:
+def paper_run_records(state: RunState) -> list[FundingRecord]:
     """The paper futures wallet's settlements since the last run, as lib.execution.venue_session settled them."""
     previous, run = state.previous, state.run
     if previous is None:

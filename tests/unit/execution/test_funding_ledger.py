@@ -5,21 +5,27 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from lib.core import errors
+from lib.core.venue import MarketData
+from lib.execution.carry_state import RunState
 from lib.execution.funding_ledger import (
     FundingRecord,
     book,
     funding_by_coin,
     paper_funding_records,
+    paper_run_records,
     parse_funding_rows,
     read_ledger,
     window_start,
 )
 from lib.execution.paper import PaperSnapshot
 from lib.execution.paper_funding import accrue_funding
+from lib.execution.venue_session import settle_paper_funding
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 
@@ -68,7 +74,7 @@ def test_ccxt_rows_are_parsed_from_the_exact_income_text() -> None:
         parse_funding_rows({"rows": []}, quote="USDT", mode="live", venue="binance")
 
 
-def test_paper_records_are_what_the_paper_account_settles() -> None:
+def testpaper_run_records_are_what_the_paper_account_settles() -> None:
     # short 0.01 BTC perp at 50,000, rates 0.0001 at 8 h and -0.00005 at 16 h: a short receives 0.01 x 50,000 x
     # 0.0001 = 0.05, then pays 0.01 x 50,000 x 0.00005 = 0.025; the 0 h print is before the window
     amounts = {BTC: Decimal("-0.01"), "BTC/USDT": Decimal("0.01")}
@@ -80,3 +86,25 @@ def test_paper_records_are_what_the_paper_account_settles() -> None:
     snapshot = PaperSnapshot(cash_quote=Decimal(100), amounts_base=amounts, entry_prices={BTC: Decimal(50_000)})
     _, paid = accrue_funding(snapshot, rates=rates, prices={BTC: 50_000.0}, since_ms=0, until_ms=57_600_000)
     assert sum(r.amount_quote for r in records) == -paid == Decimal("0.025")
+
+
+class RatesOnly:
+    """Market data that knows the BTC perp's funding prints only (what the paper account settles with)."""
+
+    def fetch_funding_history(self, symbol: str, *, since_ms: int, limit: int) -> list[tuple[int, float]]:
+        prints = [(0, 0.0003), (28_800_000, 0.0001), (57_600_000, -0.00005)]
+        return [(t, r) for t, r in prints if t >= since_ms][:limit]
+
+
+def test_a_paper_run_books_exactly_what_its_account_settled() -> None:
+    snapshot = PaperSnapshot(cash_quote=Decimal(100), amounts_base={BTC: Decimal("-0.01")},
+                             entry_prices={BTC: Decimal(50_000)})
+    prices = {BTC: 50_000.0}
+    state = SimpleNamespace(previous=SimpleNamespace(paper={"futures": snapshot.to_dict()}, updated_ms=0),
+                            run=SimpleNamespace(time_ms=57_600_000, mode="paper", venue="binance"),
+                            session=SimpleNamespace(futures=SimpleNamespace(market_data=RatesOnly()),
+                                                    fetch_prices=lambda symbols: prices))
+    records = paper_run_records(cast(RunState, state))
+    settled = settle_paper_funding(cast(MarketData, RatesOnly()), snapshot, prices, 0, 57_600_000)
+    assert sum(r.amount_quote for r in records) == settled.cash_quote - snapshot.cash_quote == Decimal("0.025")
+    assert [r.key for r in records] == [("paper-28800000", BTC, 28_800_000), ("paper-57600000", BTC, 57_600_000)]
