@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from loguru import logger
@@ -11,12 +12,20 @@ from loguru import logger
 from lib.core import errors
 from lib.core.symbols import is_perpetual
 from lib.execution import carry_risk, risk
-from lib.execution.carry_legs import PairTarget, collateral_needed, common_step, pair_amount, plan_pair, plan_transfer
+from lib.execution.carry_legs import (
+    PairTarget,
+    TransferPlan,
+    collateral_needed,
+    common_step,
+    pair_amount,
+    plan_pair,
+    plan_transfer,
+)
 from lib.execution.carry_risk import CarryCandles, CarryRisk, leg_closes
 from lib.execution.carry_state import RunState, book_equity, journal_risk, live_prices, wallet_facts
 from lib.execution.margin_guard import describe
 from lib.execution.orders import PlannedOrder
-from lib.execution.risk import RiskRejection
+from lib.execution.risk import RiskLimits, RiskRejection
 from lib.execution.wallet_transfer import transfer_collateral
 
 
@@ -58,12 +67,40 @@ def check_order_count(state: RunState, pairs: dict[str, PairTarget], *, held: di
     return risk.check_order_count([o for o in orders if not reduces(o)], state.settings.risk)
 
 
-def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> dict[str, PairTarget]:
-    """The liquidation guard first: a held short above risk.max_liquidation_prob_24h gets collateral from the spot
-    wallet's free cash (in the same one transfer that tops the futures wallet up to the initial margin of
-    max(held, target) short legs + buffer), else its pair is cut, both legs. Returns the cut pairs (traded first).
-    A risk that cannot be assessed (no perp candles): no transfer, every pair capped at what it holds, the run
-    fails after the exits (``state.refused``)."""
+@dataclass(frozen=True, slots=True)
+class GuardPlan:
+    """What the liquidation guard would do before any leg, from what the exchange holds now (nothing sent): the one
+    collateral transfer (top-up to the short legs' initial margin + buffer, plus any guard top-up), the shorts over
+    the limit that get collateral (journaled), and what the cut pass needs once the transfer has landed.
+    ``unknown``: the risk could not be assessed (no transfer, every pair capped at what it holds)."""
+
+    pairs: dict[str, PairTarget]
+    futures_balance: Decimal
+    needed: Decimal
+    top_up: Decimal
+    transfer: TransferPlan | None
+    collateral_added: tuple[RiskRejection, ...] = ()
+    holding: dict[str, Decimal] = field(default_factory=dict)
+    prices: dict[str, float] = field(default_factory=dict)
+    volatility: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, Decimal] = field(default_factory=dict)
+    equity: float = 0.0
+    guarded: bool = False  # a held or target short was assessed: the cut pass runs after the transfer
+    unknown: RiskRejection | None = None
+
+    def balance_after_transfer(self) -> Decimal:
+        """The futures wallet once the planned transfer has landed (what the dry run assesses the cuts on)."""
+        if self.transfer is None:
+            return self.futures_balance
+        sign = 1 if self.transfer.to_wallet == "futures" else -1
+        return self.futures_balance + sign * self.transfer.amount_quote
+
+
+def plan_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> GuardPlan:
+    """The guard's decision, nothing sent or journaled: a held short above risk.max_liquidation_prob_24h gets
+    collateral from the spot wallet's free cash (in the same one transfer that tops the futures wallet up to the
+    initial margin of max(held, target) short legs + buffer). A return of excess collateral that would put a short
+    over the limit is not planned."""
     held, spot_cash, futures_balance = wallet_facts(state)
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
     prices = live_prices(state, symbols)
@@ -86,10 +123,9 @@ def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: Carr
             holding = carry_risk.would_hold(pairs, held, sizing_quote=equity, prices=prices, steps=steps)
             shorts = carry_risk.held_shorts(holding, prices, futures_balance, volatility, limits)
         except errors.CoinbotError as error:  # unknown risk: no transfer, nothing grows, exits go, the run fails
-            refusal = carry_risk.unknown_liquidation_risk(error)
-            journal_risk(state, [refusal])
-            state.refused.append(f"{refusal.check}: {refusal.detail}")
-            return carry_risk.reduce_only(pairs, {s: held.get(s, Decimal(0)) for s in pairs})
+            return GuardPlan(pairs=carry_risk.reduce_only(pairs, {s: held.get(s, Decimal(0)) for s in pairs}),
+                             futures_balance=futures_balance, needed=needed, top_up=Decimal(0), transfer=None,
+                             unknown=carry_risk.unknown_liquidation_risk(error))
     top_up = carry_risk.guard_top_up(shorts, buffer_frac=carry.collateral_buffer_frac,
                                      min_quote=carry.min_transfer_quote)
     floor = max(needed, futures_balance + top_up) if top_up > 0 else needed  # no top-up: the usual hysteresis
@@ -98,23 +134,48 @@ def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: Carr
     if plan is not None and plan.from_wallet == "futures" and shorts and any(s.breaches for s in carry_risk.held_shorts(
             holding, prices, futures_balance - plan.amount_quote, volatility, limits)):
         plan = None  # returning the excess would put a short over the limit: it stays as margin
-    logger.info("carry collateral: futures wallet {} needs {} (guard top-up {}): {}", futures_balance, needed, top_up,
-                "no transfer" if plan is None else f"{plan.amount_quote} {plan.from_wallet}->{plan.to_wallet}")
-    if top_up > 0:
-        journal_risk(state, [RiskRejection(
-            check=carry_risk.COLLATERAL_ADDED, symbol=s.symbol,
-            detail=f"{describe(s, limits.max_liquidation_prob_24h)}; adding collateral from the spot wallet "
-                   f"({'none free' if plan is None else plan.amount_quote})") for s in shorts if s.breaches])
-    if plan is not None:
-        send_transfer(state, plan.amount_quote, plan.from_wallet, plan.to_wallet, plan.transfer_id)
-    if not shorts:
-        return {}
-    futures_balance = wallet_facts(state)[2]
-    after = carry_risk.held_shorts(holding, prices, futures_balance, volatility, limits)
-    cut, cuts = carry_risk.cut_unsafe(pairs, after, prices=prices, sizing_quote=equity, steps=steps,
-                                      limit=limits.max_liquidation_prob_24h)
+    added = tuple(RiskRejection(
+        check=carry_risk.COLLATERAL_ADDED, symbol=s.symbol,
+        detail=f"{describe(s, limits.max_liquidation_prob_24h)}; adding collateral from the spot wallet "
+               f"({'none free' if plan is None else plan.amount_quote})") for s in shorts if s.breaches) \
+        if top_up > 0 else ()
+    return GuardPlan(pairs=dict(pairs), futures_balance=futures_balance, needed=needed, top_up=top_up, transfer=plan,
+                     collateral_added=added, holding=holding, prices=prices, volatility=volatility, steps=steps,
+                     equity=equity, guarded=bool(shorts))
+
+
+def cuts_at(plan: GuardPlan, limits: RiskLimits, futures_balance: Decimal) -> tuple[dict[str, PairTarget],
+                                                                                    list[RiskRejection]]:
+    """The pairs whose short is still above the limit at ``futures_balance`` (after the transfer), cut both legs:
+    (the changed pairs, one rejection per cut)."""
+    if not plan.guarded:
+        return {}, []
+    after = carry_risk.held_shorts(plan.holding, plan.prices, futures_balance, plan.volatility, limits)
+    cut, cuts = carry_risk.cut_unsafe(plan.pairs, after, prices=plan.prices, sizing_quote=plan.equity,
+                                      steps=plan.steps, limit=limits.max_liquidation_prob_24h)
+    return {s: p for s, p in cut.items() if p != plan.pairs[s]}, cuts
+
+
+def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> dict[str, PairTarget]:
+    """The liquidation guard first (``plan_collateral``): the transfer sent (journaled, idempotent), then the pairs
+    whose short is still above the limit on the futures wallet as it is now cut, both legs. Returns the cut pairs
+    (traded first). A risk that cannot be assessed (no perp candles): no transfer, every pair capped at what it
+    holds, the run fails after the exits (``state.refused``)."""
+    plan = plan_collateral(state, pairs, candles)
+    if plan.unknown is not None:
+        journal_risk(state, [plan.unknown])
+        state.refused.append(f"{plan.unknown.check}: {plan.unknown.detail}")
+        return plan.pairs
+    transfer = plan.transfer
+    logger.info("carry collateral: futures wallet {} needs {} (guard top-up {}): {}", plan.futures_balance,
+                plan.needed, plan.top_up, "no transfer" if transfer is None
+                else f"{transfer.amount_quote} {transfer.from_wallet}->{transfer.to_wallet}")
+    journal_risk(state, list(plan.collateral_added))
+    if transfer is not None:
+        send_transfer(state, transfer.amount_quote, transfer.from_wallet, transfer.to_wallet, transfer.transfer_id)
+    cut, cuts = cuts_at(plan, state.settings.risk, wallet_facts(state)[2])
     journal_risk(state, cuts)
-    return {s: p for s, p in cut.items() if p != pairs[s]}
+    return cut
 
 
 def send_transfer(state: RunState, amount: Decimal, from_wallet: str, to_wallet: str, transfer_id: str) -> None:

@@ -23,18 +23,16 @@ from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
-from lib.execution import carry_guard, carry_halt, state_files
+from lib.execution import carry_dry_run, carry_guard, carry_halt, state_files
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution.carry_legs import (
     PairTarget,
-    collateral_needed,
     common_step,
     mismatch_orders,
     pair_amount,
     pair_targets,
     plan_pair,
-    plan_transfer,
     unhedged_quote,
 )
 from lib.execution.carry_state import (
@@ -45,6 +43,7 @@ from lib.execution.carry_state import (
     live_prices,
     wallet_facts,
 )
+from lib.execution.funding_ledger import book_run_funding
 from lib.execution.journal import RunInfo
 from lib.execution.orders import PlannedOrder, to_decimal
 from lib.execution.risk import (
@@ -102,6 +101,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     state.incidents += [interrupted] if interrupted else []  # killed mid-run: said once, with what this run found
     state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}), earlier run: {e.detail}"
                         for e in reconcile_open_transfers(session, journal=journal, run=run)]
+    if not dry_run:  # funding earned, from the exchange's own records (lib.execution.funding_ledger)
+        book_run_funding(state)
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if dry_run:
@@ -116,8 +117,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
                            _write_positions)
     checked = carry_guard.pre_trade(state, pairs, paths.candles)
     pairs = checked.pairs
-    if dry_run:
-        return _plan_text(state, pairs)
+    if dry_run:  # the verdict, the guard's transfer and cuts, the legs: nothing sent, nothing written
+        return carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles)
     filled = 0
     try:
         first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
@@ -146,32 +147,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
 
 
 def _plan_text(state: RunState, pairs: dict[str, PairTarget]) -> str:
-    """The dry run's product: the collateral transfer and every pair's legs as the exchange holds it now."""
-    held, spot_cash, futures_balance = wallet_facts(state)
-    prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
-    equity = book_equity(held, spot_cash, futures_balance, prices)
-    notionals = {p.perp_symbol: max(p.spot_weight * equity, float(abs(held.get(p.perp_symbol, Decimal(0))))
-                                    * prices[p.perp_symbol]) for p in pairs.values()}
-    needed = collateral_needed(notionals, state.settings.carry)
-    transfer = plan_transfer(futures_balance_quote=futures_balance, needed_quote=needed, spot_free_quote=spot_cash,
-                             params=state.settings.carry, rebalance_id=state.run.rebalance_id)
-    lines = [f"carry rebalance {state.run.rebalance_id} ({state.run.mode}): equity {equity:.2f}, spot cash "
-             f"{spot_cash:.2f}, futures wallet {futures_balance:.2f} (needs {needed})",
-             "transfer: none" if transfer is None else f"transfer: {transfer.amount_quote} {transfer.from_wallet} -> "
-             f"{transfer.to_wallet} ({transfer.transfer_id})"]
-    markets = state.session.markets
-    for pair in sorted(pairs.values(), key=lambda p: p.spot_symbol):
-        step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
-        amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
-        orders, skipped = plan_pair(pair, amount=amount, spot_held=held.get(pair.spot_symbol, Decimal(0)),
-                                    perp_held=held.get(pair.perp_symbol, Decimal(0)), prices=prices, rules=markets,
-                                    params=state.settings.carry, rebalance_id=state.run.rebalance_id,
-                                    prefix=state.settings.orders.client_order_id_prefix)
-        lines.append(f"{pair.spot_symbol}: weight {pair.spot_weight:.4f}, {amount} per leg")
-        lines += [f"  {o.symbol:<16}{o.side:<5}{o.amount_base:>14} {float(o.notional_quote):>10.2f}"
-                  f"{'  reduce-only' if o.reduce_only else ''}  {o.client_order_id}" for o in orders]
-        lines += [f"  skipped {s.symbol} {s.side}: {s.reason} ({s.detail})" for s in skipped]
-    return "\n".join([*lines, "dry run: nothing sent, nothing written"])
+    """The dry run's product (lib.execution.carry_dry_run): the collateral transfer and every pair's legs."""
+    return carry_dry_run.plan_text(state, pairs)
 
 
 def _risk_gate(state: RunState, symbols: set[str], *, targets_close_ms: int,

@@ -1,19 +1,23 @@
-"""Edge: the daily report's carry-sleeve block (``strategy.name = "funding_carry"``): per pair the basis P&L, the
-funding the short legs earned, each short's margin ratio and liquidation price (the futures wallet is its margin),
-and the 99/95 % 1-day VaR/CVaR of the hedged book from both venues' candles; all at the last rebalance's marks.
+"""Edge: the daily report's carry-sleeve block (``strategy.name = "funding_carry"``): per coin the funding its
+short leg earned, the basis P&L gross and net of both legs' fees, each short's margin ratio and liquidation price
+(the futures wallet is its margin), and the 99/95 % 1-day VaR/CVaR of the hedged book from both venues' candles; all
+at the last rebalance's marks.
 
-Where the numbers come from (the journal and positions.json; the exchange is not asked):
-- a leg's trading P&L = its fills' cash flows (sell +, buy -) + what it holds x its mark; a pair's two legs
-  together cancel the coin's move, so their sum is the basis P&L (entry/exit spreads included, fees not);
-- the futures wallet's margin balance = transfers in - out + the perp legs' trading P&L - their fees + funding,
-  so funding earned = margin balance - net transfers - perp trading P&L + perp fees.
+Where the numbers come from (the exchange is not asked):
+- funding earned: the exchange's own FUNDING_FEE records the rebalance booked in state/funding.jsonl
+  (lib.execution.funding_ledger; paper: its simulated settlements, booked the same way), summed per coin;
+- a leg's trading P&L = its fills' cash flows (sell +, buy -) + what it holds x its mark (orders.jsonl,
+  positions.json); a pair's two legs together cancel the coin's move, so their sum is the basis P&L gross (entry and
+  exit spreads included); net = gross - both legs' fees (the fills' ``fee_quote``);
+- carry net = basis net + funding earned: what the pair made.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 import pandas as pd
 
@@ -21,7 +25,7 @@ from lib.core.errors import CoinbotError
 from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.state import Positions
 from lib.core.storage import read_jsonl, read_parquet
-from lib.core.symbols import is_perpetual, quote_of, to_perpetual, to_spot
+from lib.core.symbols import quote_of, to_perpetual, to_spot
 from lib.execution.carry_legs import futures_section
 from lib.execution.journal import JournalEvent, parse_journal
 from lib.ops.config import Config
@@ -43,44 +47,76 @@ def leg_pnl(fills: Iterable[JournalEvent], held: Mapping[str, float], marks: Map
     return dict(pnl)
 
 
-def net_transfers_to_futures(events: Iterable[JournalEvent]) -> float:
-    total = 0.0
-    for event in events:
-        if event.event == "transferred" and event.requested_notional_quote is not None:
-            amount = float(event.requested_notional_quote)
-            total += amount if event.reason == "spot->futures" else -amount if event.reason == "futures->spot" else 0.0
-    return total
+def leg_fees(fills: Iterable[JournalEvent]) -> dict[str, float]:
+    """Fees per leg (symbol), in quote, from the fills' ``fee_quote``."""
+    fees: dict[str, float] = defaultdict(float)
+    for fill in fills:
+        if fill.symbol and fill.fee_quote:
+            fees[fill.symbol] += fill.fee_quote
+    return dict(fees)
 
 
-def funding_earned(events: list[JournalEvent], pnl: Mapping[str, float], futures_balance: float) -> float:
-    """Margin balance - net transfers in - perp trading P&L + perp fees (see the module docstring)."""
-    perp_fees = sum(e.fee_quote or 0.0 for e in events if e.event == "filled" and e.symbol and is_perpetual(e.symbol))
-    perp_pnl = sum(v for s, v in pnl.items() if is_perpetual(s))
-    return futures_balance - net_transfers_to_futures(events) - perp_pnl + perp_fees
+@dataclass(frozen=True, slots=True)
+class CoinCarry:
+    """One coin's carry in quote: both legs' trading P&L and fees, and the funding its short leg earned."""
+
+    spot: str
+    spot_pnl: float
+    perp_pnl: float
+    spot_fee: float
+    perp_fee: float
+    funding: float
+
+    @property
+    def gross(self) -> float:
+        return self.spot_pnl + self.perp_pnl
+
+    @property
+    def fees(self) -> float:
+        return self.spot_fee + self.perp_fee
+
+    @property
+    def net(self) -> float:
+        return self.gross - self.fees
+
+    @property
+    def carry_net(self) -> float:
+        return self.net + self.funding
+
+
+def coin_carry(fills: list[JournalEvent], positions: Positions, funding: Mapping[str, Decimal]) -> list[CoinCarry]:
+    """Each coin traded or paid funding: its legs' P&L at the marks, their fees and its funding (spot symbol)."""
+    pnl, fees = leg_pnl(fills, positions.amounts_base, positions.marks), leg_fees(fills)
+    coins = sorted({to_spot(s) for s in (*pnl, *fees)} | set(funding))
+    return [CoinCarry(spot=c, spot_pnl=pnl.get(c, 0.0), perp_pnl=pnl.get(to_perpetual(c), 0.0),
+                      spot_fee=fees.get(c, 0.0), perp_fee=fees.get(to_perpetual(c), 0.0),
+                      funding=float(funding.get(c, Decimal(0)))) for c in coins]
 
 
 def sleeve_lines(positions: Positions, events: list[JournalEvent], closes: Mapping[str, pd.Series], *, quote: str,
-                 max_probability: float, fallback_rate: float, lookback_days: int) -> list[str]:
-    """The block's lines from what was read (``closes``: both legs' daily closes, pd.Series by symbol)."""
+                 funding: Mapping[str, Decimal], max_probability: float, fallback_rate: float,
+                 lookback_days: int) -> list[str]:
+    """The block's lines from what was read (``closes``: both legs' daily closes, pd.Series by symbol; ``funding``:
+    funding earned by spot symbol, from the ledger)."""
     own = [e for e in events if (e.mode, e.venue) == (positions.mode, positions.venue)]
-    fills = [e for e in own if e.event == "filled"]
-    pnl = leg_pnl(fills, positions.amounts_base, positions.marks)
-    futures = positions.wallets.get("futures", 0.0)
+    coins = coin_carry([e for e in own if e.event == "filled"], positions, funding)
+    gross, fees = sum(c.gross for c in coins), sum(c.fees for c in coins)
+    earned = sum(c.funding for c in coins)
     lines = [f"carry sleeve (at the marks of the last rebalance): spot wallet {positions.wallets.get('spot', 0.0):.2f}"
-             f" / futures wallet {futures:.2f} {quote}; funding earned {funding_earned(own, pnl, futures):+.2f} "
-             f"{quote}"]
-    coins = sorted({to_spot(s) for s in pnl})
-    for spot in coins:
-        perp = to_perpetual(spot)
-        lines.append(f"  {spot}: basis P&L {pnl.get(spot, 0.0) + pnl.get(perp, 0.0):+.2f} {quote} (spot leg "
-                     f"{pnl.get(spot, 0.0):+.2f}, perp leg {pnl.get(perp, 0.0):+.2f}); holds "
-                     f"{positions.amounts_base.get(spot, 0.0):g} / {positions.amounts_base.get(perp, 0.0):g}")
+             f" / futures wallet {positions.wallets.get('futures', 0.0):.2f} {quote}; funding earned {earned:+.4f} "
+             f"{quote} (the exchange's funding records); basis P&L {gross:+.2f} gross / {gross - fees:+.2f} net of "
+             f"fees {fees:.2f}; carry net {gross - fees + earned:+.2f} {quote}"]
+    lines += [f"  {c.spot}: basis P&L {c.gross:+.2f} gross / {c.net:+.2f} net of fees {c.fees:.2f} (spot leg "
+              f"{c.spot_pnl:+.2f} fee {c.spot_fee:.2f}, perp leg {c.perp_pnl:+.2f} fee {c.perp_fee:.2f}); funding "
+              f"earned {c.funding:+.4f}; carry net {c.carry_net:+.2f} {quote}; holds "
+              f"{positions.amounts_base.get(c.spot, 0.0):g} / {positions.amounts_base.get(to_perpetual(c.spot), 0.0):g}"
+              for c in coins]
     weights = {s: a * positions.marks.get(s, 0.0) / positions.equity_quote for s, a in positions.amounts_base.items()
                if a} if positions.equity_quote > 0 else {}
     lines += tail_lines("carry book (held, both legs: the basis)", weights, closes,
                         lookback_days=lookback_days)
-    lines += margin_lines(replace(positions, cash_quote=futures), positions.marks, closes,
-                          max_probability=max_probability, fallback_rate=fallback_rate)
+    lines += margin_lines(replace(positions, cash_quote=positions.wallets.get("futures", 0.0)), positions.marks,
+                          closes, max_probability=max_probability, fallback_rate=fallback_rate)
     return lines
 
 
@@ -90,15 +126,18 @@ def carry_lines(paths: ProjectPaths, config: Config, positions: Positions) -> li
     if config.strategy.name != CARRY_STRATEGY:
         return []
     from lib.execution.carry_risk import CarryCandles, leg_closes  # the exchange client only for a carry book
+    from lib.execution.funding_ledger import funding_by_coin, ledger_path, read_ledger
 
     try:
         lines, _ = read_jsonl(paths.journal)
         events = parse_journal(lines)
+        funding = funding_by_coin(read_ledger(ledger_path(paths.state_dir), mode=positions.mode,
+                                              venue=positions.venue))
         candles = CarryCandles(spot=paths, perp=candle_paths(paths, config), timeframe=config.strategy.timeframe)
         closes = leg_closes(candles, [s for s, a in positions.amounts_base.items() if a])
     except CoinbotError as error:
         return [f"carry sleeve: n/a ({error})"]
-    return sleeve_lines(positions, events, closes, quote=quote_of(config.data.symbols[0]),
+    return sleeve_lines(positions, events, closes, quote=quote_of(config.data.symbols[0]), funding=funding,
                         max_probability=config.risk.max_liquidation_prob_24h,
                         fallback_rate=config.risk.fallback_maintenance_rate,
                         lookback_days=config.risk.var_lookback_days)

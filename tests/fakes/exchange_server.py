@@ -183,6 +183,7 @@ class FakeBinance:
         self._order_log: list[RecordedOrder] = []
         self.capital_moves: list[dict[str, Any]] = []  # deposits and withdrawals (sapi capital history)
         self.wallet_transfers: list[dict[str, Any]] = []  # spot <-> USD-M universal transfers (sapi asset)
+        self.funding_income: list[dict[str, Any]] = []  # FUNDING_FEE income records (fapi income), oldest first
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -426,10 +427,20 @@ class FakeBinance:
                 return
             for symbol, position in self.positions.items():
                 if position.amount:
-                    for _, rate in self.funding_rows(symbol, self._settled_ms + 1, now + 1):
+                    for settled_ms, rate in self.funding_rows(symbol, self._settled_ms + 1, now + 1):
                         price = self.last_price(symbol)
                         self.futures_wallet_quote -= position.amount * price * Decimal(num(rate))
+                        self._record_funding_income(symbol, -position.amount * price * Decimal(num(rate)),
+                                                    int(settled_ms))
             self._settled_ms = now
+
+    def _record_funding_income(self, symbol: str, income: Decimal, settled_ms: int) -> None:
+        """One FUNDING_FEE income record (GET /fapi/v1/income), stamped like the transfers: by the wall clock for a
+        ``ticker_clock = "wall"`` fake (the bot's clock), else at the settlement."""
+        stamp = int(time.time() * 1000) if self.ticker_clock == "wall" else settled_ms
+        self.funding_income.append({"symbol": exchange_id(symbol), "incomeType": "FUNDING_FEE", "income": num(income),
+                                    "asset": "USDT", "time": stamp, "info": "FUNDING_FEE",
+                                    "tranId": str(self.new_order_id()), "tradeId": ""})
 
     def record_order(self, entry: RecordedOrder) -> None:
         with self._lock:
@@ -938,6 +949,24 @@ def transfer_history(fake: FakeBinance, request: RecordedRequest) -> dict[str, A
     return {"total": len(rows), "rows": rows[:size]}
 
 
+INCOME_PATH = "/fapi/v1/income"
+
+
+def income_history(fake: FakeBinance, request: RecordedRequest) -> list[dict[str, Any]]:
+    """GET /fapi/v1/income: FUNDING_FEE records (the only income type this fake keeps) in [startTime, endTime],
+    oldest first, at most ``limit`` (default 100, Binance's); without a window, the last 7 days (Binance's rule)."""
+    kind, symbol = request.params.get("incomeType"), request.params.get("symbol")
+    end = _int_param(request.params, "endTime") or 2**62
+    start = _int_param(request.params, "startTime")
+    if start is None:
+        start = (int(time.time() * 1000) if fake.ticker_clock == "wall" else fake.now_ms) - 7 * 86_400_000
+    limit = min(_int_param(request.params, "limit") or 100, 1000)
+    with fake._lock:
+        rows = [dict(r) for r in fake.funding_income if start <= r["time"] <= end
+                and kind in (None, "FUNDING_FEE") and symbol in (None, r["symbol"])]
+    return rows[:limit]
+
+
 def open_orders(fake: FakeBinance, request: RecordedRequest) -> list[Any]:
     return []  # market orders never rest on the book
 
@@ -1075,6 +1104,7 @@ _PRIVATE: Mapping[_Route, tuple[str, ...]] = {
     withdraw_history: ("/sapi/v1/capital/withdraw/history",),
     position_side_dual: ("/fapi/v1/positionSide/dual",),
     transfer_history: (TRANSFER_PATH,),
+    income_history: (INCOME_PATH,),
 }
 _PRIVATE_POST: Mapping[_Route, tuple[str, ...]] = {
     new_order: ("/api/v3/order", "/fapi/v1/order"),

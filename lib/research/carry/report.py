@@ -1,7 +1,7 @@
 """Pure: what a carry run produced: daily net returns (the research protocol's input), the usual metrics
 (``lib.research.metrics`` on the daily equity curve) and the carry-specific ones: beta to BTC, funding
-earned, price (basis) P&L, fees, worst margin ratio, liquidations, transfers, idle cash, per-year returns,
-1-day VaR / CVaR of the sleeve (``lib.core.tail_risk``).
+earned, price (basis) P&L gross and net of both legs' fees and slippage, fees, worst margin ratio, liquidations,
+transfers, idle cash, per-year returns, 1-day VaR / CVaR of the sleeve (``lib.core.tail_risk``).
 
 Days are UTC days; a day's equity is the equity at the close of its last hourly bar.
 """
@@ -65,7 +65,13 @@ def yearly_breakdown(result: CarryBookResult) -> dict[str, dict[str, float]]:
     flows = ends.diff().fillna(ends)
     return {str(year): {"funding_quote": float(row["funding"]), "price_pnl_quote": float(row["price_pnl"]),
                         "costs_quote": float(row["fees"] + row["slippage"]),
+                        "basis_pnl_net_quote": basis_pnl_net(row),
                         "liquidation_loss_quote": float(row["liquidation_loss"])} for year, row in flows.iterrows()}
+
+
+def basis_pnl_net(money: pd.Series) -> float:
+    """The basis (price) P&L of both legs net of both legs' fees and slippage, in quote (funding not included)."""
+    return float(money["price_pnl"] - money["fees"] - money["slippage"])
 
 
 def mean_holding_days(spot_weights: pd.DataFrame) -> float:
@@ -94,6 +100,7 @@ def carry_metrics(result: CarryBookResult, benchmark_close: pd.Series) -> dict[s
         "correlation_to_btc": float(pd.concat([returns, bench], axis=1, join="inner").corr().iloc[0, 1]),
         "funding_earned_quote": float(last["funding"]),
         "price_pnl_quote": float(last["price_pnl"]),
+        "basis_pnl_net_quote": basis_pnl_net(last),
         "fees_paid_quote": float(last["fees"]),
         "slippage_paid_quote": float(last["slippage"]),
         "liquidation_loss_quote": float(last["liquidation_loss"]),
