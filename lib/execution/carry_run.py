@@ -23,7 +23,7 @@ from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
-from lib.execution import carry_guard, carry_halt, state_files
+from lib.execution import carry_combo, carry_guard, carry_halt, carry_state, state_files
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution.carry_legs import (
@@ -46,7 +46,7 @@ from lib.execution.carry_state import (
     wallet_facts,
 )
 from lib.execution.journal import RunInfo
-from lib.execution.orders import PlannedOrder, to_decimal
+from lib.execution.orders import PlannedOrder, SkippedOrder, to_decimal
 from lib.execution.risk import (
     RiskRejection,
     check_daily_loss,
@@ -73,7 +73,7 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     or an outcome is unknown."""
     exchange, carry = settings.exchange, settings.carry
     journal = Journal(paths.journal, write=not dry_run)
-    targets = state_files.read_targets(paths.targets, strategy=CARRY_STRATEGY, exchange=exchange)
+    targets = state_files.read_targets(paths.targets, strategy=settings.strategy, exchange=exchange)
     bar_ms = timeframe_ms(targets.timeframe)
     if now_ms > targets.as_of_ms + (1 + MAX_TARGET_AGE_BARS) * bar_ms:
         raise errors.StateError(f"{paths.targets} is stale (signal bar {targets.as_of_ms}, now {now_ms}): run "
@@ -85,14 +85,21 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     halt = state_files.read_halt(paths.halt)
     finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt, journal=journal,
                                            run=run)  # a halt whose flatten is unfinished: finish it, nothing else
-    pairs = {p.spot_symbol: p for p in pair_targets({s: w for s, w in targets.weights.items()
-                                                     if to_spot(s) not in targets.hold})}
     held_before = set() if previous is None else {s for s, a in previous.amounts_base.items() if a}
+    spot_only: dict[str, PairTarget] = {}  # combined book: coins of the directional part alone (no perp leg)
+    clips: list[RiskRejection] = []
+    if settings.combined:
+        pairs, spot_only, clips = carry_combo.split_targets(targets.weights, held=held_before, hold=targets.hold,
+                                                            limits=settings.risk)
+    else:
+        pairs = {p.spot_symbol: p for p in pair_targets({s: w for s, w in targets.weights.items()
+                                                         if to_spot(s) not in targets.hold})}
     for symbol in sorted(held_before):  # held coins without a target are closed, unless held on purpose
         spot = to_spot(symbol)
-        if spot not in pairs and spot not in targets.hold:
+        if spot not in pairs and spot not in spot_only and spot not in targets.hold:
             pairs[spot] = PairTarget(spot_symbol=spot, perp_symbol=to_perpetual(spot), spot_weight=0.0)
-    symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)}
+    symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(spot_only)
+    closing = {s: replace(p, spot_weight=0.0, directional_weight=0.0) for s, p in {**spot_only, **pairs}.items()}
     session = connect_two(exchange, carry, secrets, simulated=settings.simulated, paper=settings.paper,
                           quote=settings.quote, previous=previous, symbols=symbols, now_ms=now_ms)
     for client in session.clients:  # the same key on both accounts: may trade each, may never withdraw
@@ -100,29 +107,34 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     engine.reconcile_open_orders(session.broker, journal, run)
     state = RunState(settings, session, journal, run, paths.positions, previous, reset=reset_high_water_mark)
     state.incidents += [interrupted] if interrupted else []  # killed mid-run: said once, with what this run found
+    carry_state.journal_risk(state, clips)  # a coin over risk.max_asset_weight_frac: its directional part clipped
     state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}), earlier run: {e.detail}"
                         for e in reconcile_open_transfers(session, journal=journal, run=run)]
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if dry_run:
-            return _plan_text(state, {s: replace(p, spot_weight=0.0) for s, p in pairs.items()})
-        carry_halt.flatten(state, pairs, halt, paths.halt, _trade_pair, _write_positions)
+            return _plan_text(state, closing)
+        carry_halt.flatten(state, closing, halt, paths.halt, _trade_pair, _write_positions)
     breach = _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms,
                         reference_prices=targets.signal_closes())
     if breach is not None:  # a drawdown: both legs of every pair closed, hedged, then halted
         if dry_run:
-            return _plan_text(state, {s: replace(p, spot_weight=0.0) for s, p in pairs.items()})
-        carry_halt.flatten(state, pairs, carry_halt.write_new_halt(state, breach, paths.halt), paths.halt, _trade_pair,
-                           _write_positions)
+            return _plan_text(state, closing)
+        carry_halt.flatten(state, closing, carry_halt.write_new_halt(state, breach, paths.halt), paths.halt,
+                           _trade_pair, _write_positions)
     checked = carry_guard.pre_trade(state, pairs, paths.candles)
     pairs = checked.pairs
     if dry_run:
-        return _plan_text(state, pairs)
+        return _plan_text(state, {**spot_only, **pairs})
     filled = 0
     try:
+        sells, buys = _spot_only_sides(state, spot_only)  # directional sales first: they free the spot cash
+        for pair in sells:
+            filled += _trade_pair(state, pair)
         first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
         pairs = {**pairs, **first}
-        for pair in sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol)):
+        ordered = sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol))
+        for pair in [*ordered, *buys]:
             if pair.spot_symbol in targets.hold:
                 logger.warning("{} kept as it is ({}): not traded this run", pair.spot_symbol,
                                targets.hold[pair.spot_symbol])
@@ -148,10 +160,10 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
 def _plan_text(state: RunState, pairs: dict[str, PairTarget]) -> str:
     """The dry run's product: the collateral transfer and every pair's legs as the exchange holds it now."""
     held, spot_cash, futures_balance = wallet_facts(state)
-    prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
+    prices = live_prices(state, {s for p in pairs.values() for s in _legs(state, p, held)} | set(held))
     equity = book_equity(held, spot_cash, futures_balance, prices)
     notionals = {p.perp_symbol: max(p.spot_weight * equity, float(abs(held.get(p.perp_symbol, Decimal(0))))
-                                    * prices[p.perp_symbol]) for p in pairs.values()}
+                                    * prices[p.perp_symbol]) for p in pairs.values() if p.perp_symbol in prices}
     needed = collateral_needed(notionals, state.settings.carry)
     transfer = plan_transfer(futures_balance_quote=futures_balance, needed_quote=needed, spot_free_quote=spot_cash,
                              params=state.settings.carry, rebalance_id=state.run.rebalance_id)
@@ -159,15 +171,11 @@ def _plan_text(state: RunState, pairs: dict[str, PairTarget]) -> str:
              f"{spot_cash:.2f}, futures wallet {futures_balance:.2f} (needs {needed})",
              "transfer: none" if transfer is None else f"transfer: {transfer.amount_quote} {transfer.from_wallet} -> "
              f"{transfer.to_wallet} ({transfer.transfer_id})"]
-    markets = state.session.markets
     for pair in sorted(pairs.values(), key=lambda p: p.spot_symbol):
-        step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
-        amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
-        orders, skipped = plan_pair(pair, amount=amount, spot_held=held.get(pair.spot_symbol, Decimal(0)),
-                                    perp_held=held.get(pair.perp_symbol, Decimal(0)), prices=prices, rules=markets,
-                                    params=state.settings.carry, rebalance_id=state.run.rebalance_id,
-                                    prefix=state.settings.orders.client_order_id_prefix)
-        lines.append(f"{pair.spot_symbol}: weight {pair.spot_weight:.4f}, {amount} per leg")
+        amount, directional, orders, skipped = _plan(state, pair, held, prices, equity)
+        lines.append(f"{pair.spot_symbol}: weight {pair.spot_weight:.4f}, {amount} per leg"
+                     + (f" + directional {pair.directional_weight:.4f} ({directional} spot)" if state.settings.combined
+                        else ""))
         lines += [f"  {o.symbol:<16}{o.side:<5}{o.amount_base:>14} {float(o.notional_quote):>10.2f}"
                   f"{'  reduce-only' if o.reduce_only else ''}  {o.client_order_id}" for o in orders]
         lines += [f"  skipped {s.symbol} {s.side}: {s.reason} ({s.detail})" for s in skipped]
@@ -199,33 +207,73 @@ def _risk_gate(state: RunState, symbols: set[str], *, targets_close_ms: int,
         raise errors.RiskCheckFailed(f"carry book not traded: {records.describe_rejections(rejections)}")
     return drawdown[0] if drawdown else None
 
-def _trade_pair(state: RunState, pair: PairTarget) -> int:
-    """Both legs (perp first), then the mismatch rule on what the exchange holds. Returns orders filled."""
-    settings, session = state.settings, state.session
+def _legs(state: RunState, pair: PairTarget, held: dict[str, Decimal]) -> set[str]:
+    """The pair's symbols; a combined book's coin without a carry target or short has its spot symbol only."""
+    if state.settings.combined and pair.spot_weight == 0 and not held.get(pair.perp_symbol):
+        return {pair.spot_symbol}
+    return {pair.spot_symbol, pair.perp_symbol}
+
+
+def _plan(state: RunState, pair: PairTarget, held: dict[str, Decimal], prices: dict[str, float], equity: float
+          ) -> tuple[Decimal, Decimal, list[PlannedOrder], list[SkippedOrder]]:
+    """(carry amount per leg, directional spot amount, the orders, the skipped): both legs, or the spot alone."""
+    settings, markets = state.settings, state.session.markets
+    spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
+    price = prices[pair.spot_symbol]
+    directional = carry_combo.directional_amount(pair, sizing_quote=equity, spot_price=price,
+                                                 step=markets[pair.spot_symbol].amount_step)
+    rebalance_id, prefix = state.run.rebalance_id, settings.orders.client_order_id_prefix
+    current = float(spot_held) * price / equity
+    if _legs(state, pair, held) == {pair.spot_symbol}:
+        return Decimal(0), directional, *carry_combo.spot_only_orders(
+            pair, spot_held=spot_held, directional=directional, prices=prices, rules=markets, params=settings.carry,
+            rebalance_id=rebalance_id, prefix=prefix, current_weight=current)
+    step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
+    amount = pair_amount(pair, sizing_quote=equity, spot_price=price, step=step)
+    orders, skipped = plan_pair(pair, amount=amount, spot_held=spot_held, perp_held=perp_held, prices=prices,
+                                rules=markets, params=settings.carry, rebalance_id=rebalance_id, prefix=prefix,
+                                current_weight=current, directional_amount=directional)
+    return amount, directional, orders, skipped
+
+
+def _spot_only_sides(state: RunState, spot_only: dict[str, PairTarget]) -> tuple[list[PairTarget], list[PairTarget]]:
+    """The directional-only coins to sell (traded first: they free spot cash) and the rest (traded last)."""
+    if not spot_only:
+        return [], []
     held, spot_cash, futures_balance = wallet_facts(state)
-    legs = {pair.spot_symbol, pair.perp_symbol}
+    prices = live_prices(state, set(spot_only) | {s for s in held if not is_perpetual(s)})
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    sells = [p for s, p in sorted(spot_only.items())
+             if float(held.get(s, Decimal(0))) * prices[s] > p.directional_weight * equity]
+    return sells, [p for s, p in sorted(spot_only.items()) if p not in sells]
+
+
+def _trade_pair(state: RunState, pair: PairTarget) -> int:
+    """Both legs (perp first), then the mismatch rule on what the exchange holds. Returns orders filled.
+    A combined book's coin without a short: its spot order alone (nothing to hedge)."""
+    settings = state.settings
+    held, spot_cash, futures_balance = wallet_facts(state)
+    legs = _legs(state, pair, held)
     prices = live_prices(state, legs | {s for s in held if not is_perpetual(s)})
     spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
     equity = book_equity(held, spot_cash, futures_balance, prices)
-    start_gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
+    amount, directional, orders, skipped = _plan(state, pair, held, prices, equity)
+    for skip in skipped:
+        state.journal.append(records.to_skipped_event(skip, state.run))
+    if pair.perp_symbol not in legs:
+        return _send(state, orders)
+    # the directional target is not yet held at the start: only a short no spot covers is surely unhedged there
+    start_gap = (carry_combo.naked_short_quote(spot_held, perp_held, prices[pair.spot_symbol]) if settings.combined
+                 else unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol]))
     if start_gap > settings.carry.max_unhedged_quote:
         state.incidents.append(f"{pair.spot_symbol}: found unhedged at the start ({spot_held} spot / {perp_held} "
                                f"perp, {start_gap:.2f} quote; an interrupted run?)")
-    markets = session.markets
-    step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
-    amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
-    orders, skipped = plan_pair(pair, amount=amount, spot_held=spot_held, perp_held=perp_held, prices=prices,
-                                rules=markets, params=settings.carry, rebalance_id=state.run.rebalance_id,
-                                prefix=settings.orders.client_order_id_prefix,
-                                current_weight=float(spot_held) * prices[pair.spot_symbol] / equity)
-    for skip in skipped:
-        state.journal.append(records.to_skipped_event(skip, state.run))
     before = (len(state.incidents), len(state.failures))
     filled = _send(state, orders)
     if not orders and start_gap <= settings.carry.max_unhedged_quote:
         return filled
     trouble = (len(state.incidents), len(state.failures)) != before or start_gap > settings.carry.max_unhedged_quote
-    return filled + _enforce_hedge(state, pair, prices, had_trouble=trouble)
+    return filled + _enforce_hedge(state, pair, prices, had_trouble=trouble, directional=directional)
 
 
 def _send(state: RunState, orders: list[PlannedOrder]) -> int:
@@ -252,13 +300,15 @@ def _send(state: RunState, orders: list[PlannedOrder]) -> int:
     return len(outcome.filled)
 
 
-def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], *, had_trouble: bool) -> int:
-    """After the legs: what the exchange holds; unhedged -> the missing leg for the net, else unwind the excess."""
+def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], *, had_trouble: bool,
+                   directional: Decimal = Decimal(0)) -> int:
+    """After the legs: what the exchange holds; unhedged -> the missing leg for the net, else unwind the excess.
+    The hedge is the spot above the coin's ``directional`` amount (lib.execution.carry_combo.hedge_spot)."""
     limit = state.settings.carry.max_unhedged_quote
     filled, mismatched = 0, False
     for attempt in range(3):
         held = wallet_facts(state)[0]
-        spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
+        spot_held, perp_held = _hedge_legs(held, pair, directional)
         gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
         if spot_held + perp_held == 0 or (gap <= limit and not had_trouble):
             break
@@ -278,8 +328,7 @@ def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], 
         had_trouble = had_trouble or len(state.incidents) > before
     if not mismatched:
         return filled
-    held = wallet_facts(state)[0]
-    spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
+    spot_held, perp_held = _hedge_legs(wallet_facts(state)[0], pair, directional)
     gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
     if gap > limit:
         state.failures.append(f"{pair.spot_symbol} left unhedged: spot {spot_held} / perp {perp_held} "
@@ -288,6 +337,12 @@ def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], 
         state.incidents.append(f"{pair.spot_symbol} leg mismatch handled: now spot {spot_held} / perp {perp_held} "
                                f"(unhedged {gap:.2f} quote <= {limit})")
     return filled
+
+
+def _hedge_legs(held: dict[str, Decimal], pair: PairTarget, directional: Decimal) -> tuple[Decimal, Decimal]:
+    """(the spot that hedges, the perp) of a pair: spot above the directional amount, never below 0."""
+    spot = carry_combo.hedge_spot(held.get(pair.spot_symbol, Decimal(0)), directional)
+    return spot, held.get(pair.perp_symbol, Decimal(0))
 
 
 def _journal_mismatch(state: RunState, pair: PairTarget, spot_held: Decimal, perp_held: Decimal, gap: Decimal,
