@@ -18,6 +18,7 @@ from lib.core.symbols import to_spot
 from lib.core.timeframes import format_ms, last_closed_open_ms
 from lib.execution.carry_legs import futures_section
 from lib.ops.runner import RunContext
+from lib.research.carry.combined import carry_split
 from lib.research.carry.live import LiveCarryTargets, check_fresh, live_targets
 from lib.research.carry.run import TIMEFRAME, load_market, sources
 from lib.research.carry.sleeve import CarryParams
@@ -76,10 +77,11 @@ def futures_context(ctx: RunContext) -> RunContext:
 
 
 def carry_fetch_or(body: Callable[[RunContext], None]) -> Callable[[RunContext], None]:
-    """The fetch_prices body, run for the spot and then the USD-M venue for ``funding_carry`` (a partial failure of
-    the first still fetches the second; it is raised after)."""
+    """The fetch_prices body, run for the spot and then the USD-M venue for ``funding_carry`` and for a combined book
+    with that sleeve (a partial failure of the first still fetches the second; it is raised after)."""
     def chosen(ctx: RunContext) -> None:
-        if ctx.config.strategy.name != CARRY_STRATEGY:
+        config = ctx.config
+        if config.strategy.name != CARRY_STRATEGY and carry_split(config.strategy.name, config.combiner) is None:
             return body(ctx)
         partial: PartialFailure | None = None
         for venue_ctx in (ctx, futures_context(ctx)):
