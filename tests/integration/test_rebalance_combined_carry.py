@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from lib.core.state import Positions, Targets
+from lib.core.state import HaltRecord, Positions, Targets
 from lib.core.storage import read_json, write_json_atomic
 from lib.core.timeframes import MS_PER_HOUR
 from tests.fakes.exchange_server import FakeBinance
@@ -65,6 +65,10 @@ def spot(fake: FakeBinance, coin: str) -> Decimal:
 def test_directional_and_carry_in_one_run_then_a_directional_exit_keeps_the_hedge(
         project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
     setup(project, telegram, fake)
+    dry = project.run("rebalance", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "+ directional 0.1500" in dry.stdout and "BNB/USDT: weight 0.0000" in dry.stdout
+    assert fake.orders == [] and fake.wallet_transfers == [] and not (project.state / "orders.jsonl").exists()
     first = project.run("rebalance")
     assert first.returncode == 0, first.stderr[-3000:]
     btc_short, eth_short = -perp(fake, "BTC"), -perp(fake, "ETH")
@@ -139,3 +143,22 @@ def test_a_kill_between_the_legs_then_a_rerun_completes_the_book(project: Projec
     assert len([o for o in fake.orders if o.accepted and o.market == "futures"
                 and o.params["symbol"] == "BTCUSDT"]) == 1
     assert len(telegram.wait_for_messages(1)) == 1
+
+
+def test_a_drawdown_flattens_the_pairs_hedged_and_the_directional_part_then_halts(
+        project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
+    setup(project, telegram, fake)
+    assert project.run("rebalance").returncode == 0
+    assert spot(fake, "BNB") > 0 and perp(fake, "BTC") < 0
+    before = len([o for o in fake.orders if o.accepted])
+    fake.spot_balances["USDT"] = Decimal(0)  # the spot cash and the futures wallet gone: a drawdown > 25 %
+    fake.futures_wallet_quote = Decimal(0)
+    halted = project.run("rebalance")
+    assert halted.returncode != 0
+    assert legs(fake) == {}  # both legs of every pair and the directional-only coin closed
+    flatten = [(o.market, o.params["symbol"]) for o in [o for o in fake.orders if o.accepted][before:]]
+    assert len(flatten) == 5  # 2 pairs x 2 legs + BNB
+    assert flatten.index(("futures", "BTCUSDT")) < flatten.index(("spot", "BTCUSDT"))  # perp leg first
+    assert HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
+    assert_no_duplicates(project, fake)
+    assert len(telegram.wait_for_messages(1)) == 1 and "drawdown" in telegram.texts[0]
