@@ -162,3 +162,34 @@ def test_a_drawdown_flattens_the_pairs_hedged_and_the_directional_part_then_halt
     assert HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
     assert_no_duplicates(project, fake)
     assert len(telegram.wait_for_messages(1)) == 1 and "drawdown" in telegram.texts[0]
+
+
+PAPER_NOW_MS = 1_767_225_600_000 + MS_PER_HOUR  # runs with --as-of on the built-in simulated market
+
+
+def test_paper_mode_keeps_both_wallets_with_the_directional_part_on_the_spot_one(project: Project,
+                                                                                telegram: FakeTelegram) -> None:
+    project.write_config(carry_config_text(
+        {"id": "simulated", "market_type": "spot", "mode": "paper"}, telegram.base_url,
+        risk={"max_order_notional_quote": 1000, "tail_risk_action": "off", "max_liquidation_prob_24h": 1.0,
+              "max_asset_weight_frac": 0.5},
+        data={"symbols": ["BTC/USDT", "ETH/USDT", "BNB/USDT"]}, strategy=COMBINED, extra=SLEEVES))
+    project.write_env(**TELEGRAM)
+    as_of = PAPER_NOW_MS - 2 * MS_PER_HOUR
+    write_json_atomic(project.state / "targets.json", Targets(
+        as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR, strategy="combined", exchange="simulated",
+        market_type="spot", timeframe="1h", weights=BOTH).to_dict())
+    first = project.run("rebalance", "--as-of", str(PAPER_NOW_MS))
+    assert first.returncode == 0, first.stderr[-3000:]
+    positions = Positions.from_dict(read_json(project.state / "positions.json"))
+    assert positions.paper is not None and set(positions.paper) >= {"spot", "futures", "transfers"}
+    held = positions.amounts_base
+    assert held["ETH/USDT"] == -held["ETH/USDT:USDT"] > 0 and held["BTC/USDT"] > -held["BTC/USDT:USDT"] > 0
+    assert held["BNB/USDT"] > 0 and "BNB/USDT:USDT" not in held
+    assert positions.wallets["futures"] > 0 and positions.equity_quote == pytest.approx(1000, rel=0.01)
+    events = journal(project)
+    second = project.run("rebalance", "--as-of", str(PAPER_NOW_MS))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [e for e in journal(project) if e.event in ("sent", "transfer_sent")] == [
+        e for e in events if e.event in ("sent", "transfer_sent")]
+    assert telegram.messages == []
