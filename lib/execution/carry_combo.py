@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 
 from lib.core.errors import StateError
@@ -100,3 +101,32 @@ def spot_only_orders(target: PairTarget, *, spot_held: Decimal, directional: Dec
                       rebalance_id=rebalance_id, prefix=prefix, target_weight=target.directional_weight,
                       current_weight=current_weight)
     return ([], [order]) if isinstance(order, SkippedOrder) else ([order], [])
+
+
+def only_reducing(pairs: Mapping[str, PairTarget], spot_only: Mapping[str, PairTarget], *,
+                  held: Mapping[str, Decimal], prices: Mapping[str, float], equity: float
+                  ) -> tuple[dict[str, PairTarget], dict[str, PairTarget]]:
+    """A refused combined book: no leg grows, exits still go. Each pair is capped at the short it holds (both legs),
+    each coin's directional weight at what it holds above that short now (floored to its lot, it never buys)."""
+    def now_weight(spot: str, short: Decimal) -> float:
+        above = max(held.get(spot, Decimal(0)) - short, Decimal(0))
+        return float(above) * prices[spot] / equity if above else 0.0
+
+    capped = {}
+    for spot, pair in pairs.items():
+        short = -min(held.get(pair.perp_symbol, Decimal(0)), Decimal(0))
+        cap = short if pair.max_amount_base is None else min(short, pair.max_amount_base)
+        capped[spot] = replace(pair, max_amount_base=cap,
+                               directional_weight=min(pair.directional_weight, now_weight(spot, short)))
+    alone = {s: replace(p, directional_weight=min(p.directional_weight, now_weight(s, Decimal(0))))
+             for s, p in spot_only.items()}
+    return capped, alone
+
+
+def sales_first(spot_only: Mapping[str, PairTarget], *, held: Mapping[str, Decimal], prices: Mapping[str, float],
+                equity: float) -> tuple[list[PairTarget], list[PairTarget]]:
+    """The directional-only coins to sell (traded before the collateral and the pairs: they free spot cash) and
+    the rest (traded last), each in symbol order."""
+    sells = [p for s, p in sorted(spot_only.items())
+             if float(held.get(s, Decimal(0))) * prices[s] > p.directional_weight * equity]
+    return sells, [p for s, p in sorted(spot_only.items()) if p not in sells]

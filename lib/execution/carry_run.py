@@ -51,6 +51,7 @@ from lib.execution.risk import (
     RiskRejection,
     check_daily_loss,
     check_drawdown,
+    check_order_count,
     check_price_sanity,
     check_staleness,
 )
@@ -124,11 +125,13 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
                            _trade_pair, _write_positions)
     checked = carry_guard.pre_trade(state, pairs, paths.candles)
     pairs = checked.pairs
+    if settings.combined:  # the order count over both parts; a refusal: nothing grows, exits go, the run fails
+        pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals))
     if dry_run:
         return _plan_text(state, {**spot_only, **pairs})
     filled = 0
     try:
-        sells, buys = _spot_only_sides(state, spot_only)  # directional sales first: they free the spot cash
+        sells, buys = _spot_only_sides(state, spot_only) if spot_only else ([], [])  # sales first: they free cash
         for pair in sells:
             filled += _trade_pair(state, pair)
         first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
@@ -236,16 +239,28 @@ def _plan(state: RunState, pair: PairTarget, held: dict[str, Decimal], prices: d
     return amount, directional, orders, skipped
 
 
+def _combined_count(state: RunState, pairs: dict[str, PairTarget], spot_only: dict[str, PairTarget], *,
+                    refused: bool) -> tuple[dict[str, PairTarget], dict[str, PairTarget]]:
+    """risk.max_orders_per_run over the risk-adding orders of both parts (directional ones included); over it, or
+    already refused by the carry pass: only what reduces risk (lib.execution.carry_combo.only_reducing)."""
+    held, spot_cash, futures_balance = wallet_facts(state)
+    every = {**spot_only, **pairs}
+    prices = live_prices(state, {s for p in every.values() for s in _legs(state, p, held)} | set(held))
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    orders = [o for p in every.values() for o in _plan(state, p, held, prices, equity)[2] if not carry_guard.reduces(o)]
+    too_many = check_order_count(orders, state.settings.risk)
+    carry_state.journal_risk(state, too_many)
+    state.refused += [f"{r.check}: {r.detail}" for r in too_many]
+    if not (refused or too_many):
+        return pairs, spot_only
+    return carry_combo.only_reducing(pairs, spot_only, held=held, prices=prices, equity=equity)
+
+
 def _spot_only_sides(state: RunState, spot_only: dict[str, PairTarget]) -> tuple[list[PairTarget], list[PairTarget]]:
-    """The directional-only coins to sell (traded first: they free spot cash) and the rest (traded last)."""
-    if not spot_only:
-        return [], []
     held, spot_cash, futures_balance = wallet_facts(state)
     prices = live_prices(state, set(spot_only) | {s for s in held if not is_perpetual(s)})
-    equity = book_equity(held, spot_cash, futures_balance, prices)
-    sells = [p for s, p in sorted(spot_only.items())
-             if float(held.get(s, Decimal(0))) * prices[s] > p.directional_weight * equity]
-    return sells, [p for s, p in sorted(spot_only.items()) if p not in sells]
+    return carry_combo.sales_first(spot_only, held=held, prices=prices,
+                                   equity=book_equity(held, spot_cash, futures_balance, prices))
 
 
 def _trade_pair(state: RunState, pair: PairTarget) -> int:

@@ -35,12 +35,13 @@ def fake() -> Iterator[FakeBinance]:
         yield server
 
 
-def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeout_ms: int = 5000) -> None:
+def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeout_ms: int = 5000,
+          risk: dict[str, object] | None = None) -> None:
     project.write_config(carry_config_text(
         {"id": "binance", "market_type": "spot", "mode": "testnet", "rest_base_url": fake.base_url,
          "enable_rate_limit": False, "retry_base_delay_ms": 1, "timeout_ms": timeout_ms}, telegram.base_url,
         risk={"max_order_notional_quote": 1000, "tail_risk_action": "off", "max_liquidation_prob_24h": 1.0,
-              "max_asset_weight_frac": 0.5},
+              "max_asset_weight_frac": 0.5, **(risk or {})},
         data={"symbols": ["BTC/USDT", "ETH/USDT", "BNB/USDT"]}, strategy=COMBINED, extra=SLEEVES))
     project.write_env(**TELEGRAM, **KEYS)
     write_targets(project, BOTH)
@@ -162,6 +163,26 @@ def test_a_drawdown_flattens_the_pairs_hedged_and_the_directional_part_then_halt
     assert HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
     assert_no_duplicates(project, fake)
     assert len(telegram.wait_for_messages(1)) == 1 and "drawdown" in telegram.texts[0]
+
+
+def test_too_many_orders_over_both_parts_send_only_the_risk_reducing_ones(
+        project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
+    setup(project, telegram, fake)
+    assert project.run("rebalance").returncode == 0
+    held = legs(fake)
+    setup(project, telegram, fake, risk={"max_orders_per_run": 2})  # 5 risk-adding orders wanted
+    write_targets(project, {"BTC/USDT": 0.5, "BTC/USDT:USDT": -0.4, "ETH/USDT": 0.35, "ETH/USDT:USDT": -0.35,
+                            "BNB/USDT": 0.0, "XRP/USDT": 0.05})  # legs grow by >= 150 USDT: over the minimums
+    refused = project.run("rebalance")
+    assert refused.returncode != 0, refused.stderr[-6000:]
+    after = legs(fake)
+    assert "BNB/USDT" not in after and "XRP/USDT" not in after  # the directional exit went, the new coin did not
+    for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT", "ETH/USDT"):  # no leg grew
+        assert after[symbol] == held[symbol]
+    assert after["BTC/USDT"] <= held["BTC/USDT"]  # its directional part (0.1 now) may only shrink
+    assert any(e.event == "risk_rejected" and e.reason == "order_count" for e in journal(project))
+    assert len(telegram.wait_for_messages(1)) == 1 and "only risk-reducing orders sent" in telegram.texts[0]
+    assert_no_duplicates(project, fake)
 
 
 PAPER_NOW_MS = 1_767_225_600_000 + MS_PER_HOUR  # runs with --as-of on the built-in simulated market

@@ -13,6 +13,8 @@ from lib.execution.carry_combo import (
     directional_amount,
     hedge_spot,
     naked_short_quote,
+    only_reducing,
+    sales_first,
     split_targets,
     spot_only_orders,
 )
@@ -112,3 +114,28 @@ def test_directional_only_coins_get_one_spot_order() -> None:
     assert orders == [] and len(skipped) == 1  # 0.0002 BTC = 4 USDT < carry.min_leg_quote: not churned
     assert spot_only_orders(pair, spot_held=D("0.01"), directional=D("0.01"), prices=PRICES, rules=RULES,
                             params=PARAMS, rebalance_id="combined-6", prefix="cb") == ([], [])
+
+
+def test_a_refused_combined_book_grows_nothing() -> None:
+    """Held: BTC 0.025 spot / 0.015 short (0.01 above the short = 200 USDT = 0.2 of a 1,000 book), ETH 1 spot at
+    100 (0.1 of the book). The targets want more of everything: each is capped at what it holds."""
+    pair = PairTarget(spot_symbol=SPOT, perp_symbol=PERP, spot_weight=0.5, directional_weight=0.3)
+    alone = PairTarget(spot_symbol=ETH, perp_symbol="ETH/USDT:USDT", spot_weight=0.0, directional_weight=0.25)
+    held = {SPOT: D("0.025"), PERP: D("-0.015"), ETH: D("1")}
+    pairs, spot_only = only_reducing({SPOT: pair}, {ETH: alone}, held=held,
+                                     prices={SPOT: 20_000.0, ETH: 100.0}, equity=1000.0)
+    assert pairs[SPOT].max_amount_base == D("0.015") and pairs[SPOT].directional_weight == pytest.approx(0.2)
+    assert spot_only[ETH].directional_weight == pytest.approx(0.1)
+    smaller = PairTarget(spot_symbol=SPOT, perp_symbol=PERP, spot_weight=0.1, directional_weight=0.05,
+                         max_amount_base=D("0.005"))
+    pairs, _ = only_reducing({SPOT: smaller}, {}, held=held, prices={SPOT: 20_000.0}, equity=1000.0)
+    assert pairs[SPOT].max_amount_base == D("0.005") and pairs[SPOT].directional_weight == 0.05  # exits still go
+
+
+def test_directional_sales_go_first() -> None:
+    targets = {s: PairTarget(spot_symbol=s, perp_symbol=f"{s}:USDT", spot_weight=0.0, directional_weight=w)
+               for s, w in ((ETH, 0.05), ("XRP/USDT", 0.2), ("ADA/USDT", 0.0))}
+    held = {ETH: D("1"), "XRP/USDT": D("100"), "ADA/USDT": D("10")}
+    sells, buys = sales_first(targets, held=held, prices={ETH: 100.0, "XRP/USDT": 1.0, "ADA/USDT": 0.5},
+                              equity=1000.0)  # ETH 100 > 50, ADA 5 > 0: sales; XRP 100 < 200: a buy
+    assert [p.spot_symbol for p in sells] == ["ADA/USDT", ETH] and [p.spot_symbol for p in buys] == ["XRP/USDT"]
