@@ -23,7 +23,7 @@ from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
-from lib.execution import carry_combo, carry_guard, carry_halt, carry_state, state_files
+from lib.execution import carry_combo, carry_combo_risk, carry_guard, carry_halt, carry_state, state_files
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution.carry_legs import (
@@ -125,8 +125,9 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
                            _trade_pair, _write_positions)
     checked = carry_guard.pre_trade(state, pairs, paths.candles)
     pairs = checked.pairs
-    if settings.combined:  # the order count over both parts; a refusal: nothing grows, exits go, the run fails
-        pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals))
+    if settings.combined:  # both parts' tail risk, then the order count; a refusal: nothing grows, the run fails
+        pairs, spot_only, tail_refused = carry_combo_risk.fit_combined(state, pairs, spot_only, paths.candles)
+        pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals) or tail_refused)
     if dry_run:
         return _plan_text(state, {**spot_only, **pairs})
     filled = 0

@@ -5,6 +5,7 @@ ends hedged or flat with no duplicate order and exactly one alert; a re-run afte
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project, carry_config_text
 from tests.integration.test_rebalance_carry import KEYS, TELEGRAM, assert_no_duplicates, journal, legs
+from tests.integration.test_rebalance_carry_risk import PERP as PERP_VENUE
+from tests.integration.test_rebalance_carry_risk import SPOT as SPOT_VENUE
+from tests.integration.test_rebalance_carry_risk import write_hourly
 
 FAKE_NOW_MS = 1_767_225_600_000 + 30 * 60_000
 LOT_WEIGHT = 0.026  # one BTC lot step (0.001 BTC at ~25,000) of a 1,000 USDT book, plus fees
@@ -183,6 +187,38 @@ def test_too_many_orders_over_both_parts_send_only_the_risk_reducing_ones(
     assert any(e.event == "risk_rejected" and e.reason == "order_count" for e in journal(project))
     assert len(telegram.wait_for_messages(1)) == 1 and "only risk-reducing orders sent" in telegram.texts[0]
     assert_no_duplicates(project, fake)
+
+
+def test_the_whole_book_over_the_var_limit_is_scaled_alike_and_stays_hedged(
+        project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
+    """The carry legs move together (no basis risk); BNB, held by the directional part alone at 0.1, falls 40 % on
+    the last day: the book loses 0.1 x 40 % = 4 % that day, its 99 % VaR = CVaR = 4 % (30 days, the worst) > 2 %:
+    every part scaled by 2 / 4, each pair's legs alike."""
+    for coin in ("BTC", "ETH"):
+        write_hourly(project, SPOT_VENUE, f"{coin}/USDT", [0.0] * 30)
+        write_hourly(project, PERP_VENUE, f"{coin}/USDT:USDT", [0.0] * 30)
+    write_hourly(project, SPOT_VENUE, "BNB/USDT", [0.0] * 29 + [math.log(0.6)])
+    setup(project, telegram, fake, risk={"tail_risk_action": "scale", "max_var_99_frac": 0.02,
+                                         "max_cvar_99_frac": 0.05})
+    result = project.run("rebalance")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [(e.reason, e.symbol) for e in journal(project) if e.event == "risk_rejected"] == [
+        ("tail_risk_scaled", None)]
+    positions = Positions.from_dict(read_json(project.state / "positions.json"))
+    equity = positions.equity_quote
+
+    def lots(symbol: str, book_weight: float) -> tuple[Decimal, Decimal]:  # (wanted amount, its lot step)
+        step = max(fake.market().market_rules(s).amount_step for s in (symbol, f"{symbol}:USDT"))
+        return Decimal(repr(book_weight * equity / positions.marks[symbol])) // step * step, step
+
+    for symbol, held, book_weight in (("BNB/USDT", spot(fake, "BNB"), 0.05),  # 0.1 x 0.5
+                                      ("BTC/USDT", -perp(fake, "BTC"), 0.125),  # the short: 0.25 x 0.5
+                                      ("BTC/USDT", spot(fake, "BTC") + perp(fake, "BTC"), 0.075)):  # directional
+        wanted, step = lots(symbol, book_weight)
+        assert abs(held - wanted) <= step, (symbol, held, wanted, result.stderr)
+    assert spot(fake, "ETH") == -perp(fake, "ETH")
+    assert_no_duplicates(project, fake)
+    assert len(telegram.wait_for_messages(1)) == 1 and "tail_risk_scaled" in telegram.texts[0]
 
 
 PAPER_NOW_MS = 1_767_225_600_000 + MS_PER_HOUR  # runs with --as-of on the built-in simulated market

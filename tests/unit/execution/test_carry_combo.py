@@ -18,6 +18,7 @@ from lib.execution.carry_combo import (
     split_targets,
     spot_only_orders,
 )
+from lib.execution.carry_combo_risk import book_weights
 from lib.execution.carry_legs import PairTarget, mismatch_orders, plan_pair
 from lib.execution.risk import RiskLimits
 from tests.unit.execution.test_carry_legs import PARAMS, PERP, PRICES, RULES, SPOT
@@ -139,3 +140,10 @@ def test_directional_sales_go_first() -> None:
     sells, buys = sales_first(targets, held=held, prices={ETH: 100.0, "XRP/USDT": 1.0, "ADA/USDT": 0.5},
                               equity=1000.0)  # ETH 100 > 50, ADA 5 > 0: sales; XRP 100 < 200: a buy
     assert [p.spot_symbol for p in sells] == ["ADA/USDT", ETH] and [p.spot_symbol for p in buys] == ["XRP/USDT"]
+
+
+def test_the_whole_book_for_its_tail_risk_has_both_parts() -> None:
+    pair = PairTarget(spot_symbol=SPOT, perp_symbol=PERP, spot_weight=0.25, directional_weight=0.15)
+    alone = PairTarget(spot_symbol=ETH, perp_symbol="ETH/USDT:USDT", spot_weight=0.0, directional_weight=0.1)
+    closed = PairTarget(spot_symbol="XRP/USDT", perp_symbol="XRP/USDT:USDT", spot_weight=0.0)
+    assert book_weights({SPOT: pair}, {ETH: alone, "XRP/USDT": closed}) == {SPOT: 0.4, PERP: -0.25, ETH: 0.1}
