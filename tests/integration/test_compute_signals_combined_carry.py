@@ -5,6 +5,7 @@ carry leg, with the breakdown) -> rebalance in paper mode on both simulated wall
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lib.core.state import Positions, Targets
@@ -107,3 +108,39 @@ def test_stale_funding_writes_no_combined_targets_and_alerts(project: Project, t
     assert result.returncode != 0
     assert not (project.state / "targets.json").exists()
     assert len(telegram.wait_for_messages(1)) == 1 and "stale" in telegram.texts[0]
+
+
+def daily(frame: pd.DataFrame) -> pd.DataFrame:
+    """Daily candles from hourly ones (UTC days)."""
+    days = frame.assign(day=frame["timestamp"] - frame["timestamp"] % (24 * H)).groupby("day")
+    return pd.DataFrame({"timestamp": days["timestamp"].first().index.astype("int64"),
+                         "open": days["open"].first().to_numpy(), "high": days["high"].max().to_numpy(),
+                         "low": days["low"].min().to_numpy(), "close": days["close"].last().to_numpy(),
+                         "volume": days["volume"].sum().to_numpy()})
+
+
+def test_daily_spot_sleeves_and_the_hourly_carry_decided_at_the_same_close(project: Project,
+                                                                           telegram: FakeTelegram) -> None:
+    """strategy.timeframe = "1d": the spot sleeve on daily candles, the carry part at the 23:00 hourly bar, which
+    closes at the same midnight as the daily bar; targets.json's timeframe is the daily one."""
+    stored_setup(project, telegram)
+    project.write_config(carry_config_text(
+        {"id": "binance", "market_type": "spot", "mode": "paper"}, telegram.base_url,
+        data={"timeframes": ["1d", "1h"]}, strategy={"name": "combined", "timeframe": "1d"},
+        extra=SLEEVES + "[trend]\nhorizons_bars = [5, 10]\n[sizing]\nwindow_bars = 10\n"
+                        "[universe]\nmin_history_bars = 20\nmin_dollar_volume_quote = 0.0\n"))
+    spot, _, _ = synthetic_frames(days=DAYS)
+    for coin in ("BTC", "ETH"):
+        write_parquet_atomic(project.data / "ohlcv" / "binance" / "1d" / f"{coin}-USDT.parquet", daily(spot[coin]))
+    now_ms = START_MS + DAYS * 24 * H + 5 * 60_000  # 5 minutes after the last day closed
+    result = project.run("compute_signals", "--as-of", str(now_ms))
+    assert result.returncode == 0, result.stderr[-3000:]
+    targets = Targets.from_dict(read_json(project.state / "targets.json"))
+    last_day = START_MS + (DAYS - 1) * 24 * H
+    assert (targets.timeframe, targets.as_of_ms) == ("1d", last_day)
+    assert targets.book["funding_carry"]["as_of_ms"] == last_day + 23 * H
+    for coin in ("BTC", "ETH"):
+        parts = targets.breakdown[f"{coin}/USDT"]["parts"]
+        assert targets.weights[f"{coin}/USDT"] == pytest.approx(parts["directional"] + parts["funding_carry"])
+        assert targets.weights[f"{coin}/USDT:USDT"] == pytest.approx(-parts["funding_carry"])
+    assert any(p > 0 for p in (targets.breakdown[f"{c}/USDT"]["parts"]["funding_carry"] for c in ("BTC", "ETH")))
