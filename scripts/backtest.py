@@ -21,9 +21,10 @@ from loguru import logger
 from lib.core import storage
 from lib.core.timeframes import format_ms
 from lib.data import stored
-from lib.ops import charts, datasets, fanout
+from lib.ops import charts, combo_backtest, datasets, fanout
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research.carry import run as carry
+from lib.research.carry.combined import carry_split
 from lib.research.strategy import data_fingerprint
 from lib.research.strategy_params import PERP_STRATEGY, STRATEGY_NAMES
 from lib.research.study import (
@@ -72,6 +73,8 @@ def _run(ctx: RunContext) -> None:
     args, config = ctx.args, ctx.config
     if args.strategy == carry.STRATEGY_NAME:  # its own two-wallet book (spot + perp legs): lib/research/carry
         return print(carry.backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
+    if (split := carry_split(args.strategy or config.strategy.name, config.combiner)) is not None:
+        return print(combo_backtest.backtest_combined(ctx, split, _run))  # spot sleeves' run + the carry book
     with fanout.from_args(args, config.research, progress=args.progress) as map_tasks:
         if args.walk_forward or args.costs:  # the workers start and import while this process runs the base
             map_tasks.start_early(GRID_MODULES)

@@ -23,6 +23,7 @@ from lib.core.timeframes import format_ms, last_closed_open_ms
 from lib.data import quarantine
 from lib.data.stored import LiveCandles, read_live_candles
 from lib.ops.carry_signals import carry_signals_or
+from lib.ops.combo_signals import targets_for
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research import live_window
 from lib.research.freshness import select_fresh_candles
@@ -46,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(ctx: RunContext) -> None:
+    targets = targets_for(ctx, _targets)  # a combined book with funding_carry: + the carry legs (lib.ops.combo_signals)
+    storage.write_json_atomic(ctx.paths.targets, targets.to_dict())
+    if ctx.args.print_table:
+        print(_weights_table(targets))
+
+
+def _targets(ctx: RunContext) -> Targets:
     config, timeframe = ctx.config, ctx.config.strategy.timeframe
     symbols = to_traded_symbols(config.data.symbols, market_type=config.exchange.market_type)
     benchmark = benchmark_column(symbols, config.strategy.benchmark_symbol)
@@ -110,7 +118,6 @@ def _run(ctx: RunContext) -> None:
         notes=tuple(notes), hold=dict(sorted(hold.items())),
         book={} if output.book is None else book_summary(output.book, fresh.as_of_ms),
     )
-    storage.write_json_atomic(ctx.paths.targets, targets.to_dict())
     held = {symbol: weight for symbol, weight in weights.items() if weight != 0.0}
     logger.info(
         "targets {} as of {}: {} of {} symbols held, gross {:.3f}, net {:.3f}, {} stale, {} kept as they are; "
@@ -118,8 +125,7 @@ def _run(ctx: RunContext) -> None:
         len(weights), sum(abs(weight) for weight in held.values()), round(sum(held.values()), 9) + 0.0,
         len(fresh.stale), len(hold), len(output.target_weights), targets.data_fingerprint[:12],
     )
-    if ctx.args.print_table:
-        print(_weights_table(targets))
+    return targets
 
 
 def _weights_table(targets: Targets) -> str:
@@ -127,9 +133,10 @@ def _weights_table(targets: Targets) -> str:
     lines = [f"targets {targets.strategy} as of {format_ms(targets.as_of_ms)}",
              f"{'symbol':<16}{'weight':>10}{'score':>10}  eligible"]
     for symbol, weight in sorted(targets.weights.items(), key=lambda item: (-abs(item[1]), item[0])):
-        score = targets.breakdown[symbol].get("score")
+        entry = targets.breakdown.get(symbol, {})
+        score = entry.get("score")
         score_text = "-" if score is None else f"{score:.3f}"
-        lines.append(f"{symbol:<16}{weight:>10.4f}{score_text:>10}  {targets.breakdown[symbol]['eligible']}")
+        lines.append(f"{symbol:<16}{weight:>10.4f}{score_text:>10}  {entry.get('eligible')}")
     return "\n".join(lines + [f"note: {note}" for note in targets.notes])
 
 

@@ -16,7 +16,8 @@ from lib.core.daily_returns import daily_returns
 from lib.core.errors import CoinbotError
 from lib.core.tail_limits import fit_to_limits
 from lib.execution import carry_guard, carry_risk
-from lib.execution.carry_legs import PairTarget, collateral_needed, common_step, pair_amount, plan_pair, plan_transfer
+from lib.execution.carry_legs import PairTarget, collateral_needed, plan_transfer
+from lib.execution.carry_plan import plan_coin, traded_legs
 from lib.execution.carry_risk import CarryCandles, CarryRisk, leg_closes
 from lib.execution.carry_state import RunState, book_equity, live_prices, wallet_facts
 from lib.execution.risk import RiskRejection
@@ -25,11 +26,13 @@ NOTHING_DONE = "dry run: nothing sent, nothing written"
 
 
 def plan_text(state: RunState, pairs: dict[str, PairTarget], *, checked: CarryRisk | None = None,
-              candles: CarryCandles | None = None) -> str:
+              candles: CarryCandles | None = None, spot_only: dict[str, PairTarget] | None = None) -> str:
     """The dry run's text. ``checked``: the risk pass's result (its ``pairs`` are ``pairs``); ``candles``: both legs'
-    stored candles (the VaR figures and the guard). Without them (a flatten) only the transfer and the legs."""
+    stored candles (the VaR figures and the guard). Without them (a flatten) only the transfer and the legs.
+    ``spot_only``: a combined book's coins traded on spot alone (no collateral, listed with the pairs)."""
     held, spot_cash, futures_balance = wallet_facts(state)
-    prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
+    every = {**(spot_only or {}), **pairs}
+    prices = live_prices(state, {s for p in every.values() for s in traded_legs(state, p, held)} | set(held))
     equity = book_equity(held, spot_cash, futures_balance, prices)
     lines = [f"carry rebalance {state.run.rebalance_id} ({state.run.mode}): equity {equity:.2f}, spot cash "
              f"{spot_cash:.2f}, futures wallet {futures_balance:.2f}"]
@@ -46,14 +49,14 @@ def plan_text(state: RunState, pairs: dict[str, PairTarget], *, checked: CarryRi
             pairs, first = {**pairs, **cut}, set(cut)
     else:
         notionals = {p.perp_symbol: max(p.spot_weight * equity, float(abs(held.get(p.perp_symbol, Decimal(0))))
-                                        * prices[p.perp_symbol]) for p in pairs.values()}
+                                        * prices[p.perp_symbol]) for p in pairs.values() if p.perp_symbol in prices}
         needed = collateral_needed(notionals, state.settings.carry)
         transfer = plan_transfer(futures_balance_quote=futures_balance, needed_quote=needed, spot_free_quote=spot_cash,
                                  params=state.settings.carry, rebalance_id=state.run.rebalance_id)
         lines.append(f"collateral: futures wallet needs {needed}")
         lines.append("transfer: none" if transfer is None else f"transfer: {transfer.amount_quote} "
                      f"{transfer.from_wallet} -> {transfer.to_wallet} ({transfer.transfer_id})")
-    lines += leg_lines(state, pairs, held=held, prices=prices, equity=equity, first=first)
+    lines += leg_lines(state, {**(spot_only or {}), **pairs}, held=held, prices=prices, equity=equity, first=first)
     return "\n".join([*lines, NOTHING_DONE])
 
 
@@ -101,18 +104,12 @@ def guard_lines(guard: carry_guard.GuardPlan) -> list[str]:
 def leg_lines(state: RunState, pairs: dict[str, PairTarget], *, held: dict[str, Decimal], prices: dict[str, float],
               equity: float, first: set[str]) -> list[str]:
     """Every pair's leg orders as the real run would plan them now (cut pairs first, perp leg first)."""
-    markets, lines = state.session.markets, []
+    lines = []
     for pair in sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol)):
-        step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
-        amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
-        spot_held = held.get(pair.spot_symbol, Decimal(0))
-        orders, skipped = plan_pair(pair, amount=amount, spot_held=spot_held,
-                                    perp_held=held.get(pair.perp_symbol, Decimal(0)), prices=prices, rules=markets,
-                                    params=state.settings.carry, rebalance_id=state.run.rebalance_id,
-                                    prefix=state.settings.orders.client_order_id_prefix,
-                                    current_weight=float(spot_held) * prices[pair.spot_symbol] / equity)
+        amount, directional, orders, skipped = plan_coin(state, pair, held, prices, equity)
         lines.append(f"{pair.spot_symbol}: weight {pair.spot_weight:.4f}, {amount} per leg"
-                     + (" (cut by the guard: traded first)" if pair.spot_symbol in first else ""))
+                     + (f" + directional {pair.directional_weight:.4f} ({directional} spot)" if state.settings.combined
+                        else "") + (" (cut by the guard: traded first)" if pair.spot_symbol in first else ""))
         lines += [f"  {o.symbol:<16}{o.side:<5}{o.amount_base:>14} {float(o.notional_quote):>10.2f}"
                   f"{'  reduce-only' if o.reduce_only else ''}  {o.client_order_id}" for o in orders]
         lines += [f"  skipped {s.symbol} {s.side}: {s.reason} ({s.detail})" for s in skipped]

@@ -67,6 +67,7 @@ class PairTarget:
     perp_symbol: str
     spot_weight: float
     max_amount_base: Decimal | None = None  # a risk refusal or cut: never more per leg than this (held / safe)
+    directional_weight: float = 0.0  # combined book: the spot sleeves' part of the same coin (not a hedge)
 
 
 def pair_targets(weights: Mapping[str, float]) -> list[PairTarget]:
@@ -104,9 +105,11 @@ def pair_amount(target: PairTarget, *, sizing_quote: float, spot_price: float, s
 
 def plan_pair(target: PairTarget, *, amount: Decimal, spot_held: Decimal, perp_held: Decimal,
               prices: Mapping[str, float], rules: Mapping[str, MarketRules], params: CarrySection,
-              rebalance_id: str, prefix: str, current_weight: float = 0.0
+              rebalance_id: str, prefix: str, current_weight: float = 0.0, directional_amount: Decimal = Decimal(0)
               ) -> tuple[list[PlannedOrder], list[SkippedOrder]]:
     """The orders taking the pair to ``amount`` per leg, perp leg first; small legs skipped (with the reason).
+    ``directional_amount``: the combined book's directional spot target of the same coin: the spot account is
+    taken to ``amount + directional_amount`` in one order (the hedge is what lies above the directional part).
 
     Raises:
         DataError: a long perp or a negative spot holding (not a carry book: a person must look).
@@ -117,8 +120,12 @@ def plan_pair(target: PairTarget, *, amount: Decimal, spot_held: Decimal, perp_h
     orders: list[PlannedOrder] = []
     skipped: list[SkippedOrder] = []
     weight = target.spot_weight
-    for symbol, delta, held, leg_weight in ((target.perp_symbol, -amount - perp_held, perp_held, -weight),
-                                            (target.spot_symbol, amount - spot_held, spot_held, weight)):
+    if directional_amount < 0:
+        raise DataError(f"{target.spot_symbol}: negative directional amount {directional_amount}")
+    for symbol, delta, held, leg_weight in (
+            (target.perp_symbol, -amount - perp_held, perp_held, -weight),
+            (target.spot_symbol, amount + directional_amount - spot_held, spot_held,
+             weight + target.directional_weight)):
         if delta == 0:
             continue
         side: Side = "buy" if delta > 0 else "sell"

@@ -23,18 +23,24 @@ from lib.core.secrets import Secrets
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
-from lib.execution import carry_dry_run, carry_guard, carry_halt, state_files
+from lib.execution import (
+    carry_combo,
+    carry_combo_risk,
+    carry_dry_run,
+    carry_guard,
+    carry_halt,
+    carry_state,
+    state_files,
+)
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution.carry_legs import (
     PairTarget,
-    common_step,
     mismatch_orders,
-    pair_amount,
     pair_targets,
-    plan_pair,
     unhedged_quote,
 )
+from lib.execution.carry_plan import plan_coin, traded_legs
 from lib.execution.carry_state import (
     CarryPaths,
     CarrySettings,
@@ -50,6 +56,7 @@ from lib.execution.risk import (
     RiskRejection,
     check_daily_loss,
     check_drawdown,
+    check_order_count,
     check_price_sanity,
     check_staleness,
 )
@@ -66,13 +73,14 @@ MAX_TARGET_AGE_BARS = 2
 
 def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets, *, now_ms: int, run_id: str,
                     alert: Callable[[str], object], dry_run: bool = False, reset_high_water_mark: bool = False,
-                    interrupted: str = "") -> str:
-    """One carry rebalance; returns what it did (``dry_run``: the plan, nothing sent or written). Alerts once when
-    something went wrong and was put right; raises (the runner alerts once) when the book could not be left hedged
-    or an outcome is unknown."""
+                    interrupted: str = "", show: Callable[[str], object] = logger.info) -> str:
+    """One carry rebalance; returns what it did. ``dry_run``: the plan goes to ``show``, nothing is sent or written,
+    and the dry run fails where the real run would (a drawdown flatten, a refusal), so a check before going live
+    sees it. Alerts once when something went wrong and was put right; raises (the runner alerts once) when the book
+    could not be left hedged or an outcome is unknown."""
     exchange, carry = settings.exchange, settings.carry
     journal = Journal(paths.journal, write=not dry_run)
-    targets = state_files.read_targets(paths.targets, strategy=CARRY_STRATEGY, exchange=exchange)
+    targets = state_files.read_targets(paths.targets, strategy=settings.strategy, exchange=exchange)
     bar_ms = timeframe_ms(targets.timeframe)
     if now_ms > targets.as_of_ms + (1 + MAX_TARGET_AGE_BARS) * bar_ms:
         raise errors.StateError(f"{paths.targets} is stale (signal bar {targets.as_of_ms}, now {now_ms}): run "
@@ -84,14 +92,21 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     halt = state_files.read_halt(paths.halt)
     finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt, journal=journal,
                                            run=run)  # a halt whose flatten is unfinished: finish it, nothing else
-    pairs = {p.spot_symbol: p for p in pair_targets({s: w for s, w in targets.weights.items()
-                                                     if to_spot(s) not in targets.hold})}
     held_before = set() if previous is None else {s for s, a in previous.amounts_base.items() if a}
+    spot_only: dict[str, PairTarget] = {}  # combined book: coins of the directional part alone (no perp leg)
+    clips: list[RiskRejection] = []
+    if settings.combined:
+        pairs, spot_only, clips = carry_combo.split_targets(targets.weights, held=held_before, hold=targets.hold,
+                                                            limits=settings.risk)
+    else:
+        pairs = {p.spot_symbol: p for p in pair_targets({s: w for s, w in targets.weights.items()
+                                                         if to_spot(s) not in targets.hold})}
     for symbol in sorted(held_before):  # held coins without a target are closed, unless held on purpose
         spot = to_spot(symbol)
-        if spot not in pairs and spot not in targets.hold:
+        if spot not in pairs and spot not in spot_only and spot not in targets.hold:
             pairs[spot] = PairTarget(spot_symbol=spot, perp_symbol=to_perpetual(spot), spot_weight=0.0)
-    symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)}
+    symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(spot_only)
+    closing = {s: replace(p, spot_weight=0.0, directional_weight=0.0) for s, p in {**spot_only, **pairs}.items()}
     session = connect_two(exchange, carry, secrets, simulated=settings.simulated, paper=settings.paper,
                           quote=settings.quote, previous=previous, symbols=symbols, now_ms=now_ms)
     for client in session.clients:  # the same key on both accounts: may trade each, may never withdraw
@@ -99,6 +114,7 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     engine.reconcile_open_orders(session.broker, journal, run)
     state = RunState(settings, session, journal, run, paths.positions, previous, reset=reset_high_water_mark)
     state.incidents += [interrupted] if interrupted else []  # killed mid-run: said once, with what this run found
+    carry_state.journal_risk(state, clips)  # a coin over risk.max_asset_weight_frac: its directional part clipped
     state.incidents += [f"transfer {e.transfer_id} ({e.requested_notional_quote} {e.reason}), earlier run: {e.detail}"
                         for e in reconcile_open_transfers(session, journal=journal, run=run)]
     if not dry_run:  # funding earned, from the exchange's own records (lib.execution.funding_ledger)
@@ -106,24 +122,38 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     if finishing_flatten and halt is not None:
         logger.warning("a drawdown halt's flatten is unfinished: this run finishes it and does nothing else")
         if dry_run:
-            return _plan_text(state, {s: replace(p, spot_weight=0.0) for s, p in pairs.items()})
-        carry_halt.flatten(state, pairs, halt, paths.halt, _trade_pair, _write_positions)
+            show(_plan_text(state, closing))
+            raise errors.TradingHalted(f"dry run: the drawdown halt's unfinished flatten would go on: {halt.detail}")
+        carry_halt.flatten(state, closing, halt, paths.halt, _trade_pair, _write_positions)
     breach = _risk_gate(state, symbols, targets_close_ms=targets.as_of_ms + bar_ms,
                         reference_prices=targets.signal_closes())
     if breach is not None:  # a drawdown: both legs of every pair closed, hedged, then halted
         if dry_run:
-            return _plan_text(state, {s: replace(p, spot_weight=0.0) for s, p in pairs.items()})
-        carry_halt.flatten(state, pairs, carry_halt.write_new_halt(state, breach, paths.halt), paths.halt, _trade_pair,
-                           _write_positions)
+            show(_plan_text(state, closing))
+            raise errors.TradingHalted(f"dry run: a drawdown would flatten both legs and halt: {breach.detail}")
+        carry_halt.flatten(state, closing, carry_halt.write_new_halt(state, breach, paths.halt), paths.halt,
+                           _trade_pair, _write_positions)
     checked = carry_guard.pre_trade(state, pairs, paths.candles)
     pairs = checked.pairs
+    if settings.combined:  # both parts' tail risk, then the order count; a refusal: nothing grows, the run fails
+        pairs, spot_only, tail_refused = carry_combo_risk.fit_combined(state, pairs, spot_only, paths.candles)
+        pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals) or tail_refused)
     if dry_run:  # the verdict, the guard's transfer and cuts, the legs: nothing sent, nothing written
-        return carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles)
+        show(carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles, spot_only=spot_only))
+        if checked.refusals or state.refused:
+            found = [records.describe_rejections(list(checked.refusals))] if checked.refusals else []
+            raise errors.RiskCheckFailed("dry run: the carry book would be refused, only risk-reducing orders sent: "
+                                         + "; ".join([*found, *state.refused]))
+        return f"carry rebalance {run.rebalance_id}: dry run"
     filled = 0
     try:
+        sells, buys = _spot_only_sides(state, spot_only) if spot_only else ([], [])  # sales first: they free cash
+        for pair in sells:
+            filled += _trade_pair(state, pair)
         first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
         pairs = {**pairs, **first}
-        for pair in sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol)):
+        ordered = sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol))
+        for pair in [*ordered, *buys]:
             if pair.spot_symbol in targets.hold:
                 logger.warning("{} kept as it is ({}): not traded this run", pair.spot_symbol,
                                targets.hold[pair.spot_symbol])
@@ -176,33 +206,57 @@ def _risk_gate(state: RunState, symbols: set[str], *, targets_close_ms: int,
         raise errors.RiskCheckFailed(f"carry book not traded: {records.describe_rejections(rejections)}")
     return drawdown[0] if drawdown else None
 
-def _trade_pair(state: RunState, pair: PairTarget) -> int:
-    """Both legs (perp first), then the mismatch rule on what the exchange holds. Returns orders filled."""
-    settings, session = state.settings, state.session
+def _combined_count(state: RunState, pairs: dict[str, PairTarget], spot_only: dict[str, PairTarget], *,
+                    refused: bool) -> tuple[dict[str, PairTarget], dict[str, PairTarget]]:
+    """risk.max_orders_per_run over the risk-adding orders of both parts (directional ones included); over it, or
+    already refused by the carry pass: only what reduces risk (lib.execution.carry_combo.only_reducing)."""
     held, spot_cash, futures_balance = wallet_facts(state)
-    legs = {pair.spot_symbol, pair.perp_symbol}
+    every = {**spot_only, **pairs}
+    prices = live_prices(state, {s for p in every.values() for s in traded_legs(state, p, held)} | set(held))
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    orders = [o for p in every.values() for o in plan_coin(state, p, held, prices, equity)[2]
+              if not carry_guard.reduces(o)]
+    too_many = check_order_count(orders, state.settings.risk)
+    carry_state.journal_risk(state, too_many)
+    state.refused += [f"{r.check}: {r.detail}" for r in too_many]
+    if not (refused or too_many):
+        return pairs, spot_only
+    return carry_combo.only_reducing(pairs, spot_only, held=held, prices=prices, equity=equity)
+
+
+def _spot_only_sides(state: RunState, spot_only: dict[str, PairTarget]) -> tuple[list[PairTarget], list[PairTarget]]:
+    held, spot_cash, futures_balance = wallet_facts(state)
+    prices = live_prices(state, set(spot_only) | {s for s in held if not is_perpetual(s)})
+    return carry_combo.sales_first(spot_only, held=held, prices=prices,
+                                   equity=book_equity(held, spot_cash, futures_balance, prices))
+
+
+def _trade_pair(state: RunState, pair: PairTarget) -> int:
+    """Both legs (perp first), then the mismatch rule on what the exchange holds. Returns orders filled.
+    A combined book's coin without a short: its spot order alone (nothing to hedge)."""
+    settings = state.settings
+    held, spot_cash, futures_balance = wallet_facts(state)
+    legs = traded_legs(state, pair, held)
     prices = live_prices(state, legs | {s for s in held if not is_perpetual(s)})
     spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
     equity = book_equity(held, spot_cash, futures_balance, prices)
-    start_gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
+    amount, directional, orders, skipped = plan_coin(state, pair, held, prices, equity)
+    for skip in skipped:
+        state.journal.append(records.to_skipped_event(skip, state.run))
+    if pair.perp_symbol not in legs:
+        return _send(state, orders)
+    # the directional target is not yet held at the start: only a short no spot covers is surely unhedged there
+    start_gap = (carry_combo.naked_short_quote(spot_held, perp_held, prices[pair.spot_symbol]) if settings.combined
+                 else unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol]))
     if start_gap > settings.carry.max_unhedged_quote:
         state.incidents.append(f"{pair.spot_symbol}: found unhedged at the start ({spot_held} spot / {perp_held} "
                                f"perp, {start_gap:.2f} quote; an interrupted run?)")
-    markets = session.markets
-    step = common_step(markets[pair.spot_symbol].amount_step, markets[pair.perp_symbol].amount_step)
-    amount = pair_amount(pair, sizing_quote=equity, spot_price=prices[pair.spot_symbol], step=step)
-    orders, skipped = plan_pair(pair, amount=amount, spot_held=spot_held, perp_held=perp_held, prices=prices,
-                                rules=markets, params=settings.carry, rebalance_id=state.run.rebalance_id,
-                                prefix=settings.orders.client_order_id_prefix,
-                                current_weight=float(spot_held) * prices[pair.spot_symbol] / equity)
-    for skip in skipped:
-        state.journal.append(records.to_skipped_event(skip, state.run))
     before = (len(state.incidents), len(state.failures))
     filled = _send(state, orders)
     if not orders and start_gap <= settings.carry.max_unhedged_quote:
         return filled
     trouble = (len(state.incidents), len(state.failures)) != before or start_gap > settings.carry.max_unhedged_quote
-    return filled + _enforce_hedge(state, pair, prices, had_trouble=trouble)
+    return filled + _enforce_hedge(state, pair, prices, had_trouble=trouble, directional=directional)
 
 
 def _send(state: RunState, orders: list[PlannedOrder]) -> int:
@@ -229,13 +283,15 @@ def _send(state: RunState, orders: list[PlannedOrder]) -> int:
     return len(outcome.filled)
 
 
-def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], *, had_trouble: bool) -> int:
-    """After the legs: what the exchange holds; unhedged -> the missing leg for the net, else unwind the excess."""
+def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], *, had_trouble: bool,
+                   directional: Decimal = Decimal(0)) -> int:
+    """After the legs: what the exchange holds; unhedged -> the missing leg for the net, else unwind the excess.
+    The hedge is the spot above the coin's ``directional`` amount (lib.execution.carry_combo.hedge_spot)."""
     limit = state.settings.carry.max_unhedged_quote
     filled, mismatched = 0, False
     for attempt in range(3):
         held = wallet_facts(state)[0]
-        spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
+        spot_held, perp_held = _hedge_legs(held, pair, directional)
         gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
         if spot_held + perp_held == 0 or (gap <= limit and not had_trouble):
             break
@@ -255,8 +311,7 @@ def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], 
         had_trouble = had_trouble or len(state.incidents) > before
     if not mismatched:
         return filled
-    held = wallet_facts(state)[0]
-    spot_held, perp_held = held.get(pair.spot_symbol, Decimal(0)), held.get(pair.perp_symbol, Decimal(0))
+    spot_held, perp_held = _hedge_legs(wallet_facts(state)[0], pair, directional)
     gap = unhedged_quote(spot_held, perp_held, prices[pair.spot_symbol])
     if gap > limit:
         state.failures.append(f"{pair.spot_symbol} left unhedged: spot {spot_held} / perp {perp_held} "
@@ -265,6 +320,12 @@ def _enforce_hedge(state: RunState, pair: PairTarget, prices: dict[str, float], 
         state.incidents.append(f"{pair.spot_symbol} leg mismatch handled: now spot {spot_held} / perp {perp_held} "
                                f"(unhedged {gap:.2f} quote <= {limit})")
     return filled
+
+
+def _hedge_legs(held: dict[str, Decimal], pair: PairTarget, directional: Decimal) -> tuple[Decimal, Decimal]:
+    """(the spot that hedges, the perp) of a pair: spot above the directional amount, never below 0."""
+    spot = carry_combo.hedge_spot(held.get(pair.spot_symbol, Decimal(0)), directional)
+    return spot, held.get(pair.perp_symbol, Decimal(0))
 
 
 def _journal_mismatch(state: RunState, pair: PairTarget, spot_held: Decimal, perp_held: Decimal, gap: Decimal,

@@ -36,6 +36,11 @@ class CarrySettings:
     paper: PaperParams
     simulated: SimulatedParams
     quote: str
+    strategy: str = "funding_carry"  # or "combined": directional spot sleeves + carry pairs (lib.execution.carry_combo)
+
+    @property
+    def combined(self) -> bool:
+        return self.strategy != "funding_carry"
 
 
 @dataclass

@@ -99,13 +99,15 @@ def fake() -> Iterator[FakeBinance]:
 
 
 def carry_config_text(exchange: dict[str, Any], telegram_url: str, *, risk: dict[str, Any] | None = None,
-                      data: dict[str, Any] | None = None, extra: str = "") -> str:
+                      data: dict[str, Any] | None = None, extra: str = "",
+                      strategy: dict[str, Any] | None = None) -> str:
     """config.toml of a two-coin (BTC, ETH) hourly ``funding_carry`` book: the given [exchange] keys, [risk] keys
-    when given, alerts to ``telegram_url``; ``extra`` is appended as TOML text."""
+    when given, alerts to ``telegram_url``; ``extra`` is appended as TOML text; ``strategy`` replaces the [strategy]
+    keys (e.g. a combined book with the funding_carry sleeve)."""
     def section(name: str, values: dict[str, Any]) -> str:
         return f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
 
     data_keys = {"symbols": ["BTC/USDT", "ETH/USDT"], "timeframes": ["1h"], **(data or {})}
     return (section("exchange", exchange) + section("data", data_keys)
-            + section("strategy", {"name": "funding_carry", "timeframe": "1h"})
+            + section("strategy", strategy or {"name": "funding_carry", "timeframe": "1h"})
             + (section("risk", risk) if risk else "") + section("alerts", {"telegram_base_url": telegram_url}) + extra)

@@ -114,3 +114,21 @@ def test_a_dry_run_shows_the_var_verdict_of_the_hedged_book(project: Project, te
     assert "hedged book 99 % 1-day VaR 3.00% / CVaR 3.00% of equity (limits 3.00% / 5.00%, 30 days)" in dry.stdout
     assert fake.orders == [] and fake.wallet_transfers == [] and not (project.state / "orders.jsonl").exists()
     assert not (project.state / "positions.json").exists()
+
+
+def test_a_dry_run_of_a_refused_book_shows_it_and_fails_like_the_real_run(project: Project, telegram: FakeTelegram,
+                                                                         fake: FakeBinance) -> None:
+    # the same 9 % VaR against a 3 % limit, but tail_risk_action = "refuse": the real run sends only what reduces
+    # risk and fails; the dry run shows the refusal, sends and writes nothing, and exits non-zero like it
+    for coin in ("BTC", "ETH"):
+        write_hourly(project, SPOT, f"{coin}/USDT", [0.0] * 30)
+    write_hourly(project, PERP, "BTC/USDT:USDT", [0.0] * 29 + [math.log(1.30)])
+    write_hourly(project, PERP, "ETH/USDT:USDT", [0.0] * 30)
+    setup(project, telegram, fake, risk={"tail_risk_action": "refuse", "max_var_99_frac": 0.03,
+                                         "max_cvar_99_frac": 0.05})
+    dry = project.run("rebalance", "--dry-run")
+    assert dry.returncode != 0 and "risk verdict: refused" in dry.stdout
+    assert "dry run: the carry book would be refused" in dry.stderr
+    assert fake.orders == [] and fake.wallet_transfers == [] and not (project.state / "orders.jsonl").exists()
+    real = project.run("rebalance")
+    assert real.returncode != 0 and "carry book refused" in real.stderr

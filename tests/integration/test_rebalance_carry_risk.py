@@ -233,10 +233,12 @@ def test_a_halt_whose_flatten_is_unfinished_is_finished_first(project: Project, 
     halt = HaltRecord(created_ms=0, run_id="earlier", reason="drawdown", detail="drawdown: an earlier run died",
                       equity_quote=700.0, high_water_mark_quote=1000.0)  # written, the flatten never finished
     write_json_atomic(project.state / "halt.json", halt.to_dict())
-    dry = project.run("rebalance", "--dry-run")
-    assert dry.returncode == 0 and "weight 0.0000" in dry.stdout and len(legs(fake)) == 4  # shows it, sends nothing
+    dry = project.run("rebalance", "--dry-run")  # shows the flatten, sends nothing, exits as the real run will
+    assert dry.returncode != 0 and "weight 0.0000" in dry.stdout and len(legs(fake)) == 4
+    assert "dry run: the drawdown halt's unfinished flatten would go on" in dry.stderr
+    assert len(telegram.wait_for_messages(1)) == 1  # the dry run's failure, alerted once like any run's
     result = project.run("rebalance")
     assert result.returncode != 0 and "flatten of both legs complete" in result.stderr
     assert legs(fake) == {}
     assert HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
-    assert len(telegram.wait_for_messages(1)) == 1
+    assert len(telegram.wait_for_messages(2)) == 2 and "flatten" in telegram.texts[1]

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lib.core.errors import ConfigError
 from lib.core.timeframes import periods_per_year, timeframe_ms
 from lib.research.sleeves.combiner import CombinedRow, CombinerParams, combine_row, normalized_budgets
+from lib.research.sleeves.params import CARRY_SLEEVE
 from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_risk
 from lib.research.sleeves.sizing import SizedRow, SizingParams, size_row
 from lib.research.sleeves.trend import TrendParams, compute_trend_sleeve
@@ -73,6 +75,9 @@ class BookOutput:
 def book_sleeves(strategy_name: str, combiner: CombinerParams) -> dict[str, float]:
     """Normalized budgets of the sleeves a book strategy runs."""
     if strategy_name == COMBINED:
+        if CARRY_SLEEVE in combiner.sleeves:  # a capital sleeve with two legs, not a spot sleeve of this book
+            raise ConfigError("the funding_carry sleeve is combined by lib.research.carry.combined (compute_signals, "
+                              "rebalance and backtest route it there), not by the spot sleeve book")
         return normalized_budgets(combiner.sleeves, combiner.budgets)
     return {strategy_name: 1.0}
 

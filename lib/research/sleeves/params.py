@@ -12,6 +12,9 @@ from lib.core.errors import ConfigError
 SLEEVE_NAMES = ("trend_core", "xsection_momentum", "ensemble")
 """Sleeves the combiner knows: the trend core, cross-sectional alt momentum (lib.research.xsection), and the
 legacy spot ensemble's weights as a sleeve."""
+CARRY_SLEEVE = "funding_carry"
+"""The funding-carry pair book as a capital sleeve of ``combined`` (lib.research.carry.combined): not one of the
+spot sleeves above; its budget is a capital share, the spot sleeves share the rest."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,9 +76,13 @@ class CombinerParams:
     max_asset_weight_frac: float = 0.35
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.sleeves if name not in SLEEVE_NAMES]
+        unknown = [name for name in self.sleeves if name not in (*SLEEVE_NAMES, CARRY_SLEEVE)]
         if not self.sleeves or unknown or len(set(self.sleeves)) != len(self.sleeves):
-            raise ConfigError(f"combiner.sleeves must be distinct names among {SLEEVE_NAMES}, got {self.sleeves}")
+            raise ConfigError(f"combiner.sleeves must be distinct names among {(*SLEEVE_NAMES, CARRY_SLEEVE)}, "
+                              f"got {self.sleeves}")
+        if set(self.sleeves) == {CARRY_SLEEVE}:
+            raise ConfigError("combiner.sleeves: funding_carry alone is strategy.name = 'funding_carry'; the combined "
+                              "book needs at least one spot sleeve next to it")
         if len(self.budgets) != len(self.sleeves):
             raise ConfigError(f"combiner.budgets needs one budget per sleeve, got {self.budgets} for {self.sleeves}")
         if any(not (math.isfinite(b) and b > 0) for b in self.budgets):
