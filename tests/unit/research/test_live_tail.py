@@ -71,6 +71,27 @@ def test_refuse_keeps_the_position_and_trades_only_what_reduces_risk() -> None:
     assert reduced.weights[A].iloc[32] == pytest.approx(0.3, rel=1e-12)
 
 
+def test_the_caps_judge_the_scaled_target_and_a_refused_one_as_it_stands() -> None:
+    """As live: check_all sees the tail pass's targets; a refusal keeps a cap breach's halt (nothing sent)."""
+    opens, closes = _daily_book()
+    targets = decision_targets(closes, {25: {A: 0.3}, 31: {A: 0.5}})  # 0.5 > the gross cap 0.45; 4/15 is not
+
+    def run(action: str) -> BacktestResult:
+        limits = LiveRiskLimits.from_risk_limits(RiskLimits(
+            max_asset_weight_frac=1.0, max_gross_exposure_frac=0.45, max_order_notional_quote=Decimal("1e9"),
+            max_drawdown_frac=0.9, daily_loss_limit_frac=0.5, tail_risk_action=action))  # type: ignore[arg-type]
+        return run_backtest(open_wide=opens, close_wide=closes, target_weights=targets, params=ZERO_COST,
+                            live_risk=limits, compiled=False, daily_close=day_closes(closes, timeframe_ms=MS_PER_DAY))
+
+    scaled = run("scale")
+    assert scaled.weights[A].iloc[32] == pytest.approx(4 / 15, rel=1e-12) and len(scaled.trades) == 2
+    for action in ("refuse", "off"):
+        blocked = run(action)
+        assert len(blocked.trades) == 1 and blocked.live_risk is not None
+        assert blocked.live_risk.blocked_ticks == {"exposure": 1}
+    assert run("refuse").live_risk.tail_refused_ticks == 1  # type: ignore[union-attr]
+
+
 def test_off_changes_nothing() -> None:
     off = _run("off", {25: {A: 0.5}, 31: {A: 0.5}})
     without = _run("scale", {25: {A: 0.5}, 31: {A: 0.5}}, with_days=False)
