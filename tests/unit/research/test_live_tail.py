@@ -17,7 +17,7 @@ from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import fit_tail
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import BacktestResult, run_backtest
-from lib.research.live_risk import LiveRiskLimits
+from lib.research.live_risk import LiveRiskLimits, LiveRiskState
 from lib.research.live_tail import day_closes, tail_scales
 from tests.unit.research.backtest_frames import decision_targets, price_frame
 
@@ -205,3 +205,14 @@ def test_real_daily_closes_give_lives_factors(shared_data_dir: Path) -> None:
         live.append(float("nan") if refused else scaled[first] / weights[first] if changed and first else 1.0)
     np.testing.assert_allclose(factors, live, rtol=1e-12)
     assert (factors < 1).sum() > 10
+
+
+def test_the_tail_factors_are_computed_on_the_clipped_targets_as_live_clips_first() -> None:
+    state = LiveRiskState(limits=dataclass_limits(), index=np.arange(3, dtype=np.int64), starting_capital_quote=1.0,
+                          is_perp=True)
+    state.limits = LiveRiskLimits.from_risk_limits(RiskLimits(max_asset_weight_frac=0.35))
+    rows = np.array([[0.5, -0.9, 0.35 + 5e-10, np.nan], [0.1, 0.2, -0.3, 0.0]])
+    clipped = state.clip_all(rows)
+    np.testing.assert_array_equal(clipped[0], [0.35, -0.35, 0.35 + 5e-10, np.nan])  # within tolerance: kept
+    np.testing.assert_array_equal(clipped[1], rows[1])
+    np.testing.assert_array_equal(clipped[0], state.clip(rows[0]))
