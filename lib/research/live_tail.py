@@ -22,19 +22,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib.core.daily_returns import daily_closes
 from lib.core.tail_fit import fitting_scales, unknown_books
 from lib.core.timeframes import MS_PER_DAY
 
 
 def day_closes(close_wide: pd.DataFrame, *, timeframe_ms: int) -> pd.DataFrame:
     """Close of each complete UTC day per column of a candle panel (index: bar open ms), days x symbols on the
-    union of their calendars (index: day start ms), as live reads them from each symbol's stored candles."""
+    union of their calendars (index: day start ms): lib.core.daily_returns.daily_closes of each column, at once.
+    A symbol's day is complete when its candle that ends the day has a positive close (its last valid candle is
+    then that one): the value of the panel's row of that candle."""
     stamps = close_wide.index.to_numpy(dtype=np.int64)
-    columns = {symbol: daily_closes(pd.DataFrame({"timestamp": stamps, "close": close_wide[symbol].to_numpy()}),
-                                    timeframe_ms=timeframe_ms) for symbol in close_wide.columns}
-    frame = pd.DataFrame(columns).sort_index() if any(len(s) for s in columns.values()) else pd.DataFrame()
-    return frame.reindex(columns=close_wide.columns)
+    ends_day = (stamps + timeframe_ms) % MS_PER_DAY == 0
+    rows = close_wide.iloc[ends_day]
+    values = rows.to_numpy(dtype=float)
+    values = np.where(values > 0, values, np.nan)  # NaN stays NaN: daily_closes drops both
+    starts = stamps[ends_day] + timeframe_ms - MS_PER_DAY
+    frame = pd.DataFrame(values, index=pd.Index(starts, dtype=np.int64), columns=close_wide.columns)
+    return frame[~np.isnan(values).all(axis=1)]
 
 
 def tail_scales(daily_close: pd.DataFrame, fill_open_ms: np.ndarray, weights: np.ndarray, *, max_var: float,
@@ -45,6 +49,7 @@ def tail_scales(daily_close: pd.DataFrame, fill_open_ms: np.ndarray, weights: np
     day_end = daily_close.index.to_numpy(dtype=np.int64) + MS_PER_DAY
     returns = np.full_like(closes, np.nan)
     returns[1:] = closes[1:] / closes[:-1] - 1.0  # = DataFrame.pct_change(fill_method=None)
+    has_close = (~np.isnan(closes)).astype(float)  # 1.0 where the symbol closed that day
     last_day = np.searchsorted(day_end, np.asarray(fill_open_ms, dtype=np.int64), side="right") - 1
     scales = np.ones(len(weights))
     active = np.flatnonzero((weights != 0).any(axis=1))
@@ -57,7 +62,7 @@ def tail_scales(daily_close: pd.DataFrame, fill_open_ms: np.ndarray, weights: np
     days, starts = np.unique(last_day[order], return_index=True)
     batches = _Batches(scales, max_var=max_var, max_cvar=max_cvar)
     for day, ticks in zip(days.tolist(), np.split(order, starts[1:]), strict=True):
-        for subset, window in _windows(closes, returns, day, weights[ticks] != 0, lookback_days):
+        for subset, window in _windows(closes, returns, has_close, day, weights[ticks] != 0, lookback_days):
             books = ticks[subset]
             unknown = unknown_books(window, weights[books])
             scales[books[unknown]] = np.nan
@@ -69,7 +74,7 @@ def tail_scales(daily_close: pd.DataFrame, fill_open_ms: np.ndarray, weights: np
     return scales
 
 
-def _windows(closes: np.ndarray, returns: np.ndarray, day: int, held: np.ndarray,
+def _windows(closes: np.ndarray, returns: np.ndarray, has_close: np.ndarray, day: int, held: np.ndarray,
              lookback_days: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(books, their daily-returns window) for the books (rows of ``held``: which assets each weights) of the
     runs that see days ``<= day``: lib.core.daily_returns over each book's own calendar (the days on which one
@@ -77,15 +82,14 @@ def _windows(closes: np.ndarray, returns: np.ndarray, day: int, held: np.ndarray
     ``lookback_days + 1`` has such a close, that window is the panel's: one slice for all those books."""
     if day < 0:
         return [(np.arange(len(held)), returns[:0])]
-    has_close = ~np.isnan(closes[: day + 1])
     first = max(day - lookback_days, 0)
-    covered = (has_close[first:].astype(float) @ held.T.astype(float) > 0).all(axis=0)
+    covered = (has_close[first : day + 1] @ held.T.astype(float) > 0).all(axis=0)
     windows = [(np.flatnonzero(covered), returns[max(day - lookback_days + 1, 1) : day + 1])] if covered.any() else []
     if not covered.all():
         rest = np.flatnonzero(~covered)
         patterns, inverse = np.unique(held[rest], axis=0, return_inverse=True)
         for k, pattern in enumerate(patterns):
-            rows = np.flatnonzero(has_close[:, pattern].any(axis=1))[-(lookback_days + 1) :]
+            rows = np.flatnonzero(has_close[: day + 1, pattern].any(axis=1))[-(lookback_days + 1) :]
             book_closes = closes[rows]
             windows.append((rest[inverse.ravel() == k], book_closes[1:] / book_closes[:-1] - 1.0))
     return windows

@@ -216,3 +216,14 @@ def test_the_tail_factors_are_computed_on_the_clipped_targets_as_live_clips_firs
     np.testing.assert_array_equal(clipped[0], [0.35, -0.35, 0.35 + 5e-10, np.nan])  # within tolerance: kept
     np.testing.assert_array_equal(clipped[1], rows[1])
     np.testing.assert_array_equal(clipped[0], state.clip(rows[0]))
+
+
+def test_day_closes_are_each_symbols_daily_closes_on_the_union_of_their_calendars() -> None:
+    closes = _hourly_panel()
+    closes.iloc[24 * 40 + 23, 0] = -1.0  # a non-positive close: not a day's close (daily_closes drops it)
+    closes.iloc[24 * 42 + 23, :] = np.nan  # no symbol ends day 42: the day is not in the calendar
+    frame = day_closes(closes, timeframe_ms=MS_PER_HOUR)
+    one_by_one = pd.DataFrame({s: daily_closes(closes[s].dropna().rename("close").rename_axis("timestamp")
+                                               .reset_index(), timeframe_ms=MS_PER_HOUR) for s in closes.columns})
+    pd.testing.assert_frame_equal(frame, one_by_one.sort_index(), check_index_type=False, check_names=False)
+    assert (5 + 42) * MS_PER_DAY not in frame.index and np.isnan(frame.loc[(5 + 40) * MS_PER_DAY, "A/USDT"])
