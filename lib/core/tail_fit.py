@@ -10,7 +10,9 @@ Moved out of lib.execution.tail_risk_checks so that research models exactly what
   (days x assets, NaN = no return that day, counted as 0 as lib.core.tail_risk.book_returns does), vectorized
   over the books: the worse of the historical ("higher" quantile) and Gaussian 99 % VaR / CVaR, and the
   homogeneous factor ``min(1, max_var / VaR, max_cvar / CVaR)``. NaN marks a book whose risk is unknown.
-  tests/unit/core/test_tail_fit.py holds it to fit_to_limits on random and real books (1e-12).
+  Its pieces (``unknown_books``, ``fitting_scales``) serve lib.research.live_tail, which batches books of many
+  days. tests/unit/core/test_tail_fit.py holds them to fit_to_limits on random books (1e-12), and
+  tests/unit/research/test_live_tail.py the backtest's factors to live's fit_tail on synthetic and real data.
 """
 
 from __future__ import annotations
