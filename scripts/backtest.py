@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--missing-funding", choices=("drop", "proxy", "zero"), help="perps: symbols without funding history "
         "are dropped, charged the others' mean rate, or charged nothing (default: study.missing_funding)")
     add("--no-live-risk", action="store_true", help="leave out the [risk] layer (drawdown halt, daily-loss "
-        "reduce-only, caps) that runs live and is modelled by default (backtest.model_live_risk)")
+        "reduce-only, caps, VaR/CVaR tail scaling) that runs live, modelled by default (backtest.model_live_risk)")
     add("--run-id", help="output folder name (default: strategy-timeframe-UTCtime-inputhash)")
     add("--progress", action="store_true", help="show progress bars even when not on a terminal")
     fanout.add_arguments(parser)
@@ -144,6 +144,7 @@ def _backtest(ctx: RunContext, map_tasks: fanout.Fanout) -> None:
     logger.info("backtest {} {}: {} bars, {} trades, {} symbols -> {}", strategy.name, span,
                 len(result.equity), len(result.trades), len(candles), out)
     print(reports.summary_table(f"backtest {run_id} ({span}, net of costs)", metrics))
+    print(reports.tail_risk_line(result))
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 from loguru import logger
 
-from lib.core.daily_returns import daily_closes, daily_returns
-from lib.core.errors import CoinbotError, DataError
+from lib.core.daily_returns import daily_closes
+from lib.core.errors import CoinbotError
 from lib.core.ewma import ewma_volatility, log_returns
 from lib.core.paths import ProjectPaths
 from lib.core.short_margin import ShortMargin
 from lib.core.state import Targets
 from lib.core.storage import read_parquet
-from lib.core.tail_limits import fit_to_limits
-from lib.core.tail_risk import MIN_OBSERVATIONS
+from lib.core.tail_fit import fit_book
 from lib.core.timeframes import timeframe_ms
 from lib.core.venue import Holdings, MarketRules
 from lib.execution import journal as records
@@ -152,20 +151,15 @@ def fit_tail(weights: dict[str, float], closes: Mapping[str, pd.Series], *, fixe
     for symbol in sorted(s for s in weights if s in fixed and s not in closes):  # not traded: nothing to act on
         logger.warning("{} is held (not traded) and has no stored candles: left out of the tail risk", symbol)
     scalable = {s: w for s, w in weights.items() if s not in fixed}
-    try:
-        returns = daily_returns({s: closes[s] for s in {**held, **scalable} if s in closes},
-                                lookback_days=limits.var_lookback_days)
-        short = sorted(s for s in scalable if s in returns and returns[s].count() < MIN_OBSERVATIONS)
-        if short:  # a new listing's missing days would count as calm ones
-            raise DataError(f"fewer than {MIN_OBSERVATIONS} daily returns for {short}")
-        check = fit_to_limits(scalable, returns, max_var=limits.max_var_99_frac, max_cvar=limits.max_cvar_99_frac,
-                              fixed=held)
+    try:  # the rule itself is lib.core.tail_fit (the backtest models it from there)
+        check, days = fit_book(scalable, closes, fixed=held, max_var=limits.max_var_99_frac,
+                               max_cvar=limits.max_cvar_99_frac, lookback_days=limits.var_lookback_days)
     except CoinbotError as error:
         return weights, [], [RiskRejection(check=TAIL_RISK_REFUSED, symbol=None,
                                            detail=f"tail risk of the target book unknown ({error}): only "
                                                   "risk-reducing orders")]
     figures = (f"99 % 1-day VaR {check.var_99:.2%} / CVaR {check.cvar_99:.2%} of equity (limits "
-               f"{limits.max_var_99_frac:.2%} / {limits.max_cvar_99_frac:.2%}, {len(returns)} days)")
+               f"{limits.max_var_99_frac:.2%} / {limits.max_cvar_99_frac:.2%}, {days} days)")
     logger.info("target book tail risk: {}", figures)
     if check.scale >= 1.0:
         return weights, [], []

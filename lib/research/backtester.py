@@ -14,7 +14,9 @@ stop before the last bar (delisting, data end) is sold at its last close (slippa
 ``data_ended`` trade stamped with that bar, and a warning in ``data_end_exits``), not held frozen.
 
 Live risk (``params.model_live_risk`` and ``live_risk`` given): the drawdown halt, the daily-loss
-reduce-only mode and the caps of ``[risk]``, applied at each tick as lib.research.live_risk describes.
+reduce-only mode and the caps of ``[risk]``, applied at each tick as lib.research.live_risk describes; with
+``daily_close`` also the pre-trade tail-risk scaling or refusal (lib.research.live_tail), its factors computed
+for every tick before the walk (they depend on the targets and past daily closes only, not on the book).
 
 Accounting: equity = cash + sum(units x price). For spot, cash is never negative (buys are scaled
 down to the cash left after sells and fees) and weights are >= 0. For linear (USDT-margined)
@@ -42,6 +44,7 @@ from lib.research.backtest_inputs import SimInputs as _Inputs
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtest_trades import TRADE_COLUMNS, TRADE_DTYPES, Order, trades_frame, trades_from_records
 from lib.research.live_risk import LiveRiskLimits, LiveRiskReport, LiveRiskState, reduce_only_weights
+from lib.research.live_tail import tail_scales
 from lib.research.portfolio import apply_no_trade_band
 
 __all__ = ["TRADE_COLUMNS", "TRADE_DTYPES", "BacktestResult", "run_backtest", "run_backtest_sweep"]
@@ -96,6 +99,7 @@ def run_backtest(
     volatility_wide: pd.DataFrame | None = None,
     live_risk: LiveRiskLimits | None = None,
     compiled: bool = True,
+    daily_close: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Simulate trading ``target_weights`` over the bars of ``close_wide`` (see module docstring).
 
@@ -107,6 +111,8 @@ def run_backtest(
     at the decision bar for the volatility-scaled slippage. ``live_risk``: the ``[risk]`` limits, applied
     when ``params.model_live_risk`` (lib.research.live_risk). ``compiled``: without the live risk layer, run
     the walk compiled (lib.research.sim_kernel; same numbers); False runs the Python walk (the reference).
+    ``daily_close``: complete days' closes (lib.research.live_tail.day_closes of the history up to the run's end,
+    before its start too: live's VaR window reaches back) to model the tail-risk pass with the live risk layer.
     """
     frames = align_frames(open_wide, close_wide, target_weights, params, funding_wide, volatility_wide)
     if compiled and (live_risk is None or not params.model_live_risk):
@@ -120,6 +126,8 @@ def run_backtest(
     risk = None if live_risk is None or not params.model_live_risk else LiveRiskState(
         limits=live_risk, index=np.asarray(close_wide.index), is_perp=params.market == "perp",
         starting_capital_quote=float(params.starting_capital_quote), review_days=params.halt_review_days)
+    if risk is not None and daily_close is not None and live_risk is not None and live_risk.tail_risk_action != "off":
+        risk.tail_scale = _tail_factors(risk, inputs, close_wide, daily_close)
     ends = inputs.last_close_bar
     exit_after = {int(bar) + 1 for bar in ends[(ends >= 0) & (ends < n_bars - 1)]}
     wants_position = inputs.wants_position
@@ -156,14 +164,31 @@ def _risk_checked_rebalance(ledger: _Ledger, inputs: _Inputs, equity: np.ndarray
     if mode in ("flatten_and_halt", "halted"):  # flatten (again, if an asset could not trade): no order cap
         _rebalance(ledger, inputs, bar, np.zeros_like(wanted), params, fee_frac)
         return
-    wanted = risk.clip(wanted)  # over the per-asset cap: clipped, as live
-    if mode == "reduce_only":
+    wanted, refused = risk.fit_tail(bar, risk.clip(wanted))  # over the per-asset cap: clipped, as live; then tail
+    if refused and mode == "trade" and (breach := risk.target_breach(wanted)):
+        risk.block(breach)  # live: the verdict on the whole plan halts; the refusal keeps the halt
+        return
+    if mode == "reduce_only" or refused:
         wanted = reduce_only_weights(wanted, held_value / equity_now)
     elif breach := risk.target_breach(wanted):
         risk.block(breach)
         return
     if breach := _rebalance(ledger, inputs, bar, wanted, params, fee_frac, order_check=risk.order_breach):
         risk.block(breach)
+
+
+def _tail_factors(risk: LiveRiskState, inputs: _Inputs, close_wide: pd.DataFrame,
+                  daily_close: pd.DataFrame) -> np.ndarray:
+    """Live's tail factor of each fill bar's clipped target (1 elsewhere), from the days ended by its open."""
+    limits = risk.limits
+    factors = np.ones(len(inputs.has_decision))
+    bars = np.flatnonzero(inputs.has_decision[1:]) + 1
+    if bars.size:
+        factors[bars] = tail_scales(
+            daily_close.reindex(columns=close_wide.columns), close_wide.index.to_numpy(dtype=np.int64)[bars],
+            risk.clip_all(inputs.target[bars - 1]), max_var=limits.max_var_99_frac, max_cvar=limits.max_cvar_99_frac,
+            lookback_days=limits.var_lookback_days)
+    return factors
 
 
 def _walk_segment(

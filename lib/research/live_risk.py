@@ -20,6 +20,11 @@ the backtest models it at the tick that fills at bar ``f``'s open (the live run 
   gross (spot: max_gross_exposure_frac, perp: max_gross_leverage) and |net| (max_net_exposure_frac) of the
   target; each order's notional <= max_order_notional_quote; order count <= max_orders_per_run. In reduce-only
   mode only the order caps apply (as live). Post-trade drift checks are not modelled (fills go to the checked targets).
+- tail risk (``risk.tail_risk_action``, lib.execution.tail_risk_checks): after the clip, the target book is fitted
+  to the 99 % 1-day VaR / CVaR limits on the trailing daily returns live would see (lib.research.live_tail, the rule
+  of lib.core.tail_fit): ``scale`` multiplies it by live's factor; a breach under ``refuse``, or a risk that cannot
+  be estimated under either, trades only the risk-reducing part (each weight toward 0, as reduce-only); ``off``:
+  nothing. In a halt or flatten tick it is not looked at (live flattens first).
 
 The decision at tick f reads equity of bars < f and the book at f's open only (tests/unit/research/test_live_risk.py).
 The thresholds are the loaded ``[risk]`` section's own values (``LiveRiskLimits.from_risk_limits``).
@@ -50,6 +55,10 @@ class LiveRiskLimits:
     max_net_exposure_frac: float
     max_order_notional_quote: float
     max_orders_per_run: int
+    var_lookback_days: int = 365
+    max_var_99_frac: float = 0.08
+    max_cvar_99_frac: float = 0.12
+    tail_risk_action: str = "off"  # scale | refuse | off; from_risk_limits takes the config's (default "scale")
 
     @classmethod
     def from_risk_limits(cls, limits: Any) -> LiveRiskLimits:
@@ -63,6 +72,10 @@ class LiveRiskLimits:
             max_net_exposure_frac=float(limits.max_net_exposure_frac),
             max_order_notional_quote=float(limits.max_order_notional_quote),
             max_orders_per_run=int(limits.max_orders_per_run),
+            var_lookback_days=int(limits.var_lookback_days),
+            max_var_99_frac=float(limits.max_var_99_frac),
+            max_cvar_99_frac=float(limits.max_cvar_99_frac),
+            tail_risk_action=str(limits.tail_risk_action),
         )
 
 
@@ -77,6 +90,10 @@ class LiveRiskReport:
     blocked_ticks: dict[str, int]  # ticks at which a cap made the run send nothing, by check
     halts: tuple[tuple[int, int | None], ...] = ()  # (flatten bar's open ms, re-arm bar's open ms or None)
     clipped_ticks: int = 0  # ticks at which a target over max_asset_weight_frac was clipped to the cap
+    tail_action: str = "off"  # risk.tail_risk_action as modelled ("off" also when no daily closes were given)
+    tail_scales: tuple[float, ...] = ()  # the factor of each tick whose target the tail limits scaled down
+    tail_refused_ticks: int = 0  # ticks whose breach was refused (tail_risk_action = "refuse"): risk-reducing only
+    tail_unknown_ticks: int = 0  # ticks whose tail risk could not be estimated (refused, as live): risk-reducing only
 
 
 @dataclass(slots=True)
@@ -98,6 +115,10 @@ class LiveRiskState:
     reset_day_ms: int = -1  # the UTC day of the last re-arm, whose start-of-day equity is reset_equity
     reset_equity: float = 0.0
     clipped: int = 0
+    tail_scale: np.ndarray | None = None  # per fill bar: live's tail factor for its target (1 fits, NaN unknown)
+    tail_scaled: list[float] = field(default_factory=list)
+    tail_refused: int = 0
+    tail_unknown: int = 0
 
     def __post_init__(self) -> None:
         self.high_water_mark = self.starting_capital_quote
@@ -155,6 +176,29 @@ class LiveRiskState:
         self.clipped += 1
         return np.array([clip_to_cap(float(weight), cap) for weight in wanted])
 
+    def clip_all(self, wanted: np.ndarray) -> np.ndarray:
+        """``clip`` of every row at once, not counted (the targets the tail factors are computed on)."""
+        cap = self.limits.max_asset_weight_frac
+        over = np.isfinite(wanted) & (np.abs(wanted) > cap + WEIGHT_TOLERANCE)
+        return np.where(over, np.copysign(cap, wanted), wanted)
+
+    def fit_tail(self, bar: int, wanted: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(target after the tail-risk pass, refused?) at the tick filling at ``bar``: scaled by live's factor under
+        ``scale``; refused (only risk-reducing orders go) on a breach under ``refuse`` or an unknown risk."""
+        if self.tail_scale is None:
+            return wanted, False
+        factor = float(self.tail_scale[bar])
+        if factor >= 1.0:
+            return wanted, False
+        if factor != factor:  # NaN: the risk cannot be estimated, fail closed
+            self.tail_unknown += 1
+            return wanted, True
+        if self.limits.tail_risk_action == "refuse":
+            self.tail_refused += 1
+            return wanted, True
+        self.tail_scaled.append(factor)
+        return wanted * factor, False
+
     def target_breach(self, wanted: np.ndarray) -> str | None:
         """The first cap the target weights break (the run then sends nothing), else None. Call it on
         ``clip(wanted)``: an over-cap asset is clipped, not a breach (an unclipped one still reports asset_weight)."""
@@ -192,6 +236,10 @@ class LiveRiskState:
             blocked_ticks=dict(sorted(self.blocked.items())),
             halts=halts,
             clipped_ticks=self.clipped,
+            tail_action="off" if self.tail_scale is None else self.limits.tail_risk_action,
+            tail_scales=tuple(self.tail_scaled),
+            tail_refused_ticks=self.tail_refused,
+            tail_unknown_ticks=self.tail_unknown,
         )
 
 

@@ -131,6 +131,9 @@ def test_each_sleeve_book_backtests_with_turnover_and_cost_drag(ready: Project, 
     assert strategy["trade_count"] > 0 and strategy["turnover_annual"] > 0
     risk = document["live_risk"]  # modelled by default, from the config's [risk]
     assert risk["modelled"] is True and risk["halted_bars"] == strategy["halted_bars"] >= 0
+    tail = risk["tail_risk"]  # the live pre-trade VaR/CVaR pass, modelled too (risk.tail_risk_action = "scale")
+    assert tail["tail_risk_action"] == "scale"
+    assert tail["tail_scaled_bars"] == strategy["tail_scaled_bars"] >= 0 and strategy["tail_refused_bars"] >= 0
     assert isinstance(document["data_end_exits"], list)
     costs = strategy["fees_paid_quote"] + strategy["slippage_paid_quote"]
     years, mean_equity = (document["bars"] - 1) / 365, pd.read_parquet(out / "equity.parquet")["strategy"].mean()
@@ -232,3 +235,25 @@ def test_real_data_perp_backtest_trades_only_symbols_with_funding(shared_data_di
     proxied = json.loads((proxy / "metrics.json").read_text())
     assert proxied["dropped_symbols"] == [] and "SOL/USDT:USDT" in proxied["symbols"]
     assert proxied["missing_funding"] == "proxy" and proxied["span"].startswith("2020-01-20")
+
+
+@pytest.mark.realdata
+def test_real_data_tail_risk_is_modelled_and_the_flag_leaves_it_out(shared_data_dir: Path, project: Project) -> None:
+    """The shipped config on real daily candles (development data, <= 2022): the live tail-risk pass scales some
+    rebalances (counted in metrics.json and the summary); --no-live-risk reports the run without it."""
+    project.write_config("[exchange]\nid = \"simulated\"\n")
+    span = ("--data-dir", str(shared_data_dir), "--start", "2020-04-29", "--end", "2022-12-31")
+    result = project.run("backtest", *span, "--run-id", "with")
+    assert result.returncode == 0, result.stderr
+    assert "tail risk (scale): " in result.stdout
+    document = json.loads((project.state / "backtests" / "with" / "metrics.json").read_text())
+    strategy = document["metrics"]["strategy"]
+    assert document["live_risk"]["tail_risk"]["tail_risk_action"] == "scale" and strategy["tail_scaled_bars"] > 0
+    assert 0 < strategy["tail_min_scale"] <= strategy["tail_mean_scale"] < 1
+    result = project.run("backtest", *span, "--no-live-risk", "--run-id", "without")
+    assert result.returncode == 0, result.stderr
+    assert "not modelled" in result.stdout
+    document = json.loads((project.state / "backtests" / "without" / "metrics.json").read_text())
+    assert document["live_risk"] == {"modelled": False}
+    assert document["metrics"]["strategy"]["tail_scaled_bars"] == 0
+    assert document["metrics"]["strategy"]["tail_mean_scale"] == 1.0

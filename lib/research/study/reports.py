@@ -37,7 +37,7 @@ def metrics_report(result: BacktestResult, benchmarks: Frame, *, timeframe: str)
         "halted_bars": 0 if result.live_risk is None else result.live_risk.halted_bars,
         "reduce_only_bars": 0 if result.live_risk is None else result.live_risk.reduce_only_bars,
         "data_end_exit_count": len(result.data_end_exits),
-    }}  # fmt: skip
+    } | {key: value for key, value in tail_risk_counts(result).items() if key != "tail_risk_action"}}  # fmt: skip
     for name in benchmarks.columns:
         curve = benchmarks[name].reindex(result.equity.index)
         final = {"final_equity_quote": float(curve.iloc[-1])}
@@ -53,8 +53,31 @@ def live_risk_report(result: BacktestResult) -> dict[str, Any]:
     return {"modelled": True, "halted_at": halted_at, "halted_bars": risk.halted_bars,
             "reduce_only_bars": risk.reduce_only_bars, "reduce_only_days": risk.reduce_only_days,
             "blocked_ticks": dict(risk.blocked_ticks), "clipped_ticks": risk.clipped_ticks,
+            "tail_risk": tail_risk_counts(result),
             "halts": [{"halted_at": format_ms(start), "rearmed_at": None if end is None else format_ms(end)}
                       for start, end in risk.halts]}
+
+def tail_risk_counts(result: BacktestResult) -> dict[str, Any]:
+    """The modelled pre-trade tail-risk pass: rebalance bars scaled (their mean and smallest factor: 1.0 when none
+    was cut) or refused (``tail_unknown_bars`` of them because the risk could not be estimated)."""
+    risk = result.live_risk
+    scales = () if risk is None else risk.tail_scales
+    return {"tail_risk_action": "off" if risk is None else risk.tail_action,
+            "tail_scaled_bars": len(scales), "tail_mean_scale": sum(scales) / len(scales) if scales else 1.0,
+            "tail_min_scale": min(scales) if scales else 1.0,
+            "tail_refused_bars": 0 if risk is None else risk.tail_refused_ticks + risk.tail_unknown_ticks,
+            "tail_unknown_bars": 0 if risk is None else risk.tail_unknown_ticks}
+
+def tail_risk_line(result: BacktestResult) -> str:
+    """One line of the run's summary: what the tail-risk pass did (or that it was not modelled)."""
+    counts = tail_risk_counts(result)
+    if result.live_risk is None:
+        return "tail risk (VaR/CVaR pre-trade pass): not modelled (no live risk layer)"
+    if counts["tail_risk_action"] == "off":
+        return "tail risk (VaR/CVaR pre-trade pass): off (risk.tail_risk_action)"
+    mean = f", mean factor {counts['tail_mean_scale']:.3f}" if counts["tail_scaled_bars"] else ""
+    return (f"tail risk ({counts['tail_risk_action']}): {counts['tail_scaled_bars']} rebalance bar(s) scaled{mean}; "
+            f"{counts['tail_refused_bars']} refused ({counts['tail_unknown_bars']} risk unknown)")
 
 def cost_report(table: Frame) -> dict[str, Any]:
     """lib.research.walkforward.cost_sensitivity's table (one row per fee_bps) as JSON."""

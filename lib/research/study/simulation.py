@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 
 from lib.core.errors import DataError
-from lib.core.timeframes import periods_per_year
+from lib.core.timeframes import periods_per_year, timeframe_ms
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtester import BacktestResult, run_backtest, run_backtest_sweep
 from lib.research.live_risk import LiveRiskLimits
+from lib.research.live_tail import day_closes
 from lib.research.strategy import compute_strategy
 from lib.research.study.sections import StudySettings, to_backtest_params, with_overrides
 from lib.research.walkforward import Evaluate
@@ -45,6 +46,7 @@ class SimulationInputs:
     is_tradeable: pd.Series
     benchmark: str | None
     funding: Frame | None
+    daily_close: Frame | None = None  # complete days' closes (lib.research.live_tail): the live tail-risk pass
 
 def build_simulation_inputs(
     candles_by_symbol: Mapping[str, Frame], settings: StudySettings, *, funding_wide: Frame | None
@@ -60,6 +62,7 @@ def build_simulation_inputs(
         open=output.panel.open, close=output.panel.close, target_weights=output.target_weights,
         bar_volatility_frac=output.volatility_annual_frac / scale, is_tradeable=output.eligible.any(axis=1),
         benchmark=output.benchmark, funding=None if funding_wide is None else funding_wide.loc[:, traded],
+        daily_close=day_closes(output.panel.close, timeframe_ms=timeframe_ms(settings.strategy.timeframe)),
     )  # fmt: skip
 
 def simulate(
@@ -80,7 +83,7 @@ def simulate(
         open_wide=inputs.open.loc[bars], close_wide=close, target_weights=inputs.target_weights.loc[bars],
         params=params, funding_wide=inputs.funding if params.market == "perp" else None,
         volatility_wide=inputs.bar_volatility_frac.loc[bars] if params.slippage_vol_mult > 0 else None,
-        live_risk=live_risk,
+        live_risk=live_risk, daily_close=inputs.daily_close,
     )  # fmt: skip
 
 def simulate_grid(
