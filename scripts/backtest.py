@@ -42,8 +42,7 @@ from lib.research.study import (
     walk_forward,
 )
 
-GRID_MODULES = ("lib.research.study.walk_forward", "lib.research.study.cost_grid", "lib.research.strategy",
-                "lib.research.sim_kernel")  # what the walk-forward and cost-grid tasks import on a worker
+GRID_MODULES = ("lib.research.study.walk_forward", "lib.research.study.cost_grid", "lib.research.sim_kernel")
 
 
 def main(argv: list[str] | None = None) -> int:
