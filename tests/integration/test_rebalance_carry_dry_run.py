@@ -5,7 +5,6 @@ order, no transfer, no leverage call, no alert, orders.jsonl and positions.json 
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 from tests.integration.test_rebalance_carry import FAKE_NOW_MS, legs, setup
-from tests.integration.test_rebalance_carry_risk import PERP, SPOT, risk_events, write_hourly
+from tests.integration.test_rebalance_carry_risk import PERP, risk_events, set_up_a_9pct_basis_day, write_hourly
 
 CARRY = "[carry]\nleverage = 10\n"  # futures wallet target = 500 / 10 x 1.5 = 75: a thin margin
 
@@ -101,12 +100,7 @@ def test_a_dry_run_shows_the_var_verdict_of_the_hedged_book(project: Project, te
                                                             fake: FakeBinance) -> None:
     # spot flat, BTC's perp +30 % on the last day: the hedged book's worst day is 0.3 x 30 % = 9 % (99 % VaR = CVaR
     # = 9 % over 30 days) > the 3 % limit: scaled by 3 / 9, to 3 %
-    for coin in ("BTC", "ETH"):
-        write_hourly(project, SPOT, f"{coin}/USDT", [0.0] * 30)
-    write_hourly(project, PERP, "BTC/USDT:USDT", [0.0] * 29 + [math.log(1.30)])
-    write_hourly(project, PERP, "ETH/USDT:USDT", [0.0] * 30)
-    setup(project, telegram, fake, risk={"tail_risk_action": "scale", "max_var_99_frac": 0.03,
-                                         "max_cvar_99_frac": 0.05})
+    set_up_a_9pct_basis_day(project, telegram, fake, action="scale")
     dry = project.run("rebalance", "--dry-run")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "risk verdict: scaled/clipped" in dry.stdout
@@ -120,12 +114,7 @@ def test_a_dry_run_of_a_refused_book_shows_it_and_fails_like_the_real_run(projec
                                                                          fake: FakeBinance) -> None:
     # the same 9 % VaR against a 3 % limit, but tail_risk_action = "refuse": the real run sends only what reduces
     # risk and fails; the dry run shows the refusal, sends and writes nothing, and exits non-zero like it
-    for coin in ("BTC", "ETH"):
-        write_hourly(project, SPOT, f"{coin}/USDT", [0.0] * 30)
-    write_hourly(project, PERP, "BTC/USDT:USDT", [0.0] * 29 + [math.log(1.30)])
-    write_hourly(project, PERP, "ETH/USDT:USDT", [0.0] * 30)
-    setup(project, telegram, fake, risk={"tail_risk_action": "refuse", "max_var_99_frac": 0.03,
-                                         "max_cvar_99_frac": 0.05})
+    set_up_a_9pct_basis_day(project, telegram, fake, action="refuse")
     dry = project.run("rebalance", "--dry-run")
     assert dry.returncode != 0 and "risk verdict: refused" in dry.stdout
     assert "dry run: the carry book would be refused" in dry.stderr

@@ -142,16 +142,22 @@ def test_a_short_near_liquidation_without_free_spot_cash_is_cut_both_legs_first(
     assert len(telegram.messages) == 1
 
 
-def test_a_hedged_book_over_the_var_limit_is_scaled_on_its_basis_risk(project: Project, telegram: FakeTelegram,
-                                                                     fake: FakeBinance) -> None:
-    # spot flat; BTC's perp jumps 30 % on the last day (the basis): the hedged book loses 0.3 x 30 % = 9 % that day
-    # (ETH's legs move together: no risk). 99 % VaR = CVaR = 9 % (30 days, the worst) > 3 %: scaled by 3 / 9
+def set_up_a_9pct_basis_day(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, action: str) -> None:
+    """Spot flat 30 days; BTC's perp +30 % on the last one (the basis): at the targets (BTC 0.3, ETH 0.2 per leg)
+    the hedged book loses 0.3 x 30 % = 9 % that day, its 99 % VaR = CVaR = 9 %, against limits of 3 % / 5 %."""
     for coin in ("BTC", "ETH"):
         write_hourly(project, SPOT, f"{coin}/USDT", [0.0] * 30)
     write_hourly(project, PERP, "BTC/USDT:USDT", [0.0] * 29 + [math.log(1.30)])
     write_hourly(project, PERP, "ETH/USDT:USDT", [0.0] * 30)
-    setup(project, telegram, fake, risk={"tail_risk_action": "scale", "max_var_99_frac": 0.03,
+    setup(project, telegram, fake, risk={"tail_risk_action": action, "max_var_99_frac": 0.03,
                                          "max_cvar_99_frac": 0.05})
+
+
+def test_a_hedged_book_over_the_var_limit_is_scaled_on_its_basis_risk(project: Project, telegram: FakeTelegram,
+                                                                     fake: FakeBinance) -> None:
+    # spot flat; BTC's perp jumps 30 % on the last day (the basis): the hedged book loses 0.3 x 30 % = 9 % that day
+    # (ETH's legs move together: no risk). 99 % VaR = CVaR = 9 % (30 days, the worst) > 3 %: scaled by 3 / 9
+    set_up_a_9pct_basis_day(project, telegram, fake, action="scale")
     result = project.run("rebalance")
     assert result.returncode == 0, result.stderr[-3000:]
     assert risk_events(project) == [("tail_risk_scaled", None)]
