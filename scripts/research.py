@@ -22,7 +22,7 @@ import pandas as pd
 from lib.core import storage
 from lib.core.errors import ConfigError
 from lib.data import stored
-from lib.ops import charts, datasets, fanout
+from lib.ops import charts, datasets, fanout, research_inputs
 from lib.ops.runner import RunContext, base_parser, run_script
 from lib.research import candidates as registry
 from lib.research.protocol.bootstrap import BootstrapParams
@@ -62,21 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     return run_script("research", parser.parse_args(argv), _run)
 
 
-def _load(ctx: RunContext, end_ms: int) -> registry.ResearchData:
-    """Spot candles, perpetual candles and funding of the --data-dir layout, cut at ``end_ms`` right after reading."""
+def _load(ctx: RunContext, end_ms: int, *, carry: bool = False) -> registry.ResearchData:
+    """Spot + perp candles, funding (``carry``: the hourly carry market), cut at ``end_ms`` right after reading."""
     config, timeframe = ctx.config, ctx.config.strategy.timeframe
     if timeframe != "1d":
         raise ConfigError("the research protocol runs on daily bars: set strategy.timeframe = \"1d\"")
-    spot_files = datasets.series_files(ctx, timeframe, is_perp=False)
-    perp_files = datasets.series_files(ctx, timeframe, is_perp=True)
-    jump = config.data.max_jump_frac
-    read = {path: stored.read_valid_candles(path, timeframe, max_jump_frac=jump) for path, _ in spot_files.values()}
+    spot_files, perp_files = (datasets.series_files(ctx, timeframe, is_perp=perp) for perp in (False, True))
+    read = {path: stored.read_valid_candles(path, timeframe, max_jump_frac=config.data.max_jump_frac)
+            for path, _ in spot_files.values()}
     base = sections.settings_from(config, config.strategy)
     return registry.research_data(
         {symbol: read[files[0]] for symbol, files in spot_files.items()},
         {symbol: read[files[0]] for symbol, files in perp_files.items()},
         {symbol: stored.read_funding_until(files[1], end_ms) for symbol, files in perp_files.items()},
-        end_ms=end_ms, base=base, study_params=sections.StudyParams())
+        end_ms=end_ms, base=base, study_params=sections.StudyParams(), carry_leverage=float(config.carry.leverage),
+        carry_market=research_inputs.carry_market(ctx, end_ms=end_ms) if carry else None)
 
 
 def _run(ctx: RunContext) -> None:
@@ -87,8 +87,8 @@ def _run(ctx: RunContext) -> None:
                           "it is read only by --final-holdout")
     if args.final_holdout:
         return _final_holdout(ctx, args.final_holdout)
-    data = _load(ctx, end_ms)
     families = tuple(args.family) if args.family else None
+    data = _load(ctx, end_ms, carry=registry.TREND_CARRY in (families or ()))
     trials = registry.candidates(data, families)
     start_ms = history.parse_time_ms(args.start, is_end=False) if args.start else 0
     if not args.own_starts:
@@ -130,7 +130,8 @@ def _run(ctx: RunContext) -> None:
 def _final_holdout(ctx: RunContext, report_path: Path) -> None:
     """The ONE evaluation of the already chosen configuration after the research end; appended, never re-selected."""
     report = storage.read_json(report_path)
-    data = _load(ctx, holdout_end_ms := history.parse_time_ms(ctx.args.holdout_end, is_end=True))
+    data = _load(ctx, holdout_end_ms := history.parse_time_ms(ctx.args.holdout_end, is_end=True),
+                 carry=str(report["protocol"]["selection"]["chosen"]).startswith(registry.TREND_CARRY))
     report["final_holdout"] = final_holdout(report, data, holdout_end_ms=holdout_end_ms, bootstrap=BootstrapParams(
         resamples=ctx.args.resamples, seed=ctx.args.seed))
     _write(report_path.parent, {"report.json": report, "report.md": render_markdown(report).encode()})

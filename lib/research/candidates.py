@@ -22,8 +22,12 @@ import pandas as pd
 
 from lib.core.errors import ConfigError, DataError
 from lib.research.backtester import BacktestResult
+from lib.research.carry.combined import CarrySplit, carry_split
+from lib.research.carry.market import CarryMarket, slice_market
+from lib.research.carry.sleeve import CarryParams
 from lib.research.metrics import annualized_turnover, buy_and_hold_equity, returns_from_equity
 from lib.research.sleeves.grid import COMBINED_GRID, TREND_CORE_GRID, XSECTION_MOMENTUM_GRID
+from lib.research.sleeves.params import CARRY_SLEEVE
 from lib.research.strategy_params import (
     COMBINED,
     PERP_STRATEGY,
@@ -33,6 +37,7 @@ from lib.research.strategy_params import (
     StrategyName,
 )
 from lib.research.study import funding_coverage, grids, history, sections, simulation
+from lib.research.study.combined_carry import combined_carry_run, first_carry_day_ms
 from lib.research.walkforward import expand_grid
 
 type Frame = pd.DataFrame
@@ -54,7 +59,9 @@ class ResearchData:
 
     ``spot_candles``: spot symbols -> daily candles; ``perp_candles``: perpetual symbols that have a
     funding history -> daily candles; ``funding_wide``: settlement x perpetual rates; ``first_funding_ms``:
-    the first settlement at which every funded perpetual has one; ``base``: the config's settings.
+    the first settlement at which every funded perpetual has one; ``base``: the config's settings;
+    ``carry_market``: the funding-carry sleeve's hourly spot + perp candles and funding (only the ``trend_carry``
+    family reads it; None when not loaded) and ``carry_leverage`` its ``carry.leverage``.
     """
 
     spot_candles: Mapping[str, Frame]
@@ -63,6 +70,8 @@ class ResearchData:
     first_funding_ms: int
     base: sections.StudySettings
     study_params: sections.StudyParams = dataclasses.field(default_factory=sections.StudyParams)
+    carry_market: CarryMarket | None = None
+    carry_leverage: float = 3.0
     cache: dict[Any, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)  # per data set
 
 
@@ -75,16 +84,21 @@ class CandidateRun:
     turnover_annual: float
 
 
-Evaluate = Callable[[Candidate, ResearchData, int, int | None], BacktestResult]
+Evaluate = Callable[[Candidate, ResearchData, int, int | None], BacktestResult | CandidateRun]
+"""evaluate(candidate, data, start_ms, end_ms): a backtest (turned into daily returns by ``evaluate_candidate``), or
+the daily run itself for a book that is not one backtest (``trend_carry``)."""
 FirstDay = Callable[[Candidate, ResearchData, int], int]
 """first_ms(candidate, data, start_ms): the candidate's first tradeable bar >= start_ms (ms)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Family:
+    """``by_default``: run when no family is named (False: only on request, e.g. a book needing other data)."""
+
     grid: Callable[[ResearchData], list[dict[str, Any]]]
     evaluate: Evaluate
     first_ms: FirstDay
+    by_default: bool = True
 
 
 def _settings(data: ResearchData, strategy_name: StrategyName, overrides: Overrides) -> sections.StudySettings:
@@ -102,16 +116,23 @@ def _prepared(strategy_name: StrategyName, candidate: Candidate, data: ResearchD
     """(settings, the strategy composition (cached per distinct strategy-side setting in ``data.cache``), the
     first tradeable bar >= start_ms; perps: also >= the first funding settlement)."""
     settings = _settings(data, strategy_name, candidate.settings)
+    return settings, *_inputs(settings, data, start_ms, candidate.name)
+
+
+def _inputs(settings: sections.StudySettings, data: ResearchData, start_ms: int,
+            label: str) -> tuple[simulation.SimulationInputs, int]:
+    """The strategy composition of ``settings`` (cached in ``data.cache``) and its first tradeable bar >= start_ms."""
+    strategy_name = settings.strategy.name
     is_perp = strategy_name == PERP_STRATEGY
     candles, funding = (data.perp_candles, data.funding_wide) if is_perp else (data.spot_candles, None)
     if not candles:
-        raise DataError(f"{candidate.name}: no {'perpetual (with funding)' if is_perp else 'spot'} candles")
+        raise DataError(f"{label}: no {'perpetual (with funding)' if is_perp else 'spot'} candles")
     key = (strategy_name, *simulation.strategy_key(settings))
     if key not in data.cache:
         data.cache[key] = simulation.build_simulation_inputs(candles, settings, funding_wide=funding)
     inputs = data.cache[key]
     floor = max(start_ms, data.first_funding_ms) if is_perp else start_ms
-    return settings, inputs, history.default_start_ms(inputs, not_before_ms=floor)
+    return inputs, history.default_start_ms(inputs, not_before_ms=floor)
 
 
 def _existing_family(strategy_name: StrategyName, grid: Callable[[ResearchData], list[dict[str, Any]]]) -> Family:
@@ -133,22 +154,76 @@ def _fixed_grid(grid: tuple[dict[str, Any], ...]) -> Callable[[ResearchData], li
     return lambda data: [dict(overrides) for overrides in grid]
 
 
+TREND_CARRY = "trend_carry"
+CARRY_BUDGET = "carry_budget"
+TREND_CARRY_GRID = ({CARRY_BUDGET: 0.0}, {CARRY_BUDGET: 0.25}, {CARRY_BUDGET: 0.5})
+"""Protocol v3 (docs/research/v3_plan.md): the shipped trend_core (budget 0) and the combined book
+``combiner.sleeves = ["trend_core", "funding_carry"]``, ``budgets = [1 - b, b]``, at the budgets b stated there."""
+
+
+def _trend_carry_parts(candidate: Candidate, data: ResearchData) -> tuple[
+        sections.StudySettings, CarrySplit | None, CarryMarket, CarryParams]:  # fmt: skip
+    """(the directional part's settings, the carry split (None at budget 0), the carry market, the carry params):
+    the config ``backtest --strategy combined`` runs for this budget, split as lib.research.carry.combined does."""
+    if data.carry_market is None:
+        raise DataError(f"{candidate.name}: no funding-carry market loaded (hourly spot + perp candles, funding)")
+    budget = float(candidate.settings[CARRY_BUDGET])
+    if not 0.0 <= budget < 1.0:
+        raise ConfigError(f"{candidate.name}: {CARRY_BUDGET} must be in [0, 1)")
+    base = data.base
+    alone = dataclasses.replace(base.combiner, sleeves=(TREND_CORE,), budgets=(1.0,))  # = split.directional
+    split = carry_split(COMBINED, dataclasses.replace(alone, sleeves=(TREND_CORE, CARRY_SLEEVE),
+                                                      budgets=(1.0 - budget, budget))) if budget > 0 else None
+    directional = dataclasses.replace(base, strategy=dataclasses.replace(base.strategy, name=TREND_CORE),
+                                      combiner=alone)
+    params = CarryParams(fee_rate=base.backtest.fee_bps / 10_000, slippage_rate=base.backtest.slippage_bps / 10_000,
+                         leverage=data.carry_leverage)
+    return directional, split, data.carry_market, params
+
+
+def _trend_carry_first_ms(candidate: Candidate, data: ResearchData, start_ms: int) -> int:
+    """Every budget (0 too) starts on the first day both parts can: the same span for all of them."""
+    settings, _, market, _ = _trend_carry_parts(candidate, data)
+    return _inputs(settings, data, max(start_ms, first_carry_day_ms(market)), candidate.name)[1]
+
+
+def _trend_carry_run(candidate: Candidate, data: ResearchData, start_ms: int, end_ms: int | None) -> CandidateRun:
+    """Budget 0: the trend_core backtest alone; otherwise that backtest (the directional part, on the whole capital)
+    combined with the carry book re-split to the budgets (lib.research.study.combined_carry, as the backtest)."""
+    settings, split, market, params = _trend_carry_parts(candidate, data)
+    inputs, start = _inputs(settings, data, max(start_ms, first_carry_day_ms(market)), candidate.name)
+    directional = simulation.simulate(inputs, sections.to_backtest_params(settings), start_ms=start, end_ms=end_ms,
+                                      live_risk=settings.live_risk)
+    timeframe = settings.strategy.timeframe
+    if split is None:
+        return _daily_run(candidate.name, directional.equity, float(directional.trades["notional_quote"].sum()),
+                          timeframe=timeframe)
+    if end_ms is not None:
+        market = slice_market(market, end_ms=end_ms)
+    run = combined_carry_run(directional, market, split, params, timeframe=timeframe,
+                             capital_quote=settings.backtest.starting_capital_quote)
+    return _daily_run(candidate.name, run.book.equity, run.traded_quote, timeframe=timeframe)
+
+
 FAMILIES: dict[str, Family] = {
     SPOT_STRATEGY: _existing_family(SPOT_STRATEGY, _existing_grid(SPOT_STRATEGY)),
     PERP_STRATEGY: _existing_family(PERP_STRATEGY, _existing_grid(PERP_STRATEGY)),
     TREND_CORE: _existing_family(TREND_CORE, _fixed_grid(TREND_CORE_GRID)),
     XSECTION_MOMENTUM: _existing_family(XSECTION_MOMENTUM, _fixed_grid(XSECTION_MOMENTUM_GRID)),
     COMBINED: _existing_family(COMBINED, _fixed_grid(COMBINED_GRID)),
+    TREND_CARRY: Family(_fixed_grid(TREND_CARRY_GRID), _trend_carry_run, _trend_carry_first_ms, by_default=False),
 }
 """family name -> (grid, evaluate, first day). Sleeves add their entries here."""
 
 
 def research_data(
     spot: Mapping[str, Frame], perp: Mapping[str, Frame], funding: Mapping[str, Frame | None], *, end_ms: int,
-    base: sections.StudySettings, study_params: sections.StudyParams,
+    base: sections.StudySettings, study_params: sections.StudyParams, carry_market: CarryMarket | None = None,
+    carry_leverage: float = 3.0,
 ) -> ResearchData:  # fmt: skip
-    """Loaded candles/funding -> ResearchData: every series cut at ``end_ms`` (inclusive), perpetuals without a
-    funding history dropped (study.missing_funding = drop), and a refusal if any candle is still after end_ms."""
+    """Loaded candles/funding -> ResearchData: every series cut at ``end_ms`` (inclusive; the carry market's bars
+    and prints too), perpetuals without a funding history dropped (study.missing_funding = drop), and a refusal
+    if any candle is still after end_ms."""
     spot_cut = history.cut_candles(spot, end_ms=end_ms)
     perp_cut = history.cut_candles(perp, end_ms=end_ms) if perp else {}
     rates = {symbol: None if (frame := funding.get(symbol)) is None else frame[frame["timestamp"] <= end_ms]
@@ -157,7 +232,8 @@ def research_data(
     kept = {symbol: frame for symbol, frame in perp_cut.items() if symbol not in dropped}
     data = ResearchData(spot_candles=spot_cut, perp_candles=kept, funding_wide=funding_wide,
                         first_funding_ms=funding_coverage.first_funding_ms({s: rates[s] for s in kept}), base=base,
-                        study_params=study_params)
+                        study_params=study_params, carry_leverage=carry_leverage,
+                        carry_market=None if carry_market is None else slice_market(carry_market, end_ms=end_ms))
     if last_candle_ms(data) > end_ms:  # cut_candles guarantees it: the hold-out must never leak into research
         raise DataError(f"a candle at {last_candle_ms(data)} is after the end {end_ms}")
     return data
@@ -165,7 +241,8 @@ def research_data(
 
 def last_candle_ms(data: ResearchData) -> int:
     """Open time of the latest candle the research can see (the report records it)."""
-    return max(int(frame["timestamp"].max()) for frame in [*data.spot_candles.values(), *data.perp_candles.values()])
+    last = max(int(frame["timestamp"].max()) for frame in [*data.spot_candles.values(), *data.perp_candles.values()])
+    return last if data.carry_market is None else max(last, int(data.carry_market.index[-1]))
 
 
 def candidate_name(family: str, overrides: Overrides) -> str:
@@ -173,12 +250,12 @@ def candidate_name(family: str, overrides: Overrides) -> str:
 
 
 def candidates(data: ResearchData, families: tuple[str, ...] | None = None) -> list[Candidate]:
-    """Every configuration of ``families`` (default: all registered), in registry order.
+    """Every configuration of ``families`` (default: every family registered ``by_default``), in registry order.
 
     Raises:
         ConfigError: an unknown family, or two candidates with the same name.
     """
-    chosen = families or tuple(FAMILIES)
+    chosen = families or tuple(name for name, family in FAMILIES.items() if family.by_default)
     if unknown := [name for name in chosen if name not in FAMILIES]:
         raise ConfigError(f"unknown candidate families {unknown}; known: {sorted(FAMILIES)}")
     found = [Candidate(candidate_name(family, overrides), family, dict(overrides))
@@ -191,10 +268,16 @@ def candidates(data: ResearchData, families: tuple[str, ...] | None = None) -> l
 def evaluate_candidate(candidate: Candidate, data: ResearchData, *, start_ms: int, end_ms: int | None) -> CandidateRun:
     """Net daily returns of ``candidate`` from its first tradeable day >= start_ms to end_ms (inclusive)."""
     result = FAMILIES[candidate.family].evaluate(candidate, data, start_ms, end_ms)
-    traded = float(result.trades["notional_quote"].sum())
-    turnover = annualized_turnover(traded, result.equity, timeframe=data.base.strategy.timeframe)
-    return CandidateRun(returns=to_daily(returns_from_equity(result.equity)).rename(candidate.name),
-                        turnover_annual=turnover)
+    if isinstance(result, CandidateRun):
+        return result
+    return _daily_run(candidate.name, result.equity, float(result.trades["notional_quote"].sum()),
+                      timeframe=data.base.strategy.timeframe)
+
+
+def _daily_run(name: str, equity: pd.Series, traded_quote: float, *, timeframe: str) -> CandidateRun:
+    """Equity per bar (open ms) and the notional traded -> daily net returns and annual turnover."""
+    return CandidateRun(returns=to_daily(returns_from_equity(equity)).rename(name),
+                        turnover_annual=annualized_turnover(traded_quote, equity, timeframe=timeframe))
 
 
 def common_start_ms(trials: list[Candidate], data: ResearchData, *, start_ms: int) -> int:

@@ -130,3 +130,29 @@ def test_research_on_real_binance_data(ready: Project, shared_data_dir: Path) ->
     assert report["protocol"]["trial_count"] == TRIALS
     assert report["last_candle_used"] <= "2022-12-31T00:00Z"
     assert report["protocol"]["period"]["end"] == "2022-12-31"
+
+
+@pytest.mark.realdata
+def test_trend_carry_on_real_data_is_the_combined_backtest(ready: Project, shared_data_dir: Path) -> None:
+    """Protocol v3's family (trend_core + funding_carry) as a subprocess on real data, research end 2021-12-31:
+    its budget-0.5 returns are ``backtest --strategy combined``'s with budgets [0.5, 0.5], bit for bit."""
+    ready.write_config(CONFIG + '[combiner]\nsleeves = ["trend_core", "funding_carry"]\nbudgets = [0.5, 0.5]\n')
+    source = ("--data-dir", str(shared_data_dir), "--symbols", "BTC/USDT", "ETH/USDT", "ADA/USDT", "LTC/USDT",
+              "XRP/USDT")
+    result = ready.run("research", *source, "--family", "trend_carry", "--research-end", "2021-12-31", "--train",
+                       "365D", "--test", "90D", "--resamples", "200", "--pbo-blocks", "8", "--run-id", "carry")
+    assert result.returncode == 0, result.stderr
+    out = ready.state / "research" / "carry"
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocol"]["trial_count"] == 3 and report["families"] == ["trend_carry"]
+    assert report["last_candle_used"] <= "2021-12-31T23:00Z"
+    matrix = pd.read_parquet(out / "returns.parquet").set_index("date")
+    first = matrix.index[0] - pd.Timedelta(days=1)  # the common first day: every candidate's starting equity
+    result = ready.run("backtest", *source, "--start", f"{first:%Y-%m-%d}", "--end", "2021-12-31", "--run-id",
+                       "combo", env={"COINBOT__STRATEGY__NAME": "combined"})
+    assert result.returncode == 0, result.stderr
+    written = pd.read_parquet(ready.state / "backtests" / "combo" / "equity.parquet")
+    equity = pd.Series(written["strategy"].to_numpy(), index=pd.to_datetime(written["timestamp"], unit="ms", utc=True))
+    expected = (equity / equity.shift(1) - 1.0).iloc[1:]
+    assert expected.index.equals(matrix.index)
+    np.testing.assert_array_equal(matrix["trend_carry[carry_budget=0.5]"].to_numpy(), expected.to_numpy())
