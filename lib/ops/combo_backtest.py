@@ -25,15 +25,14 @@ from lib.core.paths import ProjectPaths, venue_dir_name
 from lib.core.timeframes import format_ms
 from lib.ops.runner import RunContext
 from lib.research import metrics
-from lib.research.carry.book import simulate_book
 from lib.research.carry.combined import CarrySplit
-from lib.research.carry.combined_book import CombinedBook, combine_books, decision_weights
-from lib.research.carry.market import slice_market
+from lib.research.carry.combined_book import CombinedBook
 from lib.research.carry.report import beta_to
 from lib.research.carry.run import load_market, sources
-from lib.research.carry.sleeve import CarryParams, carry_weights, perp_daily_volatility
+from lib.research.carry.sleeve import CarryParams
 from lib.research.study import reports
 from lib.research.study.benchmark_curves import BTC_BENCHMARK, STRATEGY_COLUMN
+from lib.research.study.combined_carry import combine_with_carry
 from lib.research.study.history import parse_time_ms
 from lib.research.study.json_values import json_safe
 
@@ -66,14 +65,9 @@ def backtest_combined(ctx: RunContext, split: CarrySplit, run_spot: Callable[[Ru
                                   end_ms=end_ms)
     fee, slippage = config.backtest.fee_bps / 10_000, config.backtest.slippage_bps / 10_000
     params = CarryParams(fee_rate=fee, slippage_rate=slippage, leverage=float(config.carry.leverage))
-    weights = decision_weights(carry_weights(market, params)[0], timeframe)
-    window = slice_market(market, start_ms=max(int(directional.index[0]), int(market.index[0])))
-    start = window.index[0]
     capital = config.backtest.starting_capital_quote
-    carry = simulate_book(window, weights.loc[start:], params, capital_quote=capital * split.carry_frac,
-                          perp_volatility=perp_daily_volatility(market, params).loc[start:])
-    book = combine_books(directional, gross, carry.ledger, carry.spot_weights.sum(axis=1), split,
-                         timeframe=timeframe, cost=fee + slippage, capital_quote=capital)
+    book, carry = combine_with_carry(directional, gross, market, split, params, timeframe=timeframe,
+                                     capital_quote=capital)
     found = _metrics(book, equity_frame, timeframe=timeframe)
     span = f"{format_ms(int(book.equity.index[0]))} → {format_ms(int(book.equity.index[-1]))}"
     document = json_safe({

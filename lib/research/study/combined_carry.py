@@ -1,6 +1,6 @@
 """Pure: the combined book with the funding-carry sleeve from an already simulated directional part: the carry
 book on the same span (targets decided at the directional closes) and the two re-split to their budgets at each
-bar. The same calls, in the same order, as ``backtest --strategy combined`` (lib.ops.combo_backtest): carry
+bar, through ``combine_with_carry``, which ``backtest --strategy combined`` (lib.ops.combo_backtest) calls too: carry
 targets (lib.research.carry.sleeve) -> decision times (combined_book.decision_weights) -> the carry book's
 simulator (carry.book.simulate_book) -> combined_book.combine_books. The research protocol's ``trend_carry``
 family (lib.research.candidates) evaluates its candidates through this; a unit test checks it equals the backtest.
@@ -9,6 +9,8 @@ family (lib.research.candidates) evaluates its candidates through this; a unit t
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pandas as pd
 
 from lib.core.errors import DataError
 from lib.core.timeframes import MS_PER_DAY
@@ -42,19 +44,33 @@ def combined_carry_run(directional: BacktestResult, market: CarryMarket, split: 
     """The combined book over the bars both parts cover. ``directional``: the spot sleeves' backtest on the whole
     capital (its equity and held weights per ``timeframe`` bar); ``market``: hourly, cut at the research end by the
     caller (the carry targets read the whole of it causally: row t uses bars <= t)."""
-    if split.carry_frac <= 0:
-        raise DataError("combined_carry_run: the carry budget must be > 0 (budget 0 is the directional book alone)")
-    equity = directional.equity
+    _require_carry(split)
+    book, carry = combine_with_carry(directional.equity, directional.weights.abs().sum(axis=1), market, split, params,
+                                     timeframe=timeframe, capital_quote=capital_quote)
+    cost = params.fee_rate + params.slippage_rate
+    return CombinedCarryRun(book=book, carry=carry, traded_quote=_traded_quote(directional, carry, book, split, cost))
+
+
+def combine_with_carry(directional_equity: pd.Series, directional_gross: pd.Series, market: CarryMarket,
+                       split: CarrySplit, params: CarryParams, *, timeframe: str, capital_quote: float
+                       ) -> tuple[CombinedBook, CarryBookResult]:
+    """The carry book simulated on the directional part's span (its targets decided at the directional closes) and
+    the two re-split to their budgets at each bar. ``directional_equity`` / ``_gross``: the spot sleeves' run on the
+    whole capital (equity and gross held weight per ``timeframe`` bar)."""
+    _require_carry(split)
     weights = decision_weights(carry_weights(market, params)[0], timeframe)
-    window = slice_market(market, start_ms=max(int(equity.index[0]), int(market.index[0])))
+    window = slice_market(market, start_ms=max(int(directional_equity.index[0]), int(market.index[0])))
     start = window.index[0]
     carry = simulate_book(window, weights.loc[start:], params, capital_quote=capital_quote * split.carry_frac,
                           perp_volatility=perp_daily_volatility(market, params).loc[start:])
-    cost = params.fee_rate + params.slippage_rate
-    gross = directional.weights.abs().sum(axis=1)
-    book = combine_books(equity, gross, carry.ledger, carry.spot_weights.sum(axis=1), split, timeframe=timeframe,
-                         cost=cost, capital_quote=capital_quote)
-    return CombinedCarryRun(book=book, carry=carry, traded_quote=_traded_quote(directional, carry, book, split, cost))
+    book = combine_books(directional_equity, directional_gross, carry.ledger, carry.spot_weights.sum(axis=1), split,
+                         timeframe=timeframe, cost=params.fee_rate + params.slippage_rate, capital_quote=capital_quote)
+    return book, carry
+
+
+def _require_carry(split: CarrySplit) -> None:
+    if split.carry_frac <= 0:
+        raise DataError("the combined book: the carry budget must be > 0 (budget 0 is the directional book alone)")
 
 
 def _traded_quote(directional: BacktestResult, carry: CarryBookResult, book: CombinedBook, split: CarrySplit,
