@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     findings.append(doctor.check_crontab(listing=crontab, error=crontab_error))
     print(redact(json.dumps(doctor.to_json_document(findings, now_ms=now_ms), indent=2) if args.json
                  else doctor.to_table(findings, now_ms=now_ms)))
-    return errors.EXIT_CONFIG if config_error else errors.EXIT_FAILURE if doctor.has_failure(findings) else errors.EXIT_OK
+    return errors.EXIT_CONFIG if config_error else (errors.EXIT_FAILURE if doctor.has_failure(findings) else 0)
 
 
 def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms: int, crontab: str) -> list[Finding]:
