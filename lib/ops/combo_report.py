@@ -3,11 +3,13 @@
 directional part, each part's trading P&L and fees, the directional part's lines and the whole book's VaR/CVaR.
 
 Attribution (one spot order per coin serves both parts, so the split is a rule, stated here):
-- the carry spot leg mirrors the short: in each rebalance (``rebalance_id``) it changes by minus the perp fills' net
-  amount, priced at that rebalance's spot fills' volume-weighted price of the coin (no spot fill in it: the perp
-  fills' price, an internal transfer between the parts that is zero for the book); it holds minus the short;
+- the carry spot leg mirrors the short: in each rebalance run (``run_id``) it changes by minus the perp fills' net
+  amount, priced at that run's spot fills' volume-weighted price of the coin (no spot fill in it: the perp fills'
+  price, an internal transfer between the parts that is zero for the book); it holds minus the short;
 - the directional part is the rest: the coin's spot P&L minus the carry leg's, holding the spot beyond the short;
-- a rebalance's spot fees of the coin are shared in proportion to each part's absolute change in it.
+- a run's spot fees of the coin are shared in proportion to each part's absolute change in it.
+A run killed between a pair's legs moves spot between the parts at two runs' prices: the book's total is exact, the
+split between the parts is off by that price difference.
 The carry report (lib.ops.carry_report) then takes the carry leg's share as the pair's spot leg.
 """
 
@@ -52,7 +54,7 @@ def split_spot(fills: Iterable[JournalEvent], pnl: Mapping[str, float], fees: Ma
     runs: dict[tuple[str, str], list[JournalEvent]] = defaultdict(list)
     for fill in fills:
         if fill.symbol and fill.filled_amount_base and fill.average_price:
-            runs[(fill.rebalance_id, to_spot(fill.symbol))].append(fill)
+            runs[(fill.run_id, to_spot(fill.symbol))].append(fill)
     carry_cash: dict[str, float] = defaultdict(float)
     carry_fee: dict[str, float] = defaultdict(float)
     for (_, coin), events in runs.items():

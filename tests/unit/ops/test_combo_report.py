@@ -15,9 +15,10 @@ from lib.ops.combo_report import carry_weights, split_spot
 SPOT, PERP, BNB = "BTC/USDT", "BTC/USDT:USDT", "BNB/USDT"
 
 
-def fill(rebalance_id: str, symbol: str, side: str, amount: str, price: float, fee: float) -> JournalEvent:
-    return JournalEvent(event="filled", time_ms=0, run_id="x", rebalance_id=rebalance_id, mode="testnet",
-                        venue="binance", symbol=symbol, client_order_id=f"{rebalance_id}-{symbol}-{side}",
+def fill(run_id: str, symbol: str, side: str, amount: str, price: float, fee: float) -> JournalEvent:
+    """A fill of rebalance run ``run_id`` (both runs trade the same targets: one rebalance id)."""
+    return JournalEvent(event="filled", time_ms=0, run_id=run_id, rebalance_id="combined-1", mode="testnet",
+                        venue="binance", symbol=symbol, client_order_id=f"{run_id}-{symbol}-{side}",
                         requested_side=side, filled_amount_base=Decimal(amount), average_price=price, fee_quote=fee)
 
 
