@@ -27,9 +27,11 @@ import pandas as pd
 
 from lib.core.errors import CoinbotError
 from lib.core.paths import ProjectPaths, venue_dir_name
+from lib.core.perp_margin import MARGIN_TIERS
 from lib.core.state import Positions
-from lib.core.storage import read_jsonl, read_parquet
-from lib.core.symbols import is_perpetual, quote_of, to_perpetual, to_spot
+from lib.core.storage import read_jsonl
+from lib.core.symbols import base_of, is_perpetual, quote_of, to_perpetual, to_spot
+from lib.data.stored import read_candle_timestamps
 from lib.execution.carry_legs import futures_section
 from lib.execution.journal import JournalEvent, parse_journal
 from lib.ops import combo_report
@@ -199,12 +201,16 @@ def candle_paths(paths: ProjectPaths, config: Config) -> ProjectPaths:
 
 
 def newest_perp_candles(perp_paths: ProjectPaths, config: Config, now_ms: int) -> dict[tuple[str, str], int | None]:
-    """``(perp symbol, timeframe) -> newest closed candle open`` of the carry book's USD-M candles."""
+    """``(perp symbol, timeframe) -> newest closed candle open`` of the carry book's USD-M candles (the combined
+    book: of the coins its carry part may pair, those with margin tiers, lib.ops.combo_signals.carry_coins)."""
     newest: dict[tuple[str, str], int | None] = {}
+    combined = is_combined_carry(config)
     for timeframe in config.data.timeframes:
-        for perp in dict.fromkeys(to_perpetual(to_spot(s)) for s in config.data.symbols):
-            try:
-                frame = read_parquet(perp_paths.ohlcv(timeframe, perp), columns=["timestamp"])
+        for perp in dict.fromkeys(to_perpetual(to_spot(s)) for s in config.data.symbols
+                                  if not combined or base_of(s) in MARGIN_TIERS):
+            path = perp_paths.ohlcv(timeframe, perp)
+            try:  # the timestamps alone (a whole candle file is no ["timestamp"]-only parquet for read_parquet)
+                frame = read_candle_timestamps(path) if path.exists() else None
             except CoinbotError:
                 frame = None
             stamps = None if frame is None else frame["timestamp"].to_numpy()
