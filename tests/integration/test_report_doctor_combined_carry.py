@@ -26,9 +26,11 @@ from lib.core.timeframes import MS_PER_HOUR
 from lib.data.ohlcv import OHLCV_COLUMNS
 from tests.fakes.exchange_server import FakeBinance, RecordedOrder
 from tests.fakes.telegram_server import FakeTelegram
-from tests.integration.conftest import Project
+from tests.integration.conftest import Project, carry_config_text
+from tests.integration.test_compute_signals_combined_carry import AS_OF_NOW_MS, DAYS, SLEEVES, stored_setup
 from tests.integration.test_doctor import write_fake_crontab
 from tests.integration.test_rebalance_combined_carry import FAKE_NOW_MS, perp, setup, spot
+from tests.unit.research.carry.synthetic import synthetic_frames
 
 SPOT_VENUE, PERP_VENUE = "binance", "binanceusdm_swap"
 FUTURES_FEE = Decimal("0.0005")  # the fake's USD-M taker fee (its spot fee is in each fill's commission)
@@ -203,8 +205,8 @@ def test_report_shows_each_part_from_what_the_exchange_filled_and_paid(project: 
     assert "(held, both legs: the basis) 99%: hist 0.00%/0.00%" not in text  # the candles' basis moves a little
 
 
-def doctor_rows(project: Project, bin_dir: Path) -> tuple[int, list[dict[str, str]]]:
-    result = project.run("doctor", "--json", env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"})
+def doctor_rows(project: Project, bin_dir: Path, *args: str) -> tuple[int, list[dict[str, str]]]:
+    result = project.run("doctor", "--json", *args, env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"})
     return result.returncode, json.loads(result.stdout)["findings"]
 
 
@@ -237,3 +239,46 @@ def test_doctor_shows_margin_and_hedges_and_fails_on_a_broken_hedge(project: Pro
     # the same gap the failed run measured (its directional amount floored to the lot step: a hair less)
     assert "of the short uncovered > carry.max_unhedged_quote 25" in hedge[0]["detail"]
     assert code == 1 and {r["check"] for r in rows if r["status"] == "fail"} == {"carry hedge", "last rebalance"}
+
+
+def test_after_compute_signals_and_a_paper_rebalance_report_and_doctor_see_both_parts(
+        project: Project, telegram: FakeTelegram, fake_bin: Path) -> None:
+    """The chain in paper mode: stored synthetic spot + perp candles (with a basis) and rich funding, so the carry
+    sleeve holds pairs -> compute_signals -> rebalance (both paper wallets, prices from the fake serving the same
+    candles) -> report and doctor."""
+    stored_setup(project, telegram)
+    spot_frames, _, _ = synthetic_frames(days=DAYS)
+    candles = {(f"{coin}/USDT", "1h"): frame.to_numpy() for coin, frame in spot_frames.items()}
+    with FakeBinance(now_ms=AS_OF_NOW_MS, candles=candles) as server:
+        project.write_config(carry_config_text(
+            {"id": "binance", "market_type": "spot", "mode": "paper", "rest_base_url": server.base_url,
+             "enable_rate_limit": False, "retry_base_delay_ms": 1}, telegram.base_url,
+            risk={"tail_risk_action": "off", "max_liquidation_prob_24h": 1.0, "max_order_notional_quote": 10_000},
+            strategy={"name": "combined", "timeframe": "1h"}, extra=SLEEVES))
+        for script in ("compute_signals", "rebalance"):
+            result = project.run(script, "--as-of", str(AS_OF_NOW_MS))
+            assert result.returncode == 0, f"{script}: {result.stderr[-3000:]}"
+    for event, status in (("start", "running"), ("finish", "ok")):  # the candles were stored by hand: as fetched
+        append_jsonl(project.state / "runs.jsonl", RunRecord(
+            script="fetch_prices", run_id="fetch-1", event=event, now_ms=AS_OF_NOW_MS,  # type: ignore[arg-type]
+            wall_ms=AS_OF_NOW_MS, host="test", status=status, exit_code=0 if event == "finish" else None).to_dict())
+    positions = Positions.from_dict(read_json(project.state / "positions.json"))
+    shorts = {s: -a for s, a in positions.amounts_base.items() if s.endswith(":USDT") and a < 0}
+    assert shorts, positions.amounts_base  # the synthetic funding is rich at the end: at least one pair is held
+    report = project.run("report", "--as-of", str(AS_OF_NOW_MS))
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = telegram.wait_for_messages(1) and telegram.texts[-1]
+    assert "  book (both parts, both venues, held) 99%: hist " in text
+    assert line(text, "carry part").startswith("carry part (at the marks of the last rebalance): spot wallet "
+                                                f"{positions.wallets['spot']:.2f} / futures wallet ")
+    for perp_symbol, short in shorts.items():
+        coin = perp_symbol.split(":")[0]
+        assert line(text, f"  {coin}: basis P&L").endswith(f"holds {short:g} / {-short:g}")
+        directional = positions.amounts_base.get(coin, 0.0) - short
+        if directional > 1e-12:
+            assert line(text, f"  {coin}: holds").startswith(f"  {coin}: holds {directional:g} = ")
+        assert "margin ratio" in line(text, f"  {perp_symbol} short")
+    code, rows = doctor_rows(project, fake_bin, "--as-of", str(AS_OF_NOW_MS))
+    hedges = {r["detail"].split(":")[0]: r["status"] for r in rows if r["check"] == "carry hedge"}
+    assert hedges == {s.split(":")[0]: "ok" for s in shorts}
+    assert all(r["status"] == "ok" for r in rows if r["check"] in ("perp margin", "carry perp data")), rows
