@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     findings.append(doctor.check_crontab(listing=crontab, error=crontab_error))
     print(redact(json.dumps(doctor.to_json_document(findings, now_ms=now_ms), indent=2) if args.json
                  else doctor.to_table(findings, now_ms=now_ms)))
-    failed = errors.EXIT_FAILURE if doctor.has_failure(findings) else errors.EXIT_OK
-    return errors.EXIT_CONFIG if config_error else failed
+    return errors.EXIT_CONFIG if config_error else (errors.EXIT_FAILURE if doctor.has_failure(findings) else 0)
 
 
 def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms: int, crontab: str) -> list[Finding]:
@@ -82,7 +81,8 @@ def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms:
         journal = doctor.check_journal(exists=True, event_count=0, torn=False, read_error=str(error))
     findings += [doctor.check_targets(_file_facts(paths.targets), now_ms=now_ms), journal,
                  *doctor.check_position_rows(_file_facts(paths.positions)), doctor.check_halt(_file_facts(paths.halt)),
-                 doctor.check_kill_switch(exists=paths.kill_switch.exists()), *doctor_margin.findings(paths, config)]
+                 doctor.check_kill_switch(exists=paths.kill_switch.exists()),
+                 *doctor_margin.findings(paths, config, now_ms)]  # perp margin; carry books: wallets, data, hedges
     try:
         raw_records, torn = storage.read_jsonl(paths.runs)
         records = to_run_records(raw_records)

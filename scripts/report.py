@@ -17,7 +17,7 @@ from loguru import logger
 from lib.core import storage
 from lib.core.errors import CoinbotError, DataError
 from lib.core.state import Positions
-from lib.core.symbols import quote_of, to_traded_symbols
+from lib.core.symbols import is_perpetual, quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.data import symbol_failures
 from lib.data.stored import read_candle_timestamps, read_valid_candles
@@ -41,8 +41,7 @@ def _run(ctx: RunContext) -> None:
     candles = {symbol: _read_candles(ctx, timeframe, symbol) for symbol in dict.fromkeys([*universe, *held])}
     health = _check_health(ctx, universe, candles)
     title = f"{ctx.config.exchange.mode}, {ctx.config.exchange.id} {ctx.config.exchange.market_type}"
-    quote = quote_of(ctx.config.strategy.benchmark_symbol)
-    chart = None
+    quote, chart = quote_of(ctx.config.strategy.benchmark_symbol), None
     if positions is None:
         logger.warning("no {} yet: reporting health only", ctx.paths.positions)
         text = reporting.build_summary_text(now_ms=ctx.now_ms, title=title, health=health, quote=quote)
@@ -136,8 +135,9 @@ def _read_positions(path: Path) -> Positions | None:  # None: rebalance never ra
 
 def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *,
                   validate: bool = True) -> pd.DataFrame | None:
-    """Stored timestamps and closes (None when there is no file); DataError for an unreadable or invalid file."""
-    path = ctx.paths.ohlcv(timeframe, symbol)
+    """Stored timestamps and closes (None: no file; a carry book's perp: its USD-M venue's); DataError if invalid."""
+    paths = carry_report.candle_paths(ctx.paths, ctx.config) if is_perpetual(symbol) else ctx.paths
+    path = paths.ohlcv(timeframe, symbol)
     if not path.exists():
         return None
     if not validate:  # only the newest candle matters: the timestamps alone

@@ -5,8 +5,9 @@ forecast the rebalance guard uses (EWMA 0.94 of the stored daily closes, lib.exe
 
 FAIL: at or past liquidation (margin ratio >= 1). WARN: above ``risk.max_liquidation_prob_24h`` (the next
 rebalance cuts it first) or not assessable (the next rebalance refuses to add risk). No shorts: no row.
-The funding-carry book (two accounts): the shorts' margin balance is the futures wallet (``wallets``), their
-volatility comes from the USD-M venue's candles, and one more row shows both wallets' balances.
+The funding-carry book and the combined book with the funding_carry sleeve (two accounts): the shorts' margin
+balance is the futures wallet (``wallets``), their volatility comes from the USD-M venue's candles, one more row
+shows both wallets' balances, one per USD-M candle series' freshness and one per short's hedge (lib.ops.doctor_hedge).
 """
 
 from __future__ import annotations
@@ -18,15 +19,19 @@ from lib.core.errors import CoinbotError, StateError
 from lib.core.findings import Finding
 from lib.core.paths import ProjectPaths
 from lib.core.short_margin import ShortMargin, assess_shorts
-from lib.core.state import Positions
-from lib.core.storage import read_json
+from lib.core.state import Positions, Targets
+from lib.core.storage import read_json, read_jsonl
 from lib.core.symbols import quote_of
 from lib.core.timeframes import format_ms
+from lib.execution.carry_combo import split_targets
+from lib.execution.journal import parse_journal
+from lib.execution.rebalance_engine import rebalance_id_of
 from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import forecast_volatility
-from lib.ops.carry_report import CARRY_STRATEGY, candle_paths, newest_perp_candles
+from lib.ops.carry_report import candle_paths, is_carry_book, is_combined_carry, newest_perp_candles
 from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
+from lib.ops.doctor_hedge import check_hedges
 from lib.ops.health import check_series
 
 CHECK = "perp margin"
@@ -115,10 +120,12 @@ def check_perp_data(newest: Mapping[tuple[str, str], int | None], *, now_ms: int
 
 
 def findings(paths: ProjectPaths, config: Config, now_ms: int | None = None) -> list[Finding]:
-    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles; for the
-    carry book also both wallets and the USD-M candles' freshness (``now_ms``: the clock when not given)."""
+    """check_perp_margin on state/positions.json with the EWMA volatility of the shorts' stored candles; for a
+    carry book also both wallets, the USD-M candles' freshness and each short's hedge (``now_ms``: the clock when
+    not given)."""
     data: list[Finding] = []
-    if config.strategy.name == CARRY_STRATEGY:
+    carry = is_carry_book(config)
+    if carry:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         newest = newest_perp_candles(candle_paths(paths, config), config, now)
         data = check_perp_data(newest, now_ms=now, max_staleness_bars=config.health.data_max_staleness_bars)
@@ -128,9 +135,36 @@ def findings(paths: ProjectPaths, config: Config, now_ms: int | None = None) -> 
         return data  # check_positions reports an unreadable file
     if facts is None:
         return data
-    wallets = check_wallets(facts, quote_of(config.data.symbols[0])) if config.strategy.name == CARRY_STRATEGY else []
+    wallets = check_wallets(facts, quote_of(config.data.symbols[0])) if carry else []
     shorts = held_perp_shorts(facts)
     if not shorts:
         return data + wallets
     volatility = forecast_volatility(candle_paths(paths, config), config.strategy.timeframe, shorts)
-    return data + wallets + check_perp_margin(facts, volatility, limits=config.risk)
+    positions = read_positions(facts)
+    hedges: list[Finding] = []
+    if carry and positions is not None:
+        directional, risk_changed = _directional_targets(paths, config, positions)
+        hedges = check_hedges(positions, directional, max_unhedged_quote=float(config.carry.max_unhedged_quote),
+                              quote=quote_of(config.data.symbols[0]), risk_changed=risk_changed)
+    return data + wallets + check_perp_margin(facts, volatility, limits=config.risk) + hedges
+
+
+def _directional_targets(paths: ProjectPaths, config: Config, positions: Positions
+                         ) -> tuple[dict[str, float] | None, bool]:
+    """(spot symbol -> the directional target weight the last rebalance traded, whether its risk pass scaled or
+    refused the targets): ({}, False) for funding_carry; (None, False) when targets.json is unreadable or is not the
+    one the last rebalance traded (compute_signals ran since)."""
+    if not is_combined_carry(config):
+        return {}, False
+    try:
+        targets = Targets.from_dict(read_json(paths.targets))
+        if rebalance_id_of(targets) != positions.last_rebalance_id:
+            return None, False
+        pairs, spot_only, _ = split_targets(targets.weights, held=positions.amounts_base, hold=targets.hold,
+                                            limits=config.risk)
+        lines, _ = read_jsonl(paths.journal)
+        events = parse_journal(lines)
+    except CoinbotError:
+        return None, False
+    changed = any(e.event == "risk_rejected" and e.rebalance_id == positions.last_rebalance_id for e in events)
+    return {s: p.directional_weight for s, p in {**spot_only, **pairs}.items()}, changed
