@@ -7,10 +7,10 @@ pairwise summation (``_numpy_sum``), the segment marks use the same BLAS product
 the Python walk's order. Imported lazily by lib.research.backtester (numba loads in ~0.3 s); compiled code is
 cached next to this file on first use.
 
-``simulate`` returns (equity per bar, units held per bar, fill records, funding paid, ruined bar or -1). A fill
-record is (bar, asset, side +1/-1, amount_base, fill price, is_exit, price before slippage: the open, or the last
-close for an exit) in the order the reference's trade log lists them: by bar, rebalance fills before data-end
-exits of the same bar.
+``simulate`` returns (equity per bar, units held per bar, fill records (count x 7, F-ordered), funding paid,
+ruined bar or -1). A fill record is (bar, asset, side +1/-1, amount_base, fill price, is_exit, price before
+slippage: the open, or the last close for an exit) in the order the reference's trade log lists them: by bar,
+rebalance fills before data-end exits of the same bar.
 """
 
 from __future__ import annotations
@@ -110,11 +110,12 @@ def _python_sum(values: np.ndarray, n: int) -> float:  # pragma: no cover (compi
 @njit(cache=True, error_model="numpy")
 def _record(records: np.ndarray, count: int, bar: int, asset: int, side: float, amount: float, price: float,
             is_exit: float, unslipped: float) -> None:  # pragma: no cover (compiled)
-    """Write the (bar, asset, side, amount, price, is_exit, unslipped price) row ``count`` (``simulate`` sizes the
-    buffer for the most orders a run can place: one per asset per decision, plus one data-end exit per asset)."""
-    records[count, 0], records[count, 1], records[count, 2] = bar, asset, side
-    records[count, 3], records[count, 4], records[count, 5] = amount, price, is_exit
-    records[count, 6] = unslipped
+    """Write the (bar, asset, side, amount, price, is_exit, unslipped price) column ``count`` of the 7 x capacity
+    buffer (``simulate`` sizes it for the most orders a run can place: one per asset per decision, plus one data-end
+    exit per asset; one field per row, so the returned records' columns are contiguous for the trade log)."""
+    records[0, count], records[1, count], records[2, count] = bar, asset, side
+    records[3, count], records[4, count], records[5, count] = amount, price, is_exit
+    records[6, count] = unslipped
 
 
 @njit(cache=True, error_model="numpy")
@@ -291,7 +292,7 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
-    records = np.empty((int(has_decision.sum()) * n_assets + n_assets, 7))  # room for every order (see _record;
+    records = np.empty((7, int(has_decision.sum()) * n_assets + n_assets))  # room for every order (see _record;
     # pages never written are never resident)
     work, order_asset = np.empty((7, n_assets)), np.empty(n_assets, np.int64)
     count, segment_start = 0, 0
@@ -310,7 +311,7 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
                                               long_only, marks_non_negative)
         funding_paid += paid
         if ruined_at >= 0:
-            return equity, held, records[:count], funding_paid, ruined_at
+            return equity, held, records[:, :count].T, funding_paid, ruined_at
         segment_start = bar
         if must_exit:
             exit_slip = slip[min(bar, n_bars - 1)] if per_bar_slip else slip[0]
@@ -329,4 +330,4 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     cash, paid, ruined_at = _walk_segment(mark, funding, equity, held, units, cash, segment_start, n_bars,
                                           long_only, marks_non_negative)
     funding_paid += paid
-    return equity, held, records[:count], funding_paid, ruined_at
+    return equity, held, records[:, :count].T, funding_paid, ruined_at
