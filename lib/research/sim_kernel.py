@@ -18,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from lib.research import numba_blas
+
+numba_blas.preload()  # before numba's first compile or cache load: its BLAS without scipy.linalg's package
+
 DUST_QUOTE = 1e-9  # as lib.research.backtester.DUST_QUOTE
 PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 UNROLL = 8  # numpy's pairwise sum keeps 8 partial sums
