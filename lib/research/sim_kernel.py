@@ -278,17 +278,31 @@ def _exit_ended(records: np.ndarray, count: int, units: np.ndarray, cash: float,
     return count, cash
 
 
-@njit(cache=True, error_model="numpy")
 def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target: np.ndarray,
              has_decision: np.ndarray, slip: np.ndarray, funding: np.ndarray, wants_position: np.ndarray,
              last_close_bar: np.ndarray, marks_non_negative: bool, starting_cash: float, fee_frac: float,
              long_only: bool, min_notional: float,
-             band: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:  # pragma: no cover (compiled)
+             band: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
     """The whole walk (see the module docstring). ``slip``: one row per bar, or a single row for every bar;
-    ``funding``: per bar and asset, or 0 rows without funding."""
+    ``funding``: per bar and asset, or 0 rows without funding. The large outputs are allocated here by numpy, whose
+    big arrays get transparent huge pages (numba's allocator maps 4 KiB pages that fault one by one: ~40 % of the
+    walk's CPU on a decision every bar, whose fill buffer is ~20 MB)."""
     n_bars, n_assets = mark.shape
-    equity = np.zeros(n_bars)
-    held = np.zeros((n_bars, n_assets))
+    records = np.empty((7, int(has_decision.sum()) * n_assets + n_assets))  # room for every order (see _record;
+    # pages never written are never resident)
+    return _simulate(mark, reference, tradeable, target, has_decision, slip, funding, wants_position, last_close_bar,
+                     marks_non_negative, starting_cash, fee_frac, long_only, min_notional, band, np.zeros(n_bars),
+                     np.zeros((n_bars, n_assets)), records)
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target: np.ndarray,
+              has_decision: np.ndarray, slip: np.ndarray, funding: np.ndarray, wants_position: np.ndarray,
+              last_close_bar: np.ndarray, marks_non_negative: bool, starting_cash: float, fee_frac: float,
+              long_only: bool, min_notional: float, band: float, equity: np.ndarray, held: np.ndarray,
+              records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:  # pragma: no cover
+    """``simulate`` into ``equity`` (bars, zeros), ``held`` (bars x assets, zeros) and ``records`` (7 x capacity)."""
+    n_bars, n_assets = mark.shape
     exit_tick = np.zeros(n_bars, np.bool_)
     for asset in range(n_assets):
         if 0 <= last_close_bar[asset] < n_bars - 1:
@@ -296,8 +310,6 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
-    records = np.empty((7, int(has_decision.sum()) * n_assets + n_assets))  # room for every order (see _record;
-    # pages never written are never resident)
     work, order_asset = np.empty((7, n_assets)), np.empty(n_assets, np.int64)
     count, segment_start = 0, 0
     for bar in range(1, n_bars):
