@@ -295,4 +295,3 @@ def combine_row(
         shares = capped * np.dot(covariance, capped) / total
         bets = 1.0 / _numpy_sum(shares**2)
     return capped, contributions, vol_scale, final_vol, bets
-
