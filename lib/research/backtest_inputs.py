@@ -68,14 +68,16 @@ def align_frames(
         raise DataError(f"target_weights has symbols without prices: {list(unknown)}")
     if not target_weights.index.equals(index) and len(target_weights.index.difference(index)):
         raise DataError("target_weights has timestamps that are not bars of close_wide")
-    target = np.ascontiguousarray(target_weights.reindex(index=index, columns=columns).to_numpy(dtype=float))
+    aligned = target_weights.index.equals(index) and target_weights.columns.equals(columns)
+    target_frame = target_weights if aligned else target_weights.reindex(index=index, columns=columns)
+    target = np.array(target_frame.to_numpy(dtype=float), order="C")  # our own copy, C order: the walk reads rows
     check_targets(target, params, index)
-    mark = np.ascontiguousarray(np.nan_to_num(close_wide.ffill().to_numpy(dtype=float)))  # C order, as below
+    mark = np.array(close_wide.ffill().to_numpy(dtype=float), order="C")  # C order, as below
+    _nan_to_zero(mark)
     reference = np.array(open_wide.to_numpy(dtype=float), order="C")  # a copy, in C order: the walk reads rows
     blocked = ~(np.isfinite(reference) & (reference > 0))
-    blocked_after_first = blocked[1:]
-    reference[1:][blocked_after_first] = mark[:-1][blocked_after_first]  # value at the last mark
-    reference[0][blocked[0]] = mark[0][blocked[0]]
+    np.copyto(reference[1:], mark[:-1], where=blocked[1:])  # value at the last mark
+    np.copyto(reference[0], mark[0], where=blocked[0])
     volatility = None
     if volatility_wide is not None:
         volatility = np.nan_to_num(volatility_wide.reindex(index=index, columns=columns).to_numpy(dtype=float))
@@ -84,13 +86,21 @@ def align_frames(
         if params.market != "perp":
             raise DataError("funding_wide is only meaningful for backtest.market = 'perp'")
         funding = funding_per_unit(funding_wide, index, columns, reference)
-    is_decision_row, target = np.isfinite(target).any(axis=1), np.nan_to_num(target)
+    is_decision_row = np.isfinite(target).any(axis=1)
+    _nan_to_zero(target)
     return AlignedFrames(
         mark=mark, reference=reference, tradeable=(~blocked).astype(float), target=target,
         is_decision_row=is_decision_row, volatility=volatility, funding_per_unit=funding,
         wants_position=np.asarray(target.any(axis=1), dtype=bool),
         last_close_bar=last_close_bar(close_wide.to_numpy(dtype=float)), marks_non_negative=not (mark < 0).any(),
     )  # fmt: skip
+
+
+def _nan_to_zero(values: np.ndarray) -> None:
+    """``np.nan_to_num`` in place (NaN -> 0, +-inf -> the largest finite), with a cheap path when nothing is inf."""
+    np.copyto(values, 0.0, where=np.isnan(values))
+    if np.isinf(values).any():
+        np.nan_to_num(values, copy=False)
 
 
 def schedule(frames: AlignedFrames, params: BacktestParams) -> SimInputs:

@@ -7,16 +7,20 @@ pairwise summation (``_numpy_sum``), the segment marks use the same BLAS product
 the Python walk's order. Imported lazily by lib.research.backtester (numba loads in ~0.3 s); compiled code is
 cached next to this file on first use.
 
-``simulate`` returns (equity per bar, units held per bar, fill records, funding paid, ruined bar or -1). A fill
-record is (bar, asset, side +1/-1, amount_base, fill price, is_exit, price before slippage: the open, or the last
-close for an exit) in the order the reference's trade log lists them: by bar, rebalance fills before data-end
-exits of the same bar.
+``simulate`` returns (equity per bar, units held per bar, fill records (count x 7, F-ordered), funding paid,
+ruined bar or -1). A fill record is (bar, asset, side +1/-1, amount_base, fill price, is_exit, price before
+slippage: the open, or the last close for an exit) in the order the reference's trade log lists them: by bar,
+rebalance fills before data-end exits of the same bar.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from lib.research import numba_blas
+
+numba_blas.preload()  # before numba's first compile or cache load: its BLAS without scipy.linalg's package
 
 DUST_QUOTE = 1e-9  # as lib.research.backtester.DUST_QUOTE
 PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
@@ -110,11 +114,12 @@ def _python_sum(values: np.ndarray, n: int) -> float:  # pragma: no cover (compi
 @njit(cache=True, error_model="numpy")
 def _record(records: np.ndarray, count: int, bar: int, asset: int, side: float, amount: float, price: float,
             is_exit: float, unslipped: float) -> None:  # pragma: no cover (compiled)
-    """Write the (bar, asset, side, amount, price, is_exit, unslipped price) row ``count`` (``simulate`` sizes the
-    buffer for the most orders a run can place: one per asset per decision, plus one data-end exit per asset)."""
-    records[count, 0], records[count, 1], records[count, 2] = bar, asset, side
-    records[count, 3], records[count, 4], records[count, 5] = amount, price, is_exit
-    records[count, 6] = unslipped
+    """Write the (bar, asset, side, amount, price, is_exit, unslipped price) column ``count`` of the 7 x capacity
+    buffer (``simulate`` sizes it for the most orders a run can place: one per asset per decision, plus one data-end
+    exit per asset; one field per row, so the returned records' columns are contiguous for the trade log)."""
+    records[0, count], records[1, count], records[2, count] = bar, asset, side
+    records[3, count], records[4, count], records[5, count] = amount, price, is_exit
+    records[6, count] = unslipped
 
 
 @njit(cache=True, error_model="numpy")
@@ -273,17 +278,31 @@ def _exit_ended(records: np.ndarray, count: int, units: np.ndarray, cash: float,
     return count, cash
 
 
-@njit(cache=True, error_model="numpy")
 def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target: np.ndarray,
              has_decision: np.ndarray, slip: np.ndarray, funding: np.ndarray, wants_position: np.ndarray,
              last_close_bar: np.ndarray, marks_non_negative: bool, starting_cash: float, fee_frac: float,
              long_only: bool, min_notional: float,
-             band: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:  # pragma: no cover (compiled)
+             band: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
     """The whole walk (see the module docstring). ``slip``: one row per bar, or a single row for every bar;
-    ``funding``: per bar and asset, or 0 rows without funding."""
+    ``funding``: per bar and asset, or 0 rows without funding. The large outputs are allocated here by numpy, whose
+    big arrays get transparent huge pages (numba's allocator maps 4 KiB pages that fault one by one: ~40 % of the
+    walk's CPU on a decision every bar, whose fill buffer is ~20 MB)."""
     n_bars, n_assets = mark.shape
-    equity = np.zeros(n_bars)
-    held = np.zeros((n_bars, n_assets))
+    records = np.empty((7, int(has_decision.sum()) * n_assets + n_assets))  # room for every order (see _record;
+    # pages never written are never resident)
+    return _simulate(mark, reference, tradeable, target, has_decision, slip, funding, wants_position, last_close_bar,
+                     marks_non_negative, starting_cash, fee_frac, long_only, min_notional, band, np.zeros(n_bars),
+                     np.zeros((n_bars, n_assets)), records)
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target: np.ndarray,
+              has_decision: np.ndarray, slip: np.ndarray, funding: np.ndarray, wants_position: np.ndarray,
+              last_close_bar: np.ndarray, marks_non_negative: bool, starting_cash: float, fee_frac: float,
+              long_only: bool, min_notional: float, band: float, equity: np.ndarray, held: np.ndarray,
+              records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:  # pragma: no cover
+    """``simulate`` into ``equity`` (bars, zeros), ``held`` (bars x assets, zeros) and ``records`` (7 x capacity)."""
+    n_bars, n_assets = mark.shape
     exit_tick = np.zeros(n_bars, np.bool_)
     for asset in range(n_assets):
         if 0 <= last_close_bar[asset] < n_bars - 1:
@@ -291,8 +310,6 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
-    records = np.empty((int(has_decision.sum()) * n_assets + n_assets, 7))  # room for every order (see _record;
-    # pages never written are never resident)
     work, order_asset = np.empty((7, n_assets)), np.empty(n_assets, np.int64)
     count, segment_start = 0, 0
     for bar in range(1, n_bars):
@@ -310,7 +327,7 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
                                               long_only, marks_non_negative)
         funding_paid += paid
         if ruined_at >= 0:
-            return equity, held, records[:count], funding_paid, ruined_at
+            return equity, held, records[:, :count].T, funding_paid, ruined_at
         segment_start = bar
         if must_exit:
             exit_slip = slip[min(bar, n_bars - 1)] if per_bar_slip else slip[0]
@@ -329,4 +346,4 @@ def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, tar
     cash, paid, ruined_at = _walk_segment(mark, funding, equity, held, units, cash, segment_start, n_bars,
                                           long_only, marks_non_negative)
     funding_paid += paid
-    return equity, held, records[:count], funding_paid, ruined_at
+    return equity, held, records[:, :count].T, funding_paid, ruined_at

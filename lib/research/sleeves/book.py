@@ -130,6 +130,14 @@ def compute_book(
     risk_period = -1
     sized_conviction: np.ndarray = np.empty(0)
     rows = np.flatnonzero(wants)
+    if compiled and budgets.keys() == {TREND_CORE}:  # the trend-only walk below, in one compiled call
+        from lib.research.sleeves.book_loop import fill_trend_rows  # numba loads on first use
+
+        fill_trend_rows(returns, conviction, eligible_arr, periods, rows, sizing=sizing, combiner=settings.combiner,
+                        periods_per_year=periods_per_year(timeframe), raw=raw, weights=sleeve_arrays[TREND_CORE],
+                        contributions=contribution_arrays[TREND_CORE], trend_budgets=trend_budgets,
+                        clusters=clusters, stats=stats, stats_binding=stats_binding)
+        rows = rows[:0]  # nothing left for the loop
     # compiled: the eligible set equals the last refresh's iff it equals the previous processed row's
     same_eligible = np.zeros(rows.size, dtype=bool)
     same_eligible[1:] = (eligible_arr[rows[1:]] == eligible_arr[rows[:-1]]).all(axis=1) if compiled else False

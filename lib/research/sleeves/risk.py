@@ -56,8 +56,16 @@ def row_risk(
     compiled: bool = False,
 ) -> RowRisk | None:
     """The risk model at ``row`` over the ``candidates`` (column positions) with enough returns in the
-    window; None when fewer than one qualifies. Missing returns count as 0 (no move). ``compiled``: the
-    clusters' merge loop runs in lib.research.sleeves.book_kernel (same labels)."""
+    window; None when fewer than one qualifies. Missing returns count as 0 (no move). ``compiled``: the whole
+    model (membership, Ledoit-Wolf, clusters) runs in one call of lib.research.sleeves.risk_kernel (the same
+    operations in the same order: the same covariance and labels)."""
+    if compiled:
+        from lib.research.sleeves import risk_kernel  # numba loads on first use
+
+        cut = math.sqrt((1.0 - cluster_correlation) / 2.0)
+        members, covariance, labels = risk_kernel.risk_model(returns, row, candidates.astype(np.int64), window_bars,
+                                                             cut, float(periods_per_year))
+        return RowRisk(members=members, covariance=covariance, clusters=labels) if members.size else None
     start = row - window_bars + 1
     if start < 0 or candidates.size == 0:
         return None

@@ -32,11 +32,18 @@ def schmitt_state(gap: pd.Series, buffer_frac: float) -> pd.Series:
 
     Up when gap > buffer, down when gap < -buffer, else the previous state (initially down).
     """
-    decided = pd.Series(np.nan, index=gap.index, dtype="float64")
-    decided[gap > buffer_frac] = 1.0
-    decided[gap < -buffer_frac] = 0.0
-    state = decided.ffill().fillna(0.0)
-    return state.where(gap.notna())
+    return pd.Series(schmitt_states(gap.to_numpy(dtype="float64"), buffer_frac), index=gap.index, dtype="float64")
+
+
+def schmitt_states(gap: np.ndarray, buffer_frac: float) -> np.ndarray:
+    """``schmitt_state`` on an array: each bar takes the side of the last bar (itself included) whose gap left
+    the band, "down" (0) before the first; bars with a NaN gap are NaN but do not reset the state."""
+    positions = np.arange(gap.size)
+    last_decided = np.where((gap > buffer_frac) | (gap < -buffer_frac), positions, -1)
+    np.maximum.accumulate(last_decided, out=last_decided)
+    state = np.where(last_decided >= 0, gap[np.maximum(last_decided, 0)] > buffer_frac, 0.0).astype("float64")
+    state[np.isnan(gap)] = np.nan
+    return state
 
 
 def trend_states(candles: pd.DataFrame, params: TrendParams) -> pd.DataFrame:
@@ -45,9 +52,15 @@ def trend_states(candles: pd.DataFrame, params: TrendParams) -> pd.DataFrame:
     Bars before a horizon's first full window are NaN (not tradeable yet).
     """
     index = pd.Index(candles["timestamp"].astype("int64").to_numpy(), name="timestamp")
-    close = pd.Series(candles["close"].to_numpy(dtype="float64"), index=index)
-    states = {f"up_{n}": schmitt_state(sma_gap(close, n), params.entry_buffer_frac) for n in params.horizons_bars}
-    return pd.DataFrame(states, index=index)
+    states = _state_arrays(candles["close"].to_numpy(dtype="float64"), params)
+    return pd.DataFrame({f"up_{n}": state for n, state in zip(params.horizons_bars, states, strict=True)},
+                        index=index)
+
+
+def _state_arrays(close: np.ndarray, params: TrendParams) -> list[np.ndarray]:
+    """Per horizon, the trigger states of one asset's closes (``sma_gap`` then ``schmitt_states``)."""
+    series = pd.Series(close)
+    return [schmitt_states(sma_gap(series, n).to_numpy(), params.entry_buffer_frac) for n in params.horizons_bars]
 
 
 def states_known_from_ms(candles: pd.DataFrame, params: TrendParams) -> int | None:
@@ -84,13 +97,17 @@ class TrendSleeve:
 def compute_trend_sleeve(
     candles_by_symbol: Mapping[str, pd.DataFrame], like: pd.DataFrame, params: TrendParams
 ) -> TrendSleeve:
-    """Conviction of every symbol on ``like``'s index/columns (the market panel's close)."""
-    per_symbol = {symbol: trend_states(candles_by_symbol[symbol], params) for symbol in like.columns}
-    states: dict[str, pd.DataFrame] = {}
-    for n in params.horizons_bars:
-        key = f"up_{n}"
-        frame = pd.DataFrame({symbol: per_symbol[symbol][key] for symbol in like.columns})
-        states[key] = frame.reindex(index=like.index, columns=like.columns)
-    stacked = np.stack([frame.to_numpy() for frame in states.values()])
+    """Conviction of every symbol on ``like``'s index/columns (the market panel's close). Each asset's states are
+    computed on its own bars and placed on the panel's rows (NaN where it has no bar), as a reindex would."""
+    shape = like.shape
+    stacked = np.full((len(params.horizons_bars), *shape), np.nan)
+    for column, symbol in enumerate(like.columns):
+        candles = candles_by_symbol[symbol]
+        rows = like.index.get_indexer(candles["timestamp"].astype("int64").to_numpy())
+        on_panel = rows >= 0
+        for horizon, state in enumerate(_state_arrays(candles["close"].to_numpy(dtype="float64"), params)):
+            stacked[horizon, rows[on_panel], column] = state[on_panel]
+    states = {f"up_{n}": pd.DataFrame(stacked[k], index=like.index, columns=like.columns)
+              for k, n in enumerate(params.horizons_bars)}
     conviction = pd.DataFrame(stacked.mean(axis=0), index=like.index, columns=like.columns)
     return TrendSleeve(conviction=conviction.where(like.notna()), states=states)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib.core.errors import ConfigError, DataError
-from lib.research.universe import UniverseParams, eligible_mask, trailing_dollar_volume
+from lib.research.universe import UniverseParams, eligible_mask, median_at_least, trailing_dollar_volume
 
 DAY_MS = 86_400_000
 NAN = np.nan
@@ -133,3 +135,23 @@ BAD_PARAMS = [
 def test_bad_universe_params_raise_config_error_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         UniverseParams(**overrides)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), window=st.integers(1, 12), missing=st.floats(0.0, 0.6),
+       levels=st.integers(1, 6))
+def test_median_at_least_answers_as_the_rolling_median(seed: int, window: int, missing: float, levels: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.choice(rng.uniform(0.0, 10.0, size=levels), size=(60, 4))  # few levels: ties and exact hits
+    values[rng.uniform(size=values.shape) < missing] = np.nan
+    frame = wide({f"C{k}/USDT": list(values[:, k]) for k in range(4)})
+    for threshold in (*np.unique(values[np.isfinite(values)])[:3], 5.0, 0.0):
+        ones = pd.DataFrame(1.0, index=frame.index, columns=frame.columns)
+        expected = (trailing_dollar_volume(frame, ones, window_bars=window) >= threshold).to_numpy()
+        np.testing.assert_array_equal(median_at_least(frame, float(threshold), window_bars=window), expected)
+
+
+def test_median_at_least_by_hand() -> None:
+    frame = wide({"A/USDT": [1.0, 3.0, NAN, 2.0, 4.0, 6.0]})  # window 2 (needs 1 valid): medians 1, 2, 3, 2, 3, 5
+    np.testing.assert_array_equal(median_at_least(frame, 3.0, window_bars=2)[:, 0],
+                                  [False, False, True, False, True, True])

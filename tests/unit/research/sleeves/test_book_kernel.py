@@ -19,7 +19,14 @@ from lib.ops.config import Config
 from lib.research.sleeves.book import BookOutput, BookSettings, _combine, compute_book
 from lib.research.sleeves.combiner import CombinerParams, combine_row, normalized_budgets
 from lib.research.sleeves.params import SizingParams, TurnoverParams
-from lib.research.sleeves.risk import RowRisk, correlation_clusters, effective_bets, to_correlation
+from lib.research.sleeves.risk import (
+    RowRisk,
+    correlation_clusters,
+    effective_bets,
+    ledoit_wolf_covariance,
+    row_risk,
+    to_correlation,
+)
 from lib.research.sleeves.sizing import risk_parity_weights, size_row
 from lib.research.sleeves.turnover import control_turnover
 from lib.research.strategy import to_wide_panel
@@ -169,3 +176,38 @@ def test_compiled_book_matches_the_reference_on_real_data(shared_data_dir: Path,
     book, universe = _config_book()
     compiled, reference = _books(candles, universe, book, timeframe, strategy_name)
     _assert_same_book(compiled, reference)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 25), common=st.floats(0.0, 3.0),
+       missing=st.floats(0.0, 0.2), cut=st.floats(-0.9, 0.95), window=st.integers(2, 120))
+def test_compiled_risk_model_matches_the_reference(seed: int, n: int, common: float, missing: float, cut: float,
+                                                   window: int) -> None:
+    rng = np.random.default_rng(seed)
+    returns = (rng.normal(size=(150, 1)) * common + rng.normal(size=(150, n))) * rng.uniform(0.001, 0.05, size=n)
+    returns[rng.uniform(size=returns.shape) < missing] = np.nan  # some assets fall under MIN_VALID_FRAC
+    candidates = np.flatnonzero(rng.uniform(size=n) < 0.8)
+    for row in (window - 2, window - 1, 149):
+        reference = row_risk(returns, row, candidates, window_bars=window, cluster_correlation=cut,
+                             periods_per_year=8766.0)
+        compiled = row_risk(returns, row, candidates, window_bars=window, cluster_correlation=cut,
+                            periods_per_year=8766.0, compiled=True)
+        if reference is None:
+            assert compiled is None
+            continue
+        assert compiled is not None
+        np.testing.assert_array_equal(compiled.members, reference.members)
+        np.testing.assert_array_equal(compiled.covariance, reference.covariance)
+        np.testing.assert_array_equal(compiled.clusters, reference.clusters)
+
+
+@pytest.mark.parametrize(("seed", "n", "p"), [(0, 90, 25), (1, 30, 5), (2, 15, 20), (3, 120, 1), (4, 60, 2)])
+def test_compiled_ledoit_wolf_matches_the_reference(seed: int, n: int, p: int) -> None:
+    rng = np.random.default_rng(seed)
+    sample = np.asfortranarray(rng.normal(size=(n, 3)) @ rng.normal(size=(3, p)) + rng.normal(size=(n, p)))
+    from lib.research.sleeves import risk_kernel
+
+    columns = np.ascontiguousarray(sample.T)  # row_risk hands the reference an F-ordered sample: the same memory
+    np.testing.assert_array_equal(risk_kernel.ledoit_wolf_columns(columns), ledoit_wolf_covariance(sample))
+    if p > 1:
+        np.testing.assert_array_equal(risk_kernel.gram(columns), sample.T @ sample)
