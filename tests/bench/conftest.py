@@ -38,7 +38,7 @@ def measure_process(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | Non
     """Run ``argv`` to completion. The peak RSS is the child's own (``os.wait4`` rusage), not the max
     over every child this test process ever had (which RUSAGE_CHILDREN would give). Linux counts the
     forked copy of this (pytest) process before exec, so a peak below this process's own RSS reads as
-    that floor: for small processes (run_pipeline) quote ``farm-bench``'s figure instead."""
+    that floor: for small processes (run_pipeline) quote ``/usr/bin/time -v``'s maximum resident set size instead."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(list(argv), cwd=cwd, env=script_env(env), stdout=out, stderr=err, text=True)
