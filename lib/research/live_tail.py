@@ -61,7 +61,7 @@ def tail_scales(daily_close: pd.DataFrame, fill_open_ms: np.ndarray, weights: np
     order = order[~repeat]
     days, starts = np.unique(last_day[order], return_index=True)
     batches = _Batches(scales, max_var=max_var, max_cvar=max_cvar)
-    for day, ticks in zip(days.tolist(), np.split(order, starts[1:]), strict=True):
+    for day, ticks in zip(days.tolist(), np.split(order, starts[1:]) if order.size else [], strict=True):
         for subset, window in _windows(closes, returns, has_close, day, weights[ticks] != 0, lookback_days):
             books = ticks[subset]
             unknown = unknown_books(window, weights[books])

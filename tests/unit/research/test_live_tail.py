@@ -227,3 +227,11 @@ def test_day_closes_are_each_symbols_daily_closes_on_the_union_of_their_calendar
                                                .reset_index(), timeframe_ms=MS_PER_HOUR) for s in closes.columns})
     pd.testing.assert_frame_equal(frame, one_by_one.sort_index(), check_index_type=False, check_names=False)
     assert (5 + 42) * MS_PER_DAY not in frame.index and np.isnan(frame.loc[(5 + 40) * MS_PER_DAY, "A/USDT"])
+
+
+def test_a_run_whose_books_are_all_empty_scales_nothing() -> None:
+    """A strategy that never holds anything (no eligible coin yet, a flat book): every factor is 1, no error."""
+    daily = pd.DataFrame({"BTC/USDT": [100.0, 101.0, 99.0]}, index=pd.Index([0, MS_PER_DAY, 2 * MS_PER_DAY]))
+    fills = np.array([MS_PER_DAY, 2 * MS_PER_DAY, 3 * MS_PER_DAY], dtype=np.int64)
+    scales = tail_scales(daily, fills, np.zeros((3, 1)), max_var=0.05, max_cvar=0.08, lookback_days=365)
+    assert scales.tolist() == [1.0, 1.0, 1.0]
