@@ -27,7 +27,7 @@ Between rebalance ticks units are constant, so equity is computed per segment wi
 Python loop runs once per rebalance tick, except ticks where a flat book meets an all-zero target
 (nothing held, nothing wanted: the flat segment simply runs on, its equity being the cash either way).
 The same walk runs compiled (lib.research.sim_kernel without the live risk layer, always; lib.research.live_kernel
-with it, from LIVE_COMPILED_MIN_BARS bars on), bit-identical; the Python walk here stays the reference
+with it, on long histories where it pays), bit-identical; the Python walk here stays the reference
 (``compiled=False``); ``run_backtest_sweep`` runs a grid of parameter sets on one alignment.
 """
 
@@ -51,8 +51,9 @@ from lib.research.portfolio import apply_no_trade_band
 __all__ = ["TRADE_COLUMNS", "TRADE_DTYPES", "BacktestResult", "run_backtest", "run_backtest_sweep"]
 
 DUST_QUOTE = 1e-9  # a trade smaller than this (quote) is float noise, never an order
-LIVE_COMPILED_MIN_BARS = 8_000  # the live-risk walk compiles from here (~27 us a tick in Python; numba's load is
-# ~0.5 s unless already loaded, as by lib.research.sleeves.book from its COMPILED_MIN_ROWS = 8,000 rows)
+# The live-risk walk compiles by default where it pays: ~27 us a tick in Python against ~0.05 s to load the kernel
+# once numba is loaded (lib.research.sleeves.book loads it from its COMPILED_MIN_ROWS = 8,000 rows; ~0.4 s more if not)
+LIVE_COMPILED_MIN_BARS, LIVE_COMPILED_MIN_TICKS = 8_000, 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ def run_backtest(
     at the decision bar for the volatility-scaled slippage. ``live_risk``: the ``[risk]`` limits, applied
     when ``params.model_live_risk`` (lib.research.live_risk). ``compiled``: run the walk compiled (same numbers);
     False runs the Python walk (the reference); None (default): compiled, with the live risk layer only from
-    LIVE_COMPILED_MIN_BARS bars on.
+    LIVE_COMPILED_MIN_BARS bars and LIVE_COMPILED_MIN_TICKS rebalance ticks on.
     ``daily_close``: complete days' closes (lib.research.live_tail.day_closes of the history up to the run's end,
     before its start too: live's VaR window reaches back) to model the tail-risk pass with the live risk layer.
     """
@@ -125,7 +126,8 @@ def run_backtest(
         starting_capital_quote=float(params.starting_capital_quote), review_days=params.halt_review_days)
     if risk is not None and daily_close is not None and live_risk is not None and live_risk.tail_risk_action != "off":
         risk.tail_scale = _tail_factors(risk, inputs, close_wide, daily_close)
-    if compiled or (compiled is None and (risk is None or len(close_wide) >= LIVE_COMPILED_MIN_BARS)):
+    pays = len(close_wide) >= LIVE_COMPILED_MIN_BARS and inputs.has_decision.sum() >= LIVE_COMPILED_MIN_TICKS
+    if compiled or (compiled is None and (risk is None or pays)):
         return _compiled_run(close_wide, inputs, params, risk)
     n_bars, n_assets = inputs.mark.shape
     equity = np.zeros(n_bars)

@@ -124,6 +124,9 @@ def test_the_default_compiles_the_live_walk_on_long_histories_only(monkeypatch: 
     short = run_backtest(**kwargs)
     assert called == []  # 60 bars: the Python walk
     monkeypatch.setattr(backtester, "LIVE_COMPILED_MIN_BARS", 60)
+    assert_same_live_run(run_backtest(**kwargs), short)
+    assert called == []  # a long history with fewer ticks than LIVE_COMPILED_MIN_TICKS: still the Python walk
+    monkeypatch.setattr(backtester, "LIVE_COMPILED_MIN_TICKS", 10)
     long = run_backtest(**kwargs)
     assert called == [True]
     assert_same_live_run(long, short)
