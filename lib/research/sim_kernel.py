@@ -1,10 +1,10 @@
 """Pure: the backtester's walk compiled with numba, for runs without the live risk layer.
 
-The same walk as the Python one in lib.research.backtester (that one stays the reference, and the path of
-runs that model the live risk layer), operation for operation in the same order, so that its equity, trades
-and fees equal the reference's (tests/unit/research/test_sim_kernel.py): sums over assets use numpy's own
-pairwise summation (``_numpy_sum``), the segment marks use the same BLAS product, and the order loop adds in
-the Python walk's order. Imported lazily by lib.research.backtester (numba loads in ~0.3 s); compiled code is
+The same walk as the Python one in lib.research.backtester (that one stays the reference; lib.research.live_kernel
+builds the walk with the live risk layer from these parts), operation for operation in the same order, so that
+its equity, trades and fees equal the reference's (tests/unit/research/test_sim_kernel.py): sums over assets use
+numpy's own pairwise summation (``_numpy_sum``), the segment marks use the same BLAS product, and the order loop
+adds in the Python walk's order. Imported lazily by lib.research.backtester (numba loads in ~0.3 s); compiled code is
 cached next to this file on first use.
 
 ``simulate`` returns (equity per bar, units held per bar, fill records (count x 7, F-ordered), funding paid,
