@@ -7,7 +7,9 @@ reduce-only day), the per-asset clip (lib.core.weight_caps' rule), the tail-risk
 before the walk by lib.research.live_tail: the kernel only applies it), the target caps, the reduce-only weights
 and the order caps, around lib.research.sim_kernel's segment marks, data-end exits and rebalance. Sums over assets
 are numpy's pairwise sums (``sim_kernel._numpy_sum``), so equity, trades, weights and the layer's report equal the
-reference's (tests/unit/research/test_live_kernel.py). Imported lazily by lib.research.backtester.
+reference's (tests/unit/research/test_live_kernel.py). Imported lazily by lib.research.backtester; compiled code is
+cached next to this file. numba's cache does not notice edits to another file (here sim_kernel.py, whose functions
+are compiled into these): after changing those, delete ``__pycache__/live_kernel.*.nbi`` so this recompiles.
 """
 
 from __future__ import annotations
