@@ -2,17 +2,22 @@
 
 An alert that cannot be delivered is logged and reported as False; it never raises, so it can never
 crash a script or mask the script's real exit code. Without Telegram settings alerts go to the log only.
+``requests`` is imported when an alert is posted: scripts that only may alert (every script, through
+lib.ops.runner) do not load it (tests/unit/test_script_imports.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import requests
 from loguru import logger
 
 from lib.core.retry import call_with_retry
 from lib.ops.config import AlertsSection, Secrets
+
+if TYPE_CHECKING:
+    import requests
 
 MESSAGE_LIMIT = 4096  # Telegram's maximum text length
 CAPTION_LIMIT = 1024  # Telegram's maximum photo caption length
@@ -86,6 +91,8 @@ def _cut_at_line(text: str, limit: int) -> str:
 
 
 def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **payload: object) -> None:
+    import requests  # here: ~60 ms of imports a script pays only when it posts
+
     def attempt() -> None:
         try:
             response = requests.post(url, timeout=timeout_s, **payload)  # type: ignore[arg-type]

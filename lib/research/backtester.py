@@ -26,8 +26,9 @@ stays flat (closes only: no intrabar high/low, so this is optimistic for leverag
 Between rebalance ticks units are constant, so equity is computed per segment with numpy; the
 Python loop runs once per rebalance tick, except ticks where a flat book meets an all-zero target
 (nothing held, nothing wanted: the flat segment simply runs on, its equity being the cash either way).
-Without the live risk layer the same walk runs compiled (lib.research.sim_kernel, bit-identical; the Python walk
-here stays the reference, ``compiled=False``); ``run_backtest_sweep`` runs a grid of parameter sets on one alignment.
+The same walk runs compiled (lib.research.sim_kernel without the live risk layer, always; lib.research.live_kernel
+with it, on long histories where it pays), bit-identical; the Python walk here stays the reference
+(``compiled=False``); ``run_backtest_sweep`` runs a grid of parameter sets on one alignment.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.errors import DataError
-from lib.research.backtest_inputs import BPS_PER_UNIT, AlignedFrames, align_frames, schedule
+from lib.research.backtest_inputs import BPS_PER_UNIT, align_frames, schedule
 from lib.research.backtest_inputs import SimInputs as _Inputs
 from lib.research.backtest_params import BacktestParams
 from lib.research.backtest_trades import TRADE_COLUMNS, TRADE_DTYPES, Order, trades_frame, trades_from_records
@@ -50,6 +51,9 @@ from lib.research.portfolio import apply_no_trade_band
 __all__ = ["TRADE_COLUMNS", "TRADE_DTYPES", "BacktestResult", "run_backtest", "run_backtest_sweep"]
 
 DUST_QUOTE = 1e-9  # a trade smaller than this (quote) is float noise, never an order
+# The live-risk walk compiles by default where it pays: ~27 us a tick in Python against ~0.05 s to load the kernel
+# once numba is loaded (lib.research.sleeves.book loads it from its COMPILED_MIN_ROWS = 8,000 rows; ~0.4 s more if not)
+LIVE_COMPILED_MIN_BARS, LIVE_COMPILED_MIN_TICKS = 8_000, 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,7 @@ def run_backtest(
     funding_wide: pd.DataFrame | None = None,
     volatility_wide: pd.DataFrame | None = None,
     live_risk: LiveRiskLimits | None = None,
-    compiled: bool = True,
+    compiled: bool | None = None,
     daily_close: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Simulate trading ``target_weights`` over the bars of ``close_wide`` (see module docstring).
@@ -109,25 +113,27 @@ def run_backtest(
     [open_i, open_i + bar) is paid by the units held during bar i, on units x open_i. Symbols
     missing from it pay no funding. ``volatility_wide``: per-bar return volatility fraction, read
     at the decision bar for the volatility-scaled slippage. ``live_risk``: the ``[risk]`` limits, applied
-    when ``params.model_live_risk`` (lib.research.live_risk). ``compiled``: without the live risk layer, run
-    the walk compiled (lib.research.sim_kernel; same numbers); False runs the Python walk (the reference).
+    when ``params.model_live_risk`` (lib.research.live_risk). ``compiled``: run the walk compiled (same numbers);
+    False runs the Python walk (the reference); None (default): compiled, with the live risk layer only from
+    LIVE_COMPILED_MIN_BARS bars and LIVE_COMPILED_MIN_TICKS rebalance ticks on.
     ``daily_close``: complete days' closes (lib.research.live_tail.day_closes of the history up to the run's end,
     before its start too: live's VaR window reaches back) to model the tail-risk pass with the live risk layer.
     """
     frames = align_frames(open_wide, close_wide, target_weights, params, funding_wide, volatility_wide)
-    if compiled and (live_risk is None or not params.model_live_risk):
-        return _compiled_run(close_wide, frames, params)
     inputs = schedule(frames, params)
-    n_bars, n_assets = inputs.mark.shape
-    equity = np.zeros(n_bars)
-    ledger = _Ledger(cash=float(params.starting_capital_quote), units=np.zeros(n_assets))
-    fee_frac = params.fee_bps / BPS_PER_UNIT
-    long_only = params.market == "spot"
     risk = None if live_risk is None or not params.model_live_risk else LiveRiskState(
         limits=live_risk, index=np.asarray(close_wide.index), is_perp=params.market == "perp",
         starting_capital_quote=float(params.starting_capital_quote), review_days=params.halt_review_days)
     if risk is not None and daily_close is not None and live_risk is not None and live_risk.tail_risk_action != "off":
         risk.tail_scale = _tail_factors(risk, inputs, close_wide, daily_close)
+    pays = len(close_wide) >= LIVE_COMPILED_MIN_BARS and inputs.has_decision.sum() >= LIVE_COMPILED_MIN_TICKS
+    if compiled or (compiled is None and (risk is None or pays)):
+        return _compiled_run(close_wide, inputs, params, risk)
+    n_bars, n_assets = inputs.mark.shape
+    equity = np.zeros(n_bars)
+    ledger = _Ledger(cash=float(params.starting_capital_quote), units=np.zeros(n_assets))
+    fee_frac = params.fee_bps / BPS_PER_UNIT
+    long_only = params.market == "spot"
     ends = inputs.last_close_bar
     exit_after = {int(bar) + 1 for bar in ends[(ends >= 0) & (ends < n_bars - 1)]}
     wants_position = inputs.wants_position
@@ -183,7 +189,7 @@ def _tail_factors(risk: LiveRiskState, inputs: _Inputs, close_wide: pd.DataFrame
     limits = risk.limits
     factors = np.ones(len(inputs.has_decision))
     bars = np.flatnonzero(inputs.has_decision[1:]) + 1
-    if bars.size:
+    if inputs.target[bars - 1].any():  # (all-cash books fit: 1; tail_scales fails on no book at all)
         factors[bars] = tail_scales(
             daily_close.reindex(columns=close_wide.columns), close_wide.index.to_numpy(dtype=np.int64)[bars],
             risk.clip_all(inputs.target[bars - 1]), max_var=limits.max_var_99_frac, max_cvar=limits.max_cvar_99_frac,
@@ -326,28 +332,34 @@ def run_backtest_sweep(
     if not grid:
         return []
     frames = align_frames(open_wide, close_wide, target_weights, grid[0], funding_wide, volatility_wide)
-    return [_compiled_run(close_wide, frames, params) for params in grid]
+    return [_compiled_run(close_wide, schedule(frames, params), params, None) for params in grid]
 
 
-def _compiled_run(close_wide: pd.DataFrame, frames: AlignedFrames, params: BacktestParams) -> BacktestResult:
-    """The walk without the live risk layer, compiled (lib.research.sim_kernel, imported here: numba loads late)."""
-    from lib.research import sim_kernel
-
-    inputs = schedule(frames, params)
+def _compiled_run(close_wide: pd.DataFrame, inputs: _Inputs, params: BacktestParams,
+                  risk: LiveRiskState | None) -> BacktestResult:
+    """The walk compiled: lib.research.sim_kernel, or lib.research.live_kernel with the live risk layer of ``risk``
+    (imported here: numba loads late)."""
     n_assets = inputs.mark.shape[1]
     slip = inputs.slip_frac[:1] if inputs.slip_frac.strides[0] == 0 else inputs.slip_frac
     funding = inputs.funding_per_unit if inputs.funding_per_unit is not None else np.zeros((0, n_assets))
     fee_frac = params.fee_bps / BPS_PER_UNIT
-    equity, held_units, records, funding_paid, _ = sim_kernel.simulate(
-        inputs.mark, inputs.reference, inputs.tradeable, inputs.target, inputs.has_decision, slip, funding,
-        inputs.wants_position, inputs.last_close_bar, inputs.marks_non_negative,
-        float(params.starting_capital_quote), fee_frac, params.market == "spot", float(params.min_notional_quote),
-        float(params.no_trade_band_frac))  # fmt: skip
+    arrays = (inputs.mark, inputs.reference, inputs.tradeable, inputs.target, inputs.has_decision, slip, funding,
+              inputs.wants_position, inputs.last_close_bar, inputs.marks_non_negative,
+              float(params.starting_capital_quote), fee_frac, params.market == "spot", float(params.min_notional_quote),
+              float(params.no_trade_band_frac))  # fmt: skip
+    if risk is None:
+        from lib.research import sim_kernel
+
+        equity, held_units, records, funding_paid, _ = sim_kernel.simulate(*arrays)
+    else:
+        from lib.research import live_kernel
+
+        equity, held_units, records, funding_paid, _ = live_kernel.simulate(*arrays, risk)
     index, columns = close_wide.index, close_wide.columns
     trades = trades_from_records(records, index, columns, fee_frac)
     exits = [(int(bar), (int(asset), side, amount, price)) for bar, asset, side, amount, price, _, _ in
              records[records[:, 5] > 0].tolist()]
-    return _assemble(close_wide, equity, held_units, inputs.mark, trades, exits, funding_paid, None)
+    return _assemble(close_wide, equity, held_units, inputs.mark, trades, exits, funding_paid, risk)
 
 
 def _result(

@@ -1,10 +1,10 @@
 """Pure: the backtester's walk compiled with numba, for runs without the live risk layer.
 
-The same walk as the Python one in lib.research.backtester (that one stays the reference, and the path of
-runs that model the live risk layer), operation for operation in the same order, so that its equity, trades
-and fees equal the reference's (tests/unit/research/test_sim_kernel.py): sums over assets use numpy's own
-pairwise summation (``_numpy_sum``), the segment marks use the same BLAS product, and the order loop adds in
-the Python walk's order. Imported lazily by lib.research.backtester (numba loads in ~0.3 s); compiled code is
+The same walk as the Python one in lib.research.backtester (that one stays the reference; lib.research.live_kernel
+builds the walk with the live risk layer from these parts), operation for operation in the same order, so that
+its equity, trades and fees equal the reference's (tests/unit/research/test_sim_kernel.py): sums over assets use
+numpy's own pairwise summation (``_numpy_sum``), the segment marks use the same BLAS product, and the order loop
+adds in the Python walk's order. Imported lazily by lib.research.backtester (numba loads in ~0.3 s); compiled code is
 cached next to this file on first use.
 
 ``simulate`` returns (equity per bar, units held per bar, fill records (count x 7, F-ordered), funding paid,
@@ -25,6 +25,7 @@ numba_blas.preload()  # before numba's first compile or cache load: its BLAS wit
 DUST_QUOTE = 1e-9  # as lib.research.backtester.DUST_QUOTE
 PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 UNROLL = 8  # numpy's pairwise sum keeps 8 partial sums
+FAT_FINGER, ORDER_COUNT = 3, 4  # the order caps _rebalance can report (codes of lib.research.live_kernel.BREACHES)
 
 
 @njit(cache=True, error_model="numpy")
@@ -192,11 +193,13 @@ def _walk_segment(mark: np.ndarray, funding: np.ndarray, equity: np.ndarray, hel
 @njit(cache=True, error_model="numpy")
 def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, reference: np.ndarray,
                tradeable: np.ndarray, wanted_row: np.ndarray, slip: np.ndarray, bar: int, fee_frac: float,
-               long_only: bool, min_notional: float, band: float, work: np.ndarray,
-               order_asset: np.ndarray) -> tuple[int, float]:  # pragma: no cover (compiled)
-    """Trade ``units`` toward ``wanted_row`` at ``reference`` (bar ``bar``'s open), as backtester._rebalance.
+               long_only: bool, min_notional: float, band: float, work: np.ndarray, order_asset: np.ndarray,
+               max_order_notional: float, max_orders: int) -> tuple[int, float, int]:  # pragma: no cover (compiled)
+    """Trade ``units`` toward ``wanted_row`` at ``reference`` (bar ``bar``'s open), as backtester._rebalance;
+    (record count, cash, order cap broken: 0 none, FAT_FINGER or ORDER_COUNT, then nothing is traded).
 
-    ``work`` (7 x assets) and ``order_asset`` are scratch buffers reused from tick to tick."""
+    ``max_orders`` >= 0: the live order caps (backtester's ``order_check``) on the orders that would be sent;
+    -1: none. ``work`` (7 x assets) and ``order_asset`` are scratch buffers reused from tick to tick."""
     n_assets = units.size
     held_value, wanted, order_side, order_amount = work[0], work[1], work[2], work[3]
     order_fill, buys, sells = work[4], work[5], work[6]
@@ -204,7 +207,7 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
         held_value[asset] = units[asset] * reference[asset]
     book_equity = cash + _numpy_sum(held_value)
     if book_equity <= 0:
-        return count, cash
+        return count, cash, 0
     wanted[:] = wanted_row
     if band != 0:
         for asset in range(n_assets):
@@ -225,7 +228,7 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
         order_fill[n_orders] = price * (1.0 + side * slip[asset])
         n_orders += 1
     if n_orders == 0:
-        return count, cash
+        return count, cash, 0
     scaled = False
     if long_only:  # sells settle first; buys scaled down to the cash left (backtester._fit_buys_to_cash)
         n_buys, n_sells = 0, 0
@@ -244,6 +247,11 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
             for k in range(n_orders):
                 if order_side[k] > 0:
                     order_amount[k] = order_amount[k] * scale
+    if max_orders >= 0:
+        breach = _order_breach(order_asset, order_side, order_amount, order_fill, n_orders, reference, scaled,
+                               min_notional, max_order_notional, max_orders)
+        if breach:
+            return count, cash, breach
     for k in range(n_orders):
         if scaled and order_side[k] > 0 and not order_amount[k] * order_fill[k] >= min_notional:
             continue  # a buy the scaling pushed under the minimum notional is dropped
@@ -257,7 +265,24 @@ def _rebalance(records: np.ndarray, count: int, units: np.ndarray, cash: float, 
         for asset in range(n_assets):
             units[asset] = max(units[asset], 0.0)
         cash = max(cash, 0.0)
-    return count, cash
+    return count, cash, 0
+
+
+@njit(cache=True, error_model="numpy")
+def _order_breach(order_asset: np.ndarray, order_side: np.ndarray, order_amount: np.ndarray, order_fill: np.ndarray,
+                  n_orders: int, reference: np.ndarray, scaled: bool, min_notional: float, max_order_notional: float,
+                  max_orders: int) -> int:  # pragma: no cover (compiled)
+    """live_risk.LiveRiskState.order_breach on the orders ``_rebalance`` would send (a dropped buy is not sent)."""
+    n_sent, fat_finger = 0, False
+    for k in range(n_orders):
+        if scaled and order_side[k] > 0 and not order_amount[k] * order_fill[k] >= min_notional:
+            continue
+        n_sent += 1
+        if order_amount[k] * reference[order_asset[k]] > max_order_notional:
+            fat_finger = True
+    if fat_finger:
+        return FAT_FINGER
+    return ORDER_COUNT if n_sent > max_orders else 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -335,9 +360,9 @@ def _simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, ta
                                                last_close_bar, bar - 1, fee_frac)
         if is_fill:
             fill_slip = slip[bar] if per_bar_slip else slip[0]
-            count, cash = _rebalance(records, count, units, cash, reference[bar], tradeable[bar],
-                                              target[bar - 1], fill_slip, bar, fee_frac, long_only, min_notional,
-                                              band, work, order_asset)
+            count, cash, _ = _rebalance(records, count, units, cash, reference[bar], tradeable[bar], target[bar - 1],
+                                        fill_slip, bar, fee_frac, long_only, min_notional, band, work, order_asset,
+                                        np.inf, -1)
         is_flat = True
         for asset in range(n_assets):
             if units[asset] != 0:

@@ -1,0 +1,27 @@
+"""lib.ops.alerts.send against the fake Bot API (tests/fakes/telegram_server.py): with ``requests`` imported only
+when posting, a message and a photo are still delivered, retried after a 429, and a refusal is reported as False."""
+
+from __future__ import annotations
+
+from lib.core.secrets import Secrets
+from lib.ops import alerts
+from lib.ops.config import AlertsSection
+from tests.fakes.telegram_server import FakeTelegram
+
+SECRETS = Secrets(telegram_bot_token="123:TOKEN", telegram_chat_id="42")
+
+
+def test_a_message_and_a_photo_are_delivered_and_a_429_is_retried() -> None:
+    with FakeTelegram() as telegram:
+        section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
+        telegram.fail_next(429, retry_after_s=0)
+        assert alerts.send("halted: drawdown", section=section, secrets=SECRETS, sleep=lambda _: None)
+        assert alerts.send("daily report", section=section, secrets=SECRETS, image=b"\x89PNG", incident=False)
+        assert telegram.texts == ["halted: drawdown", "daily report"]
+        assert len(telegram.photos) == 1
+
+
+def test_an_undeliverable_alert_is_false_and_never_raises() -> None:
+    with FakeTelegram(valid_tokens={"other"}) as telegram:  # our token answers 401
+        section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
+        assert alerts.send("halted", section=section, secrets=SECRETS, sleep=lambda _: None) is False
