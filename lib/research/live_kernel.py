@@ -9,7 +9,8 @@ and the order caps, around lib.research.sim_kernel's segment marks, data-end exi
 are numpy's pairwise sums (``sim_kernel._numpy_sum``), so equity, trades, weights and the layer's report equal the
 reference's (tests/unit/research/test_live_kernel.py). Imported lazily by lib.research.backtester; compiled code is
 cached next to this file. numba's cache does not notice edits to another file (here sim_kernel.py, whose functions
-are compiled into these): after changing those, delete ``__pycache__/live_kernel.*.nbi`` so this recompiles.
+are compiled into these): ``COMPILED_FROM_SHA256`` records those sources, so changing them means editing this file
+too (tests/unit/research/test_kernel_cache.py fails until then), and an edited file is recompiled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from lib.core.timeframes import MS_PER_DAY
 from lib.core.weight_caps import WEIGHT_TOLERANCE
 from lib.research.live_risk import LiveRiskState
 from lib.research.sim_kernel import _exit_ended, _numpy_sum, _rebalance, _walk_segment
+
+COMPILED_FROM_SHA256 = "a6759ad53134d99818969f84312d391533f34e26f55299b4350ca4725168ff51"  # see test_kernel_cache.py
 
 BREACHES = ("asset_weight", "exposure", "fat_finger", "order_count")  # check names of LiveRiskState.blocked
 ASSET_WEIGHT, EXPOSURE = 1, 2  # codes (1-based positions in BREACHES); sim_kernel reports FAT_FINGER, ORDER_COUNT

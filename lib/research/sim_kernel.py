@@ -20,6 +20,8 @@ from numba import njit
 
 from lib.research import numba_blas
 
+COMPILED_FROM_SHA256 = "a4c261e71001b75ab69c11a797bb00fbcb7dde9aed12d93205c8c3c916670ad0"  # see test_kernel_cache.py
+
 numba_blas.preload()  # before numba's first compile or cache load: its BLAS without scipy.linalg's package
 
 DUST_QUOTE = 1e-9  # as lib.research.backtester.DUST_QUOTE

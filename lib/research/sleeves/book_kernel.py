@@ -18,6 +18,8 @@ from numba import njit
 
 from lib.research.sim_kernel import _numpy_sum
 
+COMPILED_FROM_SHA256 = "5410a943caf7d3ef74a1285a03abeb28a5f2d01d11175899ef7b3a008d0da403"  # see test_kernel_cache.py
+
 UNCHANGED, ENTRY, EXIT, RESIZED, KEPT_BY_BAND = 0, 1, 2, 3, 4  # as lib.research.sleeves.turnover
 
 

@@ -22,6 +22,8 @@ from lib.research.sleeves.book_kernel import BINDINGS, combine_row, size_row
 from lib.research.sleeves.params import CombinerParams, SizingParams
 from lib.research.sleeves.risk_kernel import risk_model
 
+COMPILED_FROM_SHA256 = "efd097315a61710d43c7f28b1e75cbece72c98c790ac35d8f363ba5044e0ddff"  # see test_kernel_cache.py
+
 NO_BINDING = -1  # a bar without a sized row (no risk model): its trend_binding stays None
 
 
