@@ -91,9 +91,9 @@ def _run(ctx: RunContext) -> None:
     data = _load(ctx, end_ms, carry=registry.TREND_CARRY in (families or ()))
     trials = registry.candidates(data, families)
     start_ms = history.parse_time_ms(args.start, is_end=False) if args.start else 0
-    if not args.own_starts:
-        start_ms = registry.common_start_ms(trials, data, start_ms=start_ms)
-    with fanout.from_args(args, ctx.config.research) as map_tasks:
+    with fanout.from_args(args, ctx.config.research) as map_tasks:  # both phases: first days, then the runs
+        if not args.own_starts:
+            start_ms = candidate_runs.common_start(trials, data, start_ms=start_ms, map_tasks=map_tasks)
         runs = candidate_runs.candidate_runs(trials, candidate_runs.CandidateShared(
             data=data, start_ms=start_ms, end_ms=end_ms), map_tasks=map_tasks)
     matrix, btc = registry.returns_matrix(runs, registry.benchmark_returns(data))

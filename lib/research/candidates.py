@@ -280,15 +280,6 @@ def _daily_run(name: str, equity: pd.Series, traded_quote: float, *, timeframe: 
                         turnover_annual=annualized_turnover(traded_quote, equity, timeframe=timeframe))
 
 
-def common_start_ms(trials: list[Candidate], data: ResearchData, *, start_ms: int) -> int:
-    """The first day on which EVERY candidate can trade (the latest of their first tradeable bars >= start_ms):
-    protocol v2 starts them all from cash there, so no candidate carries a history (a halt, a drawdown) from
-    before the span they are compared on."""
-    if not trials:
-        raise ConfigError("no candidates to evaluate")
-    return max(FAMILIES[trial.family].first_ms(trial, data, start_ms) for trial in trials)
-
-
 def benchmark_returns(data: ResearchData) -> pd.Series:
     """BTC (``strategy.benchmark_symbol``) buy-and-hold daily simple returns, no costs."""
     symbol = data.base.strategy.benchmark_symbol

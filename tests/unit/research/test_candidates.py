@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,7 @@ from lib.research.backtester import BacktestParams
 from lib.research.ensemble import EnsembleParams
 from lib.research.portfolio import PerpParams, SpotParams
 from lib.research.protocol.frame import check_returns_matrix
-from lib.research.study import history, sections, simulation
+from lib.research.study import candidate_runs, history, sections, simulation
 from lib.research.universe import UniverseParams
 from tests.helpers import SMALL, synthetic_candles
 
@@ -107,12 +109,35 @@ def test_protocol_v2_starts_every_candidate_from_cash_on_their_common_first_day(
             for family in ("spot_long_only", "trend_core", "perp_market_neutral")]
     # own first days: spot books once 60 bars of history exist (day 59); perps also wait for funding (day 100)
     assert [registry.FAMILIES[c.family].first_ms(c, research, 0) // MS_PER_DAY for c in both] == [59, 59, 100]
-    assert registry.common_start_ms(both, research, start_ms=0) == 100 * MS_PER_DAY
-    assert registry.common_start_ms(both, research, start_ms=150 * MS_PER_DAY) == 150 * MS_PER_DAY
+    assert candidate_runs.common_start(both, research, start_ms=0) == 100 * MS_PER_DAY
+    assert candidate_runs.common_start(both, research, start_ms=150 * MS_PER_DAY) == 150 * MS_PER_DAY
     runs = [registry.evaluate_candidate(c, research, start_ms=100 * MS_PER_DAY, end_ms=None) for c in both]
     # every one from cash on day 100: the first return is day 101's (day 100 is the starting equity)
     assert {run.returns.index[0] for run in runs} == {pd.Timestamp(101 * MS_PER_DAY, unit="ms", tz="UTC")}
     own = registry.evaluate_candidate(both[0], research, start_ms=0, end_ms=None)
     assert own.returns.index[0] == pd.Timestamp(60 * MS_PER_DAY, unit="ms", tz="UTC")
     with pytest.raises(ConfigError):
-        registry.common_start_ms([], research, start_ms=0)
+        candidate_runs.common_start([], research, start_ms=0)
+
+
+def test_the_first_days_phase_hands_every_composition_to_the_driver_so_no_run_computes_one_again() -> None:
+    """On a worker the first-days task works on its own copy of the data: what it computed comes back with the
+    day, fills the driver's cache, and the runs (second phase) then reuse it instead of recomputing it."""
+    spot = {f"{coin}/USDT": daily(seed, drift) for coin, (seed, drift) in {"BTC": (1, 0.001), "ETH": (2, 0.0)}.items()}
+    research = registry.research_data(spot, {}, {}, end_ms=(DAYS - 1) * MS_PER_DAY, base=BASE,
+                                      study_params=sections.StudyParams())
+    trials = registry.candidates(research, ("spot_long_only",))[:3]
+
+    def on_copies(task, items, shared, *, label):  # a worker: its own copy of the shared data, an empty cache
+        return [task(item, dataclasses.replace(shared, data=dataclasses.replace(shared.data, cache={})))
+                for item in items]
+
+    start = candidate_runs.common_start(trials, research, start_ms=0, map_tasks=on_copies)
+    assert start == max(registry.FAMILIES[c.family].first_ms(c, research, 0) for c in trials)
+    computed = dict(research.cache)
+    assert computed  # the compositions came back from the "workers"
+    runs = candidate_runs.candidate_runs(trials, candidate_runs.CandidateShared(data=research, start_ms=start,
+                                                                                 end_ms=None))
+    assert research.cache.keys() == computed.keys()  # nothing new was computed by the runs
+    assert all(research.cache[key] is computed[key] for key in computed)
+    assert list(runs) == [c.name for c in trials] and all(len(run.returns) > 0 for run in runs.values())
