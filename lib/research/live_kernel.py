@@ -21,9 +21,17 @@ from numba import njit
 from lib.core.timeframes import MS_PER_DAY
 from lib.core.weight_caps import WEIGHT_TOLERANCE
 from lib.research.live_risk import LiveRiskState
-from lib.research.sim_kernel import _exit_ended, _numpy_sum, _rebalance, _walk_segment
+from lib.research.sim_kernel import (
+    _exit_ended,
+    _exit_ticks,
+    _holds_an_ended_asset,
+    _is_flat,
+    _numpy_sum,
+    _rebalance,
+    _walk_segment,
+)
 
-COMPILED_FROM_SHA256 = "a6759ad53134d99818969f84312d391533f34e26f55299b4350ca4725168ff51"  # see test_kernel_cache.py
+COMPILED_FROM_SHA256 = "be6ed038d648e7c6bfd62b803d5e2cb73b21a6280c1ba13dcef2274f108db775"  # see test_kernel_cache.py
 
 BREACHES = ("asset_weight", "exposure", "fat_finger", "order_count")  # check names of LiveRiskState.blocked
 ASSET_WEIGHT, EXPOSURE = 1, 2  # codes (1-based positions in BREACHES); sim_kernel reports FAT_FINGER, ORDER_COUNT
@@ -232,10 +240,7 @@ def _walk(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target
     """sim_kernel._simulate's loop with the risk-checked fill and the halted book's flat ticks skipped, as
     backtester.run_backtest's; (records, funding paid, ruined bar or -1)."""
     n_bars, n_assets = mark.shape
-    exit_tick = np.zeros(n_bars, np.bool_)
-    for asset in range(n_assets):
-        if 0 <= last_close_bar[asset] < n_bars - 1:
-            exit_tick[last_close_bar[asset] + 1] = True
+    exit_tick = _exit_ticks(last_close_bar, n_bars)
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
@@ -244,11 +249,7 @@ def _walk(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target
     for bar in range(1, n_bars):
         if not (exit_tick[bar] or has_decision[bar]):
             continue
-        must_exit = False
-        if exit_tick[bar]:
-            for asset in range(n_assets):
-                if last_close_bar[asset] == bar - 1 and units[asset] != 0:
-                    must_exit = True
+        must_exit = exit_tick[bar] and _holds_an_ended_asset(units, last_close_bar, bar)
         is_fill = has_decision[bar] and not (
             is_flat and (not wants_position[bar - 1] or _is_halted(ints, index, bar, review_ms)))
         if not (must_exit or is_fill):
@@ -269,11 +270,7 @@ def _walk(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target
                                      fill_slip, bar, fee_frac, long_only, min_notional, band, work, order_asset,
                                      risk_work, index, equity, starting_cash, caps, max_orders, review_ms, tail_scale,
                                      tail_refuse, ints, floats, halts, reduce_days, tail_scaled)
-        is_flat = True
-        for asset in range(n_assets):
-            if units[asset] != 0:
-                is_flat = False
-                break
+        is_flat = _is_flat(units)
     cash, paid, ruined_at = _walk_segment(mark, funding, equity, held, units, cash, segment_start, n_bars,
                                           long_only, marks_non_negative)
     funding_paid += paid

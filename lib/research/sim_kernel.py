@@ -305,6 +305,32 @@ def _exit_ended(records: np.ndarray, count: int, units: np.ndarray, cash: float,
     return count, cash
 
 
+@njit(cache=True, error_model="numpy")
+def _exit_ticks(last_close_bar: np.ndarray, n_bars: int) -> np.ndarray:  # pragma: no cover (compiled)
+    """Bars right after an asset's last close (its data ended): the walk exits it there."""
+    exit_tick = np.zeros(n_bars, np.bool_)
+    for asset in range(last_close_bar.shape[0]):
+        if 0 <= last_close_bar[asset] < n_bars - 1:
+            exit_tick[last_close_bar[asset] + 1] = True
+    return exit_tick
+
+
+@njit(cache=True, error_model="numpy")
+def _holds_an_ended_asset(units: np.ndarray, last_close_bar: np.ndarray, bar: int) -> bool:  # pragma: no cover
+    for asset in range(units.shape[0]):  # noqa: SIM110 (numba compiles loops, not any() over a generator)
+        if last_close_bar[asset] == bar - 1 and units[asset] != 0:
+            return True
+    return False
+
+
+@njit(cache=True, error_model="numpy")
+def _is_flat(units: np.ndarray) -> bool:  # pragma: no cover (compiled)
+    for asset in range(units.shape[0]):  # noqa: SIM110 (numba compiles loops, not all() over a generator)
+        if units[asset] != 0:
+            return False
+    return True
+
+
 def simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, target: np.ndarray,
              has_decision: np.ndarray, slip: np.ndarray, funding: np.ndarray, wants_position: np.ndarray,
              last_close_bar: np.ndarray, marks_non_negative: bool, starting_cash: float, fee_frac: float,
@@ -330,10 +356,7 @@ def _simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, ta
               records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:  # pragma: no cover
     """``simulate`` into ``equity`` (bars, zeros), ``held`` (bars x assets, zeros) and ``records`` (7 x capacity)."""
     n_bars, n_assets = mark.shape
-    exit_tick = np.zeros(n_bars, np.bool_)
-    for asset in range(n_assets):
-        if 0 <= last_close_bar[asset] < n_bars - 1:
-            exit_tick[last_close_bar[asset] + 1] = True
+    exit_tick = _exit_ticks(last_close_bar, n_bars)
     per_bar_slip = slip.shape[0] > 1
     units = np.zeros(n_assets)
     cash, funding_paid, ruined_at, is_flat = starting_cash, 0.0, -1, True
@@ -342,11 +365,7 @@ def _simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, ta
     for bar in range(1, n_bars):
         if not (exit_tick[bar] or has_decision[bar]):
             continue
-        must_exit = False
-        if exit_tick[bar]:
-            for asset in range(n_assets):
-                if last_close_bar[asset] == bar - 1 and units[asset] != 0:
-                    must_exit = True
+        must_exit = exit_tick[bar] and _holds_an_ended_asset(units, last_close_bar, bar)
         is_fill = has_decision[bar] and not (is_flat and not wants_position[bar - 1])
         if not (must_exit or is_fill):
             continue
@@ -365,11 +384,7 @@ def _simulate(mark: np.ndarray, reference: np.ndarray, tradeable: np.ndarray, ta
             count, cash, _ = _rebalance(records, count, units, cash, reference[bar], tradeable[bar], target[bar - 1],
                                         fill_slip, bar, fee_frac, long_only, min_notional, band, work, order_asset,
                                         np.inf, -1)
-        is_flat = True
-        for asset in range(n_assets):
-            if units[asset] != 0:
-                is_flat = False
-                break
+        is_flat = _is_flat(units)
     cash, paid, ruined_at = _walk_segment(mark, funding, equity, held, units, cash, segment_start, n_bars,
                                           long_only, marks_non_negative)
     funding_paid += paid

@@ -18,7 +18,7 @@ from numba import njit
 
 from lib.research.sim_kernel import _numpy_sum
 
-COMPILED_FROM_SHA256 = "5410a943caf7d3ef74a1285a03abeb28a5f2d01d11175899ef7b3a008d0da403"  # see test_kernel_cache.py
+COMPILED_FROM_SHA256 = "8667909d230605b48793cff8886e1efdc06f5c6d6690268bd3bca19b264cb631"  # see test_kernel_cache.py
 
 UNCHANGED, ENTRY, EXIT, RESIZED, KEPT_BY_BAND = 0, 1, 2, 3, 4  # as lib.research.sleeves.turnover
 

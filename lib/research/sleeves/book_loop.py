@@ -22,7 +22,7 @@ from lib.research.sleeves.book_kernel import BINDINGS, combine_row, size_row
 from lib.research.sleeves.params import CombinerParams, SizingParams
 from lib.research.sleeves.risk_kernel import risk_model
 
-COMPILED_FROM_SHA256 = "efd097315a61710d43c7f28b1e75cbece72c98c790ac35d8f363ba5044e0ddff"  # see test_kernel_cache.py
+COMPILED_FROM_SHA256 = "37baf3c0da6cccb13bace9f4268280aff57447d7c4d6b64a0a528dd9294f45b7"  # see test_kernel_cache.py
 
 NO_BINDING = -1  # a bar without a sized row (no risk model): its trend_binding stays None
 

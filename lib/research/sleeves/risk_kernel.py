@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 from lib.research.sim_kernel import _numpy_sum
 from lib.research.sleeves.book_kernel import cluster_labels, correlation_distance
 
-COMPILED_FROM_SHA256 = "a13e0c2b464193c68621eec0d3160c3fc6df52c0a45758651d62e3f6fc697377"  # see test_kernel_cache.py
+COMPILED_FROM_SHA256 = "e773ece5b1a455831cbbe10f93482002aec8ae900322f802bc9381ce3b0f0a00"  # see test_kernel_cache.py
 
 SYRK_SYMBOL = "coinbot_numpy_dsyrk"  # the name compiled code calls; bound below to numpy's cblas_dsyrk (ILP64)
 ROW_MAJOR, UPPER, NOT_TRANSPOSED = 101, 121, 111  # CBLAS enums
