@@ -26,6 +26,7 @@ from lib.research.live_tail import day_closes
 from tests.unit.research.test_sim_kernel import (
     _momentum_targets,
     _wide,
+    assert_same_books,
     random_market,
     random_params,
     random_targets,
@@ -37,13 +38,7 @@ BAR_LENGTHS_MS = (MS_PER_HOUR, 4 * MS_PER_HOUR, MS_PER_DAY)
 
 def assert_same_live_run(compiled: BacktestResult, reference: BacktestResult) -> None:
     """Books equal within 1e-12 (relative to the starting capital for amounts in quote), the report exactly."""
-    scale = float(reference.equity.iloc[0])
-    pd.testing.assert_series_equal(compiled.equity, reference.equity, rtol=TOLERANCE, atol=TOLERANCE * scale)
-    pd.testing.assert_frame_equal(compiled.weights, reference.weights, rtol=TOLERANCE, atol=TOLERANCE)
-    pd.testing.assert_frame_equal(compiled.trades, reference.trades, rtol=TOLERANCE, atol=TOLERANCE * scale)
-    for name in ("fees_paid_quote", "slippage_paid_quote", "funding_paid_quote", "turnover"):
-        assert getattr(compiled, name) == pytest.approx(getattr(reference, name), rel=TOLERANCE, abs=TOLERANCE * scale)
-    assert compiled.data_end_exits == reference.data_end_exits
+    assert_same_books(compiled, reference)
     assert compiled.live_risk is not None and compiled.live_risk == reference.live_risk
 
 

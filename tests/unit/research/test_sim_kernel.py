@@ -29,7 +29,13 @@ LOOSE_LIMITS = LiveRiskLimits(max_drawdown_frac=0.99, daily_loss_limit_frac=0.99
 
 
 def assert_same_run(compiled: BacktestResult, reference: BacktestResult) -> None:
-    """Equal within 1e-12 (relative to the starting capital for amounts in quote)."""
+    """Equal within 1e-12 (relative to the starting capital for amounts in quote), no live risk layer."""
+    assert_same_books(compiled, reference)
+    assert compiled.live_risk is None and reference.live_risk is None
+
+
+def assert_same_books(compiled: BacktestResult, reference: BacktestResult) -> None:
+    """Equity, weights, trades and the cost totals equal within 1e-12 (amounts in quote: of the starting capital)."""
     scale = float(reference.equity.iloc[0])
     pd.testing.assert_series_equal(compiled.equity, reference.equity, rtol=TOLERANCE, atol=TOLERANCE * scale)
     pd.testing.assert_frame_equal(compiled.weights, reference.weights, rtol=TOLERANCE, atol=TOLERANCE)
@@ -37,7 +43,6 @@ def assert_same_run(compiled: BacktestResult, reference: BacktestResult) -> None
     for name in ("fees_paid_quote", "slippage_paid_quote", "funding_paid_quote", "turnover"):
         assert getattr(compiled, name) == pytest.approx(getattr(reference, name), rel=TOLERANCE, abs=TOLERANCE * scale)
     assert compiled.data_end_exits == reference.data_end_exits
-    assert compiled.live_risk is None and reference.live_risk is None
 
 
 def random_market(rng: np.random.Generator, n_bars: int, n_assets: int) -> tuple[pd.DataFrame, pd.DataFrame]:
