@@ -23,6 +23,12 @@ def setup(project: Project, telegram: FakeTelegram, *, drop_last_prints: int = 0
     project.write_config(carry_config_text({"id": "binance", "market_type": "spot", "mode": "paper"},
                                            telegram.base_url))
     project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")
+    write_carry_data(project, drop_last_prints=drop_last_prints)
+
+
+def write_carry_data(project: Project, *, drop_last_prints: int = 0) -> None:
+    """Synthetic spot + perp hourly candles (with a basis) and funding for BTC and ETH, in the project's data/;
+    ``drop_last_prints``: the newest funding prints left out (stale funding)."""
     spot, perp, funding = synthetic_frames(days=DAYS)
     for coin in ("BTC", "ETH"):
         write_parquet_atomic(project.data / "ohlcv" / "binance" / "1h" / f"{coin}-USDT.parquet", spot[coin])

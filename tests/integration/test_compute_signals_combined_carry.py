@@ -13,6 +13,7 @@ from lib.core.storage import read_json, write_parquet_atomic
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project, carry_config_text
+from tests.integration.test_compute_signals_carry import write_carry_data
 from tests.unit.research.carry.synthetic import START_MS, synthetic_frames
 
 H = 3_600_000
@@ -73,12 +74,7 @@ def stored_setup(project: Project, telegram: FakeTelegram, *, drop_last_prints: 
                                            telegram.base_url, strategy={"name": "combined", "timeframe": "1h"},
                                            extra=SLEEVES))
     project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")
-    spot, perp, funding = synthetic_frames(days=DAYS)
-    for coin in ("BTC", "ETH"):
-        write_parquet_atomic(project.data / "ohlcv" / "binance" / "1h" / f"{coin}-USDT.parquet", spot[coin])
-        write_parquet_atomic(project.data / "ohlcv" / "binanceusdm_swap" / "1h" / f"{coin}-USDT.parquet", perp[coin])
-        prints = funding[coin].iloc[: len(funding[coin]) - drop_last_prints]
-        write_parquet_atomic(project.data / "funding" / "binanceusdm_swap" / f"{coin}-USDT.parquet", prints)
+    write_carry_data(project, drop_last_prints=drop_last_prints)
 
 
 def test_one_targets_file_with_both_parts_and_why(project: Project, telegram: FakeTelegram) -> None:
