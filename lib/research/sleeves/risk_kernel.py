@@ -4,9 +4,11 @@ The same operations in the same order as the numpy reference (lib.research.sleev
 reference's window sample is F-ordered (``row_risk``'s column selection leaves it so), so numpy sums each asset's
 column pairwise; here the sample is held one asset per row and summed with numpy's pairwise summation
 (``sim_kernel._numpy_sum``), and the cross products X'X through the very BLAS routine numpy's ``x.T @ x``
-calls (``cblas_dsyrk`` of numpy's own OpenBLAS, upper triangle mirrored), so the covariance is bit for bit
-numpy's (tests/unit/research/sleeves/test_book_kernel.py). Where numpy's BLAS cannot be found (a build without
-its bundled OpenBLAS), the routine is a Python callback that runs numpy's ``x.T @ x`` itself: slow, still equal.
+calls (``cblas_dsyrk`` of numpy's own OpenBLAS, upper triangle mirrored), so the covariance is numpy's, usually
+bit for bit; BLAS picks its inner kernel by memory alignment, so the last bit may differ between runs (seen once:
+4.4e-16), and the tests hold it to 1e-12 (tests/unit/research/sleeves/test_book_kernel.py). Where numpy's BLAS
+cannot be found (a build without its bundled OpenBLAS), the routine is a Python callback that runs numpy's
+``x.T @ x`` itself: slow, still equal.
 Imported lazily (numba loads on first use); compiled code is cached next to this file.
 """
 
