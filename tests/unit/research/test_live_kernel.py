@@ -30,6 +30,7 @@ from tests.unit.research.test_sim_kernel import (
     random_market,
     random_params,
     random_targets,
+    real_hourly_perps,
 )
 
 TOLERANCE = 1e-12
@@ -167,17 +168,11 @@ def test_compiled_live_walk_equals_the_python_walk_on_real_spot(shared_data_dir,
 
 @pytest.mark.realdata
 def test_compiled_live_walk_equals_the_python_walk_on_real_hourly_perps(shared_data_dir) -> None:
-    futures = {path.stem: pd.read_parquet(path, columns=list(ohlcv.OHLCV_COLUMNS))
-               for path in sorted((shared_data_dir / "futures" / "1h").glob("*.parquet"))}
-    closes = _wide(futures, "close")
-    closes = closes.loc[closes.index < closes.index[0] + 365 * MS_PER_DAY]
-    opens = _wide(futures, "open").reindex_like(closes)
-    funding = pd.DataFrame({path.stem: pd.read_parquet(path).set_index("timestamp")["rate"]
-                            for path in sorted((shared_data_dir / "funding").glob("*.parquet"))}).sort_index()
+    opens, closes, funding = real_hourly_perps(shared_data_dir)
     targets = _momentum_targets(closes, 72, long_short=True) * 1.5
     params = BacktestParams(market="perp", rebalance_every_bars=8, slippage_vol_mult=0.5, halt_review_days=3)
     kwargs = _real_kwargs(opens, closes, targets, params, MS_PER_HOUR, SHIPPED_LIMITS) | {
-        "funding_wide": funding.loc[:, funding.columns.isin(closes.columns)],
+        "funding_wide": funding,
         "volatility_wide": closes.pct_change().rolling(24).std()}
     compiled, reference = run_backtest(**kwargs, compiled=True), run_backtest(**kwargs, compiled=False)
     assert reference.funding_paid_quote != 0 and reference.live_risk is not None

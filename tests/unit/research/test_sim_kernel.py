@@ -6,6 +6,7 @@ funding, every cost knob) and on real Binance data; plus the sweep entry point a
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -184,8 +185,8 @@ def test_compiled_walk_equals_the_python_walk_on_real_daily_spot(shared_data_dir
     assert_same_run(compiled, run_backtest(**kwargs, compiled=False))
 
 
-@pytest.mark.realdata
-def test_compiled_walk_equals_the_python_walk_on_real_hourly_perps_with_funding(shared_data_dir) -> None:
+def real_hourly_perps(shared_data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The first year of the real perpetuals' hourly opens and closes, and their funding rates (settlement x perp)."""
     futures = {path.stem: pd.read_parquet(path, columns=list(ohlcv.OHLCV_COLUMNS))
                for path in sorted((shared_data_dir / "futures" / "1h").glob("*.parquet"))}
     closes = _wide(futures, "close")
@@ -193,7 +194,12 @@ def test_compiled_walk_equals_the_python_walk_on_real_hourly_perps_with_funding(
     opens = _wide(futures, "open").reindex_like(closes)
     funding = pd.DataFrame({path.stem: pd.read_parquet(path).set_index("timestamp")["rate"]
                             for path in sorted((shared_data_dir / "funding").glob("*.parquet"))}).sort_index()
-    funding = funding.loc[:, funding.columns.isin(closes.columns)]
+    return opens, closes, funding.loc[:, funding.columns.isin(closes.columns)]
+
+
+@pytest.mark.realdata
+def test_compiled_walk_equals_the_python_walk_on_real_hourly_perps_with_funding(shared_data_dir) -> None:
+    opens, closes, funding = real_hourly_perps(shared_data_dir)
     targets = _momentum_targets(closes, 72, long_short=True) * 1.5
     params = BacktestParams(market="perp", rebalance_every_bars=8, slippage_vol_mult=0.5, model_live_risk=False)
     volatility = closes.pct_change().rolling(24).std()
