@@ -21,12 +21,11 @@ from loguru import logger
 from lib.core import storage
 from lib.core.timeframes import format_ms
 from lib.data import stored
-from lib.ops import charts, combo_backtest, datasets, fanout
+from lib.ops import charts, datasets, fanout
 from lib.ops.runner import RunContext, base_parser, run_script
-from lib.research.carry import run as carry
 from lib.research.carry.combined import carry_split
 from lib.research.strategy import data_fingerprint
-from lib.research.strategy_params import PERP_STRATEGY, STRATEGY_NAMES
+from lib.research.strategy_params import CARRY_STRATEGY, PERP_STRATEGY, STRATEGY_NAMES
 from lib.research.study import (
     benchmark_curves,
     chart_data,
@@ -48,7 +47,7 @@ GRID_MODULES = ("lib.research.study.walk_forward", "lib.research.study.cost_grid
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--strategy", choices=(*STRATEGY_NAMES, carry.STRATEGY_NAME), help="override strategy.name")
+    add("--strategy", choices=(*STRATEGY_NAMES, CARRY_STRATEGY), help="override strategy.name")
     add("--data-dir", type=Path, help="read DIR/market/<timeframe>/<BASE>-<QUOTE>.parquet and DIR/funding/ "
         "(the layout of ../shared/data) instead of data/")
     add("--symbols", nargs="+", help="only these (default: data.symbols; with --data-dir every file there)")
@@ -70,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(ctx: RunContext) -> None:
     args, config = ctx.args, ctx.config
-    if args.strategy == carry.STRATEGY_NAME:  # its own two-wallet book (spot + perp legs): lib/research/carry
-        return print(carry.backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
+    if args.strategy == CARRY_STRATEGY:  # its own two-wallet book (spot + perp legs); imported only when used
+        from lib.research.carry.run import backtest_script
+        return print(backtest_script(args, config, ctx.paths, now_ms=ctx.now_ms))
     if (split := carry_split(args.strategy or config.strategy.name, config.combiner)) is not None:
-        return print(combo_backtest.backtest_combined(ctx, split, _run))  # spot sleeves' run + the carry book
+        from lib.ops.combo_backtest import backtest_combined
+        return print(backtest_combined(ctx, split, _run))  # the spot sleeves' run + the carry book
     with fanout.from_args(args, config.research, progress=args.progress) as map_tasks:
         if args.walk_forward or args.costs:  # the workers start and import while this process runs the base
             map_tasks.start_early(GRID_MODULES)

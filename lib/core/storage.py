@@ -118,7 +118,7 @@ def read_parquet(path: Path, *, columns: Sequence[str], dtypes: Mapping[str, str
     if not path.exists():
         return None
     try:
-        frame = pq.read_table(path).to_pandas()
+        frame = pq.read_table(path, use_threads=False).to_pandas(use_threads=False)
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"cannot read {path}: {error}") from None
     if tuple(frame.columns) != tuple(columns):

@@ -4,8 +4,11 @@ clusters, turnover control.
 Each is the same operations in the same order as its numpy reference (``sizing.risk_parity_weights``,
 ``risk.correlation_clusters``, ``turnover.control_turnover``, which stay as the references): sums over
 assets use numpy's own pairwise summation (``lib.research.sim_kernel._numpy_sum``), products the same BLAS
-/ LAPACK calls, so the book's weights equal the reference's (tests/unit/research/sleeves/test_book_kernel.py
-holds them to 1e-12 on random inputs and on real daily and hourly data). Imported lazily by the sleeve book
+calls, so the book's weights equal the reference's (tests/unit/research/sleeves/test_book_kernel.py
+holds them to 1e-12 on random inputs and on real daily and hourly data). One exception: the risk-parity Newton
+step solves its system by an in-place Cholesky factorization (the Hessian Sigma + diag(b / y^2) is symmetric
+positive definite) where the reference calls LAPACK's LU solve: 2.2x faster (~16k solves in an hourly backtest,
+~0.3 s) and equal to rounding (8e-17 apart on real hourly risk models). Imported lazily by the sleeve book
 (numba loads in ~0.3 s); compiled code is cached next to this file on first use.
 """
 
@@ -27,25 +30,62 @@ UNCHANGED, ENTRY, EXIT, RESIZED, KEPT_BY_BAND = 0, 1, 2, 3, 4  # as lib.research
 def risk_parity_weights(
     covariance: np.ndarray, budgets: np.ndarray, tolerance: float, max_iterations: int
 ) -> np.ndarray:  # pragma: no cover (compiled)
-    """``sizing.risk_parity_weights``: Newton on min 1/2 y'Sigma y - sum b_i ln y_i, step cut keeping y > 0."""
+    """``sizing.risk_parity_weights``: Newton on min 1/2 y'Sigma y - sum b_i ln y_i, step cut keeping y > 0; the
+    same iterations and stopping rule, the Newton system solved by Cholesky (module docstring)."""
     n = budgets.size
     b = budgets / _numpy_sum(budgets)
     y: np.ndarray = np.empty(n)
     for k in range(n):
         y[k] = b[k] / np.sqrt(covariance[k, k])
+    step = np.empty(n)
+    factor = np.empty((n, n))  # lower triangle: the Hessian's Cholesky factor
     for _ in range(max_iterations):
         gradient = np.dot(covariance, y) - b / y
-        hessian = covariance.copy()
-        for k in range(n):
-            hessian[k, k] = covariance[k, k] + b[k] / (y[k] * y[k])
-        step = np.linalg.solve(hessian, gradient)
+        for j in range(n):
+            diagonal = covariance[j, j] + b[j] / (y[j] * y[j])
+            for k in range(j):
+                diagonal -= factor[j, k] * factor[j, k]
+            diagonal = math.sqrt(diagonal)
+            factor[j, j] = diagonal
+            for i in range(j + 1, n):
+                below = covariance[i, j]
+                for k in range(j):
+                    below -= factor[i, k] * factor[j, k]
+                factor[i, j] = below / diagonal
+        for i in range(n):  # forward: L z = gradient
+            value = gradient[i]
+            for k in range(i):
+                value -= factor[i, k] * step[k]
+            step[i] = value / factor[i, i]
+        for i in range(n - 1, -1, -1):  # back: L' step = z
+            value = step[i]
+            for k in range(i + 1, n):
+                value -= factor[k, i] * step[k]
+            step[i] = value / factor[i, i]
         shrink = 1.0
-        while np.any(y - shrink * step <= 0):
+        while _any_non_positive(y, step, shrink):
             shrink /= 2.0
-        y = y - shrink * step
-        if np.max(np.abs(gradient * y)) < tolerance:
+        for k in range(n):
+            y[k] = y[k] - shrink * step[k]
+        worst = 0.0  # np.max(np.abs(gradient * y)), NaN included (then no stop, as in numpy)
+        for k in range(n):
+            size = abs(gradient[k] * y[k])
+            if math.isnan(size) or size > worst:
+                worst = size
+            if math.isnan(worst):
+                break
+        if worst < tolerance:
             break
     return y / _numpy_sum(y)
+
+
+@njit(cache=True, error_model="numpy")
+def _any_non_positive(y: np.ndarray, step: np.ndarray, shrink: float) -> bool:  # pragma: no cover (compiled)
+    """``np.any(y - shrink * step <= 0)`` without the temporary array (a plain loop: numba compiles it to one)."""
+    for k in range(y.size):  # noqa: SIM110 (a generator in any() is not what numba compiles well)
+        if y[k] - shrink * step[k] <= 0:
+            return True
+    return False
 
 
 @njit(cache=True, error_model="numpy")

@@ -22,7 +22,7 @@ from lib.research.sleeves.book_kernel import BINDINGS, combine_row, size_row
 from lib.research.sleeves.params import CombinerParams, SizingParams
 from lib.research.sleeves.risk_kernel import risk_model
 
-COMPILED_FROM_SHA256 = "159db4e11805b02700689be3f6e035e01bddf44969797548f1b2ad7795b9cd8f"  # see test_kernel_cache.py
+COMPILED_FROM_SHA256 = "86b1c501ec91cf7dfa988a40ba4c4f583fe935e83b2e8e9a36cf315e297b0e99"  # see test_kernel_cache.py
 
 NO_BINDING = -1  # a bar without a sized row (no risk model): its trend_binding stays None
 

@@ -40,9 +40,17 @@ class RowRisk:
 
 
 def log_returns(close_wide: pd.DataFrame) -> np.ndarray:
-    """Bar log returns (time x symbol); across a missing bar from the last valid close; NaN before."""
-    log_close = np.log(close_wide.where(close_wide > 0))
-    return (log_close - log_close.ffill().shift(1)).to_numpy(dtype=float)
+    """Bar log returns (time x symbol, C-ordered for the compiled book); across a missing bar from the last valid
+    close; NaN before. The same operations as pandas' ``log - log.ffill().shift(1)`` (equal bit for bit,
+    tests/unit/research/sleeves/test_risk.py), in numpy: ~5x faster on hourly panels and no Fortran-ordered copy."""
+    close = close_wide.to_numpy(dtype=float)
+    log_close = np.full(close.shape, np.nan)
+    np.log(close, out=log_close, where=close > 0)
+    rows = np.arange(close.shape[0])[:, None]
+    last_valid = np.maximum.accumulate(np.where(np.isnan(log_close), 0, rows), axis=0)
+    returns = np.full(close.shape, np.nan)
+    returns[1:] = log_close[1:] - np.take_along_axis(log_close, last_valid, axis=0)[:-1]
+    return returns
 
 
 def row_risk(

@@ -25,7 +25,7 @@ from numba.extending import intrinsic
 from lib.research.sim_kernel import _numpy_sum
 from lib.research.sleeves.book_kernel import cluster_labels, correlation_distance
 
-COMPILED_FROM_SHA256 = "e773ece5b1a455831cbbe10f93482002aec8ae900322f802bc9381ce3b0f0a00"  # see test_kernel_cache.py
+COMPILED_FROM_SHA256 = "1ba6b6082110b8472c5a70a6e7db7c4750b8884fdb9bc4a3042ccfeab437e9cb"  # see test_kernel_cache.py
 
 SYRK_SYMBOL = "coinbot_numpy_dsyrk"  # the name compiled code calls; bound below to numpy's cblas_dsyrk (ILP64)
 ROW_MAJOR, UPPER, NOT_TRANSPOSED = 101, 121, 111  # CBLAS enums

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
@@ -15,6 +16,7 @@ from lib.research.sleeves.risk import (
     correlation_clusters,
     effective_bets,
     ledoit_wolf_covariance,
+    log_returns,
     row_risk,
     to_correlation,
 )
@@ -75,3 +77,29 @@ def test_row_risk_uses_the_trailing_window_and_needs_enough_returns():
     np.testing.assert_allclose(risk.covariance, ledoit_wolf_covariance(returns[20:40, :2]) * 365)
     assert row_risk(returns, 18, np.array([0, 1]), window_bars=20, cluster_correlation=0.7,
                     periods_per_year=365) is None  # window not full yet
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_log_returns_equal_pandas_ffill_formula_bit_for_bit(seed):
+    """Gaps (NaN), zero and negative closes (not a price: a gap), leading gaps and all-gap columns."""
+    rng = np.random.default_rng(seed)
+    close = np.exp(rng.normal(0.0, 0.02, (300, 6)).cumsum(axis=0)) * 100.0
+    close[rng.random(close.shape) < 0.2] = np.nan
+    close[rng.random(close.shape) < 0.02] = 0.0
+    close[rng.random(close.shape) < 0.02] = -1.0
+    close[:40, 1] = np.nan
+    close[:, 2] = np.nan
+    wide = pd.DataFrame(close, columns=list("abcdef"))
+    log_close = np.log(wide.where(wide > 0))
+    expected = (log_close - log_close.ffill().shift(1)).to_numpy(dtype=float)
+    got = log_returns(wide)
+    np.testing.assert_array_equal(got, expected)
+    assert got.flags["C_CONTIGUOUS"]
+
+
+def test_log_returns_by_hand():
+    wide = pd.DataFrame({"x": [100.0, np.nan, 121.0, 0.0, 133.1], "y": [np.nan, 50.0, 50.0, 25.0, np.nan]})
+    got = log_returns(wide)
+    expected = np.array([[np.nan, np.nan], [np.nan, np.nan], [math.log(1.21), 0.0], [np.nan, math.log(0.5)],
+                         [math.log(1.1), np.nan]])
+    np.testing.assert_allclose(got, expected, rtol=0.0, atol=1e-15)  # log(a) - log(b) vs log(a / b): last bits
