@@ -142,9 +142,12 @@ def _flag(timestamps: np.ndarray, mask: np.ndarray, kind: ProblemKind, detail: s
 def _order_problems(candles: pd.DataFrame, timeframe: str) -> list[CandleProblem]:
     timestamps = candles["timestamp"].to_numpy()
     step = timeframe_ms(timeframe)
-    unsorted = np.concatenate([[False], np.diff(timestamps) < 0])
+    gaps = np.diff(timestamps)
+    unsorted = np.concatenate([[False], gaps < 0])
+    # strictly increasing (a stored file, always) has no duplicate: skip the hashing (~1 ms per 35k candles)
+    duplicated = np.zeros(len(timestamps), dtype=bool) if (gaps > 0).all() else candles["timestamp"].duplicated()
     return (
-        _flag(timestamps, candles["timestamp"].duplicated().to_numpy(), "duplicate", "open time seen earlier")
+        _flag(timestamps, np.asarray(duplicated), "duplicate", "open time seen earlier")
         + _flag(timestamps, unsorted, "unsorted", "open time earlier than the previous row's")
         + _flag(timestamps, timestamps % step != 0, "off_grid", f"open time not a multiple of {timeframe}")
     )

@@ -82,6 +82,14 @@ def book_sleeves(strategy_name: str, combiner: CombinerParams) -> dict[str, floa
     return {strategy_name: 1.0}
 
 
+def _on_panel(frame: pd.DataFrame, close: pd.DataFrame, *, dtype: type, missing: object) -> np.ndarray:
+    """``frame``'s values on ``close``'s rows and columns, ``missing`` where it has none (label-aligned, as
+    ``DataFrame.where`` aligns its condition; no copy when the labels are already the same)."""
+    if frame.index.equals(close.index) and frame.columns.equals(close.columns):
+        return frame.to_numpy(dtype=dtype)
+    return frame.reindex(index=close.index, columns=close.columns, fill_value=missing).to_numpy(dtype=dtype)
+
+
 def compute_book(
     candles_by_symbol: Mapping[str, pd.DataFrame],
     close: pd.DataFrame,
@@ -102,7 +110,9 @@ def compute_book(
     budgets = book_sleeves(strategy_name, settings.combiner)
     shape = close.shape
     trend = compute_trend_sleeve(candles_by_symbol, close, settings.trend)
-    conviction = trend.conviction.where(eligible).to_numpy(dtype=float)
+    eligible_arr = np.ascontiguousarray(_on_panel(eligible, close, dtype=bool, missing=False))
+    conviction = np.full(shape, np.nan)  # C-ordered, as the compiled walk reads it: no second copy
+    np.copyto(conviction, _on_panel(trend.conviction, close, dtype=float, missing=np.nan), where=eligible_arr)
     wants = np.zeros(shape[0], dtype=bool)
     if TREND_CORE in budgets:
         wants |= (np.nan_to_num(conviction) > 0).any(axis=1)
@@ -116,7 +126,7 @@ def compute_book(
             raise ValueError("the ensemble sleeve needs ensemble_weights")
         ensemble = np.nan_to_num(ensemble_weights.reindex_like(close).to_numpy(dtype=float)) * eligible.to_numpy()
         wants |= (ensemble > 0).any(axis=1)
-    returns, eligible_arr = log_returns(close), eligible.to_numpy(dtype=bool)
+    returns = log_returns(close)
     periods = close.index.to_numpy(dtype="int64") // (settings.sizing.refresh_every_bars * timeframe_ms(timeframe))
     sleeve_arrays = {name: np.zeros(shape) for name in budgets}
     contribution_arrays = {name: np.zeros(shape) for name in budgets}

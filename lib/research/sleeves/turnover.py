@@ -50,7 +50,7 @@ def control_turnover(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Targets and reason codes for every bar of ``raw`` (time x asset, NaN = 0), starting from cash.
     ``compiled``: the loop runs in lib.research.sleeves.book_kernel (the same operations in the same order)."""
-    clean = np.nan_to_num(np.clip(raw, 0.0, None))
+    clean = np.nan_to_num(np.clip(raw, 0.0, None), copy=False)  # one time x asset copy, not two
     if compiled:
         from lib.research.sleeves import book_kernel  # numba loads on first use
 
