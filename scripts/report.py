@@ -2,8 +2,8 @@
 
 Story: positions.json (missing = rebalance never ran) -> closed candles -> health from state/runs.jsonl and
 each series' newest candle -> mark to market, benchmarks -> one equity.csv row (none if this time has one)
--> state/report.png -> Telegram (--dry-run: stdout) -> a stale stage fails the run AFTER the row and chart
-are written, so cron notices even when the stale script could not alert for itself.
+-> state/report.png -> Telegram -> a stale stage fails the run AFTER the row and chart are written, so cron
+notices even when the stale one could not alert. --dry-run: stdout only, state/ left byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from lib.ops.runner import RunContext, base_parser, run_script
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true",
-                        help="write the chart, print the summary; send nothing, append no equity row")
-    return run_script("report", parser.parse_args(argv), _run)
+                        help="print the summary, do not send it; write nothing (no equity row, chart or run record)")
+    args = parser.parse_args(argv)
+    return run_script("report", args, _run, writes_state=not args.dry_run)
 
 
 def _run(ctx: RunContext) -> None:
@@ -57,7 +58,7 @@ def _run(ctx: RunContext) -> None:
 
 
 def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.DataFrame | None],
-                 universe: list[str], health: HealthReport, *, title: str, quote: str) -> tuple[bytes, str]:
+                 universe: list[str], health: HealthReport, *, title: str, quote: str) -> tuple[bytes | None, str]:
     timeframe = ctx.config.strategy.timeframe
     stored = {symbol: frame for symbol, frame in candles.items() if frame is not None}
     closes = reporting.to_close_frame(stored, now_ms=ctx.now_ms, timeframe=timeframe)
@@ -73,12 +74,13 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
     history = _append_equity_row(ctx, row)
     history = history[history["time_ms"] <= ctx.now_ms]
     performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms)
-    frames = reporting.build_chart_frames(history)
-
-    from lib.ops import charts  # matplotlib (~0.35 s, ~40 MB) only when a chart is drawn
-    chart = charts.render_equity_chart(frames.curves_quote, frames.drawdowns_frac, quote=quote,
-                                       title=f"coinbot equity vs buy & hold ({title})")
-    storage.write_bytes_atomic(ctx.paths.chart, chart)
+    chart = None  # a dry run draws none: the chart is only sent, and a dry run leaves state/report.png as it is
+    if not ctx.args.dry_run:
+        from lib.ops import charts  # matplotlib (~0.35 s, ~40 MB) only when a chart is drawn
+        frames = reporting.build_chart_frames(history)
+        chart = charts.render_equity_chart(frames.curves_quote, frames.drawdowns_frac, quote=quote,
+                                           title=f"coinbot equity vs buy & hold ({title})")
+        storage.write_bytes_atomic(ctx.paths.chart, chart)
     logger.info("equity {:.2f} {} (day {:+.2f}, since inception {:+.2f}), gross exposure {:.3f}; "
                 "{} history rows", row.equity_quote, quote, performance.day_pnl_quote,
                 performance.inception_pnl_quote, row.exposure_gross_frac, len(history))
@@ -110,8 +112,7 @@ def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFram
     return reporting.append_row(history, row)
 
 
-def _check_health(ctx: RunContext, universe: list[str],
-                  candles: dict[str, pd.DataFrame | None]) -> HealthReport:
+def _check_health(ctx: RunContext, universe: list[str], candles: dict[str, pd.DataFrame | None]) -> HealthReport:
     newest = carry_report.perp_freshness(ctx.paths, ctx.config, ctx.now_ms)  # funding_carry: USD-M candles
     for timeframe in ctx.config.data.timeframes:
         for symbol in universe:
@@ -133,8 +134,7 @@ def _read_positions(path: Path) -> Positions | None:  # None: rebalance never ra
     return Positions.from_dict(storage.read_json(path)) if path.exists() else None
 
 
-def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *,
-                  validate: bool = True) -> pd.DataFrame | None:
+def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *, validate: bool = True) -> pd.DataFrame | None:
     """Stored timestamps and closes (None: no file; a carry book's perp: its USD-M venue's); DataError if invalid."""
     paths = carry_report.candle_paths(ctx.paths, ctx.config) if is_perpetual(symbol) else ctx.paths
     path = paths.ohlcv(timeframe, symbol)

@@ -9,7 +9,8 @@ each settlement's ``amount x price x rate``, the same figures) as one record per
 
 Idempotent: a record's key is (its exchange id, symbol, time); a key already in the ledger is never booked again,
 so a re-run, an overlapping window or a killed run does not double-count. The book's funding earned per coin is
-the sum of its records (lib.ops.carry_report). A failed fetch books nothing and is logged: the next run asks
+the sum of its records (lib.ops.carry_report). A failed fetch books nothing, is logged and named in the run's one
+alert (an incident of the run: funding bookkeeping is no trading input, so the run trades on); the next run asks
 again from the same point (the window starts at the newest record booked), so nothing is lost.
 """
 
@@ -27,6 +28,7 @@ from loguru import logger
 from lib.core import errors
 from lib.core.storage import append_jsonl, read_jsonl
 from lib.core.symbols import is_perpetual, to_spot
+from lib.core.timeframes import format_ms
 from lib.execution.carry_state import RunState
 from lib.execution.ccxt_client import call
 from lib.execution.paper import PaperSnapshot
@@ -184,9 +186,11 @@ def window_start(path: Path, *, mode: str, venue: str, first_fill_ms: int | None
 
 def book_run_funding(state: RunState) -> list[FundingRecord]:
     """Book this run's new funding records (paper: what the paper account settled since the last run; otherwise
-    the exchange's FUNDING_FEE records since the newest booked). Never fails the run: a failed fetch is logged and
-    the next run asks again from the same point."""
+    the exchange's FUNDING_FEE records since the newest booked). Never fails the run (no trading input): a failed
+    fetch is logged and added to ``state.incidents`` (the run's one alert); the next run asks again from the same
+    point."""
     path, run, session = ledger_path(state.positions_path.parent), state.run, state.session
+    since: int | None = None
     try:
         if session.paper is not None:
             records = paper_run_records(state)
@@ -199,6 +203,7 @@ def book_run_funding(state: RunState) -> list[FundingRecord]:
         booked = book(path, records)
     except errors.CoinbotError as error:
         logger.warning("funding records not booked this run ({}): the next run asks again", error)
+        state.incidents.append(not_booked_text(error, since_ms=since))
         return []
     if booked:
         logger.info("funding booked: {} record(s), {} {}", len(booked), sum(r.amount_quote for r in booked),
@@ -221,3 +226,15 @@ def paper_run_records(state: RunState) -> list[FundingRecord]:
     rates = {s: market_data.fetch_funding_history(s, since_ms=since + 1, limit=limit) for s in perps}
     return paper_funding_records(snapshot.amounts_base, rates=rates, prices=state.session.fetch_prices(perps),
                                  since_ms=since, until_ms=until, mode=run.mode, venue=run.venue)
+
+
+def not_booked_text(error: errors.CoinbotError, *, since_ms: int | None) -> str:
+    """Pure: the alert line of a failed funding fetch. The error text is the one the runner alerts for any failed
+    call (lib.execution.ccxt_client: what, error class, the exchange's short message; the alert path redacts the
+    credentials). ``since_ms``: where the exchange window started (None: paper mode, whose settlements the paper
+    wallet has already paid or received; only the ledger, i.e. the report's funding earned, misses them)."""
+    if since_ms is None:
+        return (f"paper funding records not booked ({type(error).__name__}: {error}); the paper wallet settled "
+                "them, the report's funding earned misses them")
+    return (f"funding records not booked ({type(error).__name__}: {error}); nothing booked, the next run asks again "
+            f"from {format_ms(since_ms)}")

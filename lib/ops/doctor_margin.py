@@ -7,27 +7,38 @@ FAIL: at or past liquidation (margin ratio >= 1). WARN: above ``risk.max_liquida
 rebalance cuts it first) or not assessable (the next rebalance refuses to add risk). No shorts: no row.
 The funding-carry book and the combined book with the funding_carry sleeve (two accounts): the shorts' margin
 balance is the futures wallet (``wallets``), their volatility comes from the USD-M venue's candles, one more row
-shows both wallets' balances, one per USD-M candle series' freshness and one per short's hedge (lib.ops.doctor_hedge).
+shows both wallets' balances, one per USD-M candle series' freshness and one per short's hedge (lib.ops.doctor_hedge;
+its lot tolerance takes the spot and perp markets' amount steps: the simulated exchange's markets, else one quick
+ccxt load_markets per venue, no retries).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from decimal import Decimal
 
 from lib.core.errors import CoinbotError, StateError
 from lib.core.findings import Finding
 from lib.core.paths import ProjectPaths
+from lib.core.secrets import Secrets
 from lib.core.short_margin import ShortMargin, assess_shorts
 from lib.core.state import Positions, Targets
 from lib.core.storage import read_json, read_jsonl
-from lib.core.symbols import quote_of
+from lib.core.symbols import is_perpetual, quote_of, to_spot
 from lib.core.timeframes import format_ms
+from lib.core.venue import MarketRules
 from lib.execution.carry_combo import split_targets
+from lib.execution.carry_legs import futures_section
+from lib.execution.ccxt_client import call, create_client
+from lib.execution.ccxt_markets import to_market_rules
+from lib.execution.exchange_section import ExchangeSection
 from lib.execution.journal import parse_journal
 from lib.execution.rebalance_engine import rebalance_id_of
 from lib.execution.risk import RiskLimits
 from lib.execution.tail_risk_checks import forecast_volatility
+from lib.execution.venue_session import connect_market_data
 from lib.ops.carry_report import candle_paths, is_carry_book, is_combined_carry, newest_perp_candles
 from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
@@ -144,8 +155,11 @@ def findings(paths: ProjectPaths, config: Config, now_ms: int | None = None) -> 
     hedges: list[Finding] = []
     if carry and positions is not None:
         directional, risk_changed = _directional_targets(paths, config, positions)
+        coins = {s for perp in shorts for s in (to_spot(perp), perp)}
+        steps, unknown = amount_steps(config, coins, now_ms=int(time.time() * 1000) if now_ms is None else now_ms)
         hedges = check_hedges(positions, directional, max_unhedged_quote=float(config.carry.max_unhedged_quote),
-                              quote=quote_of(config.data.symbols[0]), risk_changed=risk_changed)
+                              quote=quote_of(config.data.symbols[0]), risk_changed=risk_changed,
+                              amount_steps=steps, steps_unknown=unknown)
     return data + wallets + check_perp_margin(facts, volatility, limits=config.risk) + hedges
 
 
@@ -168,3 +182,38 @@ def _directional_targets(paths: ProjectPaths, config: Config, positions: Positio
         return None, False
     changed = any(e.event == "risk_rejected" and e.rebalance_id == positions.last_rebalance_id for e in events)
     return {s: p.directional_weight for s, p in {**spot_only, **pairs}.items()}, changed
+
+
+def amount_steps(config: Config, symbols: Collection[str], *, now_ms: int) -> tuple[dict[str, Decimal], str]:
+    """(symbol -> its market's amount step in base units, why some are missing): spot symbols on ``exchange.id``,
+    perps on the USD-M venue (``carry.futures_exchange_id``). Public market data only, one attempt per venue within
+    ``doctor.exchange_timeout_ms`` (a doctor reports, it does not wait out an outage; the exchange row says more)."""
+    steps: dict[str, Decimal] = {}
+    problems: list[str] = []
+    for section in (config.exchange, futures_section(config.exchange, config.carry)):
+        wanted = sorted(s for s in symbols if is_perpetual(s) == (section.market_type == "swap"))
+        if not wanted:
+            continue
+        try:
+            rules = _market_rules(section, config, wanted, now_ms=now_ms)
+        except CoinbotError as error:
+            problems.append(f"{section.id} {section.market_type} markets not read ({error})")
+            continue
+        for symbol in wanted:
+            rule = rules.get(symbol)
+            if rule is None:
+                problems.append(f"{symbol} not listed on {section.id}")
+            else:
+                steps[symbol] = rule.amount_step * rule.contract_size
+    return steps, "; ".join(problems)
+
+
+def _market_rules(section: ExchangeSection, config: Config, wanted: list[str], *,
+                  now_ms: int) -> dict[str, MarketRules]:
+    if section.id == "simulated":
+        return connect_market_data(section, Secrets(), now_ms=now_ms, simulated=config.simulated).load_markets()
+    quick = replace(section, timeout_ms=min(section.timeout_ms, config.doctor.exchange_timeout_ms))
+    client = create_client(quick, Secrets())
+    markets = call(client, f"load_markets {section.id}", client.load_markets, idempotent=False)
+    return {symbol: to_market_rules(markets[symbol], precision_mode=int(client.precisionMode))
+            for symbol in wanted if symbol in markets}

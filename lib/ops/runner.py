@@ -76,8 +76,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext], None]) -> int:
-    """Run ``body`` inside the standard wrapper; returns the process exit code."""
+def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext], None], *,
+               writes_state: bool = True) -> int:
+    """Run ``body`` inside the standard wrapper; returns the process exit code.
+
+    ``writes_state=False`` (a dry run that writes nothing): no lock file and no run records under state/, so the
+    run leaves state/ exactly as it found it (nothing it does can collide with a real run); failures still exit
+    non-zero with one alert."""
     wall_ms = int(time.time() * 1000)
     run_id = f"{script}-{datetime.fromtimestamp(wall_ms / 1000, UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
     _configure_logging(script=script, run_id=run_id, secrets=Secrets(), level="INFO", log_file=None)
@@ -104,6 +109,8 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
         logger.error("{}", error)
         return EXIT_CONFIG
     context = RunContext(script, run_id, now_ms, config, secrets, paths, args)
+    if not writes_state:
+        return _run_locked(context, body, log_location, record=False)
     try:
         with exclusive_lock(paths.lock(script)):
             return _run_locked(context, body, log_location)
@@ -115,14 +122,17 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
         return EXIT_FAILURE
 
 
-def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_location: str) -> int:
-    """Run the body between a start and a finish record; exactly one alert whatever fails (disk included)."""
+def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_location: str, *,
+                record: bool = True) -> int:
+    """Run the body between a start and a finish record (``record``); exactly one alert whatever fails (disk
+    included)."""
     exit_code, status, error_text = EXIT_OK, "ok", ""
     try:
         context = replace(context, interrupted=_interrupted_previous(context))
         if context.interrupted:
             logger.warning("{}", context.interrupted)
-        _record(context, event="start", status="running", exit_code=None)
+        if record:
+            _record(context, event="start", status="running", exit_code=None)
         body(context)
     except PartialFailure as error:  # the script alerted what is new; the chain goes on
         exit_code, status, error_text = error.exit_code, "partial", f"{type(error).__name__}: {error}"
@@ -137,7 +147,8 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
         logger.error("{} crashed: {}\n{}", context.script, error_text, "".join(traceback.format_exception(error)))
         context.alert(_alert_text(context.script, context.run_id, error, log_location))
     try:
-        _record(context, event="finish", status=status, exit_code=exit_code, error=error_text)
+        if record:
+            _record(context, event="finish", status=status, exit_code=exit_code, error=error_text)
     except OSError as error:  # e.g. a full disk: the health check will not see this run, so say it once
         logger.error("could not record the run in {}: {}", context.paths.runs, error)
         if exit_code == EXIT_OK:

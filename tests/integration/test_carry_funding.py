@@ -18,7 +18,7 @@ from lib.ops.config import ExchangeSection, Secrets
 from tests.fakes.exchange_server import INCOME_PATH, FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
-from tests.integration.test_rebalance_carry import FAKE_NOW_MS, assert_hedged_or_flat, setup
+from tests.integration.test_rebalance_carry import FAKE_NOW_MS, KEYS, TELEGRAM, assert_hedged_or_flat, setup
 
 
 @pytest.fixture
@@ -81,3 +81,41 @@ def test_funding_history_pages_and_windows_over_ccxt_http(fake: FakeBinance) -> 
     assert sum({r.key: r.amount_quote for r in records}.values()) == Decimal("25.00")
     assert {r.symbol for r in records} == {"BTC/USDT:USDT"}
     assert fake.request_count(INCOME_PATH, method="GET") == 5
+
+
+def test_a_failed_funding_fetch_alerts_once_trades_on_and_the_next_run_books_the_records_once(
+        project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
+    setup(project, telegram, fake)
+    assert project.run("rebalance").returncode == 0
+    fake.advance_ms(8 * MS_PER_HOUR)  # 08:00 settles on both shorts
+    fake.settle_funding()
+    second = project.run("rebalance")
+    assert second.returncode == 0, second.stderr[-3000:]
+    booked = ledger(project)
+    assert len(booked) == 2
+    ledger_bytes = (project.state / "funding.jsonl").read_bytes()
+    positions_before = (project.state / "positions.json").read_bytes()
+    fake.advance_ms(8 * MS_PER_HOUR)  # 16:00 settles: two records the failing run cannot read
+    fake.settle_funding()
+    assert len(fake.funding_income) == 4
+    fake.fail_next(INCOME_PATH, status=500, times=None, method="GET")  # every attempt, retries included
+
+    failed = project.run("rebalance")
+    assert failed.returncode == 0, failed.stderr[-3000:]  # funding bookkeeping is no trading input: the run trades on
+    assert project.runs()[-1]["status"] == "ok"
+    assert (project.state / "positions.json").read_bytes() != positions_before  # the book was valued and written
+    assert_hedged_or_flat(fake)
+    telegram.wait_for_messages(1)
+    texts = telegram.texts
+    assert len(texts) == 1 and "funding records not booked" in texts[0] and "the next run asks again" in texts[0]
+    assert all(value not in texts[0] for value in (*KEYS.values(), *TELEGRAM.values()))
+    assert (project.state / "funding.jsonl").read_bytes() == ledger_bytes  # nothing booked, the cursor unmoved
+
+    fake.clear_faults()
+    fourth = project.run("rebalance")
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    rebooked = ledger(project)
+    assert rebooked[:2] == booked  # appended after the earlier lines
+    assert sorted((r["id"], r["amount_quote"]) for r in rebooked) == \
+        sorted((r["tranId"], r["income"]) for r in fake.funding_income)  # each of the 4 records once
+    assert len(telegram.messages) == 1  # the failure was said once

@@ -111,15 +111,42 @@ def test_rerun_at_the_same_time_appends_nothing_and_a_later_run_appends_one_row(
     assert len(lines) == 3 and lines[-1].startswith(f"{NOW_MS + MS_PER_HOUR},")
 
 
-def test_dry_run_prints_the_summary_writes_the_chart_and_sends_nothing(report_project: Project,
-                                                                       telegram: FakeTelegram) -> None:
+def state_files(project: Project) -> dict[str, bytes]:
+    """Every file under state/ (sub-directories too: locks/): relative name -> bytes."""
+    return {str(path.relative_to(project.state)): path.read_bytes()
+            for path in sorted(project.state.rglob("*")) if path.is_file()}
+
+
+def test_dry_run_prints_the_summary_writes_nothing_and_sends_nothing(report_project: Project,
+                                                                     telegram: FakeTelegram) -> None:
+    before = state_files(report_project)
     result = report(report_project, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("coinbot report 2026-01-06T00:30Z")
     assert "equity 1,150.00 USDT" in result.stdout
-    assert (report_project.state / "report.png").read_bytes().startswith(PNG_SIGNATURE)
-    assert not (report_project.state / "equity.csv").exists()
+    assert state_files(report_project) == before  # no report.png, equity.csv, run record or lock file
+    assert not (report_project.state / "report.png").exists() and not (report_project.state / "locks").exists()
     assert telegram.request_count() == 0
+
+
+def test_dry_run_after_real_reports_leaves_every_state_file_as_it_was(report_project: Project,
+                                                                      telegram: FakeTelegram) -> None:
+    assert report(report_project).returncode == 0  # report.png, equity.csv, runs.jsonl and locks/report.lock exist
+    telegram.wait_for_messages(1)
+    sent = telegram.request_count()
+    before = state_files(report_project)
+    assert {"report.png", "equity.csv", "runs.jsonl", "positions.json", "locks/report.lock"} <= set(before)
+    later = report(report_project, "--dry-run", as_of_ms=NOW_MS + MS_PER_HOUR)  # a real run would append, redraw
+    assert later.returncode == 0, later.stderr
+    assert "equity 1,150.00 USDT" in later.stdout
+    assert state_files(report_project) == before
+    (report_project.state / "runs.jsonl").unlink()  # fetch_prices stale: the dry run fails ...
+    write_runs(report_project, fetch_prices_ok_ms=NOW_MS - 5 * MS_PER_HOUR)
+    before = state_files(report_project)
+    failed = report(report_project, "--dry-run")
+    assert failed.returncode == 1 and "health: STALE" in failed.stdout
+    assert state_files(report_project) == before  # ... and records nothing either
+    assert telegram.request_count() == sent + 1 and telegram.texts[-1].startswith("coinbot: report FAILED")
 
 
 def test_stale_fetch_prices_alerts_and_fails_after_writing_the_row_and_chart(report_project: Project,

@@ -12,6 +12,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 
 from lib.core.state import Positions, RunRecord
-from lib.core.storage import append_jsonl, read_json, write_parquet_atomic
+from lib.core.storage import append_jsonl, read_json, write_json_atomic, write_parquet_atomic
 from lib.core.symbols import to_slug
 from lib.core.timeframes import MS_PER_HOUR
 from lib.data.ohlcv import OHLCV_COLUMNS
@@ -222,6 +223,23 @@ def test_doctor_shows_margin_and_hedges_and_fails_on_a_broken_hedge(project: Pro
     assert set(by_check["carry perp data"]) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
     assert set(by_check["carry perp data"].values()) == {"ok"} and list(by_check["carry wallets"].values()) == ["ok"]
     assert code == 0, [r for r in rows if r["status"] == "fail"]
+
+    # one BTC lot (the larger of its spot and perp markets' amount steps, read over ccxt from the fake's markets) is
+    # worth more than carry.max_unhedged_quote: half a lot less spot in positions.json cannot be traded away and
+    # counts as covered; a lot and a half less is a real gap
+    lot = max(fake.rules("BTC/USDT").amount_step, fake.rules("BTC/USDT:USDT").amount_step)
+    positions = Positions.from_dict(read_json(project.state / "positions.json"))
+    assert lot == Decimal("0.001") and float(lot) / 2 * positions.marks["BTC/USDT"] > 25
+    for cut, status in ((lot / 2, "ok"), (lot * 3 / 2, "fail")):
+        btc = float(Decimal(repr(positions.amounts_base["BTC/USDT"])) - cut)
+        amounts = {**positions.amounts_base, "BTC/USDT": btc}
+        write_json_atomic(project.state / "positions.json", replace(positions, amounts_base=amounts).to_dict())
+        _, rows = doctor_rows(project, fake_bin)
+        row = next(r for r in rows if r["check"] == "carry hedge" and r["detail"].startswith("BTC/USDT:"))
+        assert row["status"] == status, row
+        within = "within one lot (0.001 = the larger amount step of BTC/USDT and BTC/USDT:USDT)" in row["detail"]
+        assert within == (status == "ok") and "per positions.json" in row["detail"], row
+    write_json_atomic(project.state / "positions.json", positions.to_dict())
 
     # a person sells BTC's hedge on spot; the next rebalance cannot buy it back (every order refused): it fails,
     # and positions.json says what the exchange holds

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from lib.core.state import Positions
 from lib.execution.risk import RiskLimits
+from lib.ops.config import Config
 from lib.ops.doctor import FileFacts
-from lib.ops.doctor_margin import check_perp_data, check_perp_margin, check_wallets
+from lib.ops.doctor_margin import amount_steps, check_perp_data, check_perp_margin, check_wallets
 
 BTC = "BTC/USDT:USDT"
 
@@ -65,3 +68,11 @@ def test_perp_data_rows() -> None:
     assert [(r.detail.split(" ")[0], r.status) for r in rows] == [(BTC, "ok"), ("ETH/USDT:USDT", "warn"),
                                                                   ("XRP/USDT:USDT", "warn")]
     assert "9 bar(s) behind" in rows[1].detail and "no stored candles" in rows[2].detail
+
+
+def test_amount_steps_of_the_simulated_markets() -> None:
+    # the simulated exchange's lots (lib.execution.simulated.market_rules) at BTC's anchor 25 000: spot
+    # 10^floor(log10(1 / 25 000)) = 0.00001, perp 10^floor(log10(30 / 25 000)) = 0.001; no network
+    steps, unknown = amount_steps(Config(), {"BTC/USDT", BTC, "NOPE/USDT"}, now_ms=1_767_225_600_000)
+    assert steps == {"BTC/USDT": Decimal("0.00001"), BTC: Decimal("0.001")}
+    assert unknown == "NOPE/USDT not listed on simulated"
