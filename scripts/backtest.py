@@ -129,9 +129,8 @@ def _backtest(ctx: RunContext, map_tasks: fanout.Fanout) -> None:
     metrics = reports.metrics_report(result, benchmarks, timeframe=timeframe)
     outputs["metrics.json"] = json_values.json_safe({
         "schema_version": reports.SCHEMA_VERSION, "run_id": run_id, "strategy": strategy.name, "span": span,
-        "timeframe": timeframe, "bars": len(result.equity), "symbols": sorted(candles),
-        "dropped_symbols": dropped, "missing_funding": research.missing_funding,
-        "source": str(args.data_dir or config.data_dir),
+        "timeframe": timeframe, "bars": len(result.equity), "symbols": sorted(candles), "dropped_symbols": dropped,
+        "missing_funding": research.missing_funding, "source": str(args.data_dir or config.data_dir),
         "backtest_params": dataclasses.asdict(params), "settings": sections.settings_document(settings),
         "metrics": metrics, "live_risk": reports.live_risk_report(result),
         "data_end_exits": list(result.data_end_exits),
