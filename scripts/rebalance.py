@@ -32,13 +32,13 @@ from lib.ops.runner import RunContext, base_parser, run_script
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the order plan and the risk verdict; send nothing, write nothing")
-    parser.add_argument("--live", action="store_true",
-                        help="confirm that exchange.mode = live may trade real money")
+                        help="print the order plan and the risk verdict; send and write nothing (no run record)")
+    parser.add_argument("--live", action="store_true", help="confirm that exchange.mode = live may trade real money")
     parser.add_argument("--reset-high-water-mark", action="store_true",
                         help="after a person deleted state/halt.json: take the equity now as the new peak and "
                              "start of day (otherwise the same drawdown halts again)")
-    return run_script("rebalance", parser.parse_args(argv), carry_or(_run))
+    args = parser.parse_args(argv)
+    return run_script("rebalance", args, carry_or(_run), writes_state=not args.dry_run)
 
 
 def _run(ctx: RunContext) -> None:

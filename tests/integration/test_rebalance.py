@@ -160,7 +160,7 @@ def test_paper_dry_run_then_full_rebalance_then_noop(project: Project, telegram:
     dry = paper_run(project, "--dry-run")
     assert_ok(dry)
     assert "BTC/USDT" in dry.stdout and "risk verdict: trade, 2 of 2" in dry.stdout
-    assert sorted(p.name for p in project.state.iterdir()) == ["locks", "runs.jsonl", "targets.json"]
+    assert sorted(p.name for p in project.state.iterdir()) == ["targets.json"]  # no run record, no lock file
 
     assert_ok(paper_run(project))
     events = assert_consistent(project)
