@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,21 +35,35 @@ class Measured:
     cpu_s: float = 0.0
 
 
+# A small interpreter forks and execs the measured command, then reports that child's own rusage. Started from
+# pytest directly, the child's peak RSS would read as at least pytest's own (Linux records the pre-exec copy of the
+# parent's memory: 285-706 MB late in a bench run, against ~15 MB for run_pipeline); forked from this launcher
+# (python -S, ~9 MB) the floor is the launcher's, below a bare interpreter's.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}")
+"""
+
+
 def measure_process(argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> Measured:
-    """Run ``argv`` to completion. The peak RSS is the child's own (``os.wait4`` rusage), not the max
-    over every child this test process ever had (which RUSAGE_CHILDREN would give). Linux counts the
-    forked copy of this (pytest) process before exec, so a peak below this process's own RSS reads as
-    that floor: for small processes (run_pipeline) quote ``/usr/bin/time -v``'s maximum resident set size instead."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Run ``argv`` to completion: its exit code, wall time, and its own peak RSS and CPU seconds (``os.wait4`` in
+    a small launcher process, above: not pytest's memory, not the max over every child this process had)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as usage_file:
         started = time.perf_counter()
-        process = subprocess.Popen(list(argv), cwd=cwd, env=script_env(env), stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
+        launcher = [sys.executable, "-S", "-c", _LAUNCHER, usage_file.name, *argv]
+        subprocess.run(launcher, cwd=cwd, env=script_env(env), stdout=out, stderr=err, text=True, check=True)
         wall_s = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)  # the Popen object must know it was reaped
+        returncode, maxrss_kib, user_s, system_s = usage_file.read().split()
         out.seek(0)
         err.seek(0)
-        return Measured(process.returncode, wall_s, usage.ru_maxrss / KIB_PER_MIB, out.read(), err.read(),
-                        cpu_s=usage.ru_utime + usage.ru_stime)
+        return Measured(int(returncode), wall_s, int(maxrss_kib) / KIB_PER_MIB, out.read(), err.read(),
+                        cpu_s=float(user_s) + float(system_s))
 
 
 def median(values: Sequence[float]) -> float:
