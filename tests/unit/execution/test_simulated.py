@@ -242,3 +242,14 @@ def test_bad_requests(market: SimulatedMarket, call, message: str) -> None:
 def test_params_validation(kwargs: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         SimulatedParams(**kwargs)
+
+
+def test_draws_at_some_hours_equal_the_whole_stream_there() -> None:
+    """The forming bar's bridge and the funding noise are drawn for their hours only: the same values as drawing
+    the whole stream from genesis (what the paths held before), across block boundaries."""
+    from lib.execution.simulated import BLOCK_HOURS, _blocks, _draws_at
+
+    hours = np.array([0, 1, BLOCK_HOURS - 1, BLOCK_HOURS, 3 * BLOCK_HOURS + 17, 5, BLOCK_HOURS + 2,
+                      4 * BLOCK_HOURS - 1])
+    whole = _blocks(7, 12345, 18, 4 * BLOCK_HOURS)
+    np.testing.assert_array_equal(_draws_at(7, 12345, 18, hours), whole[hours])
