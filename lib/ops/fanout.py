@@ -32,6 +32,9 @@ LOG_STEPS = 10  # without a terminal: a progress line at every tenth of the task
 BATCHES_PER_SLOT = 4  # tasks are sent in contiguous batches: a few per worker thread, for balance without
 # paying Dask's per-task overhead on hundreds of millisecond-sized tasks (walk-forward train runs)
 
+ENVIRON_KEY = "distributed.nanny.pre-spawn-environ"  # what Dask sets in a local worker's environment
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"  # Dask's default 65536 (measured below): left out for our workers
+
 PLACE_ATTRIBUTE = "fanout_batch_place"  # set on a task's error on the worker: its place in the batch
 
 
@@ -166,6 +169,7 @@ class Fanout:
         return self._client
 
     def _start_client(self, warm_modules: tuple[str, ...]) -> None:
+        import dask
         from dask.distributed import Client, LocalCluster
 
         if self.scheduler:
@@ -177,9 +181,10 @@ class Fanout:
             logger.info("fan-out on the Dask scheduler {} ({} workers)", self.scheduler,
                         len(self._client.scheduler_info()["workers"]))
         else:
-            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                         memory_limit=self.memory_limit, dashboard_address="127.0.0.1:0",
-                                         silence_logs=logging.CRITICAL)  # a failed task is logged once, here
+            with dask.config.set({ENVIRON_KEY: _worker_environ(dask.config.get(ENVIRON_KEY, default={}))}):
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             memory_limit=self.memory_limit, dashboard_address="127.0.0.1:0",
+                                             silence_logs=logging.CRITICAL)  # a failed task is logged once, here
             # the scheduler's HTTP endpoint: loopback on a free port (the default binds every interface on 8787
             # and clashes with a second study running at the same time)
             self._client = Client(self._cluster)
@@ -247,3 +252,12 @@ def _named(error: BaseException, label: str, index: int, items: Sequence[Any]) -
                  type(error).__name__, error)
     error.add_note(f"in {label} task {index + 1} of {len(items)}: {what}")
     return error
+
+
+def _worker_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """Dask's environment for local workers without its ``MALLOC_TRIM_THRESHOLD_``. Setting it fixes glibc's
+    thresholds, so every large array a task frees goes back to the kernel and the next one faults in fresh pages:
+    a strategy run on hourly data took 0.85-0.96 s on a worker against 0.55 s in the driver, and the walk-forward
+    grid spent 5 s in system time; without it the runs take the driver's 0.55 s (the workers' memory is bounded by
+    ``research.worker_memory_limit`` as before)."""
+    return {name: value for name, value in environ.items() if name != TRIM_VARIABLE}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -90,6 +91,17 @@ def test_results_come_back_in_item_order(dask_map: fanout.Fanout) -> None:
     items = [5, 1, 4, 0, 2]
     assert dask_map(square_or_fail, items, 10, label="order") == [35, 11, 26, 10, 14]
     assert serial_map(square_or_fail, items, 10) == [35, 11, 26, 10, 14]
+
+
+def worker_environment(item: str, shared: None) -> str | None:
+    return os.environ.get(item)
+
+
+def test_local_workers_keep_glibcs_own_trim_threshold_and_one_blas_thread(dask_map: fanout.Fanout) -> None:
+    """Dask's MALLOC_TRIM_THRESHOLD_ made every freed array go back to the kernel (a strategy run 0.9 s on a worker
+    against 0.55 s serially); its thread caps stay."""
+    assert dask_map(worker_environment, ["MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"], None,
+                    label="environment") == [None, "1", "1"]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

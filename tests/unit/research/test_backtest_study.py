@@ -445,3 +445,18 @@ def test_a_contradicting_backtest_market_is_refused() -> None:
     spot_with_perp_market = replace(SETTINGS, backtest=replace(SETTINGS.backtest, market="perp"))
     with pytest.raises(ConfigError, match="backtest.market"):
         sections.to_backtest_params(spot_with_perp_market)
+
+
+def test_a_strategy_run_sent_back_as_its_own_part_equals_the_whole_run(candles, inputs) -> None:
+    """A grid point's strategy run travels back without the market frames every run shares; rebuilt on the base
+    run's market it is the run computed whole: every frame equal, and the market frames shared, not copied."""
+    top_one = sections.with_overrides(SETTINGS, {"spot.top_n": 1, "strategy.volatility_window_bars": 30})
+    part = walk_forward.strategy_run_task(top_one, walk_forward.StrategyShared(candles, None))
+    whole = simulation.build_simulation_inputs(candles, top_one, funding_wide=None)
+    rebuilt = part.on(inputs)
+    for name in ("open", "close", "target_weights", "bar_volatility_frac", "daily_close"):
+        pd.testing.assert_frame_equal(getattr(rebuilt, name), getattr(whole, name), check_exact=True)
+    pd.testing.assert_series_equal(rebuilt.is_tradeable, whole.is_tradeable, check_exact=True)
+    assert rebuilt.benchmark == whole.benchmark and rebuilt.funding is None
+    assert rebuilt.open is inputs.open and rebuilt.close is inputs.close
+    assert not rebuilt.target_weights.equals(inputs.target_weights)  # the point's own run, not the base's
