@@ -28,6 +28,7 @@ from lib.research.ensemble import EnsembleParams, compute_ensemble
 from lib.research.freshness import FreshCandles as FreshCandles  # re-exported: moved to freshness
 from lib.research.freshness import data_fingerprint as data_fingerprint
 from lib.research.freshness import select_fresh_candles as select_fresh_candles
+from lib.research.panel_align import on_panel
 from lib.research.portfolio import (
     PerpParams,
     SpotParams,
@@ -179,7 +180,7 @@ def compute_strategy(
                               universe=universe, spot=spot, book=book or BookSettings())
     signal_panel = compute_signal_panel(candles_by_symbol, signals)
     for name, frame in signal_panel.items():  # in place: a second copy of the panel costs memory
-        signal_panel[name] = _on_panel(frame, panel.close)
+        signal_panel[name] = on_panel(frame, panel.close)
     eligible = eligible_mask(panel.close, panel.volume, universe)
     result = compute_ensemble(signal_panel, panel.close, ensemble, eligible=eligible)
     bar_volatility = realized_volatility(panel.close, window=strategy.volatility_window_bars)
@@ -240,7 +241,7 @@ def _book_strategy(
     contributions: dict[str, pd.DataFrame] = {}
     signal_weights, regime, ensemble_weights = pd.DataFrame(), None, None
     if "ensemble" in book_sleeves(strategy.name, book.combiner):
-        signal_panel = {name: _on_panel(frame, panel.close)
+        signal_panel = {name: on_panel(frame, panel.close)
                         for name, frame in compute_signal_panel(candles_by_symbol, signals).items()}
         result = compute_ensemble(signal_panel, panel.close, ensemble, eligible=eligible)
         contributions, signal_weights = result.contributions, result.signal_weights
@@ -254,16 +255,6 @@ def _book_strategy(
         eligible=eligible, volatility_annual_frac=volatility, regime_is_bullish=regime, beta=None,
         target_weights=output.target_weights, book=output,
     )  # fmt: skip
-
-
-def _on_panel(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` reindexed like ``like``; itself when the labels already match (reindex would copy)."""
-    same_index = frame.index.equals(like.index) and frame.index.dtype == like.index.dtype
-    same_columns = frame.columns.equals(like.columns) and frame.columns.dtype == like.columns.dtype
-    same_names = frame.index.names == like.index.names and frame.columns.names == like.columns.names
-    if same_index and same_columns and same_names:
-        return frame
-    return frame.reindex(index=like.index, columns=like.columns)
 
 
 def _regime(close_wide: pd.DataFrame, benchmark: str | None, configured: str, spot: SpotParams) -> pd.Series:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from lib.core.errors import ConfigError
 from lib.core.timeframes import periods_per_year, timeframe_ms
+from lib.research.panel_align import on_panel
 from lib.research.sleeves.combiner import CombinedRow, CombinerParams, combine_row, normalized_budgets
 from lib.research.sleeves.params import CARRY_SLEEVE
 from lib.research.sleeves.risk import RowRisk, effective_bets, log_returns, row_risk
@@ -82,14 +83,6 @@ def book_sleeves(strategy_name: str, combiner: CombinerParams) -> dict[str, floa
     return {strategy_name: 1.0}
 
 
-def _on_panel(frame: pd.DataFrame, close: pd.DataFrame, *, dtype: type, missing: object) -> np.ndarray:
-    """``frame``'s values on ``close``'s rows and columns, ``missing`` where it has none (label-aligned, as
-    ``DataFrame.where`` aligns its condition; no copy when the labels are already the same)."""
-    if frame.index.equals(close.index) and frame.columns.equals(close.columns):
-        return frame.to_numpy(dtype=dtype)
-    return frame.reindex(index=close.index, columns=close.columns, fill_value=missing).to_numpy(dtype=dtype)
-
-
 def compute_book(
     candles_by_symbol: Mapping[str, pd.DataFrame],
     close: pd.DataFrame,
@@ -110,9 +103,9 @@ def compute_book(
     budgets = book_sleeves(strategy_name, settings.combiner)
     shape = close.shape
     trend = compute_trend_sleeve(candles_by_symbol, close, settings.trend)
-    eligible_arr = np.ascontiguousarray(_on_panel(eligible, close, dtype=bool, missing=False))
+    eligible_arr = np.ascontiguousarray(on_panel(eligible, close, missing=False).to_numpy(dtype=bool))
     conviction = np.full(shape, np.nan)  # C-ordered, as the compiled walk reads it: no second copy
-    np.copyto(conviction, _on_panel(trend.conviction, close, dtype=float, missing=np.nan), where=eligible_arr)
+    np.copyto(conviction, on_panel(trend.conviction, close).to_numpy(dtype=float), where=eligible_arr)
     wants = np.zeros(shape[0], dtype=bool)
     if TREND_CORE in budgets:
         wants |= (np.nan_to_num(conviction) > 0).any(axis=1)

@@ -7,7 +7,6 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from lib.ops.config import StrategySection
@@ -109,18 +108,3 @@ def test_each_coin_follows_its_own_trend_not_btc():
     )  # fmt: skip
     late = output.target_weights.iloc[-100:]
     assert (late["ETH/USDT"] > 0).all() and (late["BTC/USDT"] == 0).all()
-
-
-def test_frames_are_read_on_the_close_panel_label_aligned() -> None:
-    """Aligned by label as DataFrame.where aligns its condition: a missing eligibility is False, not NaN -> True."""
-    from lib.research.sleeves.book import _on_panel
-
-    close = pd.DataFrame(np.ones((3, 2)), index=[10, 20, 30], columns=["A", "B"])
-    same = pd.DataFrame([[True, False]] * 3, index=[10, 20, 30], columns=["A", "B"])
-    np.testing.assert_array_equal(_on_panel(same, close, dtype=bool, missing=False), same.to_numpy())
-    partial = pd.DataFrame([[True], [True]], index=[30, 10], columns=["B"])
-    np.testing.assert_array_equal(_on_panel(partial, close, dtype=bool, missing=False),
-                                  [[False, True], [False, False], [False, True]])
-    conviction = pd.DataFrame([[0.5]], index=[20], columns=["A"])
-    np.testing.assert_array_equal(_on_panel(conviction, close, dtype=float, missing=np.nan),
-                                  [[np.nan, np.nan], [0.5, np.nan], [np.nan, np.nan]])
