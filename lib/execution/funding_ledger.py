@@ -203,7 +203,7 @@ def book_run_funding(state: RunState) -> list[FundingRecord]:
         booked = book(path, records)
     except errors.CoinbotError as error:
         logger.warning("funding records not booked this run ({}): the next run asks again", error)
-        state.incidents.append(not_booked_text(error, since_ms=since))
+        state.incidents.append(not_booked_text(error, paper=session.paper is not None, since_ms=since))
         return []
     if booked:
         logger.info("funding booked: {} record(s), {} {}", len(booked), sum(r.amount_quote for r in booked),
@@ -228,13 +228,15 @@ def paper_run_records(state: RunState) -> list[FundingRecord]:
                                  since_ms=since, until_ms=until, mode=run.mode, venue=run.venue)
 
 
-def not_booked_text(error: errors.CoinbotError, *, since_ms: int | None) -> str:
+def not_booked_text(error: errors.CoinbotError, *, paper: bool, since_ms: int | None) -> str:
     """Pure: the alert line of a failed funding fetch. The error text is the one the runner alerts for any failed
     call (lib.execution.ccxt_client: what, error class, the exchange's short message; the alert path redacts the
-    credentials). ``since_ms``: where the exchange window started (None: paper mode, whose settlements the paper
-    wallet has already paid or received; only the ledger, i.e. the report's funding earned, misses them)."""
-    if since_ms is None:
+    credentials). ``paper``: the paper wallet has already paid or received its settlements; only the ledger, i.e.
+    the report's funding earned, misses them. ``since_ms``: where the exchange window started (None: the ledger
+    could not be read to find it)."""
+    if paper:
         return (f"paper funding records not booked ({type(error).__name__}: {error}); the paper wallet settled "
                 "them, the report's funding earned misses them")
+    start = format_ms(since_ms) if since_ms is not None else "the newest record booked"
     return (f"funding records not booked ({type(error).__name__}: {error}); nothing booked, the next run asks again "
-            f"from {format_ms(since_ms)}")
+            f"from {start}")

@@ -17,6 +17,7 @@ from lib.execution.funding_ledger import (
     FundingRecord,
     book,
     funding_by_coin,
+    not_booked_text,
     paper_funding_records,
     paper_run_records,
     parse_funding_rows,
@@ -108,3 +109,15 @@ def test_a_paper_run_books_exactly_what_its_account_settled() -> None:
     settled = settle_paper_funding(cast(MarketData, RatesOnly()), snapshot, prices, 0, 57_600_000)
     assert sum(r.amount_quote for r in records) == settled.cash_quote - snapshot.cash_quote == Decimal("0.025")
     assert [r.key for r in records] == [("paper-28800000", BTC, 28_800_000), ("paper-57600000", BTC, 57_600_000)]
+
+
+def test_the_alert_line_of_a_failed_funding_fetch_says_what_is_missed_and_where_the_next_run_starts() -> None:
+    error = errors.ExchangeUnavailable("fetch_funding_history: OperationFailed after 4 retries")
+    exchange = not_booked_text(error, paper=False, since_ms=1_767_225_600_000)
+    assert exchange == ("funding records not booked (ExchangeUnavailable: fetch_funding_history: OperationFailed "
+                        "after 4 retries); nothing booked, the next run asks again from 2026-01-01T00:00Z")
+    unreadable = not_booked_text(errors.StateError("cannot read state/funding.jsonl"), paper=False, since_ms=None)
+    assert unreadable.endswith("the next run asks again from the newest record booked")
+    assert "paper" not in unreadable  # an exchange account whose ledger could not be read is not a paper one
+    paper = not_booked_text(error, paper=True, since_ms=None)
+    assert paper.startswith("paper funding records not booked") and "the paper wallet settled them" in paper
