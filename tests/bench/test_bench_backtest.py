@@ -67,6 +67,30 @@ def test_full_hourly_long_only_backtest_process(shared_data_dir: Path, tmp_path:
               "<= 3 s CPU, <= 300 MB")
 
 
+def test_hourly_backtest_fixed_cost_on_two_coins(shared_data_dir: Path, tmp_path: Path, benchmark, measure,
+                                                 table_row):
+    """The same command on BTC and ETH only: what the process costs before the data does (imports, the compiled
+    kernels loaded from numba's cache, matplotlib and the chart), the floor under the 25-coin row's figures."""
+    (tmp_path / "config.toml").write_text(HOURLY_CONFIG)
+    argv = [sys.executable, "-m", "scripts.backtest", "--config", str(tmp_path / "config.toml"),
+            "--data-dir", str(shared_data_dir), "--symbols", "BTC/USDT", "ETH/USDT", "--run-id", "bench-floor"]
+    runs: list[Measured] = []
+
+    def run_once() -> None:
+        measured = measure(argv, cwd=tmp_path)
+        assert measured.returncode == 0, measured.stderr
+        runs.append(measured)
+
+    benchmark.pedantic(run_once, rounds=ROUNDS, iterations=1)
+    document = json.loads((tmp_path / "state" / "backtests" / "bench-floor" / "metrics.json").read_text())
+    assert document["symbols"] == ["BTC/USDT", "ETH/USDT"] and document["bars"] > 30_000
+    cpu_s, peak_mb = min(run.cpu_s for run in runs), min(run.peak_rss_mb for run in runs)
+    benchmark.extra_info.update(cpu_s_min=cpu_s, peak_rss_mb_min=peak_mb, bars=document["bars"])
+    table_row(f"(floor) the same `backtest` on 2 coins x {document['bars']:,} 1h bars",
+              f"{cpu_s:.2f} s CPU, peak RSS {peak_mb:.0f} MB (best of {len(runs)})",
+              "none: the fixed cost under the row above")
+
+
 @pytest.fixture(scope="module")
 def daily_inputs(shared_data_dir: Path) -> tuple[simulation.SimulationInputs, sections.StudySettings]:
     """The default spot strategy's targets on 25 coins x daily bars, computed once (not timed)."""
