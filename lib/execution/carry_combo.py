@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
-from decimal import Decimal
+from dataclasses import dataclass, replace
+from decimal import ROUND_FLOOR, Decimal
 
 from lib.core.errors import StateError
 from lib.core.symbols import is_perpetual, to_perpetual, to_spot
@@ -130,3 +130,98 @@ def sales_first(spot_only: Mapping[str, PairTarget], *, held: Mapping[str, Decim
     sells = [p for s, p in sorted(spot_only.items())
              if float(held.get(s, Decimal(0))) * prices[s] > p.directional_weight * equity]
     return sells, [p for s, p in sorted(spot_only.items()) if p not in sells]
+
+
+CASH_SHORT = "cash_short"
+"""``risk_rejected`` reason: the spot wallet cannot pay every planned buy and the collateral; directional buys
+scaled down."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoinCash:
+    """One coin's spot order in a combined run, in quote: ``sale`` (what a sale brings), ``carry_buy`` and
+    ``directional_buy`` (what each part of a buy costs, at the reference price); ``haircut``: the taker fee plus
+    the slippage allowance the spot book reserves on every fill (a fraction of the notional)."""
+
+    symbol: str
+    sale: Decimal = Decimal(0)
+    carry_buy: Decimal = Decimal(0)
+    directional_buy: Decimal = Decimal(0)
+    haircut: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CashFit:
+    """The spot wallet over one run: ``available`` = free cash + sales after the haircut + collateral returned;
+    ``committed`` = carry buys with the haircut + collateral sent (paid first: the pairs keep priority);
+    ``directional`` = the directional buys with the haircut; each directional buy is multiplied by ``scale``."""
+
+    available: Decimal
+    committed: Decimal
+    directional: Decimal
+    scale: Decimal
+
+    @property
+    def shortfall(self) -> Decimal:
+        """What the plan needs beyond the cash (0 when it fits)."""
+        return max(self.committed + self.directional - self.available, Decimal(0))
+
+    @property
+    def uncovered(self) -> Decimal:
+        """What even the carry part alone needs beyond the cash (the directional buys cannot make up for it)."""
+        return max(self.committed - self.available, Decimal(0))
+
+    def describe(self) -> str:
+        return (f"spot wallet short of {self.shortfall:.2f} quote: available {self.available:.2f} (free cash + sales "
+                f"+ collateral returned, less fees and slippage allowance), carry buys and collateral "
+                f"{self.committed:.2f} first, directional buys {self.directional:.2f} scaled by {self.scale:.4f}"
+                + (f"; the carry part alone is {self.uncovered:.2f} short" if self.uncovered > 0 else ""))
+
+
+def buy_parts(order_side: str, amount: Decimal, *, spot_held: Decimal, short_held: Decimal,
+              directional: Decimal) -> tuple[Decimal, Decimal]:
+    """(carry part, directional part) in base units of a coin's one spot order when it buys ``amount``: the
+    directional part is what the directional target grows above the spot held beyond the short now (at most the
+    buy), the carry part the rest. A sale has no buy part: (0, 0)."""
+    if order_side != "buy" or amount <= 0:
+        return Decimal(0), Decimal(0)
+    directional_now = max(spot_held - short_held, Decimal(0))
+    part = min(max(directional - directional_now, Decimal(0)), amount)
+    return amount - part, part
+
+
+def fit_cash(coins: Iterable[CoinCash], *, spot_cash: Decimal, to_futures: Decimal) -> CashFit:
+    """The scale of the directional buys that makes the run's spot buys and its collateral transfer fit the spot
+    wallet's free cash after the run's sales (``to_futures`` < 0: collateral comes back). Sales are never scaled;
+    the carry buys and the collateral are paid first; ``scale`` = 1 when everything fits, 0 when nothing is left
+    for the directional buys, else the cash left over their cost, floored at 1e-12 (a scaled buy then fits)."""
+    coins = list(coins)
+    for coin in coins:
+        values = (coin.sale, coin.carry_buy, coin.directional_buy, coin.haircut)
+        if any(not v.is_finite() or v < 0 for v in values) or coin.haircut >= 1:
+            raise StateError(f"{coin.symbol}: cash of its order not finite or negative ({values})")
+    if not (spot_cash.is_finite() and to_futures.is_finite()):
+        raise StateError(f"spot cash {spot_cash} / collateral transfer {to_futures} not finite")
+    available = spot_cash + max(-to_futures, Decimal(0)) + sum(
+        (c.sale * (1 - c.haircut) for c in coins), Decimal(0))
+    committed = max(to_futures, Decimal(0)) + sum((c.carry_buy * (1 + c.haircut) for c in coins), Decimal(0))
+    directional = sum((c.directional_buy * (1 + c.haircut) for c in coins), Decimal(0))
+    scale = Decimal(1)
+    if committed + directional > available:
+        left = available - committed
+        scale = (left / directional).quantize(Decimal("1e-12"), rounding=ROUND_FLOOR) if left > 0 and directional \
+            else Decimal(0)
+    return CashFit(available=available, committed=committed, directional=directional, scale=min(scale, Decimal(1)))
+
+
+def scaled_directional(target: PairTarget, *, directional: Decimal, buy_part: Decimal, scale: Decimal,
+                       price: float, equity: float) -> PairTarget:
+    """The coin with its directional buy multiplied by ``scale``: its directional amount less (1 - scale) x the
+    directional part of its buy, as a weight of ``equity`` (never below 0; a coin that buys nothing is unchanged)."""
+    if buy_part <= 0 or scale >= 1:
+        return target
+    amount = max(directional - (1 - scale) * buy_part, Decimal(0))
+    weight = float(amount) * price / equity
+    if not (math.isfinite(weight) and weight >= 0):
+        raise StateError(f"{target.spot_symbol}: scaled directional weight {weight}")
+    return replace(target, directional_weight=min(weight, target.directional_weight))

@@ -16,6 +16,7 @@ from lib.core.daily_returns import daily_returns
 from lib.core.errors import CoinbotError
 from lib.core.tail_limits import fit_to_limits
 from lib.execution import carry_guard, carry_risk
+from lib.execution.carry_combo import CASH_SHORT, CashFit
 from lib.execution.carry_legs import PairTarget, collateral_needed, plan_transfer
 from lib.execution.carry_plan import plan_coin, traded_legs
 from lib.execution.carry_risk import CarryCandles, CarryRisk, leg_closes
@@ -26,10 +27,12 @@ NOTHING_DONE = "dry run: nothing sent, nothing written"
 
 
 def plan_text(state: RunState, pairs: dict[str, PairTarget], *, checked: CarryRisk | None = None,
-              candles: CarryCandles | None = None, spot_only: dict[str, PairTarget] | None = None) -> str:
+              candles: CarryCandles | None = None, spot_only: dict[str, PairTarget] | None = None,
+              cash: CashFit | None = None) -> str:
     """The dry run's text. ``checked``: the risk pass's result (its ``pairs`` are ``pairs``); ``candles``: both legs'
     stored candles (the VaR figures and the guard). Without them (a flatten) only the transfer and the legs.
-    ``spot_only``: a combined book's coins traded on spot alone (no collateral, listed with the pairs)."""
+    ``spot_only``: a combined book's coins traded on spot alone (no collateral, listed with the pairs); ``cash``:
+    the cash fit that scaled their directional buys (lib.execution.carry_combo_cash), shown before the legs."""
     held, spot_cash, futures_balance = wallet_facts(state)
     every = {**(spot_only or {}), **pairs}
     prices = live_prices(state, {s for p in every.values() for s in traded_legs(state, p, held)} | set(held))
@@ -56,6 +59,7 @@ def plan_text(state: RunState, pairs: dict[str, PairTarget], *, checked: CarryRi
         lines.append(f"collateral: futures wallet needs {needed}")
         lines.append("transfer: none" if transfer is None else f"transfer: {transfer.amount_quote} "
                      f"{transfer.from_wallet} -> {transfer.to_wallet} ({transfer.transfer_id})")
+    lines += [] if cash is None else [f"{CASH_SHORT}: {cash.describe()}"]
     lines += leg_lines(state, {**(spot_only or {}), **pairs}, held=held, prices=prices, equity=equity, first=first)
     return "\n".join([*lines, NOTHING_DONE])
 

@@ -96,11 +96,13 @@ class GuardPlan:
         return self.futures_balance + sign * self.transfer.amount_quote
 
 
-def plan_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> GuardPlan:
+def plan_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles, *,
+                    spot_free: Decimal | None = None) -> GuardPlan:
     """The guard's decision, nothing sent or journaled: a held short above risk.max_liquidation_prob_24h gets
     collateral from the spot wallet's free cash (in the same one transfer that tops the futures wallet up to the
     initial margin of max(held, target) short legs + buffer). A return of excess collateral that would put a short
-    over the limit is not planned."""
+    over the limit is not planned. ``spot_free``: the spot cash the transfer may take (default: the free cash now;
+    the cash fit asks what the pairs need, lib.execution.carry_combo_cash)."""
     held, spot_cash, futures_balance = wallet_facts(state)
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
     prices = live_prices(state, symbols)
@@ -130,7 +132,8 @@ def plan_collateral(state: RunState, pairs: dict[str, PairTarget], candles: Carr
                                      min_quote=carry.min_transfer_quote)
     floor = max(needed, futures_balance + top_up) if top_up > 0 else needed  # no top-up: the usual hysteresis
     plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=floor,
-                         spot_free_quote=spot_cash, params=carry, rebalance_id=state.run.rebalance_id)
+                         spot_free_quote=spot_cash if spot_free is None else spot_free, params=carry,
+                         rebalance_id=state.run.rebalance_id)
     if plan is not None and plan.from_wallet == "futures" and shorts and any(s.breaches for s in carry_risk.held_shorts(
             holding, prices, futures_balance - plan.amount_quote, volatility, limits)):
         plan = None  # returning the excess would put a short over the limit: it stays as margin

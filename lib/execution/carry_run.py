@@ -25,6 +25,7 @@ from lib.core.symbols import is_perpetual, to_perpetual, to_spot
 from lib.core.timeframes import timeframe_ms
 from lib.execution import (
     carry_combo,
+    carry_combo_cash,
     carry_combo_risk,
     carry_dry_run,
     carry_guard,
@@ -34,6 +35,7 @@ from lib.execution import (
 )
 from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
+from lib.execution.carry_combo import CashFit
 from lib.execution.carry_legs import (
     PairTarget,
     mismatch_orders,
@@ -94,6 +96,7 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
                                            run=run)  # a halt whose flatten is unfinished: finish it, nothing else
     held_before = set() if previous is None else {s for s, a in previous.amounts_base.items() if a}
     spot_only: dict[str, PairTarget] = {}  # combined book: coins of the directional part alone (no perp leg)
+    cash: CashFit | None = None  # combined book: the cash fit, when it scaled the directional buys
     clips: list[RiskRejection] = []
     if settings.combined:
         pairs, spot_only, clips = carry_combo.split_targets(targets.weights, held=held_before, hold=targets.hold,
@@ -138,8 +141,11 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     if settings.combined:  # both parts' tail risk, then the order count; a refusal: nothing grows, the run fails
         pairs, spot_only, tail_refused = carry_combo_risk.fit_combined(state, pairs, spot_only, paths.candles)
         pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals) or tail_refused)
+        pairs, spot_only, cash = carry_combo_cash.fit_spot_cash(  # within the spot cash: directional buys scaled
+            state, pairs, spot_only, to_futures=carry_combo_cash.collateral_to_futures(state, pairs, paths.candles))
     if dry_run:  # the verdict, the guard's transfer and cuts, the legs: nothing sent, nothing written
-        show(carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles, spot_only=spot_only))
+        show(carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles, spot_only=spot_only,
+                                     cash=cash))
         if checked.refusals or state.refused:
             found = [records.describe_rejections(list(checked.refusals))] if checked.refusals else []
             raise errors.RiskCheckFailed("dry run: the carry book would be refused, only risk-reducing orders sent: "
@@ -153,14 +159,11 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
         first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
         pairs = {**pairs, **first}
         ordered = sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol))
-        for pair in [*ordered, *buys]:
-            if pair.spot_symbol in targets.hold:
-                logger.warning("{} kept as it is ({}): not traded this run", pair.spot_symbol,
-                               targets.hold[pair.spot_symbol])
-                continue
-            filled += _trade_pair(state, pair)
-            if state.failures:
-                break
+        filled += _trade_in_turn(state, ordered, targets.hold)
+        if buys and not state.failures:  # the directional buys, last: fitted again to the spot cash there is now
+            buys = [*carry_combo_cash.fit_spot_cash(state, {}, {p.spot_symbol: p for p in buys},
+                                                    to_futures=Decimal(0))[1].values()]
+            filled += _trade_in_turn(state, buys, targets.hold)
     finally:
         _write_positions(state, final=True)
     summary = "; ".join(state.failures + state.incidents)
@@ -229,6 +232,19 @@ def _spot_only_sides(state: RunState, spot_only: dict[str, PairTarget]) -> tuple
     prices = live_prices(state, set(spot_only) | {s for s in held if not is_perpetual(s)})
     return carry_combo.sales_first(spot_only, held=held, prices=prices,
                                    equity=book_equity(held, spot_cash, futures_balance, prices))
+
+
+def _trade_in_turn(state: RunState, pairs: list[PairTarget], hold: dict[str, str]) -> int:
+    """Each coin in turn (coins held on purpose left as they are); stops at the first failure. Orders filled."""
+    filled = 0
+    for pair in pairs:
+        if pair.spot_symbol in hold:
+            logger.warning("{} kept as it is ({}): not traded this run", pair.spot_symbol, hold[pair.spot_symbol])
+            continue
+        filled += _trade_pair(state, pair)
+        if state.failures:
+            break
+    return filled
 
 
 def _trade_pair(state: RunState, pair: PairTarget) -> int:

@@ -18,7 +18,9 @@ part's gross weight g_d and twice per unit of the carry part's spot-leg weight g
 Approximations (stated in README): a coin held by both parts is one spot holding live, so their spot orders net
 (the sub-books pay both: costs slightly overstated); the carry book's own re-sizing checks (drift band, hedge,
 collateral, liquidation guard) run hourly in its simulator, live only at each run; the carry part's minimum trade
-is on its own share of capital.
+is on its own share of capital; each part stays within its own share here (the carry collateral notional / leverage,
+without live's ``carry.collateral_buffer_frac``), so live's cash cap on the directional buys
+(lib.execution.carry_combo_cash) never binds in the backtest: where live is cash short it holds less directional.
 """
 
 from __future__ import annotations

@@ -1,0 +1,87 @@
+"""Edge: the combined carry book planned within the cash it has (lib.execution.carry_combo.fit_cash): every coin's
+one spot order as the run would plan it now (lib.execution.carry_plan, the same code the run sends with), the
+collateral transfer the pairs need (lib.execution.carry_guard.plan_collateral) and the spot wallet's free cash.
+
+Why: the spot parts plus the carry collateral (notional / carry.leverage x (1 + carry.collateral_buffer_frac)) can
+exceed the book; without this the exchange refused the last directional buys. The pairs keep priority (sized
+first, never scaled here, so they stay hedged); sales are never scaled; the directional part of every buy is scaled
+by one factor to the cash left, with the spot book's reserve (taker fee + orders.slippage_allowance_bps on each
+buy and sale). Journaled ``risk_rejected`` ``cash_short`` with the amounts; named in the run's one alert only when
+the shortfall is at least ``carry.min_leg_quote`` (below it: rounding, fees; journaled and logged only)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from loguru import logger
+
+from lib.execution import carry_guard
+from lib.execution import journal as records
+from lib.execution.carry_combo import CASH_SHORT, CashFit, CoinCash, buy_parts, fit_cash, scaled_directional
+from lib.execution.carry_legs import PairTarget
+from lib.execution.carry_plan import plan_coin, traded_legs
+from lib.execution.carry_risk import CarryCandles
+from lib.execution.carry_state import RunState, book_equity, journal_risk, live_prices, wallet_facts
+from lib.execution.risk import RiskRejection
+
+BPS = Decimal(10_000)
+UNLIMITED = Decimal("1e18")
+"""The spot cash the collateral plan may take when asked what the pairs need (not what the wallet has)."""
+
+
+def collateral_to_futures(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> Decimal:
+    """The quote the run moves to the futures wallet for its pairs (< 0: collateral coming back to spot), from the
+    guard's own plan, not limited by the spot cash now (sales come first). Unknown risk: no transfer (0)."""
+    plan = carry_guard.plan_collateral(state, pairs, candles, spot_free=UNLIMITED)
+    if plan.unknown is not None or plan.transfer is None:
+        return Decimal(0)
+    return plan.transfer.amount_quote * (1 if plan.transfer.to_wallet == "futures" else -1)
+
+
+def fit_spot_cash(state: RunState, pairs: dict[str, PairTarget], spot_only: dict[str, PairTarget], *,
+                  to_futures: Decimal) -> tuple[dict[str, PairTarget], dict[str, PairTarget], CashFit | None]:
+    """(pairs, directional-only coins, the fit when it scaled): the directional buys scaled pro rata when the
+    planned spot buys and ``to_futures`` do not fit the spot cash after the sales; unchanged (the same objects)
+    when they fit. Journaled and logged when scaled (the dry run's journal writes nothing)."""
+    held, spot_cash, futures_balance = wallet_facts(state)
+    every = {**spot_only, **pairs}
+    prices = live_prices(state, {s for p in every.values() for s in traded_legs(state, p, held)} | set(held))
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    allowance = Decimal(repr(state.settings.orders.slippage_allowance_bps)) / BPS
+    coins, parts = [], {}
+    for symbol, pair in sorted(every.items()):
+        orders = plan_coin(state, pair, held, prices, equity)
+        spot_order = next((o for o in orders[2] if o.symbol == pair.spot_symbol), None)
+        if spot_order is None:
+            continue
+        price = Decimal(repr(spot_order.reference_price))
+        carry_part, directional_part = buy_parts(
+            spot_order.side, spot_order.amount_base, spot_held=held.get(symbol, Decimal(0)),
+            short_held=-min(held.get(pair.perp_symbol, Decimal(0)), Decimal(0)), directional=orders[1])
+        haircut = Decimal(repr(state.session.markets[symbol].taker_fee_frac)) + allowance
+        coins.append(CoinCash(symbol=symbol, haircut=haircut, carry_buy=carry_part * price,
+                              directional_buy=directional_part * price,
+                              sale=spot_order.notional_quote if spot_order.side == "sell" else Decimal(0)))
+        parts[symbol] = (orders[1], directional_part)
+    fit = fit_cash(coins, spot_cash=spot_cash, to_futures=to_futures)
+    if fit.scale >= 1:
+        return pairs, spot_only, None
+
+    def scaled(target: PairTarget) -> PairTarget:
+        directional, part = parts.get(target.spot_symbol, (Decimal(0), Decimal(0)))
+        return scaled_directional(target, directional=directional, buy_part=part, scale=fit.scale,
+                                  price=prices[target.spot_symbol], equity=equity)
+
+    pairs = {s: scaled(p) for s, p in pairs.items()}
+    spot_only = {s: scaled(p) for s, p in spot_only.items()}
+    changed = ", ".join(f"{s} {every[s].directional_weight:.4f} -> {p.directional_weight:.4f}"
+                        for s, p in sorted({**spot_only, **pairs}.items())
+                        if p.directional_weight != every[s].directional_weight)
+    rejection = RiskRejection(check=CASH_SHORT, symbol=None,
+                              detail=f"{fit.describe()} (directional weights {changed or 'unchanged'})")
+    if fit.shortfall >= state.settings.carry.min_leg_quote:
+        journal_risk(state, [rejection])  # journaled, logged and named in the run's one alert
+    else:
+        logger.info("{}: {} (within carry.min_leg_quote: not alerted)", CASH_SHORT, rejection.detail)
+        state.journal.append(records.to_risk_rejected_event(rejection, state.run))
+    return pairs, spot_only, fit
