@@ -204,8 +204,11 @@ class Driver:
         return {str(path): (self.root / path).read_bytes() for path in paths if "locks" not in path.parts}
 
     def killed(self, script: str, args: Sequence[str], *, kill_when: Callable[[], bool] | None = None) -> Run:
-        """SIGKILL when ``kill_when()`` holds, else at a random point up to a typical run's length."""
-        typical_s = float(np.median(self.durations[script])) if self.durations[script] else 2.0
+        """SIGKILL when ``kill_when()`` holds, else at a random point up to a short run's length: the fastest of
+        the script's last runs, not their median, so that on a machine loaded unevenly (other processes starting and
+        stopping) the kill still lands inside the run instead of after it has ended."""
+        recent = self.durations[script][-5:]
+        typical_s = min(recent) if recent else 2.0
         delay_s = None if kill_when else float(self.rng.uniform(0.3, 1.0)) * typical_s
         run = self.run(script, args, kill_after_s=delay_s, kill_when=kill_when)
         if run.exit_code is None:
