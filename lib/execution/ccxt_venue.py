@@ -86,11 +86,13 @@ class CcxtVenue:
             raise DataError(f"fetch_time: not a time: {server_ms!r}")
         return int(server_ms)
 
-    def fetch_holdings(self) -> Holdings:
+    def fetch_holdings(self, *, unlisted: bool = False) -> Holdings:
         """Cash in the book's quote currency and the signed amount of each ``BASE/quote`` market.
 
         Balances in other quotes are not the book's and are ignored; each base asset maps to exactly one
-        symbol (``BASE/quote`` spot, or the ``BASE/quote:quote`` perpetual's position).
+        symbol (``BASE/quote`` spot, or the ``BASE/quote:quote`` perpetual's position). ``unlisted`` (spot): also
+        every other coin held, as ``COIN/quote``, although the exchange no longer trades (status BREAK) or lists
+        that market: it is still in the account, and dropping it would read its value as a loss.
         """
         markets = self.load_markets()
         balance = call(self.client, "fetch_balance", lambda: self.client.fetch_balance())
@@ -118,6 +120,11 @@ class CcxtVenue:
                 total = (balance.get(rule.base) or {}).get("total")
                 if total:
                     amounts[symbol] = _finite(total, f"balance {rule.base}")
+            traded = {symbol for symbol, rule in markets.items() if not rule.is_perpetual and rule.quote == self.quote}
+            totals = balance.get("total") if unlisted else None
+            for asset, total in (totals.items() if isinstance(totals, dict) else ()):
+                if asset != self.quote and total and f"{asset}/{self.quote}" not in traded:
+                    amounts[f"{asset}/{self.quote}"] = _finite(total, f"balance {asset}")
             negative = {name: value for name, value in {self.quote: cash, **amounts}.items() if value < 0}
             if negative:  # a spot account cannot hold less than nothing: the reply is wrong, do not trade on it
                 raise DataError(f"fetch_balance: negative spot balances {negative}")

@@ -391,8 +391,8 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
     breaches += check_order_count([order for order in allowed if id(order) not in reducing], limits)
     if not daily:
         after = compute_weights(holdings, prices, equity_quote, orders=allowed)
-        breaches += check_asset_weights(target_weights, limits) + check_exposure(target_weights, limits)
-        breaches += check_asset_weights(after, limits, baseline=current)
+        breaches += check_asset_weights(target_weights, limits, baseline=current)  # a held coin risen over it: ok
+        breaches += check_exposure(target_weights, limits) + check_asset_weights(after, limits, baseline=current)
         breaches += check_exposure(after, limits, baseline=current)
     if breaches:
         return verdict("halt", rejections + breaches)

@@ -289,6 +289,19 @@ def test_check_all_lets_a_plan_cut_a_drifted_position() -> None:
     assert verdict.decision == "trade" and [o.side for o in plan.orders] == ["sell"]
 
 
+def test_check_all_lets_the_book_trade_around_a_held_position_over_the_cap() -> None:
+    # BTC is held (stale/quarantined data or no live price: its target is its current weight, 0.09 x 50,000 /
+    # 10,000 = 45 %, over the 35 % cap after a price rise); ETH 0 -> 30 % must still trade. Before: every run halted.
+    verdict, plan = run({"BTC/USDT": 0.45, "ETH/USDT": 0.3}, {"BTC/USDT": 0.09}, 5_500.0)
+    assert [(o.symbol, o.side) for o in plan.orders] == [("ETH/USDT", "buy")]
+    assert verdict.decision == "trade" and verdict.allowed_orders == plan.orders
+
+
+def test_check_all_still_halts_a_target_above_the_cap_and_above_the_holding() -> None:
+    verdict, _ = run({"BTC/USDT": 0.5}, {"BTC/USDT": 0.08}, 6_000.0)  # 40 % held, 50 % wanted
+    assert verdict.decision == "halt" and "asset_weight" in checks(list(verdict.rejections))
+
+
 def test_check_all_blocks_a_plan_that_pushes_over_the_cap() -> None:
     # targets within the cap, but a (buggy) plan that buys BTC to 45% is caught on post-trade weights
     bad_plan = OrderPlan(orders=(order("BTC/USDT", "buy", "0.09", 50_000.0),), skipped=())

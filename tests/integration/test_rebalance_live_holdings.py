@@ -1,0 +1,59 @@
+"""rebalance against FakeBinance (testnet, real ccxt): what the exchange holds is the book, all of it.
+
+A coin whose market the exchange stopped trading (status BREAK, ccxt ``active: False``) or no longer lists at all
+is still in the account: it must be valued (at its last stored close), flagged and never ordered, exactly as in
+paper mode (tests/integration/test_rebalance_dead_symbol.py). Before: it vanished from the book, so its value read
+as a loss: a 35 % "drawdown" flattened the healthy coins and halted the bot, and nobody was told about the coin.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from lib.core.storage import write_parquet_atomic
+from lib.core.symbols import to_slug
+from lib.core.timeframes import MS_PER_DAY
+from lib.data.ohlcv import OHLCV_COLUMNS
+from tests.fakes.exchange_server import FakeBinance
+from tests.fakes.telegram_server import FakeTelegram
+from tests.integration.conftest import FAKE_NOW_MS, Project
+from tests.integration.test_rebalance import assert_consistent, assert_ok, positions, setup, write_targets
+
+
+def store_close(project: Project, symbol: str, close: float) -> None:
+    """The last daily candle compute_signals saw for ``symbol`` (data/ohlcv/binance/1d)."""
+    candles = pd.DataFrame({"timestamp": [FAKE_NOW_MS - FAKE_NOW_MS % MS_PER_DAY - MS_PER_DAY], "open": [close],
+                            "high": [close], "low": [close], "close": [close], "volume": [1.0]})[list(OHLCV_COLUMNS)]
+    write_parquet_atomic(project.data / "ohlcv" / "binance" / "1d" / f"{to_slug(symbol)}.parquet", candles)
+
+
+@pytest.mark.parametrize("how", ["stop_trading", "delist"])
+def test_a_held_coin_whose_market_stopped_is_valued_flagged_and_no_false_drawdown(
+        project: Project, telegram: FakeTelegram, how: str) -> None:
+    with FakeBinance(now_ms=FAKE_NOW_MS) as fake:
+        sol_price = fake.last_price("SOL/USDT")
+        sol = (Decimal(400) / sol_price).quantize(Decimal("0.01"))  # ~40 % of a 1,000 USDT book
+        fake.spot_balances.update({"USDT": Decimal(600), "SOL": sol})
+        setup(project, telegram, fake=fake)
+        store_close(project, "SOL/USDT", float(sol_price))
+        write_targets(project, {"BTC/USDT": 0.2, "ETH/USDT": 0.2, "SOL/USDT": 0.35}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        before = positions(project)
+        getattr(fake, how)("SOL/USDT")  # Binance: status BREAK, later gone from exchangeInfo
+        write_targets(project, {"BTC/USDT": 0.2, "ETH/USDT": 0.2}, exchange="binance")
+        run = project.run("rebalance")
+        assert_ok(run)  # before: exit 4, a drawdown halt that sold BTC and ETH
+        assert_consistent(project, fake)
+        assert fake.spot_balances["BTC"] > 0 and fake.spot_balances["ETH"] > 0  # not flattened
+        assert not (project.state / "halt.json").exists()
+        assert all(order.params["symbol"] != "SOLUSDT" for order in fake.orders[1:] if order.accepted
+                   and order.client_order_id not in {o.client_order_id for o in fake.orders[:3]})
+        after = positions(project)
+        assert after.amounts_base["SOL/USDT"] == float(fake.spot_balances["SOL"])  # still in the book
+        assert after.equity_quote == pytest.approx(before.equity_quote, rel=0.01)
+        assert set(after.unpriced) == {"SOL/USDT"}
+    assert "SOL/USDT has no live price" in run.stderr
+    assert any("SOL/USDT" in text and "no live price" in text for text in telegram.texts)
