@@ -193,16 +193,22 @@ class CcxtVenue:
 
     def _to_result(self, order: dict[str, Any], *, client_order_id: str, requested: Decimal | None) -> OrderResult:
         """The order with its fee in the quote. A filled order whose reply carries no fee (Binance's order
-        lookup, a USD-M ACK) takes it from the exchange's trade records of that order."""
+        lookup, a USD-M ACK), and a final one without its filled amount or average price (ccxt leaves what the
+        exchange did not say None), takes them from the exchange's trade records of that order."""
         symbol = str(order.get("symbol") or "")
-        fills: list[tuple[Any, Any]] = [(fee, order.get("average") or order.get("price")) for fee in _fees_of(order)]
-        if not fills and _positive(order.get("filled")):
+        order = _with_cost_average(order)
+        unknown_fill = order.get("filled") is None and order.get("status") in ("closed", "canceled", "expired")
+        order_fees = _fees_of(order)
+        fills: list[tuple[Any, Any]] = [(fee, order.get("average") or order.get("price")) for fee in order_fees]
+        if unknown_fill or (_positive(order.get("filled")) and not (fills and order.get("average"))):
             trades = call(self.client, f"fetch_my_trades {symbol} order {order.get('id')}",
                           lambda: self.client.fetch_my_trades(symbol, None, None, {"orderId": order.get("id")}))
             if not isinstance(trades, list):
                 raise DataError(f"fetch_my_trades {symbol}: expected a list, got {type(trades).__name__}")
-            fills = [(fee, trade.get("price")) for trade in trades if isinstance(trade, dict)
-                     for fee in _fees_of(trade)]
+            trades = [trade for trade in trades if isinstance(trade, dict)]
+            order = _filled_from_trades(order, trades, what=f"order {client_order_id}")
+            fills = [(fee, order.get("average") or order.get("price")) for fee in order_fees] or [
+                (fee, trade.get("price")) for trade in trades for fee in _fees_of(trade)]
         rule = self.load_markets().get(symbol)
         base = rule.base if rule is not None else symbol.split("/")[0]
         fee = fee_in_quote(fills, base=base, quote=self.quote, price_of=self._conversion_price,
@@ -271,6 +277,31 @@ def _fees_of(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     fees = record.get("fees")
     listed = fees if isinstance(fees, list) and fees else [record.get("fee")]
     return [fee for fee in listed if isinstance(fee, Mapping) and fee.get("cost") is not None]
+
+
+def _with_cost_average(order: dict[str, Any]) -> dict[str, Any]:
+    """The order with its average fill price from its cost when the reply has a cost but no average."""
+    if not order.get("average") and _positive(order.get("filled")) and _positive(order.get("cost")):
+        return {**order, "average": float(_decimal(order["cost"], "cost") / _decimal(order["filled"], "filled"))}
+    return order
+
+
+def _filled_from_trades(order: dict[str, Any], trades: list[dict[str, Any]], *, what: str) -> dict[str, Any]:
+    """The order's missing filled amount / average price from its trades (a closed order without either fails
+    closed: never read as nothing filled)."""
+    if order.get("filled") is not None and order.get("average"):
+        return order
+    amount = sum((_decimal(t.get("amount"), f"{what} trade amount") for t in trades), Decimal(0))
+    cost = sum((_decimal(t.get("cost") if t.get("cost") is not None else
+                         _decimal(t.get("amount"), "amount") * _decimal(t.get("price"), "price"), f"{what} trade cost")
+                for t in trades), Decimal(0))
+    if order.get("filled") is None and order.get("status") == "closed" and amount == 0:
+        raise DataError(f"{what}: the exchange says it is closed but neither the order nor its trades say how much "
+                        "filled; look at it on the exchange")
+    filled = amount if order.get("filled") is None else _decimal(order["filled"], f"{what} filled")
+    if amount > 0 and amount == filled:
+        return {**order, "filled": str(filled), "average": order.get("average") or float(cost / amount)}
+    return {**order, "filled": str(filled)}
 
 
 def _positive(value: Any) -> bool:
