@@ -4,6 +4,7 @@ over one client from ``lib.execution.ccxt_client`` and the market parsing of ``l
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,9 @@ from lib.core.symbols import is_perpetual
 from lib.core.venue import Holdings, MarketRules, OrderResult, OrderStatus, PriceQuote, Side
 from lib.execution.ccxt_client import call
 from lib.execution.ccxt_markets import to_market_rules
+
+_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+"""An asset code a unified symbol can carry (lib.core.symbols); any other balance cannot be the bot's."""
 
 
 class CcxtVenue:
@@ -123,7 +127,7 @@ class CcxtVenue:
             traded = {symbol for symbol, rule in markets.items() if not rule.is_perpetual and rule.quote == self.quote}
             totals = balance.get("total") if unlisted else None
             for asset, total in (totals.items() if isinstance(totals, dict) else ()):
-                if asset != self.quote and total and f"{asset}/{self.quote}" not in traded:
+                if asset != self.quote and total and _ASSET.match(asset) and f"{asset}/{self.quote}" not in traded:
                     amounts[f"{asset}/{self.quote}"] = _finite(total, f"balance {asset}")
             negative = {name: value for name, value in {self.quote: cash, **amounts}.items() if value < 0}
             if negative:  # a spot account cannot hold less than nothing: the reply is wrong, do not trade on it
