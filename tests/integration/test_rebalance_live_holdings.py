@@ -57,3 +57,22 @@ def test_a_held_coin_whose_market_stopped_is_valued_flagged_and_no_false_drawdow
         assert set(after.unpriced) == {"SOL/USDT"}
     assert "SOL/USDT has no live price" in run.stderr
     assert any("SOL/USDT" in text and "no live price" in text for text in telegram.texts)
+
+
+def test_coins_moved_outside_the_bot_are_alerted_not_taken_for_pnl_silently(project: Project,
+                                                                             telegram: FakeTelegram) -> None:
+    """positions.json says what BTC the last run left; the exchange now holds 20 % less and no fill of the bot
+    explains it (a manual sale, a coin withdrawal): the exchange wins, and a person is told, with its value."""
+    with FakeBinance(now_ms=FAKE_NOW_MS) as fake:
+        fake.spot_balances.update({"USDT": Decimal(1000)})
+        setup(project, telegram, fake=fake)
+        write_targets(project, {"BTC/USDT": 0.2, "ETH/USDT": 0.2}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        assert not any("outside the bot" in text for text in telegram.texts)  # the bot's own fills explain it
+        btc = fake.spot_balances["BTC"]
+        left = (btc * Decimal("0.8")).quantize(Decimal("0.00001"))
+        fake.spot_balances["BTC"] = left  # someone sold or withdrew a fifth (a 4 % move of the book)
+        assert_ok(project.run("rebalance"))
+        assert positions(project).amounts_base["BTC/USDT"] > float(left)  # the exchange wins: bought back to target
+    [text] = [t for t in telegram.texts if "outside the bot" in t]
+    assert f"BTC/USDT {float(btc):g} -> {float(left):g}" in text and "cashflow" in text
