@@ -104,7 +104,7 @@ def _run(ctx: RunContext) -> None:
     verdict = tail.refuse(check_all(
         plan=plan, target_weights=tail.target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
-        high_water_mark_quote=book.baselines.high_water_mark_quote,
+        high_water_mark_quote=book.baselines.high_water_mark_quote, held=targets.hold,  # kept as they are
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?

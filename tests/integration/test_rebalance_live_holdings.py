@@ -76,3 +76,22 @@ def test_coins_moved_outside_the_bot_are_alerted_not_taken_for_pnl_silently(proj
         assert positions(project).amounts_base["BTC/USDT"] > float(left)  # the exchange wins: bought back to target
     [text] = [t for t in telegram.texts if "outside the bot" in t]
     assert f"BTC/USDT {float(btc):g} -> {float(left):g}" in text and "cashflow" in text
+
+
+def test_a_full_book_still_trades_around_a_coin_the_exchange_stopped(project: Project, telegram: FakeTelegram) -> None:
+    """The strategy invests the whole book in the coins it can trade (100 %) while the stopped coin, ~35 %, is kept
+    as it is: buys are bound by the cash, the book stays unlevered. Before: every run halted (gross 1.35)."""
+    with FakeBinance(now_ms=FAKE_NOW_MS) as fake:
+        sol_price = fake.last_price("SOL/USDT")
+        fake.spot_balances.update({"USDT": Decimal(600), "SOL": (Decimal(400) / sol_price).quantize(Decimal("0.01"))})
+        setup(project, telegram, fake=fake)
+        store_close(project, "SOL/USDT", float(sol_price))
+        fake.stop_trading("SOL/USDT")
+        write_targets(project, {"BTC/USDT": 0.35, "ETH/USDT": 0.35, "ADA/USDT": 0.3}, exchange="binance")
+        run = project.run("rebalance")
+        assert_ok(run)
+        assert_consistent(project, fake)
+        bought = {order.params["symbol"] for order in fake.orders if order.accepted}
+        cash_left = fake.spot_balances["USDT"]
+    assert bought == {"BTCUSDT", "ETHUSDT", "ADAUSDT"} and 0 <= cash_left < 20  # scaled to the cash, all spent
+    assert positions(project).unpriced["SOL/USDT"].amount_base > 0
