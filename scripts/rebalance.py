@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(ctx: RunContext) -> None:
-    config, paths, dry_run = ctx.config, ctx.paths, ctx.args.dry_run
+    config, paths, dry_run, quote = ctx.config, ctx.paths, ctx.args.dry_run, quote_of(ctx.config.data.symbols[0])
     # 1. inputs: refuse anything that cannot be trusted, before any venue is touched
     check_mode_allowed(config.exchange, ctx.secrets, live_flag=ctx.args.live or dry_run)
     journal = state_files.Journal(paths.journal, write=not dry_run)
-    targets = state_files.read_targets(paths.targets, strategy=config.strategy.name, exchange=config.exchange)
+    targets = state_files.read_targets(paths.targets, strategy=config.strategy.name, exchange=config.exchange,
+                                       timeframe=config.strategy.timeframe, quote=quote)  # another config's: refused
     previous = state_files.read_positions(paths.positions, mode=config.exchange.mode, venue=paths.venue,
                                           journal=journal, reset_baselines=ctx.args.reset_high_water_mark)
     run = records.RunInfo(time_ms=ctx.now_ms, run_id=ctx.run_id, rebalance_id=engine.rebalance_id_of(targets),
@@ -54,18 +55,17 @@ def _run(ctx: RunContext) -> None:
     halt = state_files.read_halt(paths.halt)
     finishing_flatten = engine.check_gates(kill_switch_present=paths.kill_switch.exists(), halt=halt,
                                                 journal=journal, run=run)
-    target_weights, clipped = clip_target_weights(
-        {symbol: weight for symbol, weight in targets.weights.items() if weight != 0}, config.risk)
+    target_weights, clipped = clip_target_weights({s: w for s, w in targets.weights.items() if w != 0}, config.risk)
     for clip in clipped:  # over risk.max_asset_weight_frac: that asset gets the cap, the rest trades
         logger.warning("{}: {}", clip.symbol, clip.detail)
         journal.append(records.to_risk_rejected_event(clip, run))
     signal_inputs = set(targets.signal_closes())  # every symbol whose candle moved the weights: sanity-checked
 
     # 2. the venue, and what it says about orders an earlier run left without an outcome
+    stored_close = venue_session.stored_close_reader(paths, targets.timeframe)  # a delisted coin's value
     session = venue_session.connect(config.exchange, ctx.secrets, simulated=config.simulated, paper=config.paper,
-                                    quote=quote_of(config.data.symbols[0]), previous=previous,
-                                    target_symbols=set(target_weights) | signal_inputs, now_ms=ctx.now_ms,
-                                    stored_close=venue_session.stored_close_reader(paths, targets.timeframe))
+                                    quote=quote, previous=previous, target_symbols=set(target_weights) | signal_inputs,
+                                    now_ms=ctx.now_ms, stored_close=stored_close)
     if session.client is not None:  # testnet and live: a key that can withdraw never trades
         venue_session.require_safe_key(session.client, mode=config.exchange.mode)
     engine.reconcile_open_orders(session.broker, journal, run)
@@ -104,7 +104,7 @@ def _run(ctx: RunContext) -> None:
     verdict = tail.refuse(check_all(
         plan=plan, target_weights=tail.target_weights, holdings=book.holdings, prices=book.prices,
         equity_quote=book.equity_quote, start_of_day_equity_quote=book.baselines.day_start_equity_quote,
-        high_water_mark_quote=book.baselines.high_water_mark_quote,
+        high_water_mark_quote=book.baselines.high_water_mark_quote, held=targets.hold,  # kept as they are
         targets_as_of_ms=targets.as_of_ms + timeframe_ms(targets.timeframe),  # the close of the signal candle
         price_times_ms=book.price_times_ms, now_ms=ctx.now_ms, limits=config.risk,
         kill_switch_present=paths.kill_switch.exists(), halt_active=paths.halt.exists(),  # created meanwhile?

@@ -11,11 +11,12 @@ from loguru import logger
 
 from lib.core.errors import DataError, StateError
 from lib.core.state import CashLedger, Positions, RiskBaselines
+from lib.core.symbols import base_of, quote_of
 from lib.core.venue import Holdings
 from lib.execution import bot_ledger
 from lib.execution.cashflows import CashFlow, sum_flows_quote
 from lib.execution.ccxt_client import call
-from lib.execution.journal import JournalEvent
+from lib.execution.journal import JournalEvent, compute_fill_positions
 from lib.execution.managed_book import BookParams, sizing_equity, split_holdings
 from lib.execution.orders import compute_equity_quote
 from lib.execution.risk_baselines import roll_baselines
@@ -41,6 +42,7 @@ class Book:
     ledger: CashLedger | None = None  # the bot's cash in a shared account (after this run's reconciliation)
     account_cash_quote: float | None = None  # the account's real quote cash when there is a ledger
     shortfall_quote: float = 0.0  # the ledger was above the account's quote cash by this much: a loss of the bot
+    moved_outside: dict[str, tuple[float, float]] = field(default_factory=dict)  # symbol: (expected, found)
 
     @property
     def sizing_quote(self) -> float:
@@ -59,7 +61,37 @@ class Book:
         if self.shortfall_quote > float(bot_ledger.DUST_QUOTE):
             messages.append(f"coinbot: the account holds {self.shortfall_quote:.2f} less quote cash than the bot's own "
                             "cash ledger (not recorded with scripts/cashflow.py?): booked as a loss of the bot")
+        if self.moved_outside:  # the exchange is the truth; a person must know it moved, or it reads as P&L
+            messages.append("coinbot: the account's coins changed outside the bot since its last run: " + "; ".join(
+                f"{s} {was:g} -> {now:g} ({(now - was) * self.prices.get(s, 0.0):+.2f} {quote_of(s)})"
+                for s, (was, now) in sorted(self.moved_outside.items())) + ". A manual trade or a transfer? Record "
+                "a withdrawal/deposit's value with scripts/cashflow.py, or it counts as the bot's profit or loss")
         return messages
+
+
+def moved_outside(previous: Positions | None, holdings: Holdings, prices: dict[str, float],
+                  fills: Sequence[JournalEvent], *, managed: frozenset[str] | None) -> dict[str, tuple[float, float]]:
+    """Managed coins whose amount on the venue differs from the last positions.json plus the bot's fills since
+    (net of commissions in the coin) by more than dust: {symbol: (expected, found)}."""
+    if previous is None:
+        return {}
+    since = [e for e in fills if e.event == "filled" and e.symbol and e.time_ms > previous.updated_ms
+             and (e.mode, e.venue) == (previous.mode, previous.venue)]
+    moved = dict(compute_fill_positions(since))
+    for fill in since:  # a commission paid in a third coin the bot manages (BNB) is less of that coin
+        assert fill.symbol is not None
+        for currency, amount in fill.fees_paid or ():
+            if currency not in (base_of(fill.symbol), quote_of(fill.symbol)):
+                third = f"{currency}/{quote_of(fill.symbol)}"
+                moved[third] = moved.get(third, Decimal(0)) - amount
+    was = {**previous.ignored_base, **previous.amounts_base}
+    changed = {}
+    for symbol in sorted(set(holdings.amounts_base) | {s for s in was if managed is None or s in managed}):
+        expected = Decimal(repr(was.get(symbol, 0.0))) + moved.get(symbol, Decimal(0))
+        found = Decimal(repr(holdings.amounts_base.get(symbol, 0.0)))
+        if ":" not in symbol and abs(found - expected) * Decimal(repr(prices.get(symbol, 0.0))) > bot_ledger.DUST_QUOTE:
+            changed[symbol] = (float(expected), float(found))
+    return changed
 
 
 def value_book(session: Session, *, previous: Positions | None, target_symbols: Iterable[str], now_ms: int,
@@ -113,7 +145,8 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
     unpriced = {s: p for s, p in session.unpriced.items() if s in prices}
     since = {s: previous.unpriced[s].since_ms if previous is not None and s in previous.unpriced else now_ms
              for s in unpriced}
-    return Book(holdings=holdings, prices=prices, price_times_ms=times,
+    outside = {} if ledger_fills is None else moved_outside(previous, holdings, prices, ledger_fills, managed=managed)
+    return Book(holdings=holdings, prices=prices, price_times_ms=times, moved_outside=outside,
                 equity_quote=equity, managed=managed, ignored=ignored, unpriced=unpriced, unpriced_since_ms=since,
                 sizing_equity_quote=None if book_params is None or ledger else sizing_equity(equity, book_params),
                 baselines=baselines, ledger=ledger, account_cash_quote=account_cash, shortfall_quote=float(shortfall))

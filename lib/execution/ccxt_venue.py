@@ -4,6 +4,7 @@ over one client from ``lib.execution.ccxt_client`` and the market parsing of ``l
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,9 @@ from lib.core.symbols import is_perpetual
 from lib.core.venue import Holdings, MarketRules, OrderResult, OrderStatus, PriceQuote, Side
 from lib.execution.ccxt_client import call
 from lib.execution.ccxt_markets import to_market_rules
+
+_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+"""An asset code a unified symbol can carry (lib.core.symbols); any other balance cannot be the bot's."""
 
 
 class CcxtVenue:
@@ -86,11 +90,13 @@ class CcxtVenue:
             raise DataError(f"fetch_time: not a time: {server_ms!r}")
         return int(server_ms)
 
-    def fetch_holdings(self) -> Holdings:
+    def fetch_holdings(self, *, unlisted: bool = False) -> Holdings:
         """Cash in the book's quote currency and the signed amount of each ``BASE/quote`` market.
 
         Balances in other quotes are not the book's and are ignored; each base asset maps to exactly one
-        symbol (``BASE/quote`` spot, or the ``BASE/quote:quote`` perpetual's position).
+        symbol (``BASE/quote`` spot, or the ``BASE/quote:quote`` perpetual's position). ``unlisted`` (spot): also
+        every other coin held, as ``COIN/quote``, although the exchange no longer trades (status BREAK) or lists
+        that market: it is still in the account, and dropping it would read its value as a loss.
         """
         markets = self.load_markets()
         balance = call(self.client, "fetch_balance", lambda: self.client.fetch_balance())
@@ -118,6 +124,11 @@ class CcxtVenue:
                 total = (balance.get(rule.base) or {}).get("total")
                 if total:
                     amounts[symbol] = _finite(total, f"balance {rule.base}")
+            traded = {symbol for symbol, rule in markets.items() if not rule.is_perpetual and rule.quote == self.quote}
+            totals = balance.get("total") if unlisted else None
+            for asset, total in (totals.items() if isinstance(totals, dict) else ()):
+                if asset != self.quote and total and _ASSET.match(asset) and f"{asset}/{self.quote}" not in traded:
+                    amounts[f"{asset}/{self.quote}"] = _finite(total, f"balance {asset}")
             negative = {name: value for name, value in {self.quote: cash, **amounts}.items() if value < 0}
             if negative:  # a spot account cannot hold less than nothing: the reply is wrong, do not trade on it
                 raise DataError(f"fetch_balance: negative spot balances {negative}")
@@ -186,16 +197,22 @@ class CcxtVenue:
 
     def _to_result(self, order: dict[str, Any], *, client_order_id: str, requested: Decimal | None) -> OrderResult:
         """The order with its fee in the quote. A filled order whose reply carries no fee (Binance's order
-        lookup, a USD-M ACK) takes it from the exchange's trade records of that order."""
+        lookup, a USD-M ACK), and a final one without its filled amount or average price (ccxt leaves what the
+        exchange did not say None), takes them from the exchange's trade records of that order."""
         symbol = str(order.get("symbol") or "")
-        fills: list[tuple[Any, Any]] = [(fee, order.get("average") or order.get("price")) for fee in _fees_of(order)]
-        if not fills and _positive(order.get("filled")):
+        order = _with_cost_average(order)
+        unknown_fill = order.get("filled") is None and order.get("status") in ("closed", "canceled", "expired")
+        order_fees = _fees_of(order)
+        fills: list[tuple[Any, Any]] = [(fee, order.get("average") or order.get("price")) for fee in order_fees]
+        if unknown_fill or (_positive(order.get("filled")) and not (fills and order.get("average"))):
             trades = call(self.client, f"fetch_my_trades {symbol} order {order.get('id')}",
                           lambda: self.client.fetch_my_trades(symbol, None, None, {"orderId": order.get("id")}))
             if not isinstance(trades, list):
                 raise DataError(f"fetch_my_trades {symbol}: expected a list, got {type(trades).__name__}")
-            fills = [(fee, trade.get("price")) for trade in trades if isinstance(trade, dict)
-                     for fee in _fees_of(trade)]
+            trades = [trade for trade in trades if isinstance(trade, dict)]
+            order = _filled_from_trades(order, trades, what=f"order {client_order_id}")
+            fills = [(fee, order.get("average") or order.get("price")) for fee in order_fees] or [
+                (fee, trade.get("price")) for trade in trades for fee in _fees_of(trade)]
         rule = self.load_markets().get(symbol)
         base = rule.base if rule is not None else symbol.split("/")[0]
         fee = fee_in_quote(fills, base=base, quote=self.quote, price_of=self._conversion_price,
@@ -264,6 +281,31 @@ def _fees_of(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     fees = record.get("fees")
     listed = fees if isinstance(fees, list) and fees else [record.get("fee")]
     return [fee for fee in listed if isinstance(fee, Mapping) and fee.get("cost") is not None]
+
+
+def _with_cost_average(order: dict[str, Any]) -> dict[str, Any]:
+    """The order with its average fill price from its cost when the reply has a cost but no average."""
+    if not order.get("average") and _positive(order.get("filled")) and _positive(order.get("cost")):
+        return {**order, "average": float(_decimal(order["cost"], "cost") / _decimal(order["filled"], "filled"))}
+    return order
+
+
+def _filled_from_trades(order: dict[str, Any], trades: list[dict[str, Any]], *, what: str) -> dict[str, Any]:
+    """The order's missing filled amount / average price from its trades (a closed order without either fails
+    closed: never read as nothing filled)."""
+    if order.get("filled") is not None and order.get("average"):
+        return order
+    amount = sum((_decimal(t.get("amount"), f"{what} trade amount") for t in trades), Decimal(0))
+    cost = sum((_decimal(t.get("cost") if t.get("cost") is not None else
+                         _decimal(t.get("amount"), "amount") * _decimal(t.get("price"), "price"), f"{what} trade cost")
+                for t in trades), Decimal(0))
+    if order.get("filled") is None and order.get("status") == "closed" and amount == 0:
+        raise DataError(f"{what}: the exchange says it is closed but neither the order nor its trades say how much "
+                        "filled; look at it on the exchange")
+    filled = amount if order.get("filled") is None else _decimal(order["filled"], f"{what} filled")
+    if amount > 0 and amount == filled:
+        return {**order, "filled": str(filled), "average": order.get("average") or float(cost / amount)}
+    return {**order, "filled": str(filled)}
 
 
 def _positive(value: Any) -> bool:

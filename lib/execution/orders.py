@@ -253,13 +253,24 @@ def _plan_symbol(symbol: str, weight: float, held: float, price: float, rules: M
         return _Leg(symbol, side, amount, reduce_only, weight, current_weight, price, rules)
 
     if not rules.is_perpetual:
-        legs.append(leg(min(abs(delta_base), held_base) if side == "sell" else delta_base, reduce_only=False))
+        amount = min(abs(delta_base), held_base) if side == "sell" else delta_base
+        if side == "sell" and _leaves_unsellable_rest(held_base, amount, price, rules, params):
+            amount = held_base  # what stays could never be sold on its own (below the minimums): sell it now
+        legs.append(leg(amount, reduce_only=False))
     elif held_base != 0 and (delta_base > 0) != (held_base > 0):  # moves the position toward zero
         legs.append(leg(min(abs(delta_base), abs(held_base)), reduce_only=True))
         if abs(delta_base) > abs(held_base):  # flips through zero: open the other side separately
             legs.append(leg(abs(delta_base) - abs(held_base), reduce_only=False))
     else:
         legs.append(leg(abs(delta_base), reduce_only=False))
+
+
+def _leaves_unsellable_rest(held: Decimal, sold: Decimal, price: float, rules: MarketRules,
+                            params: OrderParams) -> bool:
+    """A spot sell that leaves at least one lot, but less than the exchange's (or our) minimum order."""
+    rest = round_down_to_step(held - round_down_to_step(sold, rules.amount_step), rules.amount_step)
+    min_notional = max(rules.min_notional_quote, params.min_order_notional_quote)
+    return rest > 0 and (rest < rules.min_amount_base or rest * Decimal(repr(price)) < min_notional)
 
 
 def _round_leg(leg: _Leg, params: OrderParams, skipped: list[SkippedOrder]) -> tuple[Decimal, Decimal] | None:

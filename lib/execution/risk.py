@@ -241,8 +241,7 @@ def check_kill_switch(kill_switch_present: bool) -> list[RiskRejection]:
     """A person created the kill-switch file: no orders at all, not even flattening."""
     if not kill_switch_present:
         return []
-    return [RiskRejection(check="kill_switch", symbol=None,
-                          detail="kill switch file present: all trading stopped")]
+    return [RiskRejection(check="kill_switch", symbol=None, detail="kill switch file present: all trading stopped")]
 
 
 def check_halt(halt_active: bool) -> list[RiskRejection]:
@@ -337,7 +336,8 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
               price_times_ms: Mapping[str, int | None], now_ms: int, kill_switch_present: bool,
               halt_active: bool, limits: RiskLimits,
               reference_prices: Mapping[str, float] | None = None,
-              input_prices: Mapping[str, float] | None = None, unpriced: Iterable[str] = ()) -> RiskVerdict:
+              input_prices: Mapping[str, float] | None = None, unpriced: Iterable[str] = (),
+              held: Iterable[str] = ()) -> RiskVerdict:
     """Run every check and decide, most severe first:
 
     kill switch / halt file -> halt; stale, absurd or invalid inputs -> halt; drawdown -> flatten_and_halt;
@@ -345,9 +345,9 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
     weight, exposure, fat-finger or order-count limits -> halt; otherwise trade. Risk-reducing orders do not
     count toward max_orders_per_run (lib.execution.order_split keeps each under the fat-finger cap).
 
-    ``input_prices``: live prices of the other symbols whose candles moved the weights (the benchmark above
-    all: its regime moves the whole book); they are sanity-checked like the traded ones. ``unpriced``: held
-    symbols the venue cannot price, valued at their last stored close: not checked for age, never ordered.
+    ``input_prices``: live prices of the other symbols whose candles moved the weights (the benchmark above all),
+    sanity-checked like the traded ones. ``unpriced``: held symbols the venue cannot price, valued at their last
+    stored close: not checked for age, never ordered; they and ``held`` are out of the targets' gross/net exposure.
     """
     orders = plan.orders
 
@@ -364,7 +364,7 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
                               limits=limits)
     daily = check_daily_loss(equity_quote=equity_quote, start_of_day_equity_quote=start_of_day_equity_quote,
                              limits=limits)
-    dead = set(unpriced)
+    dead, kept = set(unpriced), set(unpriced) | set(held)
     inputs = check_staleness(targets_as_of_ms=targets_as_of_ms,
                              price_times_ms={s: t for s, t in price_times_ms.items() if s not in dead},
                              required_symbols=symbols - dead, now_ms=now_ms, limits=limits)
@@ -391,9 +391,10 @@ def check_all(*, plan: OrderPlan, target_weights: Mapping[str, float], holdings:
     breaches += check_order_count([order for order in allowed if id(order) not in reducing], limits)
     if not daily:
         after = compute_weights(holdings, prices, equity_quote, orders=allowed)
-        breaches += check_asset_weights(target_weights, limits) + check_exposure(target_weights, limits)
-        breaches += check_asset_weights(after, limits, baseline=current)
-        breaches += check_exposure(after, limits, baseline=current)
+        breaches += check_asset_weights(target_weights, limits, baseline=current)  # a held coin risen over it: ok
+        breaches += check_exposure({s: w for s, w in target_weights.items() if s not in kept}, limits)
+        breaches += check_asset_weights(after, limits, baseline=current) + check_exposure(after, limits,
+                                                                                          baseline=current)
     if breaches:
         return verdict("halt", rejections + breaches)
     return verdict("reduce_only" if daily else "trade", rejections, allowed)

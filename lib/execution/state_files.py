@@ -12,6 +12,7 @@ from loguru import logger
 
 from lib.core import errors, storage
 from lib.core.state import FlaggedHolding, HaltRecord, Positions, Targets
+from lib.core.symbols import quote_of
 from lib.core.timeframes import MS_PER_DAY
 from lib.core.venue import Holdings
 from lib.execution import bot_ledger
@@ -50,8 +51,11 @@ class Journal:
         self.appended.append(event)
 
 
-def read_targets(path: Path, *, strategy: str, exchange: ExchangeSection) -> Targets:
-    """targets.json; refused (StateError) when missing, malformed or made for another strategy or venue."""
+def read_targets(path: Path, *, strategy: str, exchange: ExchangeSection, timeframe: str | None = None,
+                 quote: str | None = None) -> Targets:
+    """targets.json; refused (StateError) when missing, malformed or made for another strategy, venue or
+    ``timeframe``, or when it weights a symbol outside the book's ``quote`` (sized in one currency, bought with
+    another, and never seen in the book's holdings: every run would buy it again)."""
     if not path.exists():
         raise errors.StateError(f"{path} does not exist: run compute_signals first")
     targets = Targets.from_dict(storage.read_json(path))
@@ -60,6 +64,13 @@ def read_targets(path: Path, *, strategy: str, exchange: ExchangeSection) -> Tar
     if found != wanted:
         raise errors.StateError(f"{path} is for strategy/market/exchange {'/'.join(found)} but the config "
                                 f"trades {'/'.join(wanted)}: run compute_signals with this config")
+    if timeframe is not None and targets.timeframe != timeframe:
+        raise errors.StateError(f"{path} was computed on {targets.timeframe} candles but strategy.timeframe is "
+                                f"{timeframe}: run compute_signals with this config")
+    foreign = sorted(s for s, w in targets.weights.items() if w and quote is not None and quote_of(s) != quote)
+    if foreign:
+        raise errors.StateError(f"{path} weights {', '.join(foreign)}, not quoted in the book's {quote}: the bot "
+                                f"trades one quote currency (that of data.symbols[0]); keep data.symbols in {quote}")
     return targets
 
 

@@ -100,7 +100,10 @@ class Session:
 
     def fetch_holdings(self) -> Holdings:
         """Holdings in the book's quote only: other pairs a ccxt account holds are not ours to trade."""
-        holdings = self.broker.fetch_holdings()
+        if isinstance(self.broker, CcxtVenue) and self.stored_close is not None:  # a coin whose market stopped is
+            holdings = self.broker.fetch_holdings(unlisted=True)  # still held: valued unpriced, flagged, not traded
+        else:
+            holdings = self.broker.fetch_holdings()
         amounts = {s: a for s, a in holdings.amounts_base.items() if a != 0 and quote_of(s) == self.quote}
         return Holdings(cash_quote=holdings.cash_quote, amounts_base=amounts)
 

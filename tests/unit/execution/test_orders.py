@@ -344,6 +344,19 @@ def test_plan_dust_holding_is_left_and_reported() -> None:
     assert result.orders == () and [s.reason for s in result.skipped] == [SKIP_MIN_NOTIONAL]
 
 
+@pytest.mark.parametrize(("target", "sold", "floor"), [
+    (0.0009, "1", "0"),        # the rest, 0.0003 ETH = 0.9 quote < 5: it could never be sold alone, so all goes
+    (0.0015, "1", "0"),        # 0.0015 ETH = 4.5 quote < 5: all goes
+    (0.0025, "0.9975", "0"),   # the rest, 0.0025 ETH = 7.5 quote >= 5: sold down to the target
+    (0.0025, "1", "10"),       # our own floor (10 quote) strands 7.5 quote too: all goes
+])
+def test_plan_spot_sell_never_strands_an_unsellable_rest(target: float, sold: str, floor: str) -> None:
+    # 1 ETH at 3000 in a 3000 book, targeted down to a sliver: what stays must be sellable later
+    result = plan({"ETH/USDT": target}, 0.0, {"ETH/USDT": 1.0}, SPOT_PRICES, SPOT,
+                  params=OrderParams(min_order_notional_quote=D(floor)))
+    assert [(o.side, o.amount_base) for o in result.orders] == [("sell", D(sold))]
+
+
 def test_plan_clips_to_max_amount() -> None:
     markets = {"DOGE/USDT": rules("DOGE/USDT", "1", max_amount="1000")}
     result = plan({"DOGE/USDT": 0.5}, 10_000.0, {}, {"DOGE/USDT": 0.1}, markets)
@@ -494,9 +507,13 @@ def assert_progress_toward_targets(targets: dict[str, float], holdings: Holdings
         wanted_base = held if target == 0 else abs(gap) * equity / price  # what reaching the target takes
         tolerance = wanted_base * 1e-9 + 1e-12
         if symbol in planned:
-            order = planned[symbol]
+            order, rules = planned[symbol], markets[symbol]
             assert order.side == ("buy" if gap > 0 else "sell"), (symbol, gap, order)
-            assert float(order.amount_base) <= wanted_base + tolerance, (symbol, wanted_base, order)
+            # past the target only by selling the whole holding, when what would stay is below the minimum order
+            step, held_lots = float(rules.amount_step), round_down_to_step(D(repr(held)), rules.amount_step)
+            whole = order.side == "sell" and order.amount_base == held_lots and (
+                (held - wanted_base) * price < float(rules.min_notional_quote) + step * price + 1e-9)
+            assert float(order.amount_base) <= wanted_base + tolerance or whole, (symbol, wanted_base, order)
             continue
         if abs(gap) + 1e-9 < band and target != 0:
             continue  # inside the no-trade band: nothing to do

@@ -496,6 +496,24 @@ def test_targets_for_another_venue_or_missing_are_refused(tmp_path: Path, change
         read_targets(tmp_path / "targets.json", strategy=Config().strategy.name, exchange=Config().exchange)
 
 
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"timeframe": "1h"}, "computed on 1h candles"),  # another config's targets (an hourly research run, say)
+    ({"weights": {"BTC/USDT": 0.3, "SOL/USDC": 0.2}}, "SOL/USDC"),  # sized in USDT, would be bought with USDC
+])
+def test_targets_for_another_timeframe_or_quote_are_refused(tmp_path: Path, changes: dict[str, Any],
+                                                            message: str) -> None:
+    """A weight in another quote currency was planned in the book's quote (its amount = weight x USDT equity / a
+    USDC or BTC price), its purchase never showed in the book's holdings, so every run bought it again."""
+    write_targets(tmp_path / "targets.json", strategy=Config().strategy.name, **changes)
+    with pytest.raises(StateError, match=message):
+        read_targets(tmp_path / "targets.json", strategy=Config().strategy.name, exchange=Config().exchange,
+                     timeframe="1d", quote="USDT")
+    zero = {"weights": {"BTC/USDT": 0.3, "SOL/USDC": 0.0}, "strategy": Config().strategy.name}  # no trade: no harm
+    write_targets(tmp_path / "targets.json", **zero)
+    assert read_targets(tmp_path / "targets.json", strategy=Config().strategy.name, exchange=Config().exchange,
+                        timeframe="1d", quote="USDT").weights["BTC/USDT"] == 0.3
+
+
 def test_positions_from_another_mode_or_a_lost_paper_account_are_refused(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "orders.jsonl", write=True)
     assert read_positions(tmp_path / "positions.json", mode="paper", venue="simulated", journal=journal) is None

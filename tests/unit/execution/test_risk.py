@@ -289,6 +289,41 @@ def test_check_all_lets_a_plan_cut_a_drifted_position() -> None:
     assert verdict.decision == "trade" and [o.side for o in plan.orders] == ["sell"]
 
 
+def test_check_all_lets_the_book_trade_around_a_held_position_over_the_cap() -> None:
+    # BTC is held (stale/quarantined data or no live price: its target is its current weight, 0.09 x 50,000 /
+    # 10,000 = 45 %, over the 35 % cap after a price rise); ETH 0 -> 30 % must still trade. Before: every run halted.
+    verdict, plan = run({"BTC/USDT": 0.45, "ETH/USDT": 0.3}, {"BTC/USDT": 0.09}, 5_500.0)
+    assert [(o.symbol, o.side) for o in plan.orders] == [("ETH/USDT", "buy")]
+    assert verdict.decision == "trade" and verdict.allowed_orders == plan.orders
+
+
+def test_check_all_does_not_count_a_held_position_in_the_targets_gross() -> None:
+    # BTC held at 45 % (stale data, or a coin the exchange stopped: never traded), the strategy puts the rest of a
+    # full book into ETH (60 %): 105 % of targets, but the buys are bound by the 5,500 cash, so the book stays
+    # unlevered. Before: the whole run halted on "gross_spot 1.05" for as long as BTC was held.
+    holdings = Holdings(cash_quote=5_500.0, amounts_base={"BTC/USDT": 0.09})
+    targets = {"BTC/USDT": 0.45, "ETH/USDT": 0.6}
+    plan = plan_orders(target_weights=targets, holdings=holdings, prices=PRICES, markets=MARKETS,
+                       equity_quote=10_000.0, params=OrderParams(), rebalance_id="r1")
+
+    def verdict(held: set[str]) -> RiskVerdict:
+        return check_all(plan=plan, target_weights=targets, holdings=holdings, prices=PRICES, equity_quote=10_000.0,
+                         start_of_day_equity_quote=10_000.0, high_water_mark_quote=10_000.0,
+                         targets_as_of_ms=NOW_MS - HOUR_MS, price_times_ms=FRESH, now_ms=NOW_MS,
+                         kill_switch_present=False, halt_active=False, held=held,
+                         limits=RiskLimits(max_order_notional_quote=D(100_000), max_asset_weight_frac=0.7))
+
+    assert [(o.symbol, o.side) for o in plan.orders] == [("ETH/USDT", "buy")]
+    assert sum(o.notional_quote for o in plan.orders) < 5_500  # scaled to the cash
+    assert verdict({"BTC/USDT"}).decision == "trade"
+    assert set(checks(list(verdict(set()).rejections))) == {"exposure"}  # not held: 105 % is a strategy bug
+
+
+def test_check_all_still_halts_a_target_above_the_cap_and_above_the_holding() -> None:
+    verdict, _ = run({"BTC/USDT": 0.5}, {"BTC/USDT": 0.08}, 6_000.0)  # 40 % held, 50 % wanted
+    assert verdict.decision == "halt" and "asset_weight" in checks(list(verdict.rejections))
+
+
 def test_check_all_blocks_a_plan_that_pushes_over_the_cap() -> None:
     # targets within the cap, but a (buggy) plan that buys BTC to 45% is caught on post-trade weights
     bad_plan = OrderPlan(orders=(order("BTC/USDT", "buy", "0.09", 50_000.0),), skipped=())
