@@ -103,7 +103,9 @@ def fit_pair_cash(state: RunState, pairs: dict[str, PairTarget], candles: CarryC
 
     The collateral scaled with the growth is the transfer at the full plan less the one at no growth (each the
     guard's own plan): the transfer at a scale in between is at most that share of it (it is convex in the scale:
-    max(needed - futures wallet, 0), the needed collateral linear in it), so the scaled book fits."""
+    max(needed - futures wallet, 0), the needed collateral linear in it), so the scaled book fits. The cash must
+    fit after each pair in the order the run trades them (symbol order): a sale of a pair traded later does not pay
+    for an earlier pair's buy."""
     held, spot_cash, futures_balance = wallet_facts(state)
     prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
     equity = book_equity(held, spot_cash, futures_balance, prices)
@@ -132,9 +134,12 @@ def fit_pair_cash(state: RunState, pairs: dict[str, PairTarget], candles: CarryC
 
     full = collateral_to_futures(state, pairs, candles)
     none = collateral_to_futures(state, at(Decimal(0)), candles) if full > 0 else full
-    fit = fit_cash(coins, spot_cash=spot_cash, to_futures=full,
-                   scaled_collateral=full - min(max(none, Decimal(0)), full) if full > 0 else Decimal(0),
-                   kept="other buys and collateral", scaled="the pairs' growth (spot buys and its collateral)")
+    scaled_collateral = full - min(max(none, Decimal(0)), full) if full > 0 else Decimal(0)
+    fits = [fit_cash(coins[:k], spot_cash=spot_cash, to_futures=full, scaled_collateral=scaled_collateral,
+                     kept="other buys and collateral", scaled="the pairs' growth (spot buys and its collateral)"
+                     + ("" if k == len(coins) else f" up to {coins[k - 1].symbol}, in trading order"))
+            for k in range(1 if coins else 0, len(coins) + 1)]
+    fit = min(fits, key=lambda f: f.scale)  # the first pair the cash runs out at binds: one factor for all
     if fit.scale >= 1:
         return pairs, None
     scaled = at(fit.scale)

@@ -14,7 +14,7 @@ from typing import Any, cast
 import pytest
 
 from lib.core.errors import StateError
-from lib.core.venue import Holdings
+from lib.core.venue import Holdings, MarketRules
 from lib.execution.carry_combo import CASH_SHORT, CoinCash, fit_cash, pair_growth, scaled_pair
 from lib.execution.carry_combo_cash import fit_pair_cash
 from lib.execution.carry_legs import CarrySection, PairTarget, collateral_needed, pair_amount, plan_pair
@@ -180,3 +180,45 @@ def test_a_growing_held_pair_pays_its_due_collateral_first_and_scales_the_rest()
                                                                                 D("0.880641491578"))
     assert pairs[SPOT].max_amount_base == D("0.316")
     assert collateral_needed({PERP: pairs[SPOT].spot_weight * 9_500}, CarrySection()) - 1_500 + D("2328.12") <= 4_000
+
+
+ETH, ETH_PERP = "ETH/USDT", "ETH/USDT:USDT"
+TWO_COINS = {**RULES,
+             ETH: MarketRules(symbol=ETH, base="ETH", quote="USDT", is_perpetual=False, amount_step=D("0.0001"),
+                              price_step=D("0.01"), min_amount_base=D("0.0001"), max_amount_base=None,
+                              min_notional_quote=D("5")),
+             ETH_PERP: MarketRules(symbol=ETH_PERP, base="ETH", quote="USDT", is_perpetual=True,
+                                   amount_step=D("0.01"), price_step=D("0.01"), min_amount_base=D("0.01"),
+                                   max_amount_base=None, min_notional_quote=D("5"))}
+
+
+class _Rotation(_Session):
+    """300 on spot and 3 ETH held both legs (ETH 1,000, perp 1,000.5), 1,800 on futures: equity 5,100."""
+
+    def __init__(self) -> None:
+        super().__init__(300.0, 1_800.0)
+        self.markets = TWO_COINS
+
+    def wallets(self) -> dict[str, Holdings]:
+        return {"spot": Holdings(cash_quote=300.0, amounts_base={ETH: 3.0}),
+                "futures": Holdings(cash_quote=1_800.0, amounts_base={ETH_PERP: -3.0})}
+
+    def fetch_prices(self, symbols: set[str]) -> dict[str, float]:
+        return {s: {**PRICES, ETH: 1_000.0, ETH_PERP: 1_000.5}[s] for s in symbols}
+
+
+def test_a_sale_of_a_pair_traded_later_does_not_pay_for_an_earlier_pairs_buy() -> None:
+    """Rotating out of ETH into BTC 0.6 (0.153 BTC, 3,060): BTC is traded first, ETH's 3,000 sale after it. The
+    transfer first tops the futures wallet up to both shorts' need (3,060 + 3,001.5) / 3 x 1.5 = 3,030.75: 1,230.75,
+    all BTC's growth (at no growth ETH's 1,500.75 is within the 1,800). Over the whole run the cash would do (300 +
+    3,000 x 0.9965 = 3,289.5 against 3,070.71 + 1,230.75 = 4,301.46: 0.7647), but when BTC is bought only the 300 is
+    there: 300 / 4,301.46 = 0.069743761420, BTC 0.153 x it = 0.01067 -> 0.010 per leg (200 + 100 of collateral:
+    the futures wallet's 1,800 covers 1,600.75, nothing sent; the buy 200.70 <= 300)."""
+    state = _state(_Rotation())
+    pairs = {SPOT: PairTarget(spot_symbol=SPOT, perp_symbol=PERP, spot_weight=0.6),
+             ETH: PairTarget(spot_symbol=ETH, perp_symbol=ETH_PERP, spot_weight=0.0)}
+    scaled, fit = fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES)
+    assert fit is not None and (fit.available, fit.directional, fit.scale) == (D(300), D("4301.46"),
+                                                                                D("0.069743761420"))
+    assert "up to BTC/USDT, in trading order" in fit.describe()
+    assert scaled[SPOT].max_amount_base == D("0.010") and scaled[ETH] is pairs[ETH]  # the exit goes as planned
