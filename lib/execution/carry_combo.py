@@ -251,12 +251,13 @@ def pair_growth(amount: Decimal, short_held: Decimal) -> Decimal:
 def scaled_pair(target: PairTarget, *, amount: Decimal, short_held: Decimal, scale: Decimal, step: Decimal,
                 price: float, equity: float) -> PairTarget:
     """A standalone carry pair with its growth multiplied by ``scale``: both legs to short held + scale x growth,
-    floored to the pair's common lot ``step`` (so the legs stay equal), as a weight of ``equity`` and a cap on each
-    leg (``max_amount_base``). A pair that does not grow, or a scale of 1, is unchanged (the same object)."""
+    floored to the pair's common lot ``step`` (so the legs stay equal) but never below the short held, as a weight
+    of ``equity`` and a cap on each leg (``max_amount_base``). A pair that does not grow, or a scale of 1, is
+    unchanged (the same object)."""
     growth = pair_growth(amount, short_held)
     if growth <= 0 or scale >= 1:
         return target
-    scaled = round_down_to_step(short_held + max(scale, Decimal(0)) * growth, step)
+    scaled = max(round_down_to_step(short_held + max(scale, Decimal(0)) * growth, step), short_held)  # never shrinks
     weight = float(scaled) * price / equity
     if not (math.isfinite(weight) and weight >= 0):
         raise StateError(f"{target.spot_symbol}: scaled carry weight {weight}")

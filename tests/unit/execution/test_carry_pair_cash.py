@@ -95,6 +95,9 @@ def test_a_scaled_pair_grows_both_legs_by_the_scale_and_never_below_its_short() 
     zero = scaled_pair(pair, amount=D("0.15"), short_held=D("0.05"), scale=D(0), step=STEP, price=20_000.0,
                        equity=10_000.0)
     assert zero.max_amount_base == D("0.05") and zero.spot_weight == pytest.approx(0.1)
+    off_grid = scaled_pair(pair, amount=D("0.15"), short_held=D("0.045"), scale=D(0), step=D("0.01"),
+                           price=20_000.0, equity=10_000.0)
+    assert off_grid.max_amount_base == D("0.045")  # a short off the common lot: scaling never takes it below
     assert scaled_pair(pair, amount=D("0.05"), short_held=D("0.15"), scale=D(0), step=STEP, price=20_000.0,
                        equity=10_000.0) is pair  # shrinking: never scaled
     assert scaled_pair(pair, amount=D("0.15"), short_held=D(0), scale=D(1), step=STEP, price=20_000.0,
