@@ -150,16 +150,23 @@ class CoinCash:
     haircut: Decimal = Decimal(0)
 
 
+KEPT_CARRY, SCALED_DIRECTIONAL = "carry buys and collateral", "directional buys"  # the combined book's parts
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CashFit:
     """The spot wallet over one run: ``available`` = free cash + sales after the haircut + collateral returned;
-    ``committed`` = carry buys with the haircut + collateral sent (paid first: the pairs keep priority);
-    ``directional`` = the directional buys with the haircut; each directional buy is multiplied by ``scale``."""
+    ``committed`` = what is paid first and never scaled (combined book: the carry buys with the haircut + the
+    collateral sent: the pairs keep priority); ``directional`` = what is scaled, each part multiplied by ``scale``
+    (combined book: the directional buys with the haircut; standalone carry book: the pairs' growth, its spot buys
+    with the haircut and its collateral). ``kept`` / ``scaled`` name the two parts in ``describe``."""
 
     available: Decimal
     committed: Decimal
     directional: Decimal
     scale: Decimal
+    kept: str = KEPT_CARRY
+    scaled: str = SCALED_DIRECTIONAL
 
     @property
     def shortfall(self) -> Decimal:
@@ -168,14 +175,15 @@ class CashFit:
 
     @property
     def uncovered(self) -> Decimal:
-        """What even the carry part alone needs beyond the cash (the directional buys cannot make up for it)."""
+        """What even the part paid first needs beyond the cash (the scaled part cannot make up for it)."""
         return max(self.committed - self.available, Decimal(0))
 
     def describe(self) -> str:
+        alone = "the carry part alone is" if self.kept == KEPT_CARRY else f"{self.kept} alone are"
         return (f"spot wallet short of {self.shortfall:.2f} quote: available {self.available:.2f} (free cash + sales "
-                f"+ collateral returned, less fees and slippage allowance), carry buys and collateral "
-                f"{self.committed:.2f} first, directional buys {self.directional:.2f} scaled by {self.scale:.4f}"
-                + (f"; the carry part alone is {self.uncovered:.2f} short" if self.uncovered > 0 else ""))
+                f"+ collateral returned, less fees and slippage allowance), {self.kept} "
+                f"{self.committed:.2f} first, {self.scaled} {self.directional:.2f} scaled by {self.scale:.4f}"
+                + (f"; {alone} {self.uncovered:.2f} short" if self.uncovered > 0 else ""))
 
 
 def buy_parts(order_side: str, amount: Decimal, *, spot_held: Decimal, short_held: Decimal,
@@ -190,28 +198,36 @@ def buy_parts(order_side: str, amount: Decimal, *, spot_held: Decimal, short_hel
     return amount - part, part
 
 
-def fit_cash(coins: Iterable[CoinCash], *, spot_cash: Decimal, to_futures: Decimal) -> CashFit:
-    """The scale of the directional buys that makes the run's spot buys and its collateral transfer fit the spot
-    wallet's free cash after the run's sales (``to_futures`` < 0: collateral comes back). Sales are never scaled;
-    the carry buys and the collateral are paid first; ``scale`` = 1 when everything fits, 0 when nothing is left
-    for the directional buys, else the cash left over their cost, floored at 1e-12 (a scaled buy then fits)."""
+def fit_cash(coins: Iterable[CoinCash], *, spot_cash: Decimal, to_futures: Decimal,
+             scaled_collateral: Decimal = Decimal(0), kept: str = KEPT_CARRY,
+             scaled: str = SCALED_DIRECTIONAL) -> CashFit:
+    """The scale of the scaled part (each coin's ``directional_buy`` and ``scaled_collateral``) that makes the run's
+    spot buys and its collateral transfer fit the spot wallet's free cash after the run's sales (``to_futures`` < 0:
+    collateral comes back). Sales are never scaled; the carry buys and the rest of the collateral are paid first;
+    ``scale`` = 1 when everything fits, 0 when nothing is left for the scaled part, else the cash left over its cost,
+    floored at 1e-12 (a scaled buy then fits). ``scaled_collateral``: the part of ``to_futures`` that grows with the
+    scaled buys (a standalone carry book's pairs: their growth's collateral; 0 for the combined book)."""
     coins = list(coins)
     for coin in coins:
         values = (coin.sale, coin.carry_buy, coin.directional_buy, coin.haircut)
         if any(not v.is_finite() or v < 0 for v in values) or coin.haircut >= 1:
             raise StateError(f"{coin.symbol}: cash of its order not finite or negative ({values})")
-    if not (spot_cash.is_finite() and to_futures.is_finite()):
+    if not (spot_cash.is_finite() and to_futures.is_finite() and scaled_collateral.is_finite()):
         raise StateError(f"spot cash {spot_cash} / collateral transfer {to_futures} not finite")
+    if not Decimal(0) <= scaled_collateral <= max(to_futures, Decimal(0)):
+        raise StateError(f"scaled collateral {scaled_collateral} outside the transfer {to_futures}")
     available = spot_cash + max(-to_futures, Decimal(0)) + sum(
         (c.sale * (1 - c.haircut) for c in coins), Decimal(0))
-    committed = max(to_futures, Decimal(0)) + sum((c.carry_buy * (1 + c.haircut) for c in coins), Decimal(0))
-    directional = sum((c.directional_buy * (1 + c.haircut) for c in coins), Decimal(0))
+    committed = max(to_futures, Decimal(0)) - scaled_collateral + sum(
+        (c.carry_buy * (1 + c.haircut) for c in coins), Decimal(0))
+    directional = scaled_collateral + sum((c.directional_buy * (1 + c.haircut) for c in coins), Decimal(0))
     scale = Decimal(1)
     if committed + directional > available:
         left = available - committed
         scale = (left / directional).quantize(Decimal("1e-12"), rounding=ROUND_FLOOR) if left > 0 and directional \
             else Decimal(0)
-    return CashFit(available=available, committed=committed, directional=directional, scale=min(scale, Decimal(1)))
+    return CashFit(available=available, committed=committed, directional=directional, scale=min(scale, Decimal(1)),
+                   kept=kept, scaled=scaled)
 
 
 def scaled_directional(target: PairTarget, *, directional: Decimal, buy_part: Decimal, scale: Decimal,
@@ -225,3 +241,25 @@ def scaled_directional(target: PairTarget, *, directional: Decimal, buy_part: De
     if not (math.isfinite(weight) and weight >= 0):
         raise StateError(f"{target.spot_symbol}: scaled directional weight {weight}")
     return replace(target, directional_weight=min(weight, target.directional_weight))
+
+
+def pair_growth(amount: Decimal, short_held: Decimal) -> Decimal:
+    """A pair's new exposure this run, per leg: its planned amount above the short it holds (0 when it shrinks)."""
+    return max(amount - short_held, Decimal(0))
+
+
+def scaled_pair(target: PairTarget, *, amount: Decimal, short_held: Decimal, scale: Decimal, step: Decimal,
+                price: float, equity: float) -> PairTarget:
+    """A standalone carry pair with its growth multiplied by ``scale``: both legs to short held + scale x growth,
+    floored to the pair's common lot ``step`` (so the legs stay equal) but never below the short held, as a weight
+    of ``equity`` and a cap on each leg (``max_amount_base``). A pair that does not grow, or a scale of 1, is
+    unchanged (the same object)."""
+    growth = pair_growth(amount, short_held)
+    if growth <= 0 or scale >= 1:
+        return target
+    scaled = max(round_down_to_step(short_held + max(scale, Decimal(0)) * growth, step), short_held)  # never shrinks
+    weight = float(scaled) * price / equity
+    if not (math.isfinite(weight) and weight >= 0):
+        raise StateError(f"{target.spot_symbol}: scaled carry weight {weight}")
+    cap = scaled if target.max_amount_base is None else min(scaled, target.max_amount_base)
+    return replace(target, spot_weight=min(weight, target.spot_weight), max_amount_base=cap)

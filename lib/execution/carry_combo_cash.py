@@ -1,4 +1,4 @@
-"""Edge: the combined carry book planned within the cash it has (lib.execution.carry_combo.fit_cash): every coin's
+"""Edge: the carry books planned within the spot cash they have (lib.execution.carry_combo.fit_cash): every coin's
 one spot order as the run would plan it now (lib.execution.carry_plan, the same code the run sends with), the
 collateral transfer the pairs need (lib.execution.carry_guard.plan_collateral) and the spot wallet's free cash.
 
@@ -7,7 +7,11 @@ exceed the book; without this the exchange refused the last directional buys. Th
 first, never scaled here, so they stay hedged); sales are never scaled; the directional part of every buy is scaled
 by one factor to the cash left, with the spot book's reserve (taker fee + orders.slippage_allowance_bps on each
 buy and sale). Journaled ``risk_rejected`` ``cash_short`` with the amounts; named in the run's one alert only when
-the shortfall is at least ``carry.min_leg_quote`` (below it: rounding, fees; journaled and logged only)."""
+the shortfall is at least ``carry.min_leg_quote`` (below it: rounding, fees; journaled and logged only).
+
+The standalone ``funding_carry`` book (``fit_pair_cash``) has only pairs: their growth is what is scaled, both legs
+of a pair by the same factor (each pair stays hedged), with the collateral that growth needs; without this the
+exchange refused the last spot leg and the mismatch rule bought its perp short back."""
 
 from __future__ import annotations
 
@@ -17,8 +21,17 @@ from loguru import logger
 
 from lib.execution import carry_guard
 from lib.execution import journal as records
-from lib.execution.carry_combo import CASH_SHORT, CashFit, CoinCash, buy_parts, fit_cash, scaled_directional
-from lib.execution.carry_legs import PairTarget
+from lib.execution.carry_combo import (
+    CASH_SHORT,
+    CashFit,
+    CoinCash,
+    buy_parts,
+    fit_cash,
+    pair_growth,
+    scaled_directional,
+    scaled_pair,
+)
+from lib.execution.carry_legs import PairTarget, common_step
 from lib.execution.carry_plan import plan_coin, traded_legs
 from lib.execution.carry_risk import CarryCandles
 from lib.execution.carry_state import RunState, book_equity, journal_risk, live_prices, wallet_facts
@@ -77,11 +90,70 @@ def fit_spot_cash(state: RunState, pairs: dict[str, PairTarget], spot_only: dict
     changed = ", ".join(f"{s} {every[s].directional_weight:.4f} -> {p.directional_weight:.4f}"
                         for s, p in sorted({**spot_only, **pairs}.items())
                         if p.directional_weight != every[s].directional_weight)
-    rejection = RiskRejection(check=CASH_SHORT, symbol=None,
-                              detail=f"{fit.describe()} (directional weights {changed or 'unchanged'})")
+    _journal(state, fit, f"directional weights {changed or 'unchanged'}")
+    return pairs, spot_only, fit
+
+
+def fit_pair_cash(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles
+                  ) -> tuple[dict[str, PairTarget], CashFit | None]:
+    """A standalone carry book within its spot cash: (pairs, the fit when it scaled). Each pair's growth (its legs
+    above the short it holds) is scaled by one factor, both legs alike, when the spot buys (with the spot book's
+    reserve) and the collateral transfer do not fit the spot wallet's free cash after the run's sales; what shrinks
+    is never scaled. The same objects, nothing journaled, when they fit or nothing grows.
+
+    The collateral scaled with the growth is the transfer at the full plan less the one at no growth (each the
+    guard's own plan): the transfer at a scale in between is at most that share of it (it is convex in the scale:
+    max(needed - futures wallet, 0), the needed collateral linear in it), so the scaled book fits. The cash must
+    fit after each pair in the order the run trades them (symbol order): a sale of a pair traded later does not pay
+    for an earlier pair's buy."""
+    held, spot_cash, futures_balance = wallet_facts(state)
+    prices = live_prices(state, {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held))
+    equity = book_equity(held, spot_cash, futures_balance, prices)
+    allowance = Decimal(repr(state.settings.orders.slippage_allowance_bps)) / BPS
+    markets = state.session.markets
+    coins, sizes = [], {}
+    for symbol, pair in sorted(pairs.items()):
+        amount, _, orders, _ = plan_coin(state, pair, held, prices, equity)
+        short = -min(held.get(pair.perp_symbol, Decimal(0)), Decimal(0))
+        sizes[symbol] = amount, short, common_step(markets[symbol].amount_step, markets[pair.perp_symbol].amount_step)
+        spot_order = next((o for o in orders if o.symbol == symbol), None)
+        if spot_order is None:
+            continue
+        price = Decimal(repr(spot_order.reference_price))
+        buy = spot_order.amount_base if spot_order.side == "buy" else Decimal(0)
+        growth = min(pair_growth(amount, short), buy)
+        coins.append(CoinCash(symbol=symbol, haircut=Decimal(repr(markets[symbol].taker_fee_frac)) + allowance,
+                              carry_buy=(buy - growth) * price, directional_buy=growth * price,
+                              sale=spot_order.notional_quote if spot_order.side == "sell" else Decimal(0)))
+    if not any(pair_growth(amount, short) for amount, short, _ in sizes.values()):
+        return pairs, None
+
+    def at(scale: Decimal) -> dict[str, PairTarget]:
+        return {s: scaled_pair(p, amount=sizes[s][0], short_held=sizes[s][1], scale=scale, step=sizes[s][2],
+                               price=prices[s], equity=equity) for s, p in pairs.items()}
+
+    full = collateral_to_futures(state, pairs, candles)
+    none = collateral_to_futures(state, at(Decimal(0)), candles) if full > 0 else full
+    scaled_collateral = full - min(max(none, Decimal(0)), full) if full > 0 else Decimal(0)
+    fits = [fit_cash(coins[:k], spot_cash=spot_cash, to_futures=full, scaled_collateral=scaled_collateral,
+                     kept="other buys and collateral", scaled="the pairs' growth (spot buys and its collateral)"
+                     + ("" if k == len(coins) else f" up to {coins[k - 1].symbol}, in trading order"))
+            for k in range(1 if coins else 0, len(coins) + 1)]
+    fit = min(fits, key=lambda f: f.scale)  # the first pair the cash runs out at binds: one factor for all
+    if fit.scale >= 1:
+        return pairs, None
+    scaled = at(fit.scale)
+    changed = ", ".join(f"{s} {pairs[s].spot_weight:.4f} -> {p.spot_weight:.4f}" for s, p in sorted(scaled.items())
+                        if p is not pairs[s])
+    _journal(state, fit, f"carry weights, both legs, {changed or 'unchanged'}")
+    return scaled, fit
+
+
+def _journal(state: RunState, fit: CashFit, changed: str) -> None:
+    """``risk_rejected`` ``cash_short``; named in the run's one alert only beyond carry.min_leg_quote."""
+    rejection = RiskRejection(check=CASH_SHORT, symbol=None, detail=f"{fit.describe()} ({changed})")
     if fit.shortfall >= state.settings.carry.min_leg_quote:
         journal_risk(state, [rejection])  # journaled, logged and named in the run's one alert
     else:
         logger.info("{}: {} (within carry.min_leg_quote: not alerted)", CASH_SHORT, rejection.detail)
         state.journal.append(records.to_risk_rejected_event(rejection, state.run))
-    return pairs, spot_only, fit

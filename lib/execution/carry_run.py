@@ -96,7 +96,7 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
                                            run=run)  # a halt whose flatten is unfinished: finish it, nothing else
     held_before = set() if previous is None else {s for s, a in previous.amounts_base.items() if a}
     spot_only: dict[str, PairTarget] = {}  # combined book: coins of the directional part alone (no perp leg)
-    cash: CashFit | None = None  # combined book: the cash fit, when it scaled the directional buys
+    cash: CashFit | None = None  # the cash fit, when it scaled the directional buys (or a carry book's pairs)
     clips: list[RiskRejection] = []
     if settings.combined:
         pairs, spot_only, clips = carry_combo.split_targets(targets.weights, held=held_before, hold=targets.hold,
@@ -143,6 +143,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
         pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals) or tail_refused)
         pairs, spot_only, cash = carry_combo_cash.fit_spot_cash(  # within the spot cash: directional buys scaled
             state, pairs, spot_only, to_futures=carry_combo_cash.collateral_to_futures(state, pairs, paths.candles))
+    else:  # within the spot cash: every pair's growth scaled, both legs alike
+        pairs, cash = carry_combo_cash.fit_pair_cash(state, pairs, paths.candles)
     if dry_run:  # the verdict, the guard's transfer and cuts, the legs: nothing sent, nothing written
         show(carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles, spot_only=spot_only,
                                      cash=cash))
