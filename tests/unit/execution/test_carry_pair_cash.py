@@ -253,3 +253,12 @@ def test_a_sale_of_a_pair_traded_later_does_not_pay_for_an_earlier_pairs_buy() -
                                                                                 D("0.069743761420"))
     assert "up to BTC/USDT, in trading order" in fit.describe()
     assert scaled[SPOT].max_amount_base == D("0.010") and scaled[ETH] is pairs[ETH]  # the exit goes as planned
+
+
+def test_a_futures_wallet_inside_its_band_with_no_shortfall_sends_nothing_as_before() -> None:
+    """7,000 on spot, 4,000 on futures, BTC 0.6: 0.33 BTC, 6,600 x 1.0035 = 6,623.1 <= 7,000; the need 3,300 (4,000
+    inside the band up to 4,950): no shortfall, no release, the same pairs, no transfer (the hysteresis)."""
+    state, pairs = _state(_Session(7_000.0, 4_000.0)), _pair(0.6)
+    assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES) == (pairs, None, 0)
+    assert carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES).transfer is None
+    assert state.journal.appended == []
