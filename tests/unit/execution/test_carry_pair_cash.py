@@ -7,6 +7,7 @@ is scaled, journaled once and alerted."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR
 from decimal import Decimal as D
 from types import SimpleNamespace
 from typing import Any, cast
@@ -26,7 +27,7 @@ from lib.execution.carry_legs import (
     plan_pair,
     transfer_id,
 )
-from lib.execution.carry_risk import CarryCandles
+from lib.execution.carry_risk import CarryCandles, held_shorts
 from lib.execution.carry_state import RunState
 from lib.execution.journal import JournalEvent, RunInfo
 from lib.execution.orders import OrderParams
@@ -262,3 +263,30 @@ def test_a_futures_wallet_inside_its_band_with_no_shortfall_sends_nothing_as_bef
     assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES) == (pairs, None, 0)
     assert carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES).transfer is None
     assert state.journal.appended == []
+
+
+def test_a_return_that_would_put_a_short_over_the_limit_falls_back_to_the_hysteresis_return(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 on spot, 0.3 BTC held both legs, 5,000 on futures: equity 11,100, BTC 0.6 -> 0.333 per leg; the need
+    6,660 / 3 x 1.5 = 3,330, the band up to 4,995: today's return 5.00. The growth 0.033 BTC (660 x 1.0035 = 662.31)
+    leaves spot 562.31 short. With the perp's daily volatility at 0.2 the 0.333 short is within
+    risk.max_liquidation_prob_24h (1 %) on 4,995 but over it on 5,000 - 562.31 = 4,437.69: the guard keeps its
+    refusal, today's 5.00 is what the fit counts, and the growth is scaled by what is still missing: 105 / 662.31,
+    0.3 + 0.033 x 0.1585 = 0.30523 -> 0.305 per leg. At that smaller short the guard then lets the 562.31 come back
+    (never less cash on spot than the fit counted; the futures wallet stays above the need)."""
+    monkeypatch.setattr(carry_guard, "leg_closes", lambda candles, symbols: {})  # no candles: the volatility is given
+    monkeypatch.setattr(carry_guard.carry_risk, "perp_volatility", lambda closes: {PERP: 0.2})
+    state = _state(_Session(100.0, 5_000.0, held=0.3, short=0.3))
+    state.settings.risk = RiskLimits(max_liquidation_prob_24h=0.01)
+    short = {PERP: D("-0.333")}
+    assert not any(s.breaches for s in held_shorts(short, PRICES, D(4995), {PERP: 0.2}, state.settings.risk))
+    assert all(s.breaches for s in held_shorts(short, PRICES, D("4437.69"), {PERP: 0.2}, state.settings.risk))
+    full = carry_guard.plan_collateral(cast(RunState, state), _pair(0.6), NO_CANDLES, release=D("562.31"))
+    assert full.transfer is not None and (full.transfer.amount_quote, full.transfer.from_wallet) == (D(5), "futures")
+    pairs, fit, release = fit_pair_cash(cast(RunState, state), _pair(0.6), NO_CANDLES)
+    assert release == D("562.31") and fit is not None and fit.available == D(105)
+    assert fit.scale == (D(105) / D("662.31")).quantize(D("1e-12"), rounding=ROUND_FLOOR)
+    assert pairs[SPOT].max_amount_base == D("0.305")
+    plan = carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES, release=release)
+    assert plan.transfer is not None and plan.transfer.amount_quote == D("562.31")
+    assert plan.balance_after_transfer() >= plan.needed
