@@ -11,7 +11,11 @@ the shortfall is at least ``carry.min_leg_quote`` (below it: rounding, fees; jou
 
 The standalone ``funding_carry`` book (``fit_pair_cash``) has only pairs: their growth is what is scaled, both legs
 of a pair by the same factor (each pair stays hedged), with the collateral that growth needs; without this the
-exchange refused the last spot leg and the mismatch rule bought its perp short back."""
+exchange refused the last spot leg and the mismatch rule bought its perp short back.
+
+Both books first take back the futures wallet's excess above its need when the spot buys are short (its hysteresis
+holds only while nothing needs the cash): the shortfall at no transfer back is the ``release`` the guard's one
+transfer returns (lib.execution.carry_legs.plan_transfer), counted here, so only what is still missing is scaled."""
 
 from __future__ import annotations
 
