@@ -28,11 +28,12 @@ NOTHING_DONE = "dry run: nothing sent, nothing written"
 
 def plan_text(state: RunState, pairs: dict[str, PairTarget], *, checked: CarryRisk | None = None,
               candles: CarryCandles | None = None, spot_only: dict[str, PairTarget] | None = None,
-              cash: CashFit | None = None) -> str:
+              cash: CashFit | None = None, release: Decimal = Decimal(0)) -> str:
     """The dry run's text. ``checked``: the risk pass's result (its ``pairs`` are ``pairs``); ``candles``: both legs'
     stored candles (the VaR figures and the guard). Without them (a flatten) only the transfer and the legs.
     ``spot_only``: a combined book's coins traded on spot alone (no collateral, listed with the pairs); ``cash``:
-    the cash fit that scaled their directional buys (lib.execution.carry_combo_cash), shown before the legs."""
+    the cash fit that scaled their directional buys (lib.execution.carry_combo_cash), shown before the legs;
+    ``release``: its spot shortfall, paid from the futures wallet's excess (in the guard's transfer)."""
     held, spot_cash, futures_balance = wallet_facts(state)
     every = {**(spot_only or {}), **pairs}
     prices = live_prices(state, {s for p in every.values() for s in traded_legs(state, p, held)} | set(held))
@@ -42,7 +43,7 @@ def plan_text(state: RunState, pairs: dict[str, PairTarget], *, checked: CarryRi
     first: set[str] = set()
     if checked is not None and candles is not None:
         lines += verdict_lines(state, checked, candles)
-        guard = carry_guard.plan_collateral(state, pairs, candles)
+        guard = carry_guard.plan_collateral(state, pairs, candles, release=release)
         lines += guard_lines(guard)
         if guard.unknown is not None:
             pairs, first = guard.pairs, set(guard.pairs)

@@ -97,12 +97,14 @@ class GuardPlan:
 
 
 def plan_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles, *,
-                    spot_free: Decimal | None = None) -> GuardPlan:
+                    spot_free: Decimal | None = None, release: Decimal = Decimal(0)) -> GuardPlan:
     """The guard's decision, nothing sent or journaled: a held short above risk.max_liquidation_prob_24h gets
     collateral from the spot wallet's free cash (in the same one transfer that tops the futures wallet up to the
     initial margin of max(held, target) short legs + buffer). A return of excess collateral that would put a short
     over the limit is not planned. ``spot_free``: the spot cash the transfer may take (default: the free cash now;
-    the cash fit asks what the pairs need, lib.execution.carry_combo_cash)."""
+    the cash fit asks what the pairs need, lib.execution.carry_combo_cash). ``release``: what the spot wallet is short
+    of for this run's buys (the cash fit's shortfall): the futures wallet's excess above the need pays it
+    (lib.execution.carry_legs.plan_transfer), unless that would put a short over the limit."""
     held, spot_cash, futures_balance = wallet_facts(state)
     symbols = {s for p in pairs.values() for s in (p.spot_symbol, p.perp_symbol)} | set(held)
     prices = live_prices(state, symbols)
@@ -131,11 +133,14 @@ def plan_collateral(state: RunState, pairs: dict[str, PairTarget], candles: Carr
     top_up = carry_risk.guard_top_up(shorts, buffer_frac=carry.collateral_buffer_frac,
                                      min_quote=carry.min_transfer_quote)
     floor = max(needed, futures_balance + top_up) if top_up > 0 else needed  # no top-up: the usual hysteresis
-    plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=floor,
-                         spot_free_quote=spot_cash if spot_free is None else spot_free, params=carry,
-                         rebalance_id=state.run.rebalance_id)
-    if plan is not None and plan.from_wallet == "futures" and shorts and any(s.breaches for s in carry_risk.held_shorts(
-            holding, prices, futures_balance - plan.amount_quote, volatility, limits)):
+    for cash_short in ((release, Decimal(0)) if release > 0 else (Decimal(0),)):  # the cash's return, else today's
+        plan = plan_transfer(futures_balance_quote=futures_balance, needed_quote=floor,
+                             spot_free_quote=spot_cash if spot_free is None else spot_free, params=carry,
+                             rebalance_id=state.run.rebalance_id, release_quote=cash_short)
+        if plan is None or plan.from_wallet != "futures" or not shorts or not any(
+                s.breaches for s in carry_risk.held_shorts(holding, prices, futures_balance - plan.amount_quote,
+                                                           volatility, limits)):
+            break
         plan = None  # returning the excess would put a short over the limit: it stays as margin
     added = tuple(RiskRejection(
         check=carry_risk.COLLATERAL_ADDED, symbol=s.symbol,
@@ -159,12 +164,14 @@ def cuts_at(plan: GuardPlan, limits: RiskLimits, futures_balance: Decimal) -> tu
     return {s: p for s, p in cut.items() if p != plan.pairs[s]}, cuts
 
 
-def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles) -> dict[str, PairTarget]:
+def move_collateral(state: RunState, pairs: dict[str, PairTarget], candles: CarryCandles, *,
+                    release: Decimal = Decimal(0)) -> dict[str, PairTarget]:
     """The liquidation guard first (``plan_collateral``): the transfer sent (journaled, idempotent), then the pairs
     whose short is still above the limit on the futures wallet as it is now cut, both legs. Returns the cut pairs
     (traded first). A risk that cannot be assessed (no perp candles): no transfer, every pair capped at what it
-    holds, the run fails after the exits (``state.refused``)."""
-    plan = plan_collateral(state, pairs, candles)
+    holds, the run fails after the exits (``state.refused``). ``release``: the cash fit's spot shortfall
+    (``plan_collateral``)."""
+    plan = plan_collateral(state, pairs, candles, release=release)
     if plan.unknown is not None:
         journal_risk(state, [plan.unknown])
         state.refused.append(f"{plan.unknown.check}: {plan.unknown.detail}")

@@ -213,9 +213,12 @@ class TransferPlan:
 
 
 def plan_transfer(*, futures_balance_quote: Decimal, needed_quote: Decimal, spot_free_quote: Decimal,
-                  params: CarrySection, rebalance_id: str) -> TransferPlan | None:
+                  params: CarrySection, rebalance_id: str, release_quote: Decimal = Decimal(0)) -> TransferPlan | None:
     """Top the futures wallet up to ``needed`` from spot (limited to spot's free cash); return an excess to spot
-    only beyond ``needed`` x (1 + buffer) (hysteresis: no back and forth). Cents; below the minimum: nothing."""
+    only beyond ``needed`` x (1 + buffer) (hysteresis: no back and forth), unless the spot wallet is short of
+    ``release_quote`` for this run's buys: then at least that much of the excess above ``needed`` comes back (at
+    least carry.min_transfer_quote when the excess allows), never below ``needed``. Cents; below the minimum:
+    nothing."""
     gap = needed_quote - futures_balance_quote
     if gap > 0:
         amount = min(gap.quantize(CENT, rounding=ROUND_CEILING), spot_free_quote.quantize(CENT, rounding=ROUND_FLOOR))
@@ -223,6 +226,9 @@ def plan_transfer(*, futures_balance_quote: Decimal, needed_quote: Decimal, spot
     else:
         slack = needed_quote * Decimal(repr(params.collateral_buffer_frac))
         amount = (-gap - slack).quantize(CENT, rounding=ROUND_FLOOR) if -gap > slack else Decimal(0)
+        if release_quote > 0:  # cash the spot legs need now: the excess above ``needed`` is not kept idle
+            wanted = max(release_quote.quantize(CENT, rounding=ROUND_CEILING), params.min_transfer_quote)
+            amount = max(amount, min(wanted, (-gap).quantize(CENT, rounding=ROUND_FLOOR)))
         direction = ("futures", "spot")
     if amount <= 0 or amount < params.min_transfer_quote:
         return None

@@ -141,13 +141,13 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     if settings.combined:  # both parts' tail risk, then the order count; a refusal: nothing grows, the run fails
         pairs, spot_only, tail_refused = carry_combo_risk.fit_combined(state, pairs, spot_only, paths.candles)
         pairs, spot_only = _combined_count(state, pairs, spot_only, refused=bool(checked.refusals) or tail_refused)
-        pairs, spot_only, cash = carry_combo_cash.fit_spot_cash(  # within the spot cash: directional buys scaled
-            state, pairs, spot_only, to_futures=carry_combo_cash.collateral_to_futures(state, pairs, paths.candles))
-    else:  # within the spot cash: every pair's growth scaled, both legs alike
-        pairs, cash = carry_combo_cash.fit_pair_cash(state, pairs, paths.candles)
+        pairs, spot_only, cash, release = carry_combo_cash.fit_combined_cash(  # the spot cash: directional buys
+            state, pairs, spot_only, paths.candles)  # scaled after the futures wallet's excess (``release``)
+    else:  # within the spot cash (with the futures wallet's excess): every pair's growth scaled, both legs alike
+        pairs, cash, release = carry_combo_cash.fit_pair_cash(state, pairs, paths.candles)
     if dry_run:  # the verdict, the guard's transfer and cuts, the legs: nothing sent, nothing written
         show(carry_dry_run.plan_text(state, pairs, checked=checked, candles=paths.candles, spot_only=spot_only,
-                                     cash=cash))
+                                     cash=cash, release=release))
         if checked.refusals or state.refused:
             found = [records.describe_rejections(list(checked.refusals))] if checked.refusals else []
             raise errors.RiskCheckFailed("dry run: the carry book would be refused, only risk-reducing orders sent: "
@@ -158,7 +158,7 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
         sells, buys = _spot_only_sides(state, spot_only) if spot_only else ([], [])  # sales first: they free cash
         for pair in sells:
             filled += _trade_pair(state, pair)
-        first = carry_guard.move_collateral(state, pairs, paths.candles)  # the guard: collateral, else cut pairs
+        first = carry_guard.move_collateral(state, pairs, paths.candles, release=release)  # else cut pairs
         pairs = {**pairs, **first}
         ordered = sorted(pairs.values(), key=lambda p: (p.spot_symbol not in first, p.spot_symbol))
         filled += _trade_in_turn(state, ordered, targets.hold)

@@ -15,6 +15,7 @@ import pytest
 
 from lib.core.errors import StateError
 from lib.core.venue import Holdings, MarketRules
+from lib.execution import carry_guard
 from lib.execution.carry_combo import (
     CASH_SHORT,
     CashFit,
@@ -24,11 +25,13 @@ from lib.execution.carry_combo import (
     fit_cash,
     scaled_directional,
 )
-from lib.execution.carry_combo_cash import fit_spot_cash
+from lib.execution.carry_combo_cash import fit_combined_cash, fit_spot_cash
 from lib.execution.carry_legs import CarrySection, PairTarget, pair_amount, plan_pair
+from lib.execution.carry_risk import CarryCandles
 from lib.execution.carry_state import RunState
 from lib.execution.journal import JournalEvent, RunInfo
 from lib.execution.orders import OrderParams
+from lib.execution.risk import RiskLimits
 from lib.research.carry.sleeve import CarryParams
 from tests.unit.execution.test_carry_legs import PARAMS, PERP, PRICES, RULES, SPOT
 
@@ -194,3 +197,38 @@ def test_a_shortfall_within_rounding_is_journaled_but_not_alerted() -> None:
     _, _, fit = fit_spot_cash(cast(RunState, state), *BOOK, to_futures=D("1979.75"))
     assert fit is not None and fit.shortfall == D("7.75") and fit.scale == D("0.998455406078")
     assert [e.reason for e in state.journal.appended] == [CASH_SHORT] and state.incidents == []
+
+
+class _TwoWallets(_Session):
+    """``cash`` on spot and ``futures`` on the futures wallet, nothing held."""
+
+    def __init__(self, cash: float, futures: float) -> None:
+        super().__init__(cash)
+        self.futures = futures
+
+    def wallets(self) -> dict[str, Holdings]:
+        return {"spot": Holdings(cash_quote=self.cash, amounts_base={}),
+                "futures": Holdings(cash_quote=self.futures, amounts_base={})}
+
+
+def test_the_futures_wallets_excess_pays_the_directional_buys_before_any_is_scaled() -> None:
+    """8,000 on spot, 2,300 on futures: equity 10,300. BTC carry 0.3 -> 0.1545 -> 0.154 (3,080) + directional 0.25
+    -> 0.12875 (2,575), BNB 0.25 -> 5.15 (2,575): 8,230 x 1.0035 = 8,258.805 of spot buys. The need 3,090 / 3 x 1.5
+    = 1,545; 2,300 is inside the band (returned on its own only beyond 2,317.5). Before: no transfer, the
+    directional buys scaled by (8,000 - 3,090.78) / 5,168.025 = 0.949921875377. Now: 258.81 of the 755 above the
+    need comes back, the book fits as targeted (the same objects), nothing journaled."""
+    state = _state(8_000.0)
+    state.session = _TwoWallets(8_000.0, 2_300.0)
+    state.settings.risk = RiskLimits(max_liquidation_prob_24h=1.0)  # guard off: no candles needed
+    candles = cast(CarryCandles, None)
+    before = fit_spot_cash(cast(RunState, state), *BOOK, to_futures=D(0))[2]
+    assert before is not None and before.scale == D("0.949921875377") and before.shortfall == D("258.805")
+    state.journal.appended.clear()
+    state.incidents.clear()
+    pairs, spot_only, fit, release = fit_combined_cash(cast(RunState, state), *BOOK, candles)
+    assert pairs is BOOK[0] and spot_only is BOOK[1] and fit is None and release == D("258.805")
+    assert state.journal.appended == [] and state.incidents == []
+    plan = carry_guard.plan_collateral(cast(RunState, state), pairs, candles, release=release)
+    assert plan.needed == D(1545) and plan.transfer is not None
+    assert (plan.transfer.amount_quote, plan.transfer.from_wallet) == (D("258.81"), "futures")
+    assert carry_guard.plan_collateral(cast(RunState, state), pairs, candles).transfer is None  # no shortfall: as ever

@@ -132,6 +132,30 @@ def test_transfer_plan_tops_up_returns_only_beyond_the_buffer_and_skips_small_mo
     assert planned("300", "250.08") is None  # excess 49.92 <= 125.04
 
 
+def test_a_spot_shortfall_takes_the_futures_excess_above_the_need_without_the_hysteresis() -> None:
+    """Futures 300 against a need of 250.08 (inside the band: nothing comes back on its own). Spot short of 20.004:
+    20.01 back (up to the cent); short of 80: only the 49.92 above the need; short of 2: the 5 minimum; excess 3.92
+    (254 held): below the 5 minimum, nothing. Beyond the band (600) the hysteresis return 224.88 is at least what
+    comes back; short of 300 there: 300; of 400: 349.92, down to the need."""
+    def planned(futures: str, release: str) -> tuple[D, str, str] | None:
+        found = plan_transfer(futures_balance_quote=D(futures), needed_quote=D("250.08"), spot_free_quote=D(1000),
+                              params=PARAMS, rebalance_id="r", release_quote=D(release))
+        return None if found is None else (found.amount_quote, found.from_wallet, found.to_wallet)
+
+    assert planned("300", "0") is None
+    assert planned("300", "20.004") == (D("20.01"), "futures", "spot")
+    assert planned("300", "80") == (D("49.92"), "futures", "spot")
+    assert planned("300", "2") == (D(5), "futures", "spot")
+    assert planned("254", "80") is None
+    assert planned("600", "20") == (D("224.88"), "futures", "spot")
+    assert planned("600", "300") == (D("300.00"), "futures", "spot")
+    assert planned("600", "400") == (D("349.92"), "futures", "spot")
+    assert planned("200", "80") == (D("50.08"), "spot", "futures")  # below the need: the top-up, as always
+    found = plan_transfer(futures_balance_quote=D(300), needed_quote=D("250.08"), spot_free_quote=D(0),
+                          params=PARAMS, rebalance_id="r", release_quote=D(80))
+    assert found is not None and found.transfer_id == transfer_id("r", "futures", "spot", D("49.92"))
+
+
 def test_transfer_ids_are_deterministic_per_rebalance_direction_and_amount() -> None:
     first = transfer_id("r", "spot", "futures", D("250.00"))
     assert first == transfer_id("r", "spot", "futures", D("250")) and first.startswith("tr-")

@@ -7,6 +7,7 @@ is scaled, journaled once and alerted."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR
 from decimal import Decimal as D
 from types import SimpleNamespace
 from typing import Any, cast
@@ -15,10 +16,18 @@ import pytest
 
 from lib.core.errors import StateError
 from lib.core.venue import Holdings, MarketRules
+from lib.execution import carry_guard
 from lib.execution.carry_combo import CASH_SHORT, CoinCash, fit_cash, pair_growth, scaled_pair
 from lib.execution.carry_combo_cash import fit_pair_cash
-from lib.execution.carry_legs import CarrySection, PairTarget, collateral_needed, pair_amount, plan_pair
-from lib.execution.carry_risk import CarryCandles
+from lib.execution.carry_legs import (
+    CarrySection,
+    PairTarget,
+    collateral_needed,
+    pair_amount,
+    plan_pair,
+    transfer_id,
+)
+from lib.execution.carry_risk import CarryCandles, held_shorts
 from lib.execution.carry_state import RunState
 from lib.execution.journal import JournalEvent, RunInfo
 from lib.execution.orders import OrderParams
@@ -145,7 +154,7 @@ def _pair(weight: float) -> dict[str, PairTarget]:
 def test_the_run_step_returns_a_book_within_its_cash_as_it_is_and_writes_nothing() -> None:
     """10,000 on spot: BTC 0.5 = 0.25 BTC, 5,000 x 1.0035 + 2,500 of collateral = 7,517.5 fits."""
     state, pairs = _state(_Session(10_000.0, 0.0)), _pair(0.5)
-    assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES) == (pairs, None)
+    assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES) == (pairs, None, 0)
     assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES)[0] is pairs
     assert state.journal.appended == [] and state.incidents == []
 
@@ -156,19 +165,39 @@ def test_a_book_that_only_shrinks_is_never_scaled() -> None:
     assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES)[0] is pairs and state.journal.appended == []
 
 
-def test_the_futures_wallets_slack_makes_the_run_step_scale_both_legs_and_journal_cash_short() -> None:
-    """6,000 on spot, 4,000 on futures (within its hysteresis: 3,250 needed, returned only beyond 4,875), BTC 0.65:
-    0.325 BTC, 6,500 x 1.0035 = 6,522.75 from 6,000, no transfer: scale 0.919857422099, both legs 0.29895 -> 0.298
-    (weight 0.596); 522.75 short, alerted."""
+def test_the_futures_wallets_slack_inside_its_band_comes_back_when_the_spot_legs_need_it() -> None:
+    """6,000 on spot, 4,000 on futures (inside its hysteresis: 3,250 needed, returned on its own only beyond 4,875),
+    BTC 0.65: 0.325 BTC, 6,500 x 1.0035 = 6,522.75 from 6,000. Before: no transfer, so scale 0.919857422099 (both
+    legs 0.298, 522.75 short, cash_short alerted) while 750 sat idle above the need. Now: 522.75 comes back (of the
+    750 above the need; the futures wallet keeps 3,477.25 >= 3,250), the book fits as targeted, nothing journaled."""
+    state, pairs = _state(_Session(6_000.0, 4_000.0)), _pair(0.65)
+    assert carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES).transfer is None  # the hysteresis
+    fitted, fit, release = fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES)
+    assert fitted is pairs and fit is None and release == D("522.75")
+    assert state.journal.appended == [] and state.incidents == []
+    plan = carry_guard.plan_collateral(cast(RunState, state), fitted, NO_CANDLES, release=release)
+    assert plan.needed == D(3250) and plan.transfer is not None
+    assert (plan.transfer.amount_quote, plan.transfer.from_wallet, plan.transfer.to_wallet) == (
+        D("522.75"), "futures", "spot")
+    assert plan.transfer.transfer_id == transfer_id("funding_carry-0", "futures", "spot", D("522.75"))
+    assert plan.balance_after_transfer() == D("3477.25")
+
+
+def test_an_excess_too_small_comes_back_whole_and_only_what_is_still_missing_is_scaled() -> None:
+    """6,000 on spot, 4,000 on futures, BTC 0.70: 0.35 BTC, 7,000 x 1.0035 = 7,024.5, 1,024.5 short; the need is
+    3,500, so 500 comes back: scale 6,500 / 7,024.5 = 0.925332763897 (not 6,000 / 7,024.5 without it), 0.35 x it =
+    0.32387 -> 0.323 per leg, 524.5 short journaled. The guard's transfer at the scaled pair (weight 0.646: need
+    6,460 / 3 x 1.5 = 3,230) returns 770 of the 1,024.5 asked: never below the need; the buy 6,482.61 <= 6,770."""
     state = _state(_Session(6_000.0, 4_000.0))
-    pairs, fit = fit_pair_cash(cast(RunState, state), _pair(0.65), NO_CANDLES)
-    assert fit is not None and (fit.scale, fit.shortfall, fit.committed) == (D("0.919857422099"), D("522.75"), 0)
-    assert pairs[SPOT].max_amount_base == D("0.298") and pairs[SPOT].spot_weight == pytest.approx(0.596)
-    assert pair_amount(pairs[SPOT], sizing_quote=10_000, spot_price=PRICES[SPOT], step=STEP) == D("0.298")
+    pairs, fit, release = fit_pair_cash(cast(RunState, state), _pair(0.7), NO_CANDLES)
+    assert release == D("1024.5") and fit is not None
+    assert (fit.available, fit.scale, fit.shortfall) == (D(6500), D("0.925332763897"), D("524.5"))
+    assert pairs[SPOT].max_amount_base == D("0.323")
     [event] = state.journal.appended
-    assert (event.event, event.reason) == ("risk_rejected", CASH_SHORT) and "scaled by 0.9199" in event.detail
-    assert "BTC/USDT 0.6500 -> 0.5960" in event.detail
-    assert len(state.incidents) == 1 and CASH_SHORT in state.incidents[0]
+    assert (event.event, event.reason) == ("risk_rejected", CASH_SHORT) and "collateral returned" in event.detail
+    plan = carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES, release=release)
+    assert plan.needed == D(3230) and plan.transfer is not None and plan.transfer.amount_quote == D(770)
+    assert D("0.323") * 20_000 * (1 + RESERVE) <= 6_000 + plan.transfer.amount_quote
 
 
 def test_a_growing_held_pair_pays_its_due_collateral_first_and_scales_the_rest() -> None:
@@ -178,7 +207,7 @@ def test_a_growing_held_pair_pays_its_due_collateral_first_and_scales_the_rest()
     0.880641491578: 0.2 + 0.132 x it = 0.31624 -> 0.316 per leg. The scaled plan sends 1,660 (6,320 / 3 x 1.5) and
     buys 2,320 x 1.0035 = 2,328.12: 3,988.12 <= 4,000 (the transfer is convex in the scale, the fit's line above)."""
     state = _state(_Session(4_000.0, 1_500.0, held=0.2, short=0.2))
-    pairs, fit = fit_pair_cash(cast(RunState, state), _pair(0.7), NO_CANDLES)
+    pairs, fit, _ = fit_pair_cash(cast(RunState, state), _pair(0.7), NO_CANDLES)
     assert fit is not None and (fit.committed, fit.directional, fit.scale) == (D(501), D("3973.24"),
                                                                                 D("0.880641491578"))
     assert pairs[SPOT].max_amount_base == D("0.316")
@@ -220,8 +249,44 @@ def test_a_sale_of_a_pair_traded_later_does_not_pay_for_an_earlier_pairs_buy() -
     state = _state(_Rotation())
     pairs = {SPOT: PairTarget(spot_symbol=SPOT, perp_symbol=PERP, spot_weight=0.6),
              ETH: PairTarget(spot_symbol=ETH, perp_symbol=ETH_PERP, spot_weight=0.0)}
-    scaled, fit = fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES)
+    scaled, fit, _ = fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES)
     assert fit is not None and (fit.available, fit.directional, fit.scale) == (D(300), D("4301.46"),
                                                                                 D("0.069743761420"))
     assert "up to BTC/USDT, in trading order" in fit.describe()
     assert scaled[SPOT].max_amount_base == D("0.010") and scaled[ETH] is pairs[ETH]  # the exit goes as planned
+
+
+def test_a_futures_wallet_inside_its_band_with_no_shortfall_sends_nothing_as_before() -> None:
+    """7,000 on spot, 4,000 on futures, BTC 0.6: 0.33 BTC, 6,600 x 1.0035 = 6,623.1 <= 7,000; the need 3,300 (4,000
+    inside the band up to 4,950): no shortfall, no release, the same pairs, no transfer (the hysteresis)."""
+    state, pairs = _state(_Session(7_000.0, 4_000.0)), _pair(0.6)
+    assert fit_pair_cash(cast(RunState, state), pairs, NO_CANDLES) == (pairs, None, 0)
+    assert carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES).transfer is None
+    assert state.journal.appended == []
+
+
+def test_a_return_that_would_put_a_short_over_the_limit_falls_back_to_the_hysteresis_return(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 on spot, 0.3 BTC held both legs, 5,000 on futures: equity 11,100, BTC 0.6 -> 0.333 per leg; the need
+    6,660 / 3 x 1.5 = 3,330, the band up to 4,995: today's return 5.00. The growth 0.033 BTC (660 x 1.0035 = 662.31)
+    leaves spot 562.31 short. With the perp's daily volatility at 0.2 the 0.333 short is within
+    risk.max_liquidation_prob_24h (1 %) on 4,995 but over it on 5,000 - 562.31 = 4,437.69: the guard keeps its
+    refusal, today's 5.00 is what the fit counts, and the growth is scaled by what is still missing: 105 / 662.31,
+    0.3 + 0.033 x 0.1585 = 0.30523 -> 0.305 per leg. At that smaller short the guard then lets the 562.31 come back
+    (never less cash on spot than the fit counted; the futures wallet stays above the need)."""
+    monkeypatch.setattr(carry_guard, "leg_closes", lambda candles, symbols: {})  # no candles: the volatility is given
+    monkeypatch.setattr(carry_guard.carry_risk, "perp_volatility", lambda closes: {PERP: 0.2})
+    state = _state(_Session(100.0, 5_000.0, held=0.3, short=0.3))
+    state.settings.risk = RiskLimits(max_liquidation_prob_24h=0.01)
+    short = {PERP: D("-0.333")}
+    assert not any(s.breaches for s in held_shorts(short, PRICES, D(4995), {PERP: 0.2}, state.settings.risk))
+    assert all(s.breaches for s in held_shorts(short, PRICES, D("4437.69"), {PERP: 0.2}, state.settings.risk))
+    full = carry_guard.plan_collateral(cast(RunState, state), _pair(0.6), NO_CANDLES, release=D("562.31"))
+    assert full.transfer is not None and (full.transfer.amount_quote, full.transfer.from_wallet) == (D(5), "futures")
+    pairs, fit, release = fit_pair_cash(cast(RunState, state), _pair(0.6), NO_CANDLES)
+    assert release == D("562.31") and fit is not None and fit.available == D(105)
+    assert fit.scale == (D(105) / D("662.31")).quantize(D("1e-12"), rounding=ROUND_FLOOR)
+    assert pairs[SPOT].max_amount_base == D("0.305")
+    plan = carry_guard.plan_collateral(cast(RunState, state), pairs, NO_CANDLES, release=release)
+    assert plan.transfer is not None and plan.transfer.amount_quote == D("562.31")
+    assert plan.balance_after_transfer() >= plan.needed
