@@ -82,7 +82,8 @@ def rebalance_carry(settings: CarrySettings, paths: CarryPaths, secrets: Secrets
     could not be left hedged or an outcome is unknown."""
     exchange, carry = settings.exchange, settings.carry
     journal = Journal(paths.journal, write=not dry_run)
-    targets = state_files.read_targets(paths.targets, strategy=settings.strategy, exchange=exchange)
+    targets = state_files.read_targets(paths.targets, strategy=settings.strategy, exchange=exchange,
+                                       quote=settings.quote)  # a weight in another quote: refused
     bar_ms = timeframe_ms(targets.timeframe)
     if now_ms > targets.as_of_ms + (1 + MAX_TARGET_AGE_BARS) * bar_ms:
         raise errors.StateError(f"{paths.targets} is stale (signal bar {targets.as_of_ms}, now {now_ms}): run "

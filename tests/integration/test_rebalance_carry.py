@@ -246,3 +246,20 @@ def test_a_transfer_of_unknown_outcome_stops_the_run_and_the_rerun_finds_it(proj
     messages = telegram.wait_for_messages(2)
     time.sleep(0.5)
     assert len(telegram.messages) == len(messages) == 2  # the failed run's, then the re-run's "found, not sent again"
+
+
+def test_targets_weighting_a_coin_in_another_quote_are_refused_before_the_exchange_is_touched(
+        project: Project, telegram: FakeTelegram, fake: FakeBinance) -> None:
+    # a USDC-quoted weight in a USDT carry book would be sized against the wrong price and never show in its holdings
+    setup(project, telegram, fake)
+    targets = Targets.from_dict(read_json(project.state / "targets.json"))
+    foreign = Targets(as_of_ms=targets.as_of_ms, created_ms=targets.created_ms, strategy=targets.strategy,
+                      exchange=targets.exchange, market_type=targets.market_type, timeframe=targets.timeframe,
+                      weights={**targets.weights, "SOL/USDC": 0.1})
+    write_json_atomic(project.state / "targets.json", foreign.to_dict())
+    result = project.run("rebalance")
+    assert result.returncode != 0
+    assert fake.orders == [] and fake.wallet_transfers == []
+    assert len(telegram.wait_for_messages(1)) == 1
+    assert "SOL/USDC" in telegram.texts[0] and "not quoted in the book's USDT" in telegram.texts[0]
+    assert not (project.state / "positions.json").exists()
