@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,12 @@ def shared_data_dir() -> Path:
             pytest.fail(f"{SHARED_DATA} is not present but {REQUIRE_SHARED_DATA_ENV}=1: the real-data tests must run")
         pytest.skip("../shared/data is not present on this machine")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def default_decimal_context() -> Iterator[None]:
+    """Every test starts in Python's default Decimal context and leaves the thread's as it found it: a test that
+    calls ccxt directly (its decimal_to_precision sets the thread's rounding) must not change the Decimal results of
+    the tests after it in the same worker (production confines ccxt: lib.execution.ccxt_client)."""
+    with decimal.localcontext(decimal.Context()):
+        yield

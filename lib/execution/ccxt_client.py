@@ -8,9 +8,11 @@ ExchangeError (permanent), OrderRejected (the exchange said no) or DataError (a 
 
 from __future__ import annotations
 
+import decimal
 import ipaddress
 import re
 import weakref
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -145,6 +147,14 @@ def rebase_urls(urls: Any, base_url: str) -> Any:
     return urls
 
 
+def isolated_decimal_context() -> AbstractContextManager[decimal.Context]:
+    """A copy of the thread's Decimal context for one ccxt call, restored after it: ccxt's decimal_to_precision sets
+    the CURRENT context's rounding to ROUND_HALF_UP (and traps Underflow), which would otherwise change every later
+    Decimal result of the run (a collateral amount a cent apart, hence another transfer id, between a run and its
+    re-run after a crash, depending on whether ccxt had rounded something before)."""
+    return decimal.localcontext()
+
+
 def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any:
     """Run one ccxt call with the retry policy and translate its errors to domain errors.
 
@@ -158,7 +168,8 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
     def checked() -> Any:
         client.last_http_response, client.last_json_response = None, None
         try:
-            result = action()
+            with isolated_decimal_context():  # ccxt's precision code sets the thread's rounding: not ours to change
+                result = action()
         except (AttributeError, TypeError, KeyError, ValueError, IndexError):
             problem = _unusable_body(client)  # ccxt choked on an empty/garbled body: transient, not malformed
             if problem:

@@ -16,7 +16,7 @@ from loguru import logger
 from lib.core.errors import ConfigError, DataError, ExchangeError, ExchangeUnavailable, OrderRejected
 from lib.core.symbols import is_perpetual
 from lib.core.venue import Holdings, MarketRules, OrderResult, OrderStatus, PriceQuote, Side
-from lib.execution.ccxt_client import call
+from lib.execution.ccxt_client import call, isolated_decimal_context
 from lib.execution.ccxt_markets import to_market_rules
 
 _ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
@@ -162,7 +162,8 @@ class CcxtVenue:
         """
         self.load_markets()
         try:
-            on_grid = Decimal(str(self.client.amount_to_precision(symbol, float(amount_base))))
+            with isolated_decimal_context():
+                on_grid = Decimal(str(self.client.amount_to_precision(symbol, float(amount_base))))
         except (ccxt.BaseError, ValueError, TypeError, ArithmeticError) as error:
             raise OrderRejected(f"create_order {symbol} {client_order_id}: amount {amount_base}: "
                                 f"{type(error).__name__}: {error}") from None
