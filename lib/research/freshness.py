@@ -73,7 +73,9 @@ def select_fresh_candles(
 
     def describe(symbol: str) -> str:
         last = last_open_ms.get(symbol)
-        return f"{symbol} last candle {'none' if last is None else format_ms(last)}"
+        why = (", cut before a quarantined price jump: a person decides it (scripts.confirm_jump)" if symbol in cut
+               else "")
+        return f"{symbol} last candle {'none' if last is None else format_ms(last)}{why}"
 
     limit = f"expected {timeframe} candle {format_ms(expected_ms)}, at most {max_staleness_bars} bar(s) older"
     if benchmark not in closed or benchmark in stale:

@@ -144,3 +144,12 @@ def test_when_every_fresh_series_is_cut_they_still_decide_the_bar():
     candles = {"BTC/USDT": _daily(0, 8), "ETH/USDT": _daily(0, 9), "SOL/USDT": _daily(0, 6)}
     fresh = _fresh(candles, cut={"BTC/USDT", "ETH/USDT"})  # SOL is stale: no voter left but the cut ones
     assert fresh.as_of_ms == 8 * MS_PER_DAY and fresh.late == {} and fresh.stale == {"SOL/USDT": 6 * MS_PER_DAY}
+
+
+def test_a_benchmark_stale_because_its_series_was_cut_says_a_person_must_decide_the_jump():
+    # a mixed jump stays undecided: the cut benchmark grows stale and the run fails closed; "run fetch_prices"
+    # cannot help, the alert must send the person to scripts.confirm_jump
+    candles = {"BTC/USDT": _daily(0, 6), "ETH/USDT": _daily(0, 9)}
+    with pytest.raises(DataError, match=r"stale benchmark: BTC/USDT last candle 1970-01-07T00:00Z, cut before "
+                                        r"a quarantined price jump: a person decides it \(scripts.confirm_jump\)"):
+        _fresh(candles, cut={"BTC/USDT"})
