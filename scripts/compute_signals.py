@@ -83,7 +83,7 @@ def _targets(ctx: RunContext) -> Targets:
                    for symbol, checked in loaded.items() if checked.cut_at_ms is not None}
     fresh = select_fresh_candles(
         {symbol: checked.candles for symbol, checked in loaded.items()}, now_ms=ctx.now_ms, timeframe=timeframe,
-        max_staleness_bars=config.data.max_staleness_bars, benchmark=benchmark,
+        max_staleness_bars=config.data.max_staleness_bars, benchmark=benchmark, cut=set(quarantined),
     )
     notes += fresh.notes
     for note in notes:

@@ -207,10 +207,11 @@ def fetch_funding_update(
             break
         pages.append(page)
         cursor = int(page["timestamp"].max()) + 1
-    new = pd.concat(pages, ignore_index=True) if pages else funding.to_funding_frame([])
+    # paged on the raw stamps (a rounded one can fall before the cursor), stored on the hour
+    new = funding.on_the_hour(pd.concat(pages, ignore_index=True) if pages else funding.to_funding_frame([]))
     problems = funding.validate_funding(new, max_abs_rate=max_abs_rate)
     if problems:
         raise DataError(f"{symbol} funding: invalid rates from the exchange: {'; '.join(problems[:5])}")
-    base = stored if stored is not None else funding.to_funding_frame([])
+    base = funding.on_the_hour(stored) if stored is not None else funding.to_funding_frame([])
     merged = funding.merge_funding(base, new)
     return merged, len(merged) - len(base)

@@ -22,6 +22,9 @@ FUNDING_COLUMNS = ("timestamp", "rate")
 FUNDING_DTYPES: Mapping[str, str] = {"timestamp": "int64", "rate": "float64"}
 MAX_LISTED = 3
 """How many offending settlement times one validation message names."""
+SETTLEMENT_GRID_MS = 3_600_000
+"""Settlements happen on the hour (every 8 h, 4 h or 1 h); exchanges stamp some a few ms late (Binance:
+08:00:00.011), which would keep them off the hourly bars the carry sleeve puts each rate on."""
 
 
 def empty_funding_frame() -> pd.DataFrame:
@@ -49,9 +52,19 @@ def to_funding_frame(rows: Sequence[tuple[int, float]], *, round_to_ms: int | No
         raise ConfigError(f"round_to_ms must be > 0, got {round_to_ms}")
     times_ms = np.array([int(row[0]) for row in rows], dtype=np.int64)
     if round_to_ms is not None:
-        times_ms = (times_ms + round_to_ms // 2) // round_to_ms * round_to_ms
+        times_ms = _round_times(times_ms, round_to_ms)
     rates = np.array([float(row[1]) for row in rows], dtype=np.float64)
     return pd.DataFrame({"timestamp": times_ms, "rate": rates})
+
+
+def _round_times(times_ms: np.ndarray, step_ms: int) -> np.ndarray:
+    return (times_ms + step_ms // 2) // step_ms * step_ms
+
+
+def on_the_hour(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each settlement time rounded to the nearest hour (SETTLEMENT_GRID_MS), as stored."""
+    check_columns(frame, FUNDING_DTYPES, what="funding")
+    return frame.assign(timestamp=_round_times(frame["timestamp"].to_numpy(), SETTLEMENT_GRID_MS))
 
 
 def _listed(times_ms: np.ndarray) -> str:
@@ -88,7 +101,8 @@ def merge_funding(stored: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 def next_funding_since_ms(stored: pd.DataFrame | None, *, backfill_start_ms: int) -> int:
     """First settlement time to request: 1 ms after the last stored one (settlement intervals vary
-    by exchange and symbol, and ``since`` is inclusive), or the backfill start."""
+    by exchange and symbol, and ``since`` is inclusive), or the backfill start. The stored time is on the
+    hour (``on_the_hour``), so a late-stamped last settlement comes back once and merges away."""
     if stored is None or stored.empty:
         return backfill_start_ms
     return int(stored["timestamp"].max()) + 1

@@ -19,7 +19,7 @@ from lib.core.timeframes import format_ms, last_closed_open_ms
 from lib.execution.carry_legs import futures_section
 from lib.ops.runner import RunContext
 from lib.research.carry.combined import carry_split
-from lib.research.carry.live import LiveCarryTargets, check_fresh, live_targets
+from lib.research.carry.live import LiveCarryTargets, check_fresh, late_legs, live_targets
 from lib.research.carry.run import TIMEFRAME, load_market, sources
 from lib.research.carry.sleeve import CarryParams
 from lib.research.strategy_params import CARRY_STRATEGY, PERP_STRATEGY
@@ -52,8 +52,12 @@ def carry_live_targets(ctx: RunContext, symbols: list[str], *, as_of_ms: int
     check_fresh(market, as_of_ms=as_of_ms, now_ms=ctx.now_ms, max_staleness_bars=config.data.max_staleness_bars,
                 max_funding_age_ms=config.carry.max_funding_age_ms)
     found = live_targets(market, CarryParams(leverage=float(config.carry.leverage)), as_of_ms=as_of_ms)
-    notes = tuple(f"{coin}: no spot, perp, funding or margin tiers: held as it is, not traded" for coin in skipped)
+    late = late_legs(market, as_of_ms=as_of_ms)
+    notes = tuple(f"{coin}: no spot, perp, funding or margin tiers: held as it is, not traded" for coin in skipped) + \
+        tuple(f"{coin}: no {legs} candle at {format_ms(as_of_ms)} (late): held as it is, not traded"
+              for coin, legs in sorted(late.items()))
     hold = {f"{coin}/USDT": "no spot, perp or funding data" for coin in skipped}  # never closed on missing data
+    hold.update({f"{coin}/USDT": f"late: no {legs} candle at the decision bar" for coin, legs in late.items()})
     for note in notes:
         logger.warning("{}", note)
     return found, notes, hold

@@ -9,7 +9,7 @@ must neither move the whole book back to yesterday's signal nor be traded on a b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -46,10 +46,15 @@ def select_fresh_candles(
     timeframe: str,
     max_staleness_bars: int,
     benchmark: str,
+    cut: Collection[str] = (),
 ) -> FreshCandles:
     """Fail closed on stale data. Candles after ``last_closed_open_ms(now_ms, timeframe)`` are
     dropped (the forming candle, or the future of an ``--as-of`` run); a series is fresh when its
     last closed candle opens at most ``max_staleness_bars`` bars before that one.
+
+    ``cut``: symbols whose series the caller cut on purpose (before a quarantined price jump; they are held
+    for it). Their end is no late data, so it does not vote on ``as_of_ms`` (unless no other fresh symbol is
+    left): a jump on most coins must not move the coins that have the bar back to the bar before.
 
     Raises:
         DataError: the benchmark is stale or absent, or most symbols are stale.
@@ -68,7 +73,9 @@ def select_fresh_candles(
 
     def describe(symbol: str) -> str:
         last = last_open_ms.get(symbol)
-        return f"{symbol} last candle {'none' if last is None else format_ms(last)}"
+        why = (", cut before a quarantined price jump: a person decides it (scripts.confirm_jump)" if symbol in cut
+               else "")
+        return f"{symbol} last candle {'none' if last is None else format_ms(last)}{why}"
 
     limit = f"expected {timeframe} candle {format_ms(expected_ms)}, at most {max_staleness_bars} bar(s) older"
     if benchmark not in closed or benchmark in stale:
@@ -80,7 +87,8 @@ def select_fresh_candles(
             f"stale prices: {len(stale)} of {len(closed)} symbols ({listed}) ({limit}); "
             "run fetch_prices or check the exchange"
         )
-    newest_first = sorted(fresh_last.values(), reverse=True)
+    voters = [last for symbol, last in fresh_last.items() if symbol not in cut] or list(fresh_last.values())
+    newest_first = sorted(voters, reverse=True)
     as_of_ms = newest_first[len(newest_first) // 2]  # reached by a strict majority of the fresh symbols
     late = {symbol: last for symbol, last in fresh_last.items() if last < as_of_ms}
     notes = [f"stale, weight 0: {describe(symbol)} ({limit}); held, not traded" for symbol in stale]

@@ -198,3 +198,23 @@ def test_rebalance_checks_the_benchmarks_live_price_even_when_it_is_not_traded(
         result = project.run("rebalance", "--as-of", str(BULLISH_MS))
         assert result.returncode == 1, result.stderr[-2000:]
         assert "price_sanity BTC/USDT" in result.stderr and fills(project) == []
+
+
+def test_jumps_on_most_coins_do_not_move_the_others_to_the_day_before(project: Project,
+                                                                       telegram: FakeTelegram) -> None:
+    with FakeBinance(now_ms=BULLISH_MS) as fake:
+        start(project, fake, telegram)
+        last_closed_ms = BULLISH_MS - BULLISH_MS % MS_PER_DAY - MS_PER_DAY
+        jumped = ("ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
+        for symbol in jumped:  # a print x2.2 on the last closed candle of 4 of the 6 coins, persisting
+            fake.corrupt_next_candles("double_print", symbol=symbol, at_ms=last_closed_ms, times=None)
+        assert project.run("fetch_prices", "--as-of", str(fake.now_ms)).returncode == 0
+        result = project.run("compute_signals", "--as-of", str(fake.now_ms))
+        assert result.returncode == 0, result.stderr[-3000:]
+        found = targets(project)
+        # on the old code the 4 cut series voted the book back to the day before: BTC and ADA, whose last candle
+        # is fine, were decided on yesterday's bar (as_of_ms one day earlier)
+        assert found.as_of_ms == last_closed_ms
+        assert sorted(found.hold) == sorted(jumped)
+        assert all(found.hold[symbol].startswith("quarantined price jump") for symbol in jumped)
+        assert found.breakdown["BTC/USDT"]["close"] is not None and found.breakdown["ADA/USDT"]["close"] is not None

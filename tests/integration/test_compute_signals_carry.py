@@ -85,3 +85,18 @@ def test_fetch_prices_then_compute_signals_then_rebalance_on_the_fake_exchange(p
     assert targets.breakdown["BTC/USDT:USDT"]["funding_forecast"] == pytest.approx(0.0003)
     assert targets.weights["BTC/USDT:USDT"] == -targets.weights["BTC/USDT"]
     assert (project.state / "positions.json").exists() and telegram.messages == []
+
+
+def test_a_coin_whose_perp_candle_is_a_bar_late_is_held_not_traded(project: Project, telegram: FakeTelegram) -> None:
+    """Within data.max_staleness_bars the run goes on, but a pair without a candle of one leg at the decision bar
+    has no price there (breakdown close None): it is held as it is, like a late symbol of the directional book."""
+    setup(project, telegram)
+    perp_path = project.data / "ohlcv" / "binanceusdm_swap" / "1h" / "ETH-USDT.parquet"
+    perp = synthetic_frames(days=DAYS)[1]["ETH"]
+    write_parquet_atomic(perp_path, perp[perp["timestamp"] < AS_OF_MS].reset_index(drop=True))  # one bar late
+    result = project.run("compute_signals", "--as-of", str(NOW_MS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    targets = Targets.from_dict(read_json(project.state / "targets.json"))
+    assert targets.as_of_ms == AS_OF_MS and targets.breakdown["ETH/USDT:USDT"]["close"] is None
+    assert set(targets.hold) == {"ETH/USDT"} and "perp" in targets.hold["ETH/USDT"]  # on the old code: traded
+    assert any("ETH" in note and "held" in note for note in targets.notes)

@@ -44,6 +44,19 @@ def check_fresh(market: CarryMarket, *, as_of_ms: int, now_ms: int, max_stalenes
                         "(run fetch_prices for the spot and the swap venue)")
 
 
+def late_legs(market: CarryMarket, *, as_of_ms: int) -> dict[str, str]:
+    """coin -> the legs ("spot", "perp") without a candle at ``as_of_ms`` (late within the staleness limit): such a
+    pair has no price at the decision bar, so it is held as it is, not traded (as a late symbol of the directional
+    book); only coins with a missing leg are listed."""
+    late = {}
+    for coin in market.coins:
+        legs = [leg for leg, closes in (("spot", market.spot_close), ("perp", market.perp_close))
+                if as_of_ms not in closes.index or not math.isfinite(closes.at[as_of_ms, coin])]
+        if legs:
+            late[coin] = " and ".join(legs)
+    return late
+
+
 def live_targets(market: CarryMarket, params: CarryParams, *, as_of_ms: int) -> LiveCarryTargets:
     """The weights of the bar opening at ``as_of_ms`` (decided at its close), both legs, and why."""
     if as_of_ms not in market.index:

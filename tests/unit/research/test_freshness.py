@@ -127,3 +127,29 @@ def test_half_stale_is_still_usable_and_the_limit_is_inclusive():
     assert set(fresh.stale) == {"ETH/USDT", "ADA/USDT"} and fresh.as_of_ms == 7 * MS_PER_DAY
     with pytest.raises(DataError, match="stale benchmark"):
         _fresh(candles, max_staleness_bars=1)
+
+
+def test_series_cut_before_a_quarantined_jump_do_not_move_the_book_back():
+    # ETH and SOL were cut before an undecided jump on day 9 (lib.data.quarantine): they are held for that, and
+    # their cut end is no late data: BTC and ADA, which have day 9, are decided at day 9, not at day 8
+    candles = {"BTC/USDT": _daily(0, 9), "ETH/USDT": _daily(0, 8), "SOL/USDT": _daily(0, 8), "ADA/USDT": _daily(0, 9)}
+    fresh = _fresh(candles, cut={"ETH/USDT", "SOL/USDT"})
+    assert fresh.as_of_ms == 9 * MS_PER_DAY and fresh.stale == {}
+    assert fresh.late == {"ETH/USDT": 8 * MS_PER_DAY, "SOL/USDT": 8 * MS_PER_DAY}
+    assert int(fresh.candles["ADA/USDT"]["timestamp"].iloc[-1]) == 9 * MS_PER_DAY
+    assert _fresh(candles).as_of_ms == 8 * MS_PER_DAY  # the same files without the cut: late data, the book waits
+
+
+def test_when_every_fresh_series_is_cut_they_still_decide_the_bar():
+    candles = {"BTC/USDT": _daily(0, 8), "ETH/USDT": _daily(0, 9), "SOL/USDT": _daily(0, 6)}
+    fresh = _fresh(candles, cut={"BTC/USDT", "ETH/USDT"})  # SOL is stale: no voter left but the cut ones
+    assert fresh.as_of_ms == 8 * MS_PER_DAY and fresh.late == {} and fresh.stale == {"SOL/USDT": 6 * MS_PER_DAY}
+
+
+def test_a_benchmark_stale_because_its_series_was_cut_says_a_person_must_decide_the_jump():
+    # a mixed jump stays undecided: the cut benchmark grows stale and the run fails closed; "run fetch_prices"
+    # cannot help, the alert must send the person to scripts.confirm_jump
+    candles = {"BTC/USDT": _daily(0, 6), "ETH/USDT": _daily(0, 9)}
+    with pytest.raises(DataError, match=r"stale benchmark: BTC/USDT last candle 1970-01-07T00:00Z, cut before "
+                                        r"a quarantined price jump: a person decides it \(scripts.confirm_jump\)"):
+        _fresh(candles, cut={"BTC/USDT"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lib.core.errors import DataError
-from lib.research.carry.live import check_fresh, live_targets
+from lib.research.carry.live import check_fresh, late_legs, live_targets
 from lib.research.carry.market import build_market, slice_market
 from lib.research.carry.sleeve import CarryParams, carry_weights
 from tests.unit.research.carry.synthetic import START_MS, H, synthetic_frames
@@ -52,3 +52,12 @@ def test_stale_candles_or_funding_fail_closed() -> None:
                     max_funding_age_ms=9 * H)
     with pytest.raises(DataError, match="ETH funding"):  # the last print is at most 8 h old at `last`
         check_fresh(full, as_of_ms=last, now_ms=last + 10 * H, max_staleness_bars=12, max_funding_age_ms=9 * H)
+
+
+def test_a_pair_missing_a_leg_at_the_decision_bar_is_listed_late() -> None:
+    spot, perp, funding = synthetic_frames(days=30)  # BTC spot has no candles at hours 500..502 (an outage)
+    perp["ETH"] = perp["ETH"][perp["ETH"]["timestamp"] != START_MS + 501 * H].reset_index(drop=True)
+    full = build_market(spot, perp, funding)
+    assert late_legs(full, as_of_ms=START_MS + 501 * H) == {"BTC": "spot", "ETH": "perp"}
+    assert late_legs(full, as_of_ms=START_MS + 503 * H) == {}
+    assert late_legs(full, as_of_ms=START_MS + 30 * 24 * H) == {"BTC": "spot and perp", "ETH": "spot and perp"}
