@@ -21,6 +21,7 @@ from lib.core.symbols import is_perpetual, quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.data import symbol_failures
 from lib.data.stored import read_candle_timestamps, read_valid_candles
+from lib.execution.state_files import read_cashflows
 from lib.ops import carry_report, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
@@ -59,13 +60,14 @@ def _run(ctx: RunContext) -> None:
 
 def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.DataFrame | None],
                  universe: list[str], health: HealthReport, *, title: str, quote: str) -> tuple[bytes | None, str]:
-    timeframe = ctx.config.strategy.timeframe
-    stored = {symbol: frame for symbol, frame in candles.items() if frame is not None}
+    timeframe, stored = ctx.config.strategy.timeframe, {s: frame for s, frame in candles.items() if frame is not None}
     closes = reporting.to_close_frame(stored, now_ms=ctx.now_ms, timeframe=timeframe)
-    mark = reporting.compute_mark_to_market(positions, reporting.latest_prices(closes))
+    flows = read_cashflows(ctx.paths.cashflows)  # deposits/withdrawals: not P&L
+    pending = reporting.pending_flows_quote(positions, flows, now_ms=ctx.now_ms)  # not valued by a rebalance yet
+    mark = reporting.compute_mark_to_market(positions, reporting.latest_prices(closes), pending_flows_quote=pending)
     benchmarks = reporting.compute_benchmark_curves(
         closes[[symbol for symbol in universe if symbol in closes]], inception_ms=positions.inception_ms,
-        inception_equity_quote=positions.inception_equity_quote, timeframe=timeframe,
+        inception_equity_quote=positions.inception_equity_quote + pending, timeframe=timeframe,
         btc_symbol=to_traded_symbols([ctx.config.strategy.benchmark_symbol],
                                      market_type=ctx.config.exchange.market_type)[0],
     )
@@ -73,7 +75,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
                                   fees_paid_quote=positions.fees_paid_quote)
     history = _append_equity_row(ctx, row)
     history = history[history["time_ms"] <= ctx.now_ms]
-    performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms)
+    performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms, flows=flows)
     chart = None  # a dry run draws none: the chart is only sent, and a dry run leaves state/report.png as it is
     if not ctx.args.dry_run:
         from lib.ops import charts  # matplotlib (~0.35 s, ~40 MB) only when a chart is drawn
@@ -138,10 +140,8 @@ def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *, validate: boo
     """Stored timestamps and closes (None: no file; a carry book's perp: its USD-M venue's); DataError if invalid."""
     paths = carry_report.candle_paths(ctx.paths, ctx.config) if is_perpetual(symbol) else ctx.paths
     path = paths.ohlcv(timeframe, symbol)
-    if not path.exists():
-        return None
-    if not validate:  # only the newest candle matters: the timestamps alone
-        return read_candle_timestamps(path)
+    if not path.exists() or not validate:  # not validated: only the newest candle matters, the timestamps alone
+        return read_candle_timestamps(path) if path.exists() else None
     candles = read_valid_candles(path, timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
     return candles[["timestamp", "close"]]  # all the report uses: the rest is freed now (memory)
 
