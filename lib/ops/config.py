@@ -370,14 +370,18 @@ def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
 def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = None) -> Secrets:
     """Secrets from ``env_file`` (if present), overridden by the process environment.
 
-    Warns when the file is readable by group/others. Never logs a value.
-    """
+    Warns when the file is readable by group/others. Never logs a value. ConfigError (naming the file, never
+    quoting it) when it exists but cannot be read or is not UTF-8."""
     file_values: dict[str, str | None] = {}
     if env_file.is_file():
-        mode = env_file.stat().st_mode
+        try:
+            mode = env_file.stat().st_mode
+            file_values = dotenv_values(env_file, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:  # not the error's text: a decode error quotes bytes
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read {env_file} ({reason}): make it UTF-8 text this user reads") from None
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             logger.warning("{} is readable by other users; run: chmod 600 {}", env_file.name, env_file.name)
-        file_values = dotenv_values(env_file)
     source = os.environ if environ is None else environ
     values = {
         attribute: (source.get(env_name) or file_values.get(env_name) or "").strip()
@@ -386,3 +390,9 @@ def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = N
     return Secrets(**values)
 
 
+def load_secrets_best_effort(env_file: Path) -> tuple[Secrets, str]:
+    """``load_secrets``, or no secrets and the error's text when .env cannot be read (a config error path)."""
+    try:
+        return load_secrets(env_file), ""
+    except ConfigError as error:
+        return Secrets(), str(error)

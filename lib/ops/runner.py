@@ -35,7 +35,14 @@ from lib.core.state import RunRecord
 from lib.core.storage import LockHeld, append_jsonl, exclusive_lock, read_jsonl
 from lib.core.timeframes import format_ms, parse_time_ms
 from lib.ops import alerts
-from lib.ops.config import Config, Secrets, load_alerts_section_best_effort, load_config, load_secrets
+from lib.ops.config import (
+    Config,
+    Secrets,
+    load_alerts_section_best_effort,
+    load_config,
+    load_secrets,
+    load_secrets_best_effort,
+)
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_FILE  # re-exported: defined in lib.core.paths (run_pipeline needs no pandas)
 CONFIG_ENV = CONFIG_FILE_ENV
@@ -89,14 +96,14 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
     config_path = Path(args.config)
     try:
         config = load_config(config_path)
+        secrets = load_secrets(config.base_dir / ".env")
     except ConfigError as error:
         logger.error("config error: {}", error)
-        secrets = load_secrets(config_path.resolve().parent / ".env")
+        secrets, _ = load_secrets_best_effort(config_path.resolve().parent / ".env")  # .env may be the error
         _configure_logging(script=script, run_id=run_id, secrets=secrets, level="INFO", log_file=None)
         alerts.send(_alert_text(script, run_id, error, "stderr"), section=load_alerts_section_best_effort(config_path),
                     secrets=secrets)
         return EXIT_CONFIG
-    secrets = load_secrets(config.base_dir / ".env")
     log_file = (config.base_dir / config.paths.log_file) if config.paths.log_file else None
     _configure_logging(script=script, run_id=run_id, secrets=secrets, level=config.logging.level, log_file=log_file,
                        rotation_mb=config.logging.rotation_mb, retention_files=config.logging.retention_files)

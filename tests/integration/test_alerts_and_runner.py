@@ -154,3 +154,16 @@ def test_a_lock_that_cannot_be_created_alerts(project: Project, telegram: FakeTe
     assert run_in_process(project, telegram, lambda ctx: None) == 1
     texts = telegram.texts
     assert len(texts) == 1 and "unit_job FAILED" in texts[0]
+
+
+def test_an_unreadable_env_file_is_a_config_error_naming_it_and_touches_nothing(project: Project) -> None:
+    project.write_config("")
+    env_file = project.root / ".env"  # a secret saved in Latin-1 by an editor: not UTF-8
+    env_file.write_bytes(b"COINBOT_EXCHANGE_API_KEY=key-do-not-leak\n"
+                         b"COINBOT_EXCHANGE_API_SECRET=s\xe9cret-do-not-leak\n")
+    env_file.chmod(0o600)
+    result = project.run("fetch_prices")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and ".env" in result.stderr and "UTF-8" in result.stderr
+    assert "do-not-leak" not in result.stderr
+    assert not (project.state / "runs.jsonl").exists()  # nothing touched

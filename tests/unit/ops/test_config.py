@@ -171,3 +171,11 @@ def test_the_study_section_backtest_help_advertises_is_loaded(tmp_path: Path) ->
     assert config.study.missing_funding == "proxy" and config.study.rebalance_days_grid == (1,)
     with pytest.raises(ConfigError, match="study.missing_funding"):
         load_config(write(tmp_path, "[study]\nmissing_funding = \"maybe\""), environ={})
+
+
+def test_an_env_file_that_cannot_be_decoded_is_a_config_error_without_its_content(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"COINBOT_EXCHANGE_API_SECRET=s\xe9cret-do-not-leak\n")
+    with pytest.raises(ConfigError, match=r"\.env") as raised:
+        load_secrets(env_file, environ={})
+    assert "do-not-leak" not in str(raised.value)
