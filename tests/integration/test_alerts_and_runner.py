@@ -167,3 +167,17 @@ def test_an_unreadable_env_file_is_a_config_error_naming_it_and_touches_nothing(
     assert "Traceback" not in result.stderr and ".env" in result.stderr and "UTF-8" in result.stderr
     assert "do-not-leak" not in result.stderr
     assert not (project.state / "runs.jsonl").exists()  # nothing touched
+
+
+@pytest.mark.parametrize("cut", range(1, 16))
+def test_a_secret_where_the_alert_cuts_a_long_error_leaks_no_part_of_it(project: Project, telegram: FakeTelegram,
+                                                                         cut: int) -> None:
+    token = "123:secret-token"  # the bot token run_in_process writes to .env: the alert's cut falls inside it
+
+    def body(ctx: RunContext) -> None:
+        raise DataError("x" * (1500 - cut) + token + " and the rest")
+
+    assert run_in_process(project, telegram, body) == 1
+    text = telegram.wait_for_messages(1)[0].text or ""
+    after_filler = text.split("x" * (1500 - cut), 1)[1]
+    assert after_filler.startswith(("*", "\n")), after_filler[:40]  # redacted (then cut), never the token's head
