@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 MESSAGE_LIMIT = 4096  # Telegram's maximum text length
 CAPTION_LIMIT = 1024  # Telegram's maximum photo caption length
 DELIVERY_ATTEMPTS = 3
+MAX_RETRY_AFTER_S = 30.0
+"""A longer flood wait is not waited out: the alert is logged as undelivered (a failing run must not sit on its lock
+and its exit code for 2 x 300 s, the exchange's bound)."""
 
 
 class TelegramRetryable(Exception):
@@ -113,6 +116,7 @@ def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **p
         retry_after_s=lambda error: getattr(error, "retry_after_s", None),
         attempts=DELIVERY_ATTEMPTS,
         max_delay_s=10.0,
+        max_retry_after_s=MAX_RETRY_AFTER_S,
         **options,  # type: ignore[arg-type]
     )
 

@@ -25,3 +25,17 @@ def test_an_undeliverable_alert_is_false_and_never_raises() -> None:
     with FakeTelegram(valid_tokens={"other"}) as telegram:  # our token answers 401
         section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
         assert alerts.send("halted", section=section, secrets=SECRETS, sleep=lambda _: None) is False
+
+
+def test_a_long_flood_wait_is_not_waited_out_an_alert_never_holds_a_run_for_minutes() -> None:
+    with FakeTelegram() as telegram:
+        section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
+        telegram.fail_next(429, retry_after_s=120, times=None)
+        slept: list[float] = []
+        assert alerts.send("halted", section=section, secrets=SECRETS, sleep=slept.append) is False
+        assert sum(slept) <= alerts.MAX_RETRY_AFTER_S < 120
+    with FakeTelegram() as telegram:  # a short one is still waited out and delivered
+        telegram.fail_next(429, retry_after_s=5, times=1)
+        section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
+        assert alerts.send("halted", section=section, secrets=SECRETS, sleep=slept.append)
+        assert slept[-1] == 5 and telegram.texts == ["halted"]
