@@ -21,7 +21,7 @@ from lib.core.symbols import is_perpetual, quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.data import symbol_failures
 from lib.data.stored import read_candle_timestamps, read_valid_candles
-from lib.execution.state_files import read_cashflows
+from lib.execution.cashflows import CashFlow
 from lib.ops import carry_report, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
@@ -62,7 +62,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
                  universe: list[str], health: HealthReport, *, title: str, quote: str) -> tuple[bytes | None, str]:
     timeframe, stored = ctx.config.strategy.timeframe, {s: frame for s, frame in candles.items() if frame is not None}
     closes = reporting.to_close_frame(stored, now_ms=ctx.now_ms, timeframe=timeframe)
-    flows = read_cashflows(ctx.paths.cashflows)  # deposits/withdrawals: not P&L
+    flows = [CashFlow.from_dict(line) for line in storage.read_jsonl(ctx.paths.cashflows)[0]]  # not P&L
     pending = reporting.pending_flows_quote(positions, flows, now_ms=ctx.now_ms)  # not valued by a rebalance yet
     mark = reporting.compute_mark_to_market(positions, reporting.latest_prices(closes), pending_flows_quote=pending)
     benchmarks = reporting.compute_benchmark_curves(
