@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -181,3 +182,37 @@ def test_a_secret_where_the_alert_cuts_a_long_error_leaks_no_part_of_it(project:
     text = telegram.wait_for_messages(1)[0].text or ""
     after_filler = text.split("x" * (1500 - cut), 1)[1]
     assert after_filler.startswith(("*", "\n")), after_filler[:40]  # redacted (then cut), never the token's head
+
+
+def test_a_hung_stage_is_interrupted_by_run_pipeline_recorded_alerted_and_stops_the_chain(
+        project: Project, telegram: FakeTelegram) -> None:
+    from tests.fakes.exchange_server import FakeBinance
+
+    with FakeBinance(now_ms=1_767_227_400_000) as fake:  # 2026-01-01T00:30Z
+        project.write_config(f"""
+[exchange]
+id = "binance"
+rest_base_url = "{fake.base_url}"
+enable_rate_limit = false
+timeout_ms = 60000
+[data]
+symbols = ["BTC/USDT"]
+timeframes = ["1d"]
+backfill_start = "2025-12-20"
+[alerts]
+telegram_base_url = "{telegram.base_url}"
+""")
+        project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")
+        fake.delay_next("/api/v3/klines", seconds=50, times=None)  # the exchange never answers in time
+        started = time.monotonic()
+        result = project.run("run_pipeline", "--as-of", "2026-01-01T00:30:00Z", "--stage-timeout-min", "0.2")
+        assert time.monotonic() - started < 45  # not the 50 s the request hangs
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "run_pipeline: fetch_prices still running after 12 s: interrupting it" in result.stderr
+    assert "── compute_signals ──" not in result.stderr  # nothing ran on the broken input
+    finish = project.runs()[-1]
+    assert (finish["script"], finish["event"], finish["status"], finish["exit_code"]) == (
+        "fetch_prices", "finish", "failed", 130)
+    texts = telegram.wait_for_messages(1)
+    assert len(texts) == 1 and "fetch_prices FAILED" in (texts[0].text or "") and "KeyboardInterrupt" in (
+        texts[0].text or "")
