@@ -39,3 +39,17 @@ def test_a_long_flood_wait_is_not_waited_out_an_alert_never_holds_a_run_for_minu
         section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
         assert alerts.send("halted", section=section, secrets=SECRETS, sleep=slept.append)
         assert slept[-1] == 5 and telegram.texts == ["halted"]
+
+
+def test_a_text_over_telegrams_limit_arrives_whole_in_several_messages_cut_at_line_breaks() -> None:
+    lines = [f"BTC/USDT 1h stale: last candle {i} bars ago, run fetch_prices and look at the exchange"
+             for i in range(150)]
+    text = "\n".join(lines)  # ~12,500 characters: one message would lose the end (where the health table is)
+    with FakeTelegram() as telegram:
+        section = AlertsSection(telegram_base_url=telegram.base_url, timeout_ms=2_000)
+        assert alerts.send(text, section=section, secrets=SECRETS, image=b"\x89PNG")
+        caption, *parts = telegram.texts
+        assert caption == text[: text.rfind("\n", 0, alerts.CAPTION_LIMIT)]
+        assert len(parts) == 4 and all(len(part) <= alerts.MESSAGE_LIMIT for part in parts)
+        assert "\n".join(parts) == text  # nothing lost, every message ends at a line's end
+        assert all(part.endswith("look at the exchange") for part in parts)
