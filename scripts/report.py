@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(ctx: RunContext) -> None:
-    timeframe = ctx.config.strategy.timeframe
-    positions = _read_positions(ctx.paths.positions)
+    timeframe, positions = ctx.config.strategy.timeframe, _read_positions(ctx.paths.positions)
     universe = to_traded_symbols(ctx.config.data.symbols, market_type=ctx.config.exchange.market_type)
     held = sorted(positions.amounts_base) if positions is not None else []
     candles = {symbol: _read_candles(ctx, timeframe, symbol) for symbol in dict.fromkeys([*universe, *held])}
@@ -98,8 +97,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
 
 def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFrame:
     """Append ``row`` unless the history already reaches its time (idempotent re-runs); the new history."""
-    path = ctx.paths.equity_csv
-    text = storage.read_text(path)
+    path, text = ctx.paths.equity_csv, storage.read_text(ctx.paths.equity_csv)
     history, torn = reporting.parse_equity_csv(text)
     if not reporting.is_new_row(history, row.time_ms, past_ok=ctx.args.as_of is not None):
         logger.info("{} has a row at or after {}; nothing appended", path, format_ms(row.time_ms))
@@ -124,6 +122,8 @@ def _check_health(ctx: RunContext, universe: list[str], candles: dict[str, pd.Da
             newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms, timeframe=timeframe)
     raw_records, torn = storage.read_jsonl(ctx.paths.runs)
     notes = [f"{ctx.paths.runs.name} ends in a torn line (an interrupted append)"] if torn else []
+    notes += [f"TRADING STOPPED: {p.name} exists (README Runbook)" for p in (ctx.paths.halt, ctx.paths.kill_switch)
+              if p.exists()]  # a halted book sits in cash: every report says so, not only the halting run
     ledger = storage.read_json(ctx.paths.symbol_failures) if ctx.paths.symbol_failures.exists() else None
     health = check_health(to_run_records(raw_records), newest, now_ms=ctx.now_ms, params=ctx.config.health, notes=notes,
                           known_failing=symbol_failures.parse_ledger(ledger))

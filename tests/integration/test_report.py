@@ -233,3 +233,13 @@ def test_a_withdrawal_since_yesterdays_report_is_not_reported_as_the_days_loss(r
     assert report(report_project).returncode == 0
     text = telegram.texts[-1]
     assert "day +0.00 USDT (+0.00%) vs report 2026-01-05T00:30:00Z, net of cash flows -300.00" in text, text
+
+
+def test_a_halted_book_and_the_kill_switch_are_said_in_every_report(report_project: Project,
+                                                                    telegram: FakeTelegram) -> None:
+    (report_project.state / "halt.json").write_text("{}")  # its content is rebalance's business
+    assert report(report_project).returncode == 0
+    assert "note: TRADING STOPPED: halt.json exists (README Runbook)" in telegram.texts[-1]
+    (report_project.state / "KILL").touch()
+    assert report(report_project, as_of_ms=NOW_MS + MS_PER_HOUR).returncode == 0
+    assert "TRADING STOPPED: halt.json" in telegram.texts[-1] and "TRADING STOPPED: KILL" in telegram.texts[-1]
