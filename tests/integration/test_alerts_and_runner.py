@@ -216,3 +216,16 @@ telegram_base_url = "{telegram.base_url}"
     texts = telegram.wait_for_messages(1)
     assert len(texts) == 1 and "fetch_prices FAILED" in (texts[0].text or "") and "KeyboardInterrupt" in (
         texts[0].text or "")
+
+
+def test_a_misspelt_name_in_the_env_file_stops_the_run_and_is_alerted(project: Project,
+                                                                     telegram: FakeTelegram) -> None:
+    project.write_config(f'[alerts]\ntelegram_base_url = "{telegram.base_url}"\n')
+    project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:secret-token", COINBOT_TELEGRAM_CHAT_ID="42",
+                      COINBOT_EXCHANGE_APISECRET="s3cret-do-not-leak")
+    result = project.run("fetch_prices")
+    assert result.returncode == 2 and "COINBOT_EXCHANGE_APISECRET" in result.stderr
+    text = telegram.wait_for_messages(1)[0].text or ""
+    assert "fetch_prices FAILED" in text and "COINBOT_EXCHANGE_APISECRET" in text
+    assert "do-not-leak" not in text + result.stderr and "secret-token" not in text + result.stderr
+    assert not (project.state / "runs.jsonl").exists()  # nothing touched
