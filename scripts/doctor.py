@@ -23,7 +23,7 @@ from lib.data.ohlcv import OHLCV_COLUMNS, OHLCV_DTYPES
 from lib.execution import binance_keys, ccxt_client, venue_session
 from lib.ops import doctor, doctor_margin
 from lib.ops.alerts import redactor
-from lib.ops.config import Config, Secrets, load_config, load_secrets
+from lib.ops.config import Config, Secrets, load_config, load_secrets_best_effort
 from lib.ops.doctor import FileFacts, Finding, SeriesFacts
 from lib.ops.health import newest_closed_open_ms, to_run_records
 from lib.ops.runner import CONFIG_ENV, DEFAULT_CONFIG
@@ -45,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ConfigError as error:
         config_error = str(error)
     dotenv = (config.base_dir if config else config_path.resolve().parent) / ".env"
-    secrets = load_secrets(dotenv)
+    secrets, env_error = load_secrets_best_effort(dotenv)  # an unreadable .env: a FAIL row, not a traceback
     redact = redactor(secrets)  # findings carry no secret by construction; this also covers exchange error texts
     logger.configure(patcher=lambda record: record.update(message=redact(record["message"])))  # type: ignore
     summary = (f"{config.exchange.id} {config.exchange.market_type}, mode {config.exchange.mode}, "
                f"{config.strategy.name} on {config.strategy.timeframe}") if config else ""
-    findings = [doctor.check_config(config_error, config_path=str(config_path), summary=summary),
+    findings = [doctor.check_config(config_error or env_error, config_path=str(config_path), summary=summary),
                 doctor.check_env_file(path=str(dotenv), mode_bits=dotenv.stat().st_mode if dotenv.is_file() else None)]
     crontab, crontab_error = _read_crontab()
     if config is not None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     findings.append(doctor.check_crontab(listing=crontab, error=crontab_error))
     print(redact(json.dumps(doctor.to_json_document(findings, now_ms=now_ms), indent=2) if args.json
                  else doctor.to_table(findings, now_ms=now_ms)))
-    return errors.EXIT_CONFIG if config_error else (errors.EXIT_FAILURE if doctor.has_failure(findings) else 0)
+    return errors.EXIT_CONFIG if config_error or env_error else errors.EXIT_FAILURE * doctor.has_failure(findings)
 
 
 def _check_project(config: Config, secrets: Secrets, *, live_flag: bool, now_ms: int, crontab: str) -> list[Finding]:

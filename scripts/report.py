@@ -21,6 +21,7 @@ from lib.core.symbols import is_perpetual, quote_of, to_traded_symbols
 from lib.core.timeframes import format_ms
 from lib.data import symbol_failures
 from lib.data.stored import read_candle_timestamps, read_valid_candles
+from lib.execution.cashflows import CashFlow
 from lib.ops import carry_report, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
@@ -35,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(ctx: RunContext) -> None:
-    timeframe = ctx.config.strategy.timeframe
-    positions = _read_positions(ctx.paths.positions)
+    timeframe, positions = ctx.config.strategy.timeframe, _read_positions(ctx.paths.positions)
     universe = to_traded_symbols(ctx.config.data.symbols, market_type=ctx.config.exchange.market_type)
     held = sorted(positions.amounts_base) if positions is not None else []
     candles = {symbol: _read_candles(ctx, timeframe, symbol) for symbol in dict.fromkeys([*universe, *held])}
@@ -59,13 +59,14 @@ def _run(ctx: RunContext) -> None:
 
 def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.DataFrame | None],
                  universe: list[str], health: HealthReport, *, title: str, quote: str) -> tuple[bytes | None, str]:
-    timeframe = ctx.config.strategy.timeframe
-    stored = {symbol: frame for symbol, frame in candles.items() if frame is not None}
+    timeframe, stored = ctx.config.strategy.timeframe, {s: frame for s, frame in candles.items() if frame is not None}
     closes = reporting.to_close_frame(stored, now_ms=ctx.now_ms, timeframe=timeframe)
-    mark = reporting.compute_mark_to_market(positions, reporting.latest_prices(closes))
+    flows = [CashFlow.from_dict(line) for line in storage.read_jsonl(ctx.paths.cashflows)[0]]  # not P&L
+    pending = reporting.pending_flows_quote(positions, flows, now_ms=ctx.now_ms)  # not valued by a rebalance yet
+    mark = reporting.compute_mark_to_market(positions, reporting.latest_prices(closes), pending_flows_quote=pending)
     benchmarks = reporting.compute_benchmark_curves(
         closes[[symbol for symbol in universe if symbol in closes]], inception_ms=positions.inception_ms,
-        inception_equity_quote=positions.inception_equity_quote, timeframe=timeframe,
+        inception_equity_quote=positions.inception_equity_quote + pending, timeframe=timeframe,
         btc_symbol=to_traded_symbols([ctx.config.strategy.benchmark_symbol],
                                      market_type=ctx.config.exchange.market_type)[0],
     )
@@ -73,7 +74,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
                                   fees_paid_quote=positions.fees_paid_quote)
     history = _append_equity_row(ctx, row)
     history = history[history["time_ms"] <= ctx.now_ms]
-    performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms)
+    performance = reporting.compute_performance(history, positions, row, now_ms=ctx.now_ms, flows=flows)
     chart = None  # a dry run draws none: the chart is only sent, and a dry run leaves state/report.png as it is
     if not ctx.args.dry_run:
         from lib.ops import charts  # matplotlib (~0.35 s, ~40 MB) only when a chart is drawn
@@ -96,8 +97,7 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
 
 def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFrame:
     """Append ``row`` unless the history already reaches its time (idempotent re-runs); the new history."""
-    path = ctx.paths.equity_csv
-    text = storage.read_text(path)
+    path, text = ctx.paths.equity_csv, storage.read_text(ctx.paths.equity_csv)
     history, torn = reporting.parse_equity_csv(text)
     if not reporting.is_new_row(history, row.time_ms, past_ok=ctx.args.as_of is not None):
         logger.info("{} has a row at or after {}; nothing appended", path, format_ms(row.time_ms))
@@ -122,6 +122,8 @@ def _check_health(ctx: RunContext, universe: list[str], candles: dict[str, pd.Da
             newest[(symbol, timeframe)] = newest_closed_open_ms(stamps, now_ms=ctx.now_ms, timeframe=timeframe)
     raw_records, torn = storage.read_jsonl(ctx.paths.runs)
     notes = [f"{ctx.paths.runs.name} ends in a torn line (an interrupted append)"] if torn else []
+    notes += [f"TRADING STOPPED: {p.name} exists (README Runbook)" for p in (ctx.paths.halt, ctx.paths.kill_switch)
+              if p.exists()]  # a halted book sits in cash: every report says so, not only the halting run
     ledger = storage.read_json(ctx.paths.symbol_failures) if ctx.paths.symbol_failures.exists() else None
     health = check_health(to_run_records(raw_records), newest, now_ms=ctx.now_ms, params=ctx.config.health, notes=notes,
                           known_failing=symbol_failures.parse_ledger(ledger))
@@ -138,10 +140,8 @@ def _read_candles(ctx: RunContext, timeframe: str, symbol: str, *, validate: boo
     """Stored timestamps and closes (None: no file; a carry book's perp: its USD-M venue's); DataError if invalid."""
     paths = carry_report.candle_paths(ctx.paths, ctx.config) if is_perpetual(symbol) else ctx.paths
     path = paths.ohlcv(timeframe, symbol)
-    if not path.exists():
-        return None
-    if not validate:  # only the newest candle matters: the timestamps alone
-        return read_candle_timestamps(path)
+    if not path.exists() or not validate:  # not validated: only the newest candle matters, the timestamps alone
+        return read_candle_timestamps(path) if path.exists() else None
     candles = read_valid_candles(path, timeframe, max_jump_frac=ctx.config.data.max_jump_frac)
     return candles[["timestamp", "close"]]  # all the report uses: the rest is freed now (memory)
 

@@ -3,6 +3,7 @@ value. In core because the ccxt client (execution) and the alerts (ops) both tak
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -43,3 +44,9 @@ SECRET_ENV_NAMES = {
     "telegram_bot_token": "COINBOT_TELEGRAM_BOT_TOKEN",
     "telegram_chat_id": "COINBOT_TELEGRAM_CHAT_ID",
 }
+
+
+def unknown_secret_names(names: Iterable[str]) -> list[str]:
+    """The COINBOT* names among ``names`` (a .env file's) that are no secret: a misspelt token would otherwise be
+    ignored silently (and config overrides are read from the process environment only)."""
+    return sorted(name for name in names if name.startswith("COINBOT") and name not in SECRET_ENV_NAMES.values())

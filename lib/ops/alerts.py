@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 MESSAGE_LIMIT = 4096  # Telegram's maximum text length
 CAPTION_LIMIT = 1024  # Telegram's maximum photo caption length
 DELIVERY_ATTEMPTS = 3
+MAX_RETRY_AFTER_S = 30.0
+"""A longer flood wait is not waited out: the alert is logged as undelivered (a failing run must not sit on its lock
+and its exit code for 2 x 300 s, the exchange's bound)."""
 
 
 class TelegramRetryable(Exception):
@@ -66,16 +69,13 @@ def send(
     base = f"{section.telegram_base_url.rstrip('/')}/bot{secrets.telegram_bot_token}"
     timeout_s = section.timeout_ms / 1000
     try:
-        if image is None:
-            _post(base + "/sendMessage", timeout_s, sleep,
-                  json={"chat_id": secrets.telegram_chat_id, "text": safe_text[:MESSAGE_LIMIT]})
-        else:
+        if image is not None:
             caption = _cut_at_line(safe_text, CAPTION_LIMIT)
             _post(base + "/sendPhoto", timeout_s, sleep, data={"chat_id": secrets.telegram_chat_id, "caption": caption},
                   files={"photo": ("chart.png", image, "image/png")})
-            if len(safe_text) > CAPTION_LIMIT:
-                _post(base + "/sendMessage", timeout_s, sleep,
-                      json={"chat_id": secrets.telegram_chat_id, "text": safe_text[:MESSAGE_LIMIT]})
+        if image is None or len(safe_text) > CAPTION_LIMIT:  # the whole text, in as many messages as it needs
+            for part in _split_at_lines(safe_text, MESSAGE_LIMIT):
+                _post(base + "/sendMessage", timeout_s, sleep, json={"chat_id": secrets.telegram_chat_id, "text": part})
     except Exception as error:  # never let an alert failure escape
         logger.error("alert could not be delivered: {}", redact(f"{type(error).__name__}: {error}"))
         return False
@@ -88,6 +88,17 @@ def _cut_at_line(text: str, limit: int) -> str:
         return text
     head = text[:limit]
     return head[: head.rfind("\n")] if "\n" in head else head
+
+
+def _split_at_lines(text: str, limit: int) -> list[str]:
+    """``text`` in parts of at most ``limit`` characters, each cut at a line break when there is one (the break
+    itself dropped), so no part of a long report is lost."""
+    parts = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit + 1)
+        parts.append(text[:cut] if cut > 0 else text[:limit])
+        text = text[cut + 1:] if cut > 0 else text[limit:]
+    return [*parts, text]
 
 
 def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **payload: object) -> None:
@@ -113,6 +124,7 @@ def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **p
         retry_after_s=lambda error: getattr(error, "retry_after_s", None),
         attempts=DELIVERY_ATTEMPTS,
         max_delay_s=10.0,
+        max_retry_after_s=MAX_RETRY_AFTER_S,
         **options,  # type: ignore[arg-type]
     )
 

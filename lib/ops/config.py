@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 import stat
 import tomllib
@@ -25,7 +26,7 @@ from dotenv import dotenv_values
 from loguru import logger
 
 from lib.core.errors import ConfigError
-from lib.core.secrets import SECRET_ENV_NAMES, Secrets
+from lib.core.secrets import SECRET_ENV_NAMES, Secrets, unknown_secret_names
 from lib.core.symbols import split_symbol
 from lib.core.timeframes import parse_time_ms, timeframe_ms
 from lib.execution.carry_legs import CarrySection
@@ -243,11 +244,8 @@ def to_backfill_start_ms(iso_date: str) -> int:
 
 
 def load_config(path: Path | str, *, environ: typing.Mapping[str, str] | None = None) -> Config:
-    """Read ``path`` (TOML), apply ``COINBOT__SECTION__KEY`` overrides from ``environ``, validate.
-
-    Raises:
-        ConfigError: missing/unreadable file, bad TOML, unknown key, wrong type or out-of-range value.
-    """
+    """Read ``path`` (TOML), apply ``COINBOT__SECTION__KEY`` overrides from ``environ``, validate. ConfigError:
+    missing/unreadable file, bad TOML, unknown key, wrong type or out-of-range value."""
     config_path = Path(path)
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
@@ -344,10 +342,7 @@ def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (
-            float("inf"),
-            float("-inf"),
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if hint is Decimal:
@@ -367,17 +362,23 @@ def _coerce_scalar(hint: Any, value: Any, *, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported config type {hint!r}")
 
 
-def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = None) -> Secrets:
+def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = None, strict: bool = True) -> Secrets:
     """Secrets from ``env_file`` (if present), overridden by the process environment.
 
-    Warns when the file is readable by group/others. Never logs a value.
-    """
+    Warns when the file is readable by group/others. Never logs a value. ConfigError (naming the file, never
+    quoting it) when it exists but cannot be read or is not UTF-8, or (``strict``) holds an unknown COINBOT name."""
     file_values: dict[str, str | None] = {}
     if env_file.is_file():
-        mode = env_file.stat().st_mode
+        try:
+            mode = env_file.stat().st_mode
+            file_values = dotenv_values(env_file, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:  # not the error's text: a decode error quotes bytes
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read {env_file} ({reason}): make it UTF-8 text this user reads") from None
+        if strict and (unknown := unknown_secret_names(file_values)):
+            raise ConfigError(f"{env_file}: unknown name {unknown[0]} (known: {', '.join(SECRET_ENV_NAMES.values())})")
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             logger.warning("{} is readable by other users; run: chmod 600 {}", env_file.name, env_file.name)
-        file_values = dotenv_values(env_file)
     source = os.environ if environ is None else environ
     values = {
         attribute: (source.get(env_name) or file_values.get(env_name) or "").strip()
@@ -386,3 +387,12 @@ def load_secrets(env_file: Path, *, environ: typing.Mapping[str, str] | None = N
     return Secrets(**values)
 
 
+def load_secrets_best_effort(env_file: Path) -> tuple[Secrets, str]:
+    """``load_secrets``, or no secrets and the error's text when .env cannot be read (a config error path)."""
+    try:
+        return load_secrets(env_file), ""
+    except ConfigError as error:
+        try:  # an unknown name: the secrets that are there still alert it
+            return load_secrets(env_file, strict=False), str(error)
+        except ConfigError:
+            return Secrets(), str(error)

@@ -3,7 +3,9 @@ benchmarks since inception, PnL for the day and since inception, metrics vs the 
 frames and the summary text.
 
 The metrics are lib.research.metrics' (the backtest's), computed on the last equity.csv row of each UTC day, so the
-live numbers and the backtest's mean the same thing whatever the report's cron cadence.
+live numbers and the backtest's mean the same thing whatever the report's cron cadence. Deposits and withdrawals
+(state/cashflows.jsonl) are not P&L: the day's P&L, the P&L since inception and the metrics leave them out (a flow
+counts from the first report after its time; one the last rebalance has not valued yet is added to the equity).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lib.core.line_files import split_lines
 from lib.core.state import Positions
 from lib.core.symbols import is_perpetual
 from lib.core.timeframes import MS_PER_DAY, floor_ms, format_ms, last_closed_open_ms
+from lib.execution.cashflows import CashFlow, sum_flows_quote
 from lib.ops.health import HealthReport, to_health_table
 from lib.research.metrics import buy_and_hold_equity, drawdown_series, equal_weight_equity, summary_metrics
 
@@ -102,18 +105,23 @@ def latest_prices(close_wide: pd.DataFrame) -> dict[str, float]:
             if column.notna().any()}
 
 
-def compute_mark_to_market(positions: Positions, prices: Mapping[str, float]) -> BookMark:
+def compute_mark_to_market(positions: Positions, prices: Mapping[str, float], *,
+                            pending_flows_quote: float = 0.0) -> BookMark:
     """equity = cash + sum(amount x price) for spot; + sum(amount x (price - mark)) for perps, whose
     ``cash_quote`` already holds the unrealized PnL at the rebalance marks. A held symbol without a price
-    is valued at its rebalance mark (and noted).
+    is valued at its rebalance mark (and noted). ``pending_flows_quote``: cash flows recorded after the last
+    rebalance (not in positions.json's cash yet, but moved already): added to the cash (and noted).
 
     Raises:
         DataError: a held symbol has neither a price nor a mark.
     """
-    equity, gross_quote = positions.cash_quote, 0.0
+    equity, gross_quote = positions.cash_quote + pending_flows_quote, 0.0
     used: dict[str, float] = {}
     values: dict[str, float] = {}
     notes: list[str] = []
+    if pending_flows_quote:
+        notes.append(f"cash flows recorded since the last rebalance: {_signed(pending_flows_quote)} (counted in "
+                     "the equity)")
     for symbol, amount in sorted(positions.amounts_base.items()):
         if amount == 0:
             continue
@@ -253,16 +261,55 @@ def compute_day_reference(history: pd.DataFrame, *, now_ms: int, day_start_equit
                           day_start_ms: int) -> tuple[float, str]:
     """The equity the day's PnL is measured from: the last report row of the previous UTC day, else the
     rebalance's start-of-day equity."""
-    today_ms = floor_ms(now_ms, "1d")
-    earlier = history[(history["time_ms"] < today_ms) & (history["time_ms"] >= today_ms - MS_PER_DAY)]
-    if len(earlier) and math.isfinite(earlier["equity_quote"].iloc[-1]):
-        return float(earlier["equity_quote"].iloc[-1]), f"report {earlier['time_iso'].iloc[-1]}"
+    previous = _previous_day_report(history, now_ms=now_ms)
+    if previous is not None:
+        return float(previous["equity_quote"]), f"report {previous['time_iso']}"
     return day_start_equity_quote, f"day start {format_ms(day_start_ms)}"
 
 
-def compute_curve_metrics(history: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """summary_metrics of the strategy and each benchmark over the same days ({} with < 2 days)."""
-    daily = to_daily_history(history)
+def _previous_day_report(history: pd.DataFrame, *, now_ms: int) -> pd.Series | None:
+    """The last row of the previous UTC day with a known equity, if any."""
+    today_ms = floor_ms(now_ms, "1d")
+    earlier = history[(history["time_ms"] < today_ms) & (history["time_ms"] >= today_ms - MS_PER_DAY)]
+    if len(earlier) and math.isfinite(earlier["equity_quote"].iloc[-1]):
+        return earlier.iloc[-1]
+    return None
+
+
+def pending_flows_quote(positions: Positions, flows: Sequence[CashFlow], *, now_ms: int) -> float:
+    """The net flow recorded after the last rebalance valued the book (not in positions.json yet)."""
+    return sum_flows_quote(flows, after_ms=positions.updated_ms, until_ms=now_ms)
+
+
+def to_flow_free_curves(daily: pd.DataFrame, flows: Sequence[CashFlow], *,
+                        inception_equity_quote: float) -> pd.DataFrame:
+    """``daily``'s curves without the jumps cash flows make: the strategy as a time-weighted return index (a
+    day's return is its equity over the previous one plus the day's net flow: a flow moves at once), each
+    benchmark divided by the inception equity its row was computed from (today's minus the flows after that
+    row) and scaled to today's."""
+    if not flows or daily.empty:
+        return daily
+    times = daily["time_ms"].to_numpy()
+    equity = daily["equity_quote"].to_numpy(dtype="float64")
+    starts = [equity[i - 1] + sum_flows_quote(flows, after_ms=int(times[i - 1]), until_ms=int(times[i]))
+              for i in range(1, len(times))]
+    growth = [1.0] + [equity[i] / start if start > 0 else math.nan for i, start in enumerate(starts, start=1)]
+    adjusted = daily.copy()
+    adjusted["equity_quote"] = equity[0] * np.cumprod(growth)
+    later = np.array([sum_flows_quote(flows, after_ms=int(time), until_ms=2**62) for time in times])
+    row_inception = inception_equity_quote - later
+    scale = np.where(row_inception > 0, inception_equity_quote / np.where(row_inception > 0, row_inception, 1.0),
+                     math.nan)
+    for column in ("btc_benchmark_quote", "basket_benchmark_quote"):
+        adjusted[column] = daily[column].to_numpy(dtype="float64") * scale
+    return adjusted
+
+
+def compute_curve_metrics(history: pd.DataFrame, *, flows: Sequence[CashFlow] = (),
+                          inception_equity_quote: float = math.nan) -> dict[str, dict[str, float]]:
+    """summary_metrics of the strategy and each benchmark over the same days ({} with < 2 days), cash flows
+    taken out (``to_flow_free_curves``; ``inception_equity_quote``: today's, flows included)."""
+    daily = to_flow_free_curves(to_daily_history(history), flows, inception_equity_quote=inception_equity_quote)
     out: dict[str, dict[str, float]] = {}
     for column, name in CURVE_NAMES.items():
         curve = daily[column].astype("float64")
@@ -272,11 +319,18 @@ def compute_curve_metrics(history: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def compute_performance(history: pd.DataFrame, positions: Positions, row: EquityRow, *,
-                        now_ms: int) -> Performance:
-    """PnL for the day and since inception, and the metrics of ``history`` (which holds ``row``)."""
+                        now_ms: int, flows: Sequence[CashFlow] = ()) -> Performance:
+    """PnL for the day and since inception, and the metrics of ``history`` (which holds ``row``); ``flows``
+    (state/cashflows.jsonl) are taken out of all of them."""
+    pending = pending_flows_quote(positions, flows, now_ms=now_ms)
     reference, label = compute_day_reference(history, now_ms=now_ms, day_start_ms=positions.day_start_ms,
-                                             day_start_equity_quote=positions.day_start_equity_quote)
-    inception = positions.inception_equity_quote
+                                             day_start_equity_quote=positions.day_start_equity_quote + pending)
+    previous = _previous_day_report(history, now_ms=now_ms)
+    if previous is not None:  # that report's equity, moved by the flows since it
+        net = sum_flows_quote(flows, after_ms=int(previous["time_ms"]), until_ms=now_ms)
+        if net:
+            reference, label = reference + net, f"{label}, net of cash flows {_signed(net)}"
+    inception = positions.inception_equity_quote + pending
     return Performance(
         equity_quote=row.equity_quote, day_pnl_quote=row.equity_quote - reference,
         day_pnl_frac=row.equity_quote / reference - 1 if reference > 0 else math.nan, day_reference=label,
@@ -284,7 +338,8 @@ def compute_performance(history: pd.DataFrame, positions: Positions, row: Equity
         inception_pnl_frac=row.equity_quote / inception - 1 if inception > 0 else math.nan,
         btc_benchmark_quote=row.btc_benchmark_quote, basket_benchmark_quote=row.basket_benchmark_quote,
         fees_paid_quote=row.fees_paid_quote, exposure_gross_frac=row.exposure_gross_frac,
-        metrics=compute_curve_metrics(history), days=len(to_daily_history(history)),
+        metrics=compute_curve_metrics(history, flows=flows, inception_equity_quote=inception),
+        days=len(to_daily_history(history)),
         history_start_ms=int(history["time_ms"].iloc[0]) if len(history) else row.time_ms,
     )
 

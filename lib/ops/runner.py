@@ -35,7 +35,14 @@ from lib.core.state import RunRecord
 from lib.core.storage import LockHeld, append_jsonl, exclusive_lock, read_jsonl
 from lib.core.timeframes import format_ms, parse_time_ms
 from lib.ops import alerts
-from lib.ops.config import Config, Secrets, load_alerts_section_best_effort, load_config, load_secrets
+from lib.ops.config import (
+    Config,
+    Secrets,
+    load_alerts_section_best_effort,
+    load_config,
+    load_secrets,
+    load_secrets_best_effort,
+)
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_FILE  # re-exported: defined in lib.core.paths (run_pipeline needs no pandas)
 CONFIG_ENV = CONFIG_FILE_ENV
@@ -89,14 +96,14 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
     config_path = Path(args.config)
     try:
         config = load_config(config_path)
+        secrets = load_secrets(config.base_dir / ".env")
     except ConfigError as error:
         logger.error("config error: {}", error)
-        secrets = load_secrets(config_path.resolve().parent / ".env")
+        secrets, _ = load_secrets_best_effort(config_path.resolve().parent / ".env")  # .env may be the error
         _configure_logging(script=script, run_id=run_id, secrets=secrets, level="INFO", log_file=None)
-        alerts.send(_alert_text(script, run_id, error, "stderr"), section=load_alerts_section_best_effort(config_path),
-                    secrets=secrets)
+        alerts.send(_alert_text(script, run_id, error, "stderr", secrets),
+                    section=load_alerts_section_best_effort(config_path), secrets=secrets)
         return EXIT_CONFIG
-    secrets = load_secrets(config.base_dir / ".env")
     log_file = (config.base_dir / config.paths.log_file) if config.paths.log_file else None
     _configure_logging(script=script, run_id=run_id, secrets=secrets, level=config.logging.level, log_file=log_file,
                        rotation_mb=config.logging.rotation_mb, retention_files=config.logging.retention_files)
@@ -118,7 +125,7 @@ def run_script(script: str, args: argparse.Namespace, body: Callable[[RunContext
         return _skipped_locked(context, log_location)
     except OSError as error:  # the lock file cannot even be created (full disk, permissions)
         logger.error("cannot take the lock {}: {}", paths.lock(script), error)
-        context.alert(_alert_text(script, run_id, error, log_location))
+        context.alert(_alert_text(script, run_id, error, log_location, secrets))
         return EXIT_FAILURE
 
 
@@ -140,12 +147,12 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
     except CoinbotError as error:
         exit_code, status, error_text = error.exit_code, "failed", f"{type(error).__name__}: {error}"
         logger.error("{} failed: {}", context.script, error_text)
-        context.alert(_alert_text(context.script, context.run_id, error, log_location))
+        context.alert(_alert_text(context.script, context.run_id, error, log_location, context.secrets))
     except BaseException as error:  # unexpected: keep the traceback in the log (redacted by the patcher)
         exit_code = 130 if isinstance(error, KeyboardInterrupt) else EXIT_FAILURE
         status, error_text = "failed", f"{type(error).__name__}: {error}"
         logger.error("{} crashed: {}\n{}", context.script, error_text, "".join(traceback.format_exception(error)))
-        context.alert(_alert_text(context.script, context.run_id, error, log_location))
+        context.alert(_alert_text(context.script, context.run_id, error, log_location, context.secrets))
     try:
         if record:
             _record(context, event="finish", status=status, exit_code=exit_code, error=error_text)
@@ -153,7 +160,7 @@ def _run_locked(context: RunContext, body: Callable[[RunContext], None], log_loc
         logger.error("could not record the run in {}: {}", context.paths.runs, error)
         if exit_code == EXIT_OK:
             exit_code = EXIT_FAILURE
-            context.alert(_alert_text(context.script, context.run_id, error, log_location))
+            context.alert(_alert_text(context.script, context.run_id, error, log_location, context.secrets))
     if exit_code == EXIT_OK:
         logger.info("{} finished ok", context.script)
     return exit_code
@@ -200,10 +207,11 @@ def _record(context: RunContext, *, event: Literal["start", "finish"], status: s
     append_jsonl(context.paths.runs, record.to_dict())
 
 
-def _alert_text(script: str, run_id: str, error: BaseException, log_location: str) -> str:
+def _alert_text(script: str, run_id: str, error: BaseException, log_location: str, secrets: Secrets) -> str:
+    """Redacted before the error is cut to 1500 characters: a cut through a secret would leak its head."""
     return (
         f"coinbot: {script} FAILED on {socket.gethostname()}\n"
-        f"{type(error).__name__}: {str(error)[:1500]}\n"
+        f"{type(error).__name__}: {alerts.redactor(secrets)(str(error))[:1500]}\n"
         f"run: {run_id}\nlog: {log_location}"
     )
 

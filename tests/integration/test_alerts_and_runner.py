@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -154,3 +155,77 @@ def test_a_lock_that_cannot_be_created_alerts(project: Project, telegram: FakeTe
     assert run_in_process(project, telegram, lambda ctx: None) == 1
     texts = telegram.texts
     assert len(texts) == 1 and "unit_job FAILED" in texts[0]
+
+
+def test_an_unreadable_env_file_is_a_config_error_naming_it_and_touches_nothing(project: Project) -> None:
+    project.write_config("")
+    env_file = project.root / ".env"  # a secret saved in Latin-1 by an editor: not UTF-8
+    env_file.write_bytes(b"COINBOT_EXCHANGE_API_KEY=key-do-not-leak\n"
+                         b"COINBOT_EXCHANGE_API_SECRET=s\xe9cret-do-not-leak\n")
+    env_file.chmod(0o600)
+    result = project.run("fetch_prices")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and ".env" in result.stderr and "UTF-8" in result.stderr
+    assert "do-not-leak" not in result.stderr
+    assert not (project.state / "runs.jsonl").exists()  # nothing touched
+
+
+@pytest.mark.parametrize("cut", range(1, 16))
+def test_a_secret_where_the_alert_cuts_a_long_error_leaks_no_part_of_it(project: Project, telegram: FakeTelegram,
+                                                                         cut: int) -> None:
+    token = "123:secret-token"  # the bot token run_in_process writes to .env: the alert's cut falls inside it
+
+    def body(ctx: RunContext) -> None:
+        raise DataError("x" * (1500 - cut) + token + " and the rest")
+
+    assert run_in_process(project, telegram, body) == 1
+    text = telegram.wait_for_messages(1)[0].text or ""
+    after_filler = text.split("x" * (1500 - cut), 1)[1]
+    assert after_filler.startswith(("*", "\n")), after_filler[:40]  # redacted (then cut), never the token's head
+
+
+def test_a_hung_stage_is_interrupted_by_run_pipeline_recorded_alerted_and_stops_the_chain(
+        project: Project, telegram: FakeTelegram) -> None:
+    from tests.fakes.exchange_server import FakeBinance
+
+    with FakeBinance(now_ms=1_767_227_400_000) as fake:  # 2026-01-01T00:30Z
+        project.write_config(f"""
+[exchange]
+id = "binance"
+rest_base_url = "{fake.base_url}"
+enable_rate_limit = false
+timeout_ms = 60000
+[data]
+symbols = ["BTC/USDT"]
+timeframes = ["1d"]
+backfill_start = "2025-12-20"
+[alerts]
+telegram_base_url = "{telegram.base_url}"
+""")
+        project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:test-token", COINBOT_TELEGRAM_CHAT_ID="42")
+        fake.delay_next("/api/v3/klines", seconds=50, times=None)  # the exchange never answers in time
+        started = time.monotonic()
+        result = project.run("run_pipeline", "--as-of", "2026-01-01T00:30:00Z", "--stage-timeout-min", "0.2")
+        assert time.monotonic() - started < 45  # not the 50 s the request hangs
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "run_pipeline: fetch_prices still running after 12 s: interrupting it" in result.stderr
+    assert "── compute_signals ──" not in result.stderr  # nothing ran on the broken input
+    finish = project.runs()[-1]
+    assert (finish["script"], finish["event"], finish["status"], finish["exit_code"]) == (
+        "fetch_prices", "finish", "failed", 130)
+    texts = telegram.wait_for_messages(1)
+    assert len(texts) == 1 and "fetch_prices FAILED" in (texts[0].text or "") and "KeyboardInterrupt" in (
+        texts[0].text or "")
+
+
+def test_a_misspelt_name_in_the_env_file_stops_the_run_and_is_alerted(project: Project,
+                                                                     telegram: FakeTelegram) -> None:
+    project.write_config(f'[alerts]\ntelegram_base_url = "{telegram.base_url}"\n')
+    project.write_env(COINBOT_TELEGRAM_BOT_TOKEN="123:secret-token", COINBOT_TELEGRAM_CHAT_ID="42",
+                      COINBOT_EXCHANGE_APISECRET="s3cret-do-not-leak")
+    result = project.run("fetch_prices")
+    assert result.returncode == 2 and "COINBOT_EXCHANGE_APISECRET" in result.stderr
+    text = telegram.wait_for_messages(1)[0].text or ""
+    assert "fetch_prices FAILED" in text and "COINBOT_EXCHANGE_APISECRET" in text
+    assert "do-not-leak" not in text + result.stderr and "secret-token" not in text + result.stderr
+    assert not (project.state / "runs.jsonl").exists()  # nothing touched

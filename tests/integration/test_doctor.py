@@ -281,3 +281,10 @@ def test_fetch_api_key_permissions(restrictions: dict[str, bool], market_type: L
 
 def test_fetch_api_key_permissions_is_unknown_where_ccxt_cannot_ask() -> None:
     assert fetch_api_key_permissions(ccxt.okx()) is None  # no request is made
+
+
+def test_an_unreadable_env_file_is_a_failed_row_not_a_traceback(healthy: Project, fake_bin: Path) -> None:
+    (healthy.root / ".env").write_bytes(b"COINBOT_EXCHANGE_API_SECRET=s\xe9cret-do-not-leak\n")
+    result, rows = doctor(healthy, fake_bin, "--as-of", AS_OF, table=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert rows["config"] == "fail" and "not UTF-8" in result.stdout and "do-not-leak" not in result.stdout

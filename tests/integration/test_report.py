@@ -220,3 +220,26 @@ def test_an_undelivered_summary_fails_the_run_but_keeps_the_row(report_project: 
     assert result.returncode == 1
     assert "could not be delivered" in report_project.runs()[-1]["error"]
     assert len(equity_lines(report_project)) == 2
+
+
+def test_a_withdrawal_since_yesterdays_report_is_not_reported_as_the_days_loss(report_project: Project,
+                                                                               telegram: FakeTelegram) -> None:
+    # yesterday's report saw 1,450; 300 went out at 00:40 and the rebalance at 01:00 valued it: today's 1,150
+    # is a day of +0.00, not -300.00 (scripts/cashflow.py appended the line)
+    (report_project.state / "equity.csv").write_text(
+        f"{to_equity_csv_header()}\n{D[4] + 30 * 60_000},2026-01-05T00:30:00Z,1450.0,1500.0,1500.0,2.5,0.6\n")
+    append_jsonl(report_project.state / "cashflows.jsonl",
+                 {"time_ms": D[4] + 40 * 60_000, "amount_quote": "-300", "source": "manual", "note": "to bank"})
+    assert report(report_project).returncode == 0
+    text = telegram.texts[-1]
+    assert "day +0.00 USDT (+0.00%) vs report 2026-01-05T00:30:00Z, net of cash flows -300.00" in text, text
+
+
+def test_a_halted_book_and_the_kill_switch_are_said_in_every_report(report_project: Project,
+                                                                    telegram: FakeTelegram) -> None:
+    (report_project.state / "halt.json").write_text("{}")  # its content is rebalance's business
+    assert report(report_project).returncode == 0
+    assert "note: TRADING STOPPED: halt.json exists (README Runbook)" in telegram.texts[-1]
+    (report_project.state / "KILL").touch()
+    assert report(report_project, as_of_ms=NOW_MS + MS_PER_HOUR).returncode == 0
+    assert "TRADING STOPPED: halt.json" in telegram.texts[-1] and "TRADING STOPPED: KILL" in telegram.texts[-1]

@@ -171,3 +171,20 @@ def test_the_study_section_backtest_help_advertises_is_loaded(tmp_path: Path) ->
     assert config.study.missing_funding == "proxy" and config.study.rebalance_days_grid == (1,)
     with pytest.raises(ConfigError, match="study.missing_funding"):
         load_config(write(tmp_path, "[study]\nmissing_funding = \"maybe\""), environ={})
+
+
+def test_an_env_file_that_cannot_be_decoded_is_a_config_error_without_its_content(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"COINBOT_EXCHANGE_API_SECRET=s\xe9cret-do-not-leak\n")
+    with pytest.raises(ConfigError, match=r"\.env") as raised:
+        load_secrets(env_file, environ={})
+    assert "do-not-leak" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["COINBOT_TELEGRAM_TOKEN", "COINBOT_EXCHANGE_APIKEY", "COINBOT__EXCHANGE__MODE"])
+def test_a_misspelt_coinbot_name_in_the_env_file_is_a_config_error_naming_it(tmp_path: Path, name: str) -> None:
+    env_file = tmp_path / ".env"  # silently ignored, a misspelt token would leave every alert in the log only
+    env_file.write_text(f"COINBOT_TELEGRAM_CHAT_ID=42\n{name}=value-do-not-leak\nHTTPS_PROXY=http://proxy:3128\n")
+    with pytest.raises(ConfigError, match=name) as raised:
+        load_secrets(env_file, environ={})
+    assert "do-not-leak" not in str(raised.value) and "COINBOT_TELEGRAM_BOT_TOKEN" in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from lib.core.errors import DataError, StateError
 from lib.core.state import Positions
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
+from lib.execution.cashflows import CashFlow
 from lib.ops.health import HealthParams, check_health
 from lib.ops.reporting import (
     EQUITY_COLUMNS,
@@ -369,3 +371,57 @@ def test_summary_metrics_block_compares_the_same_period() -> None:
     assert lines[start + 1:start + 3] == ["  total return: 10.0% | -10.0% | 5.0%",
                                           "  max drawdown: 0.0% | 10.0% | 0.0%"]
     assert lines[start + 4] == "  sharpe: n/a | n/a | n/a"  # one return: undefined, never inf
+
+
+# -- deposits and withdrawals (state/cashflows.jsonl) are not P&L -------------------------------------------
+
+
+def flow(time_ms: int, amount: str) -> CashFlow:
+    return CashFlow(time_ms=time_ms, amount_quote=Decimal(amount), source="manual")
+
+
+def test_a_withdrawal_since_yesterdays_report_is_not_a_day_loss() -> None:
+    # yesterday's report saw 1000; 300 went out at 05:00; today's rebalance valued it (inception 1000 -> 700)
+    # and the book then earned 20: the day's P&L is +20, not -280
+    history = history_of(row_at(D[2] + MS_PER_HOUR, 1000.0), row_at(D[3] + MS_PER_HOUR, 720.0))
+    book = positions(cash_quote=720.0, amounts={}, marks={}, inception_equity_quote=700.0)
+    perf = compute_performance(history, book, row_at(D[3] + MS_PER_HOUR, 720.0), now_ms=D[3] + MS_PER_HOUR,
+                               flows=[flow(D[2] + 5 * MS_PER_HOUR, "-300")])
+    assert (perf.day_pnl_quote, perf.day_pnl_frac) == (pytest.approx(20.0), pytest.approx(20.0 / 700.0))
+    assert perf.day_reference == "report 2026-01-03T01:00:00Z, net of cash flows -300.00"
+    assert perf.inception_pnl_quote == pytest.approx(20.0)
+
+
+def test_flows_before_the_reference_report_do_not_move_the_day_reference() -> None:
+    history = history_of(row_at(D[2] + MS_PER_HOUR, 1000.0), row_at(D[3] + MS_PER_HOUR, 1010.0))
+    book = positions(cash_quote=1010.0, amounts={}, marks={})
+    perf = compute_performance(history, book, row_at(D[3] + MS_PER_HOUR, 1010.0), now_ms=D[3] + MS_PER_HOUR,
+                               flows=[flow(D[2], "500")])  # valued before yesterday's report
+    assert (perf.day_pnl_quote, perf.day_reference) == (pytest.approx(10.0), "report 2026-01-03T01:00:00Z")
+
+
+def test_a_flow_recorded_after_the_last_rebalance_is_in_the_marked_equity() -> None:
+    # the rebalance (updated_ms = D3) has not valued the 500 deposited at 00:30: the account holds it already
+    book = positions(cash_quote=1000.0, amounts={}, marks={}, inception_equity_quote=1000.0)
+    mark = compute_mark_to_market(book, {}, pending_flows_quote=500.0)
+    assert mark.equity_quote == 1500.0
+    assert mark.notes == ("cash flows recorded since the last rebalance: +500.00 (counted in the equity)",)
+    row = row_at(D[3] + MS_PER_HOUR, 1500.0)
+    perf = compute_performance(history_of(row), book, row, now_ms=row.time_ms,
+                               flows=[flow(D[3] + MS_PER_HOUR // 2, "500")])
+    assert (perf.inception_pnl_quote, perf.inception_pnl_frac) == (pytest.approx(0.0), pytest.approx(0.0))
+
+
+def test_metrics_do_not_count_a_withdrawal_as_a_loss_or_a_drawdown() -> None:
+    # daily equity 1000, 1010, then 300 out and -3 of trading (707), then +7 (714); BTC rises 0 %, 10 %, 0 %,
+    # 9.09 %: its stored value is the inception equity (1000, 700 after the flow) x the price ratio
+    history = history_of(row_at(D[0] + MS_PER_HOUR, 1000.0, 1000.0), row_at(D[1] + MS_PER_HOUR, 1010.0, 1100.0),
+                         row_at(D[2] + MS_PER_HOUR, 707.0, 770.0), row_at(D[3] + MS_PER_HOUR, 714.0, 840.0))
+    flows = [flow(D[1] + 5 * MS_PER_HOUR, "-300")]
+    metrics = compute_curve_metrics(history, flows=flows, inception_equity_quote=700.0)
+    strategy = pd.Series([1000.0, 1010.0, 1010.0 * 707.0 / 710.0, 1010.0 * 714.0 / 710.0])
+    assert metrics["strategy"] == pytest.approx(summary_metrics(strategy, timeframe="1d"), nan_ok=True)
+    assert metrics["strategy"]["max_drawdown_frac"] == pytest.approx(1 - 707.0 / 710.0)
+    assert metrics["BTC buy & hold"]["total_return_frac"] == pytest.approx(0.2)
+    assert metrics["BTC buy & hold"]["max_drawdown_frac"] == pytest.approx(0.0)
+    assert compute_curve_metrics(history) == compute_curve_metrics(history, flows=[], inception_equity_quote=700.0)
