@@ -22,7 +22,7 @@ from lib.core.timeframes import format_ms
 from lib.data import symbol_failures
 from lib.data.stored import read_candle_timestamps, read_valid_candles
 from lib.execution.cashflows import CashFlow
-from lib.ops import carry_report, reporting, risk_report
+from lib.ops import carry_report, equity_csv, reporting, risk_report
 from lib.ops.health import HealthReport, check_health, newest_closed_open_ms, to_run_records
 from lib.ops.runner import RunContext, base_parser, run_script
 
@@ -95,21 +95,21 @@ def _report_book(ctx: RunContext, positions: Positions, candles: dict[str, pd.Da
     return chart, text
 
 
-def _append_equity_row(ctx: RunContext, row: reporting.EquityRow) -> pd.DataFrame:
+def _append_equity_row(ctx: RunContext, row: equity_csv.EquityRow) -> pd.DataFrame:
     """Append ``row`` unless the history already reaches its time (idempotent re-runs); the new history."""
     path, text = ctx.paths.equity_csv, storage.read_text(ctx.paths.equity_csv)
-    history, torn = reporting.parse_equity_csv(text)
-    if not reporting.is_new_row(history, row.time_ms, past_ok=ctx.args.as_of is not None):
+    history, torn = equity_csv.parse_equity_csv(text)
+    if not equity_csv.is_new_row(history, row.time_ms, past_ok=ctx.args.as_of is not None):
         logger.info("{} has a row at or after {}; nothing appended", path, format_ms(row.time_ms))
         return history
     if ctx.args.dry_run:
-        return reporting.append_row(history, row)
+        return equity_csv.append_row(history, row)
     if torn:  # storage.append_line cuts the partial line, so the new row starts on its own line
         logger.warning("{} ended in a torn line (an interrupted append); the append drops it", path)
     if "\n" not in text:  # not even a complete header line
-        storage.append_line(path, reporting.to_equity_csv_header())
-    storage.append_line(path, reporting.to_equity_csv_line(row))
-    return reporting.append_row(history, row)
+        storage.append_line(path, equity_csv.to_equity_csv_header())
+    storage.append_line(path, equity_csv.to_equity_csv_line(row))
+    return equity_csv.append_row(history, row)
 
 
 def _check_health(ctx: RunContext, universe: list[str], candles: dict[str, pd.DataFrame | None]) -> HealthReport:

@@ -87,7 +87,7 @@ def read_json(path: Path) -> Any:
 
 
 def read_text(path: Path) -> str:
-    """A text file's content ("" when it does not exist), e.g. equity.csv for lib.ops.reporting.parse_equity_csv.
+    """A text file's content ("" when it does not exist), e.g. equity.csv for lib.ops.equity_csv.parse_equity_csv.
 
     Raises:
         StateError: the file exists but cannot be read or is not UTF-8.

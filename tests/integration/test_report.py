@@ -14,7 +14,7 @@ from lib.core.state import Positions, RunRecord
 from lib.core.storage import append_jsonl, write_json_atomic, write_parquet_atomic
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.ops.charts import PNG_SIGNATURE
-from lib.ops.reporting import to_equity_csv_header
+from lib.ops.equity_csv import to_equity_csv_header
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
 

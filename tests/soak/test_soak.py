@@ -54,7 +54,7 @@ from lib.execution.ccxt_client import MAX_NETWORK_RETRIES
 from lib.execution.journal import JournalEvent
 from lib.execution.paper import PaperSnapshot
 from lib.execution.risk import RiskLimits
-from lib.ops.reporting import parse_equity_csv
+from lib.ops.equity_csv import parse_equity_csv
 from tests.fakes.exchange_server import LOST_RESPONSE_MODES, FakeBinance, exchange_id
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project

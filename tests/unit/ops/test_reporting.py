@@ -13,12 +13,19 @@ from lib.core.errors import DataError, StateError
 from lib.core.state import Positions
 from lib.core.timeframes import MS_PER_DAY, MS_PER_HOUR
 from lib.execution.cashflows import CashFlow
-from lib.ops.health import HealthParams, check_health
-from lib.ops.reporting import (
+from lib.ops.equity_csv import (
     EQUITY_COLUMNS,
-    BookMark,
     EquityRow,
     append_row,
+    empty_history,
+    is_new_row,
+    parse_equity_csv,
+    to_equity_csv_header,
+    to_equity_csv_line,
+)
+from lib.ops.health import HealthParams, check_health
+from lib.ops.reporting import (
+    BookMark,
     build_chart_frames,
     build_summary_text,
     compute_benchmark_curves,
@@ -26,14 +33,9 @@ from lib.ops.reporting import (
     compute_day_reference,
     compute_mark_to_market,
     compute_performance,
-    empty_history,
-    is_new_row,
     latest_prices,
-    parse_equity_csv,
     to_close_frame,
     to_daily_history,
-    to_equity_csv_header,
-    to_equity_csv_line,
     to_equity_row,
 )
 from lib.research.metrics import summary_metrics
