@@ -41,20 +41,28 @@ SWEEP_FEES_BPS = (0.0, 10.0, 25.0, 50.0)
 SWEEP_BANDS_FRAC = (0.0, 0.02, 0.05)
 
 
-def test_full_hourly_long_only_backtest_process(shared_data_dir: Path, tmp_path: Path, benchmark, measure,
-                                                table_row):
-    (tmp_path / "config.toml").write_text(HOURLY_CONFIG)
-    argv = [sys.executable, "-m", "scripts.backtest", "--config", str(tmp_path / "config.toml"),
-            "--data-dir", str(shared_data_dir), "--run-id", "bench-1h"]
+def hourly_backtest_runs(benchmark, measure, *, data_dir: Path, root: Path, run_id: str,
+                         extra_args: tuple[str, ...] = ()) -> tuple[list[Measured], dict]:
+    """``ROUNDS`` whole-process runs of the hourly backtest (``HOURLY_CONFIG``): their measurements and the
+    metrics.json they wrote."""
+    (root / "config.toml").write_text(HOURLY_CONFIG)
+    argv = [sys.executable, "-m", "scripts.backtest", "--config", str(root / "config.toml"),
+            "--data-dir", str(data_dir), *extra_args, "--run-id", run_id]
     runs: list[Measured] = []
 
     def run_once() -> None:
-        measured = measure(argv, cwd=tmp_path)
+        measured = measure(argv, cwd=root)
         assert measured.returncode == 0, measured.stderr
         runs.append(measured)
 
     benchmark.pedantic(run_once, rounds=ROUNDS, iterations=1)
-    document = json.loads((tmp_path / "state" / "backtests" / "bench-1h" / "metrics.json").read_text())
+    return runs, json.loads((root / "state" / "backtests" / run_id / "metrics.json").read_text())
+
+
+def test_full_hourly_long_only_backtest_process(shared_data_dir: Path, tmp_path: Path, benchmark, measure,
+                                                table_row):
+    runs, document = hourly_backtest_runs(benchmark, measure, data_dir=shared_data_dir, root=tmp_path,
+                                          run_id="bench-1h")
     assert document["timeframe"] == "1h" and len(document["symbols"]) == 25 and document["bars"] > 30_000
     best_s, peak_mb = min(run.wall_s for run in runs), max(run.peak_rss_mb for run in runs)
     cpu_s = min(run.cpu_s for run in runs)
@@ -71,18 +79,8 @@ def test_hourly_backtest_fixed_cost_on_two_coins(shared_data_dir: Path, tmp_path
                                                  table_row):
     """The same command on BTC and ETH only: what the process costs before the data does (imports, the compiled
     kernels loaded from numba's cache, matplotlib and the chart), the floor under the 25-coin row's figures."""
-    (tmp_path / "config.toml").write_text(HOURLY_CONFIG)
-    argv = [sys.executable, "-m", "scripts.backtest", "--config", str(tmp_path / "config.toml"),
-            "--data-dir", str(shared_data_dir), "--symbols", "BTC/USDT", "ETH/USDT", "--run-id", "bench-floor"]
-    runs: list[Measured] = []
-
-    def run_once() -> None:
-        measured = measure(argv, cwd=tmp_path)
-        assert measured.returncode == 0, measured.stderr
-        runs.append(measured)
-
-    benchmark.pedantic(run_once, rounds=ROUNDS, iterations=1)
-    document = json.loads((tmp_path / "state" / "backtests" / "bench-floor" / "metrics.json").read_text())
+    runs, document = hourly_backtest_runs(benchmark, measure, data_dir=shared_data_dir, root=tmp_path,
+                                          run_id="bench-floor", extra_args=("--symbols", "BTC/USDT", "ETH/USDT"))
     assert document["symbols"] == ["BTC/USDT", "ETH/USDT"] and document["bars"] > 30_000
     cpu_s, peak_mb = min(run.cpu_s for run in runs), min(run.peak_rss_mb for run in runs)
     benchmark.extra_info.update(cpu_s_min=cpu_s, peak_rss_mb_min=peak_mb, bars=document["bars"])
