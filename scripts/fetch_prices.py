@@ -73,11 +73,12 @@ def _report_failures(ctx: RunContext, summary: Summary, symbols: list[str]) -> N
     """Alert each symbol once when it starts failing; PARTIAL while some symbols are healthy, else a failure."""
     ledger = symbol_failures.parse_ledger(storage.read_json(ctx.paths.symbol_failures)
                                           if ctx.paths.symbol_failures.exists() else None)
-    update = symbol_failures.update_ledger(ledger, summary.failures, attempted=symbols, now_ms=ctx.now_ms)
+    update = symbol_failures.update_ledger(ledger, summary.failures, attempted=symbols,
+                                           configured=ctx.config.data.symbols, now_ms=ctx.now_ms)
     if update.failing or ledger:
         storage.write_json_atomic(ctx.paths.symbol_failures, symbol_failures.to_document(update.failing))
-    for symbol in update.recovered:
-        logger.info("{} fetches again (was failing since {})", symbol, format_ms(ledger[symbol]["since_ms"]))
+    for line in symbol_failures.change_lines(ledger, update):  # recovered, or no longer configured: forgotten
+        logger.info("{}", line)
     if not summary.failures:
         return
     text = "; ".join(f"{symbol}: {error}" for symbol, error in sorted(summary.failures.items()))
@@ -86,8 +87,7 @@ def _report_failures(ctx: RunContext, summary: Summary, symbols: list[str]) -> N
     if update.new:
         ctx.alert(symbol_failures.alert_text(update.new, summary.failures, held=_held_symbols(ctx),
                                              healthy_count=len(symbols) - len(summary.failures)))
-    raise PartialFailure(f"{len(summary.failures)} of {len(symbols)} symbol(s) failed (alerted when each started "
-                         f"failing): {text}")
+    raise PartialFailure(f"{len(summary.failures)} of {len(symbols)} symbol(s) failed (each alerted once): {text}")
 
 
 def _held_symbols(ctx: RunContext) -> set[str]:

@@ -115,7 +115,8 @@ class LiveCandles:
     """One symbol's candles for a live run: validated and quarantined on the whole file, then only the tail
     from ``keep_from_ms`` kept (at least the last candle, so a stale series still says when it stopped).
     ``first_ms``: the file's first candle (None: no file); ``cut_at_ms``: the undecided jump the series was
-    cut before (None: not cut); ``notes``: every non-fatal problem."""
+    cut before (None: not cut); ``notes``: the quarantine's notes (jumps among the last candles: pending or
+    recently decided), not every jump in the file's history."""
 
     candles: pd.DataFrame
     first_ms: int | None
@@ -140,7 +141,8 @@ def read_live_candles(path: Path, symbol: str, timeframe: str, *, closed_until_m
     problems = ohlcv.validate(candles, timeframe, max_jump_frac=max_jump_frac)
     if fatal := [problem for problem in problems if ohlcv.is_fatal(problem)]:
         raise DataError(f"{path}: {ohlcv.describe_problems(fatal)}; delete it and run fetch_prices")
-    notes = [f"{symbol} {timeframe}: {ohlcv.describe_problems(problems)}"] if problems else []
+    # what is left are price jumps: the quarantine decides them and notes those this run's decision meets (pending
+    # or among the last candles); every jump of the file's history, noted again every run, buried real warnings
     checked = quarantine.apply_quarantine(
         candles[candles["timestamp"] <= closed_until_ms], symbol=symbol, max_jump_frac=max_jump_frac,
         confirm_bars=confirm_bars, confirmed=decided["confirm"], rejected=decided["reject"])
@@ -148,4 +150,4 @@ def read_live_candles(path: Path, symbol: str, timeframe: str, *, closed_until_m
     first = int(kept["timestamp"].to_numpy().searchsorted(keep_from_ms, side="left"))
     first = min(first, max(len(kept) - 1, 0))
     kept = kept.iloc[first:].reset_index(drop=True) if first else kept
-    return LiveCandles(kept, int(candles["timestamp"].iloc[0]), checked.cut_at_ms, (*notes, *checked.notes))
+    return LiveCandles(kept, int(candles["timestamp"].iloc[0]), checked.cut_at_ms, checked.notes)

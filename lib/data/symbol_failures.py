@@ -2,7 +2,8 @@
 
 fetch_prices runs hourly: a delisted symbol would otherwise alert every hour, and an alert that fires every
 hour is an alert nobody reads. A symbol is alerted when it starts failing, logged while it keeps failing,
-and logged once more when it recovers.
+and logged once more when it recovers. A symbol taken out of data.symbols leaves the ledger, so if it is
+added back and still fails it is alerted again (not taken as already known).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.core.errors import StateError
+from lib.core.symbols import to_perpetual
+from lib.core.timeframes import format_ms
 
 LEDGER_SCHEMA_VERSION = 1
 
@@ -21,6 +24,7 @@ class LedgerUpdate:
     failing: dict[str, dict[str, Any]]  # symbol -> {"since_ms": int, "error": str}: the new ledger
     new: tuple[str, ...]  # started failing in this run: alert
     recovered: tuple[str, ...]  # failed before, fine now
+    dropped: tuple[str, ...] = ()  # failed before, no longer configured (nor fetched by this run): forgotten
 
 
 def parse_ledger(raw: Any) -> dict[str, dict[str, Any]]:
@@ -40,13 +44,17 @@ def parse_ledger(raw: Any) -> dict[str, dict[str, Any]]:
 
 
 def update_ledger(previous: Mapping[str, Mapping[str, Any]], failures: Mapping[str, str], *,
-                  attempted: Collection[str], now_ms: int) -> LedgerUpdate:
+                  attempted: Collection[str], configured: Collection[str], now_ms: int) -> LedgerUpdate:
     """Merge this run's ``failures`` (symbol -> error) into the ledger.
 
     Only symbols this run ``attempted`` can recover (a ``--symbols`` run says nothing about the others).
+    ``configured``: data.symbols (spot names; a ledger entry of their perpetual counts as configured too, the
+    carry books fetch both venues into one ledger); an entry of any other symbol not attempted is dropped.
     """
+    known = {*configured, *(to_perpetual(symbol) for symbol in configured), *attempted}
+    dropped = tuple(sorted(symbol for symbol in previous if symbol not in known))
     failing = {symbol: dict(entry) for symbol, entry in previous.items()
-               if symbol in failures or symbol not in attempted}
+               if symbol in known and (symbol in failures or symbol not in attempted)}
     new = []
     for symbol, error in sorted(failures.items()):
         if symbol not in failing:
@@ -55,7 +63,18 @@ def update_ledger(previous: Mapping[str, Mapping[str, Any]], failures: Mapping[s
         else:
             failing[symbol]["error"] = error[:300]
     recovered = tuple(sorted(symbol for symbol in previous if symbol in attempted and symbol not in failures))
-    return LedgerUpdate(failing=failing, new=tuple(new), recovered=recovered)
+    return LedgerUpdate(failing=failing, new=tuple(new), recovered=recovered, dropped=dropped)
+
+
+def change_lines(previous: Mapping[str, Mapping[str, Any]], update: LedgerUpdate) -> list[str]:
+    """Log lines for the symbols that left the ledger: recovered, or no longer configured (a symbol added back
+    that still fails is alerted again)."""
+    def since(symbol: str) -> str:
+        since_ms = previous[symbol].get("since_ms")
+        return format_ms(since_ms) if isinstance(since_ms, int) else "an unknown time"
+    return ([f"{symbol} fetches again (was failing since {since(symbol)})" for symbol in update.recovered]
+            + [f"{symbol} is no longer in data.symbols: forgotten as failing (since {since(symbol)})"
+               for symbol in update.dropped])
 
 
 def to_document(failing: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

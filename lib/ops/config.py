@@ -102,6 +102,12 @@ class DataSection:
             raise ConfigError(f"data.jump_confirm_bars must be in [1, 100], got {self.jump_confirm_bars}")
         if not 1 <= self.max_staleness_bars <= 1000:
             raise ConfigError(f"data.max_staleness_bars must be in [1, 1000], got {self.max_staleness_bars}")
+        if self.jump_confirm_bars > self.max_staleness_bars:  # a pending jump cuts its series: it lags up to confirm
+            raise ConfigError(
+                f"data.jump_confirm_bars ({self.jump_confirm_bars}) must not exceed data.max_staleness_bars "
+                f"({self.max_staleness_bars}): a benchmark cut before a pending price jump would turn stale before "
+                "the later candles can confirm it, stopping every run until a person decides (scripts.confirm_jump)"
+            )
 
     @property
     def backfill_start_ms(self) -> int:

@@ -218,3 +218,17 @@ def test_jumps_on_most_coins_do_not_move_the_others_to_the_day_before(project: P
         assert sorted(found.hold) == sorted(jumped)
         assert all(found.hold[symbol].startswith("quarantined price jump") for symbol in jumped)
         assert found.breakdown["BTC/USDT"]["close"] is not None and found.breakdown["ADA/USDT"]["close"] is not None
+
+
+def test_a_failing_symbol_removed_and_added_back_is_alerted_again(project: Project, telegram: FakeTelegram) -> None:
+    with FakeBinance(now_ms=BULLISH_MS) as fake:
+        def fetch(symbols: tuple[str, ...]) -> int:
+            start(project, fake, telegram, symbols)
+            return project.run("fetch_prices", "--as-of", str(fake.now_ms)).returncode
+
+        assert fetch((*SYMBOLS, "LUNA/USDT")) == 5 and len(fetch_alerts(telegram)) == 1
+        assert fetch(SYMBOLS) == 0  # taken out of data.symbols: forgotten by the ledger
+        assert json.loads((project.state / "symbol_failures.json").read_text())["failing"] == {}
+        assert fetch((*SYMBOLS, "LUNA/USDT")) == 5  # added back, still failing: a person hears of it again
+        alerts = fetch_alerts(telegram)
+        assert len(alerts) == 2 and "LUNA/USDT" in alerts[1]

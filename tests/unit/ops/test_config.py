@@ -188,3 +188,15 @@ def test_a_misspelt_coinbot_name_in_the_env_file_is_a_config_error_naming_it(tmp
     with pytest.raises(ConfigError, match=name) as raised:
         load_secrets(env_file, environ={})
     assert "do-not-leak" not in str(raised.value) and "COINBOT_TELEGRAM_BOT_TOKEN" in str(raised.value)
+
+
+def test_a_jump_confirmation_longer_than_the_staleness_limit_is_refused_naming_both(tmp_path: Path) -> None:
+    # a series cut before a pending jump lags up to jump_confirm_bars bars: beyond max_staleness_bars the
+    # benchmark turns stale before the jump can be confirmed, and every run stops until a person decides
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, "[data]\njump_confirm_bars = 3\nmax_staleness_bars = 2\n"), environ={})
+    assert "data.jump_confirm_bars (3)" in str(raised.value) and "data.max_staleness_bars (2)" in str(raised.value)
+    with pytest.raises(ConfigError, match=r"data.jump_confirm_bars \(2\).*data.max_staleness_bars \(1\)"):
+        load_config(write(tmp_path, ""), environ={"COINBOT__DATA__MAX_STALENESS_BARS": "1"})
+    equal = load_config(write(tmp_path, "[data]\njump_confirm_bars = 3\nmax_staleness_bars = 3\n"), environ={})
+    assert equal.data.jump_confirm_bars == equal.data.max_staleness_bars == 3
