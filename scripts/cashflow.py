@@ -4,8 +4,10 @@ Story: parse the signed amount (+ deposit, - withdrawal, in the quote currency) 
 -> refuse a time the last rebalance already valued (it saw the money move; see the README), and in a shared
 account a withdrawal above the bot's own cash -> append one line to state/cashflows.jsonl (append-only,
 fsync'ed) -> the next rebalance shifts the high-water mark, the start-of-day equity and the inception equity by
-it. Record it after the money moved and before the next rebalance. With book.capital_quote/capital_frac (spot)
-the flow is the bot's capital: + gives the bot more of the account's cash, - takes some back (lib.execution.bot_ledger).
+it. Record it after the money moved and before the next rebalance. With book.exchange_cashflows rebalance records
+the exchange's history itself: only a flow outside it, with --not-in-exchange-history. With book.capital_quote/
+capital_frac (spot) the flow is the bot's capital: + gives the bot more of the account's cash, - takes some back
+(lib.execution.bot_ledger).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "(e.g. -300); use --amount=-300 or -- -300 for a negative number")
     parser.add_argument("--time", default=None, help="when the money moved (ISO UTC or epoch ms; default: now)")
     parser.add_argument("--note", default="", help="free text kept with the record")
+    parser.add_argument("--not-in-exchange-history", action="store_true",
+                        help="with book.exchange_cashflows: this flow is not in the exchange's deposit/withdrawal "
+                             "history (e.g. an internal transfer), so rebalance does not record it itself")
     return run_script("cashflow", parser.parse_args(argv), _run)
 
 
@@ -41,6 +46,13 @@ def _run(ctx: RunContext) -> None:
     time_ms = ctx.now_ms if ctx.args.time is None else parse_time_ms(ctx.args.time, what="--time")
     if time_ms > ctx.now_ms:
         raise errors.ConfigError(f"--time {ctx.args.time} is in the future: record a flow once the money moved")
+    book = ctx.config.book
+    from_exchange = book.exchange_cashflows and not (book.has_capital and ctx.config.exchange.market_type == "spot")
+    if from_exchange and not ctx.args.not_in_exchange_history:  # no way to tell a record from its exchange twin
+        raise errors.ConfigError("book.exchange_cashflows = true: rebalance records the exchange's deposits and "
+                                 "withdrawals itself, a record by hand as well would count twice. Only a flow the "
+                                 "exchange's history does not hold (e.g. an internal transfer) is recorded here, "
+                                 "with --not-in-exchange-history")
     flow = CashFlow(time_ms=time_ms, amount_quote=amount, source="manual", note=ctx.args.note)
     positions, last = ctx.paths.positions, None
     if positions.exists():

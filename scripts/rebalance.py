@@ -19,7 +19,7 @@ from lib.execution import journal as records
 from lib.execution import rebalance_engine as engine
 from lib.execution import state_files, tail_risk_checks, venue_session
 from lib.execution.book import Book, value_book
-from lib.execution.ccxt_cashflows import fetch_exchange_cashflows
+from lib.execution.ccxt_cashflows import record_exchange_cashflows
 from lib.execution.managed_book import managed_symbols
 from lib.execution.orders import OrderPlan
 from lib.execution.risk import RiskVerdict, check_all
@@ -72,9 +72,11 @@ def _run(ctx: RunContext) -> None:
 
     # 3. the book at this run's prices, its baselines shifted by deposits/withdrawals since the last run
     cashflows = state_files.read_cashflows(paths.cashflows)
-    if config.book.exchange_cashflows and session.client is not None and previous is not None:
-        cashflows += fetch_exchange_cashflows(session.client, quote=session.quote, since_ms=previous.updated_ms,
-                                              until_ms=ctx.now_ms)
+    if config.book.exchange_cashflows and session.client is not None and previous is not None:  # each once, by id
+        bot_ledger = config.book.has_capital and config.exchange.market_type == "spot"  # account flows: not its capital
+        cashflows += record_exchange_cashflows(session.client, paths.cashflows, cashflows, quote=session.quote,
+                                               since_ms=previous.updated_ms, until_ms=ctx.now_ms,
+                                               write=not (dry_run or bot_ledger))
     book = value_book(session, previous=previous, target_symbols=target_weights, now_ms=ctx.now_ms,
                       reset_baseline=ctx.args.reset_high_water_mark, cashflows=cashflows, book_params=config.book,
                       ledger_fills=journal.history if config.exchange.market_type == "spot" else None,  # bot's cash
@@ -115,8 +117,7 @@ def _run(ctx: RunContext) -> None:
                 len(plan.orders), len(plan.skipped), verdict.decision, len(verdict.rejections))
     if dry_run:
         print(_plan_table(plan, verdict, book, run))
-        failure = engine.dry_run_failure(verdict)
-        if failure is not None:  # exit as the real run would, so a check before going live sees it
+        if (failure := engine.dry_run_failure(verdict)) is not None:  # exit as the real run would (a check sees it)
             raise failure
         return
 
@@ -141,8 +142,7 @@ def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: Book, run: records.
     lines += [f"skipped {s.symbol} {s.side}: {s.reason} ({s.detail})" for s in plan.skipped]
     lines.append(f"risk verdict: {verdict.decision}, {len(verdict.allowed_orders)} of {len(plan.orders)} "
                  "order(s) allowed")
-    lines += [f"  rejected by {r.check}{' ' + r.symbol if r.symbol else ''}: {r.detail}"
-              for r in verdict.rejections]
+    lines += [f"  rejected by {r.check}{' ' + r.symbol if r.symbol else ''}: {r.detail}" for r in verdict.rejections]
     return "\n".join([*lines, "dry run: nothing sent, nothing written"])
 
 

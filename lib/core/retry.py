@@ -23,6 +23,8 @@ MAX_RETRY_AFTER_S = 300.0
 """A server's Retry-After is honoured in full up to this; a longer one (or a ban) stops the run's requests."""
 BAN_WITHOUT_RETRY_AFTER_S = 300.0
 """How long a ban that names no Retry-After blocks the run's requests."""
+ERROR_TEXT_CHARS = 200
+"""A logged error's text is cut to this many characters, after redaction."""
 OPEN_AFTER_FAILED_CALLS = 2
 """Calls in a row that used up all their attempts before the breaker opens (later calls: one attempt each)."""
 
@@ -66,6 +68,15 @@ def backoff_delay_s(attempt: int, *, base_delay_s: float = BASE_DELAY_S, max_del
     return min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
 
 
+def error_text(error: BaseException, redact: Callable[[str], str] | None) -> str:
+    """What a retry log line says of ``error``: its text redacted, then cut (a cut first could leave the head of a
+    secret that the log's own redaction no longer recognises). Without a ``redact``, only the exception class:
+    the text of an error may hold a credential (fail closed)."""
+    if redact is None:
+        return type(error).__name__
+    return f"{type(error).__name__}: {redact(str(error))[:ERROR_TEXT_CHARS]}"
+
+
 def call_with_retry(
     action: Callable[[], T],
     *,
@@ -79,6 +90,7 @@ def call_with_retry(
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
     breaker: CircuitBreaker | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    redact: Callable[[str], str] | None = None,
 ) -> T:
     """Run ``action``; on a transient error wait and try again, at most ``attempts`` times in all.
 
@@ -87,7 +99,7 @@ def call_with_retry(
     a ban without one, or any Retry-After beyond ``max_retry_after_s``, blocks the ``breaker`` and raises
     CircuitOpenError at once; so does any call while the breaker is blocked. While the breaker is open after
     an outage, a call gets one attempt. The last transient error is re-raised unchanged; a non-transient
-    one is raised at once.
+    one is raised at once. A log line shows an error's text only through ``redact`` (see ``error_text``).
     """
     if breaker is not None:
         breaker.check(what)
@@ -106,8 +118,8 @@ def call_with_retry(
                 if breaker is not None:
                     breaker.block_for(wait_s)
                 if requested is None or too_long or attempt == attempts:
-                    logger.error("{}: the exchange asks for no requests for {:.0f} s ({}: {}); this run sends "
-                                 "none", what, wait_s, type(error).__name__, str(error)[:200])
+                    logger.error("{}: the exchange asks for no requests for {:.0f} s ({}); this run sends none",
+                                 what, wait_s, error_text(error, redact))
                     raise CircuitOpenError(f"{what}: the exchange asks for no requests for {wait_s:.0f} s "
                                            f"({type(error).__name__}); nothing more is sent in this run") from error
                 logger.warning("{}: banned for {:.0f} s ({}); waiting it out before the next request", what,
@@ -122,8 +134,8 @@ def call_with_retry(
             if requested is not None:
                 delay = max(delay, requested)
             logger.warning(
-                "{} failed ({}: {}); retry {}/{} in {:.1f}s",
-                what, type(error).__name__, str(error)[:200], attempt, attempts - 1, delay,
+                "{} failed ({}); retry {}/{} in {:.1f}s",
+                what, error_text(error, redact), attempt, attempts - 1, delay,
             )
             sleep(delay)
         else:

@@ -28,6 +28,11 @@ class Secrets:
                        self.telegram_bot_token)
         return [value for value in credentials if value]
 
+    def redact(self, text: str) -> str:
+        """``text`` with every credential replaced by ***. Redact before cutting a text: a cut through a secret
+        leaves a head that no later redaction finds."""
+        return redact_values(text, self.values())
+
     @property
     def has_exchange_keys(self) -> bool:
         return bool(self.exchange_api_key and self.exchange_api_secret)
@@ -35,6 +40,13 @@ class Secrets:
     @property
     def has_telegram(self) -> bool:
         return bool(self.telegram_bot_token and self.telegram_chat_id)
+
+
+def redact_values(text: str, values: Iterable[str]) -> str:
+    """``text`` with each non-empty value replaced by *** (longest first: a secret containing another goes whole)."""
+    for value in sorted((v for v in values if v), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 SECRET_ENV_NAMES = {

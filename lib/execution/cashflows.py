@@ -2,8 +2,9 @@
 
 Money moved in or out of the account by a person is not trading P&L: taking 300 USDT out of a 1,000 USDT book
 must not read as a 30 % drawdown. Every flow is one line of state/cashflows.jsonl (``scripts/cashflow.py``
-records one by hand); a run shifts the high-water mark, the start-of-day equity and the inception equity by the
-flows recorded since the previous run (lib.execution.risk_baselines).
+records one by hand; rebalance appends the exchange's own with ``book.exchange_cashflows``); a run shifts the
+high-water mark, the start-of-day equity and the inception equity by the flows recorded since the previous run
+(lib.execution.risk_baselines), and the report leaves them out of the P&L.
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ class CashFlow:
                        source=str(raw["source"]), note=str(raw.get("note", "")))
         except (KeyError, TypeError, InvalidOperation) as error:
             raise StateError(f"cashflows.jsonl: unreadable record {dict(raw)!r}: {error!r}") from None
+
+
+def unrecorded_flows(fetched: Iterable[CashFlow], recorded: Iterable[CashFlow]) -> list[CashFlow]:
+    """The ``fetched`` flows (the exchange's, ``source`` keyed by its own id) that ``recorded`` does not hold yet,
+    each once: what a run appends to state/cashflows.jsonl, so a re-run (or one after a crash) appends nothing."""
+    seen = {flow.source for flow in recorded}
+    new = []
+    for flow in fetched:
+        if flow.source not in seen:
+            seen.add(flow.source)
+            new.append(flow)
+    return new
 
 
 def sum_flows_quote(flows: Iterable[CashFlow], *, after_ms: int, until_ms: int) -> float:

@@ -20,7 +20,7 @@ import ccxt
 
 from lib.core.errors import ConfigError, DataError, ExchangeError, ExchangeUnavailable, OrderRejected
 from lib.core.retry import MAX_RETRY_AFTER_S, CircuitBreaker, CircuitOpenError, call_with_retry
-from lib.core.secrets import Secrets
+from lib.core.secrets import Secrets, redact_values
 from lib.execution.exchange_section import ExchangeSection
 
 MAX_NETWORK_RETRIES = 4  # retries after the first attempt of a read (timeouts, 429/418, 5xx)
@@ -155,6 +155,10 @@ def isolated_decimal_context() -> AbstractContextManager[decimal.Context]:
     return decimal.localcontext()
 
 
+_CREDENTIALS = ("apiKey", "secret", "password")
+"""The client's attributes a retry log line redacts from an error's text (lib.core.retry.error_text)."""
+
+
 def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any:
     """Run one ccxt call with the retry policy and translate its errors to domain errors.
 
@@ -192,6 +196,7 @@ def call(client: Any, what: str, action: Any, *, idempotent: bool = True) -> Any
             attempts=MAX_NETWORK_RETRIES + 1 if idempotent else 1,
             base_delay_s=_retry_base_delay_s(client), max_delay_s=RETRY_MAX_DELAY_S,
             max_retry_after_s=MAX_RETRY_AFTER_S,
+            redact=lambda text: redact_values(text, (getattr(client, name, None) or "" for name in _CREDENTIALS)),
         )
     except CircuitOpenError as error:
         raise ExchangeUnavailable(str(error)) from None

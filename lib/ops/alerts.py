@@ -35,14 +35,7 @@ class TelegramRetryable(Exception):
 
 def redactor(secrets: Secrets) -> Callable[[str], str]:
     """A function that replaces every secret value in a text by ***."""
-    values = sorted(secrets.values(), key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for value in values:
-            text = text.replace(value, "***")
-        return text
-
-    return redact
+    return secrets.redact
 
 
 def send(
@@ -123,6 +116,7 @@ def _post(url: str, timeout_s: float, sleep: Callable[[float], None] | None, **p
         is_transient=lambda error: isinstance(error, TelegramRetryable),
         retry_after_s=lambda error: getattr(error, "retry_after_s", None),
         attempts=DELIVERY_ATTEMPTS,
+        redact=lambda text: text,  # TelegramRetryable texts are built without the URL (its token): nothing to hide
         max_delay_s=10.0,
         max_retry_after_s=MAX_RETRY_AFTER_S,
         **options,  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lib.core.retry import CircuitBreaker, CircuitOpenError, backoff_delay_s, call_with_retry
+from lib.core.retry import ERROR_TEXT_CHARS, CircuitBreaker, CircuitOpenError, backoff_delay_s, call_with_retry
 
 
 class Transient(Exception):
@@ -121,3 +121,48 @@ def test_an_outage_opens_the_breaker_and_a_success_closes_it() -> None:
     assert run(Flaky(), sleeps, breaker) == "ok" and not breaker.is_open
     recovered = Flaky(Transient(), Transient())
     assert run(recovered, sleeps, breaker) == "ok" and recovered.calls == 3  # full retries again
+
+
+SECRET = "k3y-0f-s1xteen-c"  # 16 characters, as a credential would sit in an error's text
+
+
+def logged_messages(action: Flaky, *, redact: object, ban: bool = False) -> list[str]:
+    from loguru import logger
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(message.record["message"]), level="WARNING")
+    try:
+        with pytest.raises((Transient, CircuitOpenError)):
+            call_with_retry(action, what="t", is_transient=lambda e: isinstance(e, Transient),
+                            retry_after_s=lambda e: None, is_ban=lambda e: ban, attempts=2, base_delay_s=0.5,
+                            breaker=CircuitBreaker(), sleep=lambda s: None, redact=redact)  # type: ignore[arg-type]
+    finally:
+        logger.remove(sink)
+    return messages
+
+
+class Wordy(Transient):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize("ban", [False, True])
+@pytest.mark.parametrize("cut", range(1, len(SECRET)))
+def test_a_secret_where_the_log_line_cuts_the_error_leaks_no_part_of_it(cut: int, ban: bool) -> None:
+    filler = "x" * (ERROR_TEXT_CHARS - cut)  # the 200-character cut falls `cut` characters into the secret
+    error = Wordy(filler + SECRET + " and the rest")
+    messages = logged_messages(Flaky(error, error), redact=lambda text: text.replace(SECRET, "***"), ban=ban)
+    assert messages  # the retry (or the ban) was logged
+    for message in messages:
+        after_filler = message.split(filler, 1)[1]
+        assert after_filler.startswith("*"), after_filler  # redacted first, then cut: never the secret's head
+        assert not any(SECRET[:n] in message for n in range(2, len(SECRET) + 1)) and SECRET[0] not in after_filler
+
+
+def test_without_a_redaction_a_log_line_names_only_the_error_class() -> None:
+    error = Wordy("binance " + SECRET)
+    messages = logged_messages(Flaky(error, error), redact=None)
+    assert messages == ["t failed (Wordy); retry 1/1 in 0.5s"]
