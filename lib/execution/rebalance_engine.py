@@ -127,7 +127,8 @@ def plan_rebalance(session: Session, book: Book, *, target_weights: Mapping[str,
                        equity_quote=book.sizing_quote, params=params, rebalance_id=run.rebalance_id)
     plan = split_reducing_orders(plan, holdings=holdings, markets=session.markets,
                                  max_order_notional_quote=limits.max_order_notional_quote,
-                                 rebalance_id=run.rebalance_id, prefix=params.client_order_id_prefix)
+                                 rebalance_id=run.rebalance_id, prefix=params.client_order_id_prefix,
+                                 min_order_notional_quote=params.min_order_notional_quote)
     dead = tuple(SkippedOrder(symbol=o.symbol, side=o.side, reason=SKIP_NO_LIVE_PRICE,
                               detail="valued at its last stored close: a person must act",
                               target_weight=o.target_weight, current_weight=o.current_weight)
