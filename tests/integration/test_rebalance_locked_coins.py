@@ -9,6 +9,9 @@ from decimal import Decimal
 
 import pytest
 
+from lib.core.state import HaltRecord
+from lib.core.storage import read_json
+from lib.core.timeframes import MS_PER_HOUR
 from lib.execution.orders import SKIP_LOCKED
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
@@ -18,6 +21,7 @@ from tests.integration.test_rebalance import (
     assert_ok,
     journal,
     positions,
+    price_frame,
     setup,
     write_targets,
 )
@@ -56,3 +60,29 @@ def test_an_exit_sells_only_the_coins_a_persons_open_order_does_not_lock(project
         sent_before = len(fake.orders)
         assert_ok(project.run("rebalance"))  # nothing free: nothing sent, nothing refused, the run succeeds
         assert fake.orders[sent_before:] == []
+
+
+def test_a_drawdown_flatten_held_back_by_locked_coins_stays_incomplete_and_says_why(project: Project,
+                                                                                   telegram: FakeTelegram) -> None:
+    """BTC halves (drawdown halt): the flatten sells the free BTC only, the halt is not marked flattened (the next
+    run retries), and the halt alert names the locked coin."""
+    frame = price_frame([100.0] * 10 + [50.0] * 5)
+    with FakeBinance(now_ms=FAKE_NOW_MS - 5 * MS_PER_HOUR, candles={("BTC/USDT", "1h"): frame},
+                     spot_balances={"USDT": 1_000}) as fake:
+        setup(project, telegram, fake=fake, risk={"max_asset_weight_frac": 1.0})
+        write_targets(project, {"BTC/USDT": 0.6}, exchange="binance")
+        assert_ok(project.run("rebalance"))
+        bought = Decimal(fake.spot_balances["BTC"])
+        locked = (bought / 2).quantize(Decimal("0.00001"))
+        fake.spot_balances["BTC"] -= locked
+        fake.spot_locked["BTC"] = locked
+        sent_before = len(fake.orders)
+        fake.set_now_ms(FAKE_NOW_MS)  # BTC halves: equity ~700 of the peak 1,000
+        halted = project.run("rebalance")
+        assert halted.returncode == 4 and "drawdown" in halted.stderr, halted.stderr[-2000:]
+        assert [o.accepted for o in fake.orders[sent_before:]] == [True]  # the free part sold, nothing refused
+        assert Decimal(fake.spot_balances["BTC"]) == 0 and fake.spot_locked["BTC"] == locked
+        assert not HaltRecord.from_dict(read_json(project.state / "halt.json")).flattened
+        assert "flatten INCOMPLETE" in halted.stderr and "cannot fully exit BTC/USDT" in halted.stderr
+        texts = [m.text or "" for m in telegram.wait_for_messages(1)]
+        assert any("cannot fully exit BTC/USDT" in text for text in texts), texts
