@@ -21,7 +21,7 @@ from lib.execution import state_files, tail_risk_checks, venue_session
 from lib.execution.book import Book, value_book
 from lib.execution.ccxt_cashflows import record_exchange_cashflows
 from lib.execution.managed_book import managed_symbols
-from lib.execution.orders import OrderPlan
+from lib.execution.orders import OrderPlan, locked_exits_alert
 from lib.execution.risk import RiskVerdict, check_all
 from lib.execution.risk_live_key import check_mode_allowed
 from lib.execution.risk_targets import clip_target_weights
@@ -121,11 +121,11 @@ def _run(ctx: RunContext) -> None:
             raise failure
         return
 
-    # 5. send what the verdict allows; positions.json is written after the orders
+    if (locked := locked_exits_alert(plan.skipped)) is not None:  # 5. an exit a person's orders lock: alerted
+        ctx.alert(locked)  # then send what the verdict allows; positions.json is written after the orders
     outcome = engine.carry_out(verdict, session=session, book=book, journal=journal, run=run, writer=writer,
                                     halt_path=paths.halt, limits=config.risk, params=config.orders)
-    logger.info("rebalance {}: {} order(s) filled, {} skipped", run.rebalance_id, len(outcome.filled),
-                len(plan.skipped))
+    logger.info("rebalance {}: {} orders filled, {} skipped", run.rebalance_id, len(outcome.filled), len(plan.skipped))
 
 
 def _plan_table(plan: OrderPlan, verdict: RiskVerdict, book: Book, run: records.RunInfo) -> str:

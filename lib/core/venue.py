@@ -72,10 +72,23 @@ class PriceQuote:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Holdings:
-    """Account snapshot: free quote cash and signed base amounts per symbol (negative = short)."""
+    """Account snapshot: free quote cash and signed base amounts per symbol (negative = short).
+
+    ``amounts_base`` is what is owned (valued in equity); ``free_base`` what of it can be sold now: coins locked
+    by open orders the bot did not place (a person trading the same account) are owned but not sellable. A
+    symbol missing from ``free_base`` (or None: paper, simulated, perps) is all free.
+    """
 
     cash_quote: float
     amounts_base: dict[str, float]
+    free_base: dict[str, float] | None = None
+
+    def free_of(self, symbol: str) -> float:
+        """What of ``symbol`` can be sold now (the whole amount unless the venue said less is free)."""
+        held = self.amounts_base.get(symbol, 0.0)
+        if self.free_base is None or symbol not in self.free_base:
+            return held
+        return min(held, self.free_base[symbol])
 
 
 class MarketData(Protocol):

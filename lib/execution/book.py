@@ -129,7 +129,7 @@ def value_book(session: Session, *, previous: Positions | None, target_symbols: 
         ledger, shortfall, flows, started = _bot_cash(session, holdings, prices, previous, ledger_fills, book_params,
                                                       now_ms=now_ms, flows=flows)
         fresh = fresh or started
-        holdings = Holdings(cash_quote=float(ledger.cash_quote), amounts_base=holdings.amounts_base)
+        holdings = replace(holdings, cash_quote=float(ledger.cash_quote))
     equity = compute_equity_quote(holdings, prices)
     if flows:
         logger.info("external cash flows since the last run: {:+.2f} (peak, start of day and inception shifted)",

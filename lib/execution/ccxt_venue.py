@@ -102,6 +102,7 @@ class CcxtVenue:
         balance = call(self.client, "fetch_balance", lambda: self.client.fetch_balance())
         quote_balance = balance.get(self.quote) or {}
         amounts: dict[str, float] = {}
+        free: dict[str, float] = {}
         if self.market_type == "swap":
             positions = call(self.client, "fetch_positions", lambda: self.client.fetch_positions())
             for position in positions:
@@ -121,9 +122,12 @@ class CcxtVenue:
             for symbol, rule in markets.items():
                 if rule.is_perpetual or rule.quote != self.quote:
                     continue
-                total = (balance.get(rule.base) or {}).get("total")
+                coin = balance.get(rule.base) or {}
+                total = coin.get("total")
                 if total:
                     amounts[symbol] = _finite(total, f"balance {rule.base}")
+                    if coin.get("free") is not None:  # the rest is locked by open orders: owned, not sellable
+                        free[symbol] = max(0.0, _finite(coin["free"], f"free balance {rule.base}"))
             traded = {symbol for symbol, rule in markets.items() if not rule.is_perpetual and rule.quote == self.quote}
             totals = balance.get("total") if unlisted else None
             for asset, total in (totals.items() if isinstance(totals, dict) else ()):
@@ -132,7 +136,7 @@ class CcxtVenue:
             negative = {name: value for name, value in {self.quote: cash, **amounts}.items() if value < 0}
             if negative:  # a spot account cannot hold less than nothing: the reply is wrong, do not trade on it
                 raise DataError(f"fetch_balance: negative spot balances {negative}")
-        return Holdings(cash_quote=cash, amounts_base=amounts)
+        return Holdings(cash_quote=cash, amounts_base=amounts, free_base=free or None)
 
     def create_market_order(self, symbol: str, side: Side, amount_base: Decimal, *, client_order_id: str,
                             reduce_only: bool = False) -> OrderResult:

@@ -12,7 +12,7 @@ owner's cash. Without them (and for perps) the whole managed book (quote cash + 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from lib.core.errors import ConfigError
@@ -54,7 +54,7 @@ def split_holdings(holdings: Holdings, managed: frozenset[str]) -> tuple[Holding
     """(the managed holdings with all quote cash, the ignored ones): a perp counts by its spot symbol."""
     kept = {s: a for s, a in holdings.amounts_base.items() if to_spot(s) in managed}
     ignored = {s: a for s, a in holdings.amounts_base.items() if to_spot(s) not in managed}
-    return Holdings(cash_quote=holdings.cash_quote, amounts_base=kept), ignored
+    return replace(holdings, amounts_base=kept), ignored
 
 
 def sizing_equity(equity_quote: float, params: BookParams) -> float:

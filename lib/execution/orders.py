@@ -1,9 +1,10 @@
 """Pure: targets x holdings x prices x market rules -> an OrderPlan of Decimal market orders.
 
 Sends nothing. Every planned amount is a finite ``Decimal`` > 0 and a multiple of the market's amount step; a
-spot sell never exceeds what is held and spot buys never cost more than the cash can pay (fees and a slippage
-allowance included). Anything too small to trade is skipped with a recorded reason; anything that cannot be
-planned safely (a held asset without a price, NaN, an unsupported market) raises ``DataError``.
+spot sell never exceeds what is free (held minus what others' open orders lock) and spot buys never cost more
+than the cash can pay (fees and a slippage allowance included). Anything too small to trade is skipped with a
+recorded reason; anything that cannot be planned safely (a held asset without a price, NaN, an unsupported
+market) raises ``DataError``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import math
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
@@ -30,6 +31,7 @@ SKIP_MIN_AMOUNT = "below min amount"
 SKIP_MIN_NOTIONAL = "below min notional"
 SKIP_NO_CASH = "insufficient cash"
 SKIP_MAX_AMOUNT = "clipped to max amount"
+SKIP_LOCKED = "locked by open orders"
 
 BAND_TOLERANCE = 1e-9
 """A weight difference equal to the band (up to float noise) trades: 0.30 -> 0.28 (band 0.02)."""
@@ -216,7 +218,8 @@ def plan_orders(*, target_weights: Mapping[str, float], holdings: Holdings, pric
         if rules is None:
             raise DataError(f"no market rules for {symbol} (target {weight}, held {held}); refusing to plan")
         price = _price_of(symbol, prices)
-        _plan_symbol(symbol, weight, held, price, rules, equity_quote, params, legs, skipped)
+        _plan_symbol(symbol, weight, held, price, rules, equity_quote, params, legs, skipped,
+                     free=holdings.free_of(symbol))
     orders = _round_legs([leg for leg in legs if leg.side == "sell" or leg.rules.is_perpetual],
                                        params, skipped)
     spot_buys = [leg for leg in legs if leg.side == "buy" and not leg.rules.is_perpetual]
@@ -226,8 +229,9 @@ def plan_orders(*, target_weights: Mapping[str, float], holdings: Holdings, pric
 
 def _plan_symbol(symbol: str, weight: float, held: float, price: float, rules: MarketRules,
                  equity_quote: float, params: OrderParams, legs: list[_Leg],
-                 skipped: list[SkippedOrder]) -> None:
-    """Append one symbol's legs: a spot buy/sell, or perp reduce and/or open legs (a flip is two legs)."""
+                 skipped: list[SkippedOrder], *, free: float) -> None:
+    """Append one symbol's legs: a spot buy/sell, or perp reduce and/or open legs (a flip is two legs); a spot
+    sell is capped at ``free``, floored to the step (the exchange refuses to sell locked coins: SKIP_LOCKED)."""
     if rules.contract_size != 1:
         raise DataError(f"{symbol}: contract size {rules.contract_size} != 1 is not supported by the planner")
     if not rules.is_perpetual and (weight < 0 or held < 0):
@@ -256,6 +260,13 @@ def _plan_symbol(symbol: str, weight: float, held: float, price: float, rules: M
         amount = min(abs(delta_base), held_base) if side == "sell" else delta_base
         if side == "sell" and _leaves_unsellable_rest(held_base, amount, price, rules, params):
             amount = held_base  # what stays could never be sold on its own (below the minimums): sell it now
+        if side == "sell" and amount > Decimal(repr(free)):
+            amount = _capped_at_free(amount, Decimal(repr(free)), rules.amount_step,
+                                     lambda detail: skipped.append(SkippedOrder(
+                                         symbol=symbol, side=side, reason=SKIP_LOCKED, detail=detail,
+                                         target_weight=weight, current_weight=current_weight)))
+            if amount == 0:
+                return
         legs.append(leg(amount, reduce_only=False))
     elif held_base != 0 and (delta_base > 0) != (held_base > 0):  # moves the position toward zero
         legs.append(leg(min(abs(delta_base), abs(held_base)), reduce_only=True))
@@ -263,6 +274,23 @@ def _plan_symbol(symbol: str, weight: float, held: float, price: float, rules: M
             legs.append(leg(abs(delta_base) - abs(held_base), reduce_only=False))
     else:
         legs.append(leg(abs(delta_base), reduce_only=False))
+
+
+def _capped_at_free(amount: Decimal, free: Decimal, step: Decimal, skip: Callable[[str], None]) -> Decimal:
+    """The free part of a spot sell, floored to ``step``; the locked rest is recorded through ``skip``."""
+    capped = round_down_to_step(max(free, Decimal(0)), step)
+    skip(f"sell {amount} > free {free} (the rest is locked by open orders the bot did not place): "
+         f"{'selling ' + str(capped) if capped > 0 else 'nothing to sell'}, the rest when it is free")
+    return capped
+
+
+def locked_exits_alert(skipped: Sequence[SkippedOrder]) -> str | None:
+    """One alert for the exits (target 0: signal exit, drawdown flatten) that locked coins hold back, else None."""
+    blocked = sorted({s.symbol for s in skipped if s.reason == SKIP_LOCKED and s.target_weight == 0})
+    if not blocked:
+        return None
+    return ("coinbot: cannot fully exit " + ", ".join(blocked) + ": part of the coins is locked by open orders "
+            "the bot did not place (only the free part is sold); cancel those orders or sell them by hand")
 
 
 def _leaves_unsellable_rest(held: Decimal, sold: Decimal, price: float, rules: MarketRules,

@@ -22,12 +22,20 @@ from loguru import logger
 
 from lib.core import errors
 from lib.core.state import HaltRecord, Targets
-from lib.core.venue import Broker, Holdings, OrderResult
+from lib.core.venue import Broker, OrderResult
 from lib.execution import journal as records
 from lib.execution.book import Book
 from lib.execution.journal import JournalEvent, RunInfo
 from lib.execution.order_split import split_reducing_orders
-from lib.execution.orders import OrderParams, OrderPlan, PlannedOrder, SkippedOrder, plan_orders
+from lib.execution.orders import (
+    SKIP_LOCKED,
+    OrderParams,
+    OrderPlan,
+    PlannedOrder,
+    SkippedOrder,
+    locked_exits_alert,
+    plan_orders,
+)
 from lib.execution.risk import RiskLimits, RiskVerdict, check_halt, check_kill_switch, check_reduces_risk
 from lib.execution.state_files import Journal, PositionsWriter, write_halt
 from lib.execution.venue_session import Session, prepare_perps
@@ -112,14 +120,15 @@ def plan_rebalance(session: Session, book: Book, *, target_weights: Mapping[str,
                    limits: RiskLimits, journal: Journal, run: RunInfo) -> OrderPlan:
     """lib.execution.orders.plan_orders, risk-reducing orders split under the fat-finger cap
     (lib.execution.order_split), minus orders whose client id already filled; journals planned and skipped."""
-    holdings = Holdings(cash_quote=book.holdings.cash_quote,  # an unpriced symbol is left out: never planned
-                        amounts_base={s: a for s, a in book.holdings.amounts_base.items() if s not in book.unpriced})
+    holdings = replace(book.holdings,  # an unpriced symbol is left out: never planned
+                       amounts_base={s: a for s, a in book.holdings.amounts_base.items() if s not in book.unpriced})
     plan = plan_orders(target_weights={s: w for s, w in target_weights.items() if s not in book.unpriced},
                        holdings=holdings, prices=book.prices, markets=session.markets,
                        equity_quote=book.sizing_quote, params=params, rebalance_id=run.rebalance_id)
     plan = split_reducing_orders(plan, holdings=holdings, markets=session.markets,
                                  max_order_notional_quote=limits.max_order_notional_quote,
-                                 rebalance_id=run.rebalance_id, prefix=params.client_order_id_prefix)
+                                 rebalance_id=run.rebalance_id, prefix=params.client_order_id_prefix,
+                                 min_order_notional_quote=params.min_order_notional_quote)
     dead = tuple(SkippedOrder(symbol=o.symbol, side=o.side, reason=SKIP_NO_LIVE_PRICE,
                               detail="valued at its last stored close: a person must act",
                               target_weight=o.target_weight, current_weight=o.current_weight)
@@ -137,6 +146,8 @@ def plan_rebalance(session: Session, book: Book, *, target_weights: Mapping[str,
         journal.append(records.to_planned_event(order, run))
     for skipped in plan.skipped:
         journal.append(records.to_skipped_event(skipped, run))
+        if skipped.reason == SKIP_LOCKED:  # a shared account: the owner's open orders lock part of the coin
+            logger.warning("{} {}: {} ({})", skipped.symbol, skipped.side, skipped.reason, skipped.detail)
     return plan
 
 
@@ -295,7 +306,8 @@ def flatten(session: Session, book: Book, *, journal: Journal, run: RunInfo, wri
     blocked = {rejection.symbol for rejection in rejections}
     outcome = send_orders([o for o in plan.orders if o.symbol not in blocked], session.broker, journal, run,
                           on_fill=writer.after_fill)
-    complete = not (rejections or outcome.rejected or outcome.unresolved)
+    locked = locked_exits_alert(plan.skipped)  # coins locked by a person's open orders: not all sold
+    complete = not (rejections or outcome.rejected or outcome.unresolved or locked)
     try:
         _finish(outcome, writer)
     except errors.CoinbotError as error:  # reported below through the halt message and the journal
@@ -304,7 +316,7 @@ def flatten(session: Session, book: Book, *, journal: Journal, run: RunInfo, wri
         write_halt(halt_path, replace(halt, flattened=True, flattened_ms=run.time_ms))
     state = "complete" if complete else "INCOMPLETE (the next run retries it)"
     raise errors.TradingHalted(f"drawdown halt: {halt.detail}; flatten {state}, {len(outcome.filled)} "
-                               f"order(s) filled; {HOW_TO_RESUME}")
+                               f"order(s) filled; {locked + '; ' if locked else ''}{HOW_TO_RESUME}")
 
 
 def _finish(outcome: records.SendOutcome, writer: PositionsWriter) -> None:

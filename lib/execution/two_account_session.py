@@ -41,7 +41,8 @@ class RoutingBroker:
     def fetch_holdings(self) -> Holdings:
         spot, futures = self.spot.fetch_holdings(), self.futures.fetch_holdings()
         return Holdings(cash_quote=spot.cash_quote + futures.cash_quote,
-                        amounts_base={**spot.amounts_base, **futures.amounts_base})
+                        amounts_base={**spot.amounts_base, **futures.amounts_base},
+                        free_base=spot.free_base)  # coins locked by open orders: spot only (perps are all free)
 
     def create_market_order(self, symbol: str, side: Side, amount_base: Decimal, *, client_order_id: str,
                             reduce_only: bool = False) -> OrderResult:

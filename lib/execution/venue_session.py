@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loguru import logger
@@ -105,7 +105,7 @@ class Session:
         else:
             holdings = self.broker.fetch_holdings()
         amounts = {s: a for s, a in holdings.amounts_base.items() if a != 0 and quote_of(s) == self.quote}
-        return Holdings(cash_quote=holdings.cash_quote, amounts_base=amounts)
+        return replace(holdings, amounts_base=amounts)  # free_base kept: what of each coin can be sold
 
 
 def connect_market_data(section: ExchangeSection, secrets: Secrets, *, now_ms: int,
