@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -25,10 +26,18 @@ TELEGRAM = {"COINBOT_TELEGRAM_BOT_TOKEN": "123:test-token", "COINBOT_TELEGRAM_CH
 WEIGHTS = {"BTC/USDT": 0.3, "BTC/USDT:USDT": -0.3, "ETH/USDT": 0.2, "ETH/USDT:USDT": -0.2}
 
 
+@contextmanager
+def carry_exchange(*, now_ms: int = FAKE_NOW_MS, spot_usdt: float = 1000,
+                   futures_quote: float = 0) -> Iterator[FakeBinance]:
+    """The fake spot + USD-M exchange with these two wallets, its tickers on the wall clock (the bot's)."""
+    with FakeBinance(now_ms=now_ms, spot_balances={"USDT": spot_usdt}, futures_wallet_quote=futures_quote) as server:
+        server.ticker_clock = "wall"
+        yield server
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=0) as server:
-        server.ticker_clock = "wall"  # the bot runs on the wall clock
+    with carry_exchange() as server:
         yield server
 
 
@@ -43,10 +52,15 @@ def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeou
          "enable_rate_limit": False, "retry_base_delay_ms": 1, "timeout_ms": timeout_ms}, telegram.base_url,
         risk=values, extra=extra))
     project.write_env(**TELEGRAM, **KEYS)
+    write_targets(project, WEIGHTS)
+
+
+def write_targets(project: Project, weights: dict[str, float], *, strategy: str = "funding_carry") -> None:
+    """targets.json of ``strategy`` decided at the last closed hour (wall clock): fresh for this run."""
     wall_ms = int(time.time() * 1000)
     as_of = wall_ms - wall_ms % MS_PER_HOUR - MS_PER_HOUR
-    targets = Targets(as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR, strategy="funding_carry", exchange="binance",
-                      market_type="spot", timeframe="1h", weights=WEIGHTS)
+    targets = Targets(as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR, strategy=strategy, exchange="binance",
+                      market_type="spot", timeframe="1h", weights=weights)
     write_json_atomic(project.state / "targets.json", targets.to_dict())
 
 

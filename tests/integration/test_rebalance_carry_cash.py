@@ -21,9 +21,6 @@ from decimal import Decimal
 
 import pytest
 
-from lib.core.state import Targets
-from lib.core.storage import write_json_atomic
-from lib.core.timeframes import MS_PER_HOUR
 from lib.execution.carry_legs import transfer_id
 from lib.execution.orders import client_order_id
 from tests.fakes.exchange_server import FakeBinance
@@ -33,9 +30,11 @@ from tests.integration.test_rebalance_carry import (
     FAKE_NOW_MS,
     assert_hedged_or_flat,
     assert_no_duplicates,
+    carry_exchange,
     journal,
     legs,
     setup,
+    write_targets,
 )
 
 OVER = {"BTC/USDT": 0.35, "BTC/USDT:USDT": -0.35, "ETH/USDT": 0.30, "ETH/USDT:USDT": -0.30}
@@ -43,17 +42,8 @@ OVER = {"BTC/USDT": 0.35, "BTC/USDT:USDT": -0.35, "ETH/USDT": 0.30, "ETH/USDT:US
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 6_000}, futures_wallet_quote=4_000) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS, spot_usdt=6_000, futures_quote=4_000) as server:
         yield server
-
-
-def write_targets(project: Project, weights: dict[str, float]) -> None:
-    wall_ms = int(time.time() * 1000)
-    as_of = wall_ms - wall_ms % MS_PER_HOUR - MS_PER_HOUR
-    targets = Targets(as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR, strategy="funding_carry", exchange="binance",
-                      market_type="spot", timeframe="1h", weights=weights)
-    write_json_atomic(project.state / "targets.json", targets.to_dict())
 
 
 def test_the_futures_wallets_idle_excess_pays_the_spot_legs_instead_of_scaling_them(
@@ -110,8 +100,7 @@ FITS = {"BTC/USDT": 0.35, "BTC/USDT:USDT": -0.35, "ETH/USDT": 0.25, "ETH/USDT:US
 
 @pytest.fixture
 def roomy() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 10_000}, futures_wallet_quote=0) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS, spot_usdt=10_000) as server:
         yield server
 
 
@@ -145,8 +134,7 @@ def test_a_carry_book_within_its_cash_sends_the_orders_and_transfer_it_always_di
 
 @pytest.fixture
 def banded() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 7_000}, futures_wallet_quote=4_000) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS, spot_usdt=7_000, futures_quote=4_000) as server:
         yield server
 
 

@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
-from tests.integration.test_rebalance_carry import FAKE_NOW_MS, legs, setup
+from tests.integration.test_rebalance_carry import FAKE_NOW_MS, carry_exchange, legs, setup
 from tests.integration.test_rebalance_carry_risk import PERP, risk_events, set_up_a_9pct_basis_day, write_hourly
 
 CARRY = "[carry]\nleverage = 10\n"  # futures wallet target = 500 / 10 x 1.5 = 75: a thin margin
@@ -23,8 +23,7 @@ CARRY = "[carry]\nleverage = 10\n"  # futures wallet target = 500 / 10 x 1.5 = 7
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=0) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS) as server:
         yield server
 
 

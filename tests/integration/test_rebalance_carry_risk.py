@@ -27,6 +27,7 @@ from tests.integration.test_rebalance_carry import (
     FAKE_NOW_MS,
     assert_hedged_or_flat,
     assert_no_duplicates,
+    carry_exchange,
     journal,
     legs,
     setup,
@@ -37,8 +38,7 @@ SPOT, PERP = "binance", "binanceusdm_swap"
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=0) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS) as server:
         yield server
 
 

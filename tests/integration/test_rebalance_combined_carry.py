@@ -19,7 +19,8 @@ from lib.core.timeframes import MS_PER_HOUR
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project, carry_config_text
-from tests.integration.test_rebalance_carry import KEYS, TELEGRAM, assert_no_duplicates, journal, legs
+from tests.integration.test_rebalance_carry import KEYS, TELEGRAM, assert_no_duplicates, carry_exchange, journal, legs
+from tests.integration.test_rebalance_carry import write_targets as carry_targets
 from tests.integration.test_rebalance_carry_risk import PERP as PERP_VENUE
 from tests.integration.test_rebalance_carry_risk import SPOT as SPOT_VENUE
 from tests.integration.test_rebalance_carry_risk import write_hourly
@@ -34,8 +35,7 @@ BOTH = {"BTC/USDT": 0.40, "BTC/USDT:USDT": -0.25, "ETH/USDT": 0.15, "ETH/USDT:US
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 1000}, futures_wallet_quote=0) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS) as server:
         yield server
 
 
@@ -52,11 +52,7 @@ def setup(project: Project, telegram: FakeTelegram, fake: FakeBinance, *, timeou
 
 
 def write_targets(project: Project, weights: dict[str, float]) -> None:
-    wall_ms = int(time.time() * 1000)
-    as_of = wall_ms - wall_ms % MS_PER_HOUR - MS_PER_HOUR
-    targets = Targets(as_of_ms=as_of, created_ms=as_of + MS_PER_HOUR, strategy="combined", exchange="binance",
-                      market_type="spot", timeframe="1h", weights=weights)
-    write_json_atomic(project.state / "targets.json", targets.to_dict())
+    carry_targets(project, weights, strategy="combined")
 
 
 def perp(fake: FakeBinance, coin: str) -> Decimal:

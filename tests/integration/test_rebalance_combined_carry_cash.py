@@ -24,7 +24,7 @@ from lib.core.storage import read_json
 from tests.fakes.exchange_server import FakeBinance
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.conftest import Project
-from tests.integration.test_rebalance_carry import assert_no_duplicates, journal
+from tests.integration.test_rebalance_carry import assert_no_duplicates, carry_exchange, journal
 from tests.integration.test_rebalance_combined_carry import FAKE_NOW_MS, perp, setup, spot, write_targets
 
 OVER = {"BTC/USDT": 0.45, "BTC/USDT:USDT": -0.20, "ETH/USDT": 0.1675, "ETH/USDT:USDT": -0.1675, "BNB/USDT": 0.25}
@@ -33,8 +33,7 @@ SCALE = 4474.64 / 5017.5
 
 @pytest.fixture
 def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(now_ms=FAKE_NOW_MS, spot_balances={"USDT": 10_000}, futures_wallet_quote=0) as server:
-        server.ticker_clock = "wall"
+    with carry_exchange(now_ms=FAKE_NOW_MS, spot_usdt=10_000) as server:
         yield server
 
 

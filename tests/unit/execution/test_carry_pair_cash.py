@@ -6,7 +6,6 @@ is scaled, journaled once and alerted."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR
 from decimal import Decimal as D
 from types import SimpleNamespace
@@ -29,10 +28,11 @@ from lib.execution.carry_legs import (
 )
 from lib.execution.carry_risk import CarryCandles, held_shorts
 from lib.execution.carry_state import RunState
-from lib.execution.journal import JournalEvent, RunInfo
+from lib.execution.journal import RunInfo
 from lib.execution.orders import OrderParams
 from lib.execution.risk import RiskLimits
 from lib.research.carry.sleeve import CarryParams
+from tests.unit.execution.test_carry_combo_cash import _Journal
 from tests.unit.execution.test_carry_legs import PARAMS, PERP, PRICES, RULES, SPOT
 
 RESERVE = D("0.0035")  # the spot book's: 0.1 % taker fee + 25 bps slippage allowance
@@ -111,14 +111,6 @@ def test_a_scaled_pair_grows_both_legs_by_the_scale_and_never_below_its_short() 
                        equity=10_000.0) is pair  # shrinking: never scaled
     assert scaled_pair(pair, amount=D("0.15"), short_held=D(0), scale=D(1), step=STEP, price=20_000.0,
                        equity=10_000.0) is pair
-
-
-@dataclass
-class _Journal:
-    appended: list[JournalEvent] = field(default_factory=list)
-
-    def append(self, event: JournalEvent) -> None:
-        self.appended.append(event)
 
 
 class _Session:
